@@ -1,0 +1,399 @@
+import type { Decider } from '../decider.js';
+import { DomainError } from '../errors.js';
+import type {
+  ChangeSource,
+  Contact,
+  OperationRequestSource,
+  SubscriptionDetails,
+  SubscriptionEvent,
+  Term,
+} from './subscription.events.js';
+import { evolve, initialState } from './subscription.state.js';
+import type { KnownSubscription, SubscriptionState } from './subscription.state.js';
+
+/** Why and when, carried by every command. Time arrives here: the domain never reads a clock. */
+export type CommandMeta = {
+  now: string;
+  source: ChangeSource;
+};
+
+/** Commands caused by a Microsoft operation carry its id: the idempotency key. */
+type ByOperation = CommandMeta & { operationId: string };
+
+export type SubscriptionCommand =
+  /** We learned of a purchase (Resolve on the landing page, a `Subscribe` webhook, reconciliation). */
+  | (CommandMeta & {
+      type: 'RecordPurchase';
+      subscription: SubscriptionDetails;
+      /** `saasSubscriptionStatus` at Microsoft, trimmed. */
+      microsoftStatus: string;
+      operationId?: string;
+    })
+  | (CommandMeta & { type: 'RequestActivation'; contact: Contact; planId?: string; quantity?: number })
+  | (CommandMeta & { type: 'RecordActivationFailure'; reason: string; final: boolean })
+  | (CommandMeta & { type: 'ConfirmActivation'; planId?: string; quantity?: number; term?: Term })
+  | (CommandMeta & { type: 'RequestPlanChange'; requestId: string; planId: string })
+  | (CommandMeta & { type: 'RequestQuantityChange'; requestId: string; quantity: number })
+  | (CommandMeta & { type: 'RequestCancellation'; requestId: string; reason?: string })
+  | (CommandMeta & { type: 'RecordChangeSubmitted'; requestId: string; operationId: string })
+  | (CommandMeta & {
+      type: 'RecordChangeRequestFailure';
+      requestId: string;
+      status: string;
+      reason: string;
+      operationId?: string;
+    })
+  | (ByOperation & { type: 'ApplyPlanChange'; planId: string; requestSource?: OperationRequestSource })
+  | (ByOperation & { type: 'ApplyQuantityChange'; quantity: number; requestSource?: OperationRequestSource })
+  | (ByOperation & {
+      type: 'RejectChange';
+      action: 'ChangePlan' | 'ChangeQuantity';
+      planId?: string;
+      quantity?: number;
+      reason: string;
+    })
+  | (ByOperation & { type: 'Suspend' })
+  | (ByOperation & { type: 'Reinstate' })
+  | (ByOperation & { type: 'Renew'; term?: Term })
+  | (CommandMeta & { type: 'Unsubscribe'; operationId?: string; reason?: string });
+
+export type SubscriptionCommandType = SubscriptionCommand['type'];
+
+function known(state: SubscriptionState, command: SubscriptionCommand): KnownSubscription {
+  if (state.status === 'Initial') {
+    throw new DomainError('subscription-not-found', `${command.type}: no purchase has been recorded for this subscription`, 404);
+  }
+  return state;
+}
+
+function refuse(state: KnownSubscription, command: SubscriptionCommand, allowed: string): never {
+  throw new DomainError(
+    'illegal-transition',
+    `${command.type} is not allowed while the subscription is ${state.status} (only when ${allowed})`,
+  );
+}
+
+function requireStatus<S extends KnownSubscription['status']>(
+  state: KnownSubscription,
+  command: SubscriptionCommand,
+  ...statuses: S[]
+): asserts state is Extract<KnownSubscription, { status: S }> {
+  if (!(statuses as string[]).includes(state.status)) refuse(state, command, statuses.join(' or '));
+}
+
+function noPendingChange(state: KnownSubscription, command: SubscriptionCommand): void {
+  const p = state.pendingChange;
+  if (p) {
+    throw new DomainError(
+      'change-pending',
+      `${command.type}: a publisher-side ${p.kind} change (request ${p.requestId}${
+        p.operationId ? `, operation ${p.operationId}` : ''
+      }) is still pending at Microsoft; wait until it settles`,
+    );
+  }
+}
+
+function allowsCustomerOperation(state: KnownSubscription, command: SubscriptionCommand, op: 'Update' | 'Delete'): void {
+  if (!state.allowedCustomerOperations.includes(op)) {
+    throw new DomainError(
+      'operation-not-allowed',
+      `${command.type}: Microsoft does not allow '${op}' on this subscription (allowedCustomerOperations: ${
+        state.allowedCustomerOperations.join(', ') || 'none'
+      }; CSP purchases are Read only)`,
+      422,
+    );
+  }
+}
+
+function quantityValid(quantity: number, command: SubscriptionCommand): void {
+  if (!Number.isInteger(quantity) || quantity < 1) {
+    throw new DomainError('invalid-quantity', `${command.type}: quantity must be a whole number ≥ 1, got ${quantity}`, 400);
+  }
+}
+
+/** Events that rebuild the lifecycle position Microsoft reports for a subscription we learn of late. */
+function purchaseEvents(
+  command: Extract<SubscriptionCommand, { type: 'RecordPurchase' }>,
+): SubscriptionEvent[] {
+  const because = { at: command.now, source: command.source };
+  const s = command.subscription;
+  const events: SubscriptionEvent[] = [
+    {
+      type: 'Purchased',
+      data: {
+        ...because,
+        ...(command.operationId ? { operationId: command.operationId } : {}),
+        ...s,
+        microsoftStatus: command.microsoftStatus,
+      },
+    },
+  ];
+  const alreadyActive = ['Subscribed', 'Suspended'].includes(command.microsoftStatus);
+  if (alreadyActive) {
+    events.push({
+      type: 'Activated',
+      data: { ...because, planId: s.planId, quantity: s.quantity, autoActivated: true, term: s.term },
+    });
+  }
+  if (command.microsoftStatus === 'Suspended') events.push({ type: 'Suspended', data: because });
+  if (command.microsoftStatus === 'Unsubscribed') {
+    events.push({ type: 'Unsubscribed', data: { ...because, reason: 'already unsubscribed at Microsoft when first recorded' } });
+  }
+  return events;
+}
+
+export function decide(command: SubscriptionCommand, state: SubscriptionState): SubscriptionEvent[] {
+  // A Microsoft operation already applied to this subscription is a no-op, whatever it asks.
+  if (
+    state.status !== 'Initial' &&
+    'operationId' in command &&
+    command.operationId !== undefined &&
+    command.type !== 'RecordChangeSubmitted' &&
+    state.appliedOperations.includes(command.operationId)
+  ) {
+    return [];
+  }
+  const because = { at: command.now, source: command.source };
+
+  switch (command.type) {
+    case 'RecordPurchase': {
+      if (state.status !== 'Initial') {
+        // A second Resolve (Microsoft's "Manage account") or a repeated Subscribe: already recorded.
+        if (command.subscription.subscriptionId !== state.subscriptionId) {
+          throw new DomainError('subscription-mismatch', 'RecordPurchase: subscription id does not match this stream', 400);
+        }
+        // An auto-activated purchase we recorded as pending before Microsoft told us it is active.
+        if (state.status === 'PendingFulfillmentStart' && command.microsoftStatus === 'Subscribed') {
+          return [
+            {
+              type: 'Activated',
+              data: {
+                ...because,
+                ...(command.operationId ? { operationId: command.operationId } : {}),
+                planId: command.subscription.planId,
+                quantity: command.subscription.quantity,
+                // Activated by our own request that we had not confirmed yet, or by Microsoft at purchase.
+                autoActivated: !state.activation.requestedAt,
+                term: command.subscription.term,
+              },
+            },
+          ];
+        }
+        return [];
+      }
+      if (!command.subscription.subscriptionId) {
+        throw new DomainError('invalid-purchase', 'RecordPurchase: subscriptionId is required', 400);
+      }
+      return purchaseEvents(command);
+    }
+
+    case 'RequestActivation': {
+      const s = known(state, command);
+      if (s.status === 'Subscribed' || s.status === 'Suspended') {
+        throw new DomainError('already-active', `RequestActivation: the subscription is already ${s.status}; it is never activated twice`);
+      }
+      requireStatus(s, command, 'PendingFulfillmentStart');
+      if (!command.contact.email) throw new DomainError('contact-required', 'RequestActivation: a contact email is required', 400);
+      if (s.activation.requestedAt && !s.activation.gaveUp) return []; // already under way
+      if (command.quantity !== undefined) quantityValid(command.quantity, command);
+      return [
+        {
+          type: 'ActivationRequested',
+          data: { ...because, planId: command.planId ?? s.planId, quantity: command.quantity ?? s.quantity, contact: command.contact },
+        },
+      ];
+    }
+
+    case 'RecordActivationFailure': {
+      const s = known(state, command);
+      requireStatus(s, command, 'PendingFulfillmentStart');
+      if (!s.activation.requestedAt) refuse(s, command, 'an activation has been requested');
+      return [
+        {
+          type: 'ActivationFailed',
+          data: { ...because, reason: command.reason, attempt: s.activation.failures + 1, final: command.final },
+        },
+      ];
+    }
+
+    case 'ConfirmActivation': {
+      const s = known(state, command);
+      if (s.status === 'Subscribed') return []; // confirmed before a crash: nothing more to record
+      requireStatus(s, command, 'PendingFulfillmentStart');
+      return [
+        {
+          type: 'Activated',
+          data: {
+            ...because,
+            planId: command.planId ?? s.planId,
+            quantity: command.quantity ?? s.quantity,
+            autoActivated: false,
+            term: command.term,
+          },
+        },
+      ];
+    }
+
+    case 'RequestPlanChange': {
+      const s = known(state, command);
+      if (s.pendingChange?.requestId === command.requestId) return [];
+      requireStatus(s, command, 'Subscribed');
+      allowsCustomerOperation(s, command, 'Update');
+      noPendingChange(s, command);
+      if (!command.planId) throw new DomainError('invalid-plan', 'RequestPlanChange: planId is required', 400);
+      if (command.planId === s.planId) {
+        throw new DomainError('same-plan', `RequestPlanChange: the subscription is already on plan ${s.planId}`, 400);
+      }
+      return [
+        { type: 'PlanChangeRequested', data: { ...because, requestId: command.requestId, planId: command.planId, previousPlanId: s.planId } },
+      ];
+    }
+
+    case 'RequestQuantityChange': {
+      const s = known(state, command);
+      if (s.pendingChange?.requestId === command.requestId) return [];
+      requireStatus(s, command, 'Subscribed');
+      allowsCustomerOperation(s, command, 'Update');
+      noPendingChange(s, command);
+      quantityValid(command.quantity, command);
+      if (command.quantity === s.quantity) {
+        throw new DomainError('same-quantity', `RequestQuantityChange: the subscription already has ${s.quantity} seats`, 400);
+      }
+      return [
+        {
+          type: 'QuantityChangeRequested',
+          data: { ...because, requestId: command.requestId, quantity: command.quantity, previousQuantity: s.quantity },
+        },
+      ];
+    }
+
+    case 'RequestCancellation': {
+      const s = known(state, command);
+      if (s.pendingChange?.requestId === command.requestId) return [];
+      requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
+      allowsCustomerOperation(s, command, 'Delete');
+      noPendingChange(s, command);
+      return [{ type: 'CancellationRequested', data: { ...because, requestId: command.requestId, reason: command.reason } }];
+    }
+
+    case 'RecordChangeSubmitted': {
+      const s = known(state, command);
+      const p = s.pendingChange;
+      if (!p || p.requestId !== command.requestId) {
+        throw new DomainError('no-such-request', `RecordChangeSubmitted: request ${command.requestId} is not pending`);
+      }
+      if (p.operationId === command.operationId) return [];
+      if (p.operationId) {
+        throw new DomainError('already-submitted', `RecordChangeSubmitted: request ${command.requestId} already has operation ${p.operationId}`);
+      }
+      return [{ type: 'ChangeSubmitted', data: { ...because, requestId: command.requestId, operationId: command.operationId } }];
+    }
+
+    case 'RecordChangeRequestFailure': {
+      const s = known(state, command);
+      if (s.pendingChange?.requestId !== command.requestId) return []; // settled already (by success or a previous failure)
+      return [
+        {
+          type: 'ChangeRequestFailed',
+          data: {
+            ...because,
+            ...(command.operationId ? { operationId: command.operationId } : {}),
+            requestId: command.requestId,
+            status: command.status,
+            reason: command.reason,
+          },
+        },
+      ];
+    }
+
+    case 'ApplyPlanChange': {
+      const s = known(state, command);
+      requireStatus(s, command, 'Subscribed');
+      if (command.planId === s.planId) return []; // a "revert" notification: already on that plan
+      return [
+        {
+          type: 'PlanChanged',
+          data: { ...because, operationId: command.operationId, planId: command.planId, previousPlanId: s.planId, requestSource: command.requestSource },
+        },
+      ];
+    }
+
+    case 'ApplyQuantityChange': {
+      const s = known(state, command);
+      requireStatus(s, command, 'Subscribed');
+      quantityValid(command.quantity, command);
+      if (command.quantity === s.quantity) return []; // a "revert" notification
+      return [
+        {
+          type: 'QuantityChanged',
+          data: {
+            ...because,
+            operationId: command.operationId,
+            quantity: command.quantity,
+            previousQuantity: s.quantity,
+            requestSource: command.requestSource,
+          },
+        },
+      ];
+    }
+
+    case 'RejectChange': {
+      const s = known(state, command);
+      requireStatus(s, command, 'Subscribed');
+      return [
+        {
+          type: 'ChangeRejected',
+          data: {
+            ...because,
+            operationId: command.operationId,
+            action: command.action,
+            planId: command.planId,
+            quantity: command.quantity,
+            reason: command.reason,
+          },
+        },
+      ];
+    }
+
+    case 'Suspend': {
+      const s = known(state, command);
+      requireStatus(s, command, 'Subscribed');
+      return [{ type: 'Suspended', data: { ...because, operationId: command.operationId } }];
+    }
+
+    case 'Reinstate': {
+      const s = known(state, command);
+      requireStatus(s, command, 'Suspended');
+      return [{ type: 'Reinstated', data: { ...because, operationId: command.operationId } }];
+    }
+
+    case 'Renew': {
+      const s = known(state, command);
+      // A renewal reported after a suspension (notifications are not ordered) still moves the term.
+      requireStatus(s, command, 'Subscribed', 'Suspended');
+      return [{ type: 'Renewed', data: { ...because, operationId: command.operationId, term: command.term } }];
+    }
+
+    case 'Unsubscribe': {
+      const s = known(state, command);
+      requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
+      return [
+        {
+          type: 'Unsubscribed',
+          data: { ...because, ...(command.operationId ? { operationId: command.operationId } : {}), reason: command.reason },
+        },
+      ];
+    }
+
+    default: {
+      const _exhaustive: never = command;
+      throw new DomainError('unknown-command', `unknown command ${(command as { type: string }).type}`, 400);
+    }
+  }
+}
+
+export const subscriptionDecider: Decider<SubscriptionCommand, SubscriptionState, SubscriptionEvent> = {
+  decide,
+  evolve,
+  initialState,
+};

@@ -1,0 +1,201 @@
+/**
+ * The events of one SaaS subscription's life, as an auditor reads them.
+ *
+ * Every event says when (`at`, the time the fact became known to us, ISO-8601 UTC), why (`source`,
+ * and Microsoft's `operationId` where a Microsoft operation caused it) and the data. Who did it
+ * (`actor`), correlation and the audit chain hash travel in the store's event metadata.
+ */
+
+/** Where a change came from. */
+export type ChangeSource =
+  | 'landing' // the customer's landing page (Resolve, activation form)
+  | 'webhook' // a Microsoft notification
+  | 'operator' // the ISV's staff or systems through the operator API
+  | 'reconciliation' // comparison with Microsoft's subscription list
+  | 'process'; // one of our process managers (activation, publisher-side change follow-up)
+
+/** Who at Microsoft initiated an operation (`operationRequestSource`). Kept as a string: new values appear. */
+export type OperationRequestSource = 'Azure' | 'Partner' | (string & {});
+
+export type Party = {
+  emailId?: string;
+  objectId?: string;
+  tenantId?: string;
+  puid?: string | null;
+};
+
+export type Term = {
+  termUnit?: string;
+  startDate?: string;
+  endDate?: string;
+  chargeDuration?: string | null;
+};
+
+export type Contact = {
+  email: string;
+  name?: string;
+  company?: string;
+  phone?: string;
+};
+
+type Because = {
+  at: string;
+  source: ChangeSource;
+  operationId?: string;
+};
+
+/** Everything Microsoft told us about the subscription when we first learned of it. */
+export type SubscriptionDetails = {
+  subscriptionId: string;
+  name: string;
+  publisherId?: string;
+  offerId: string;
+  planId: string;
+  /** Seats; absent for plans that are not per seat. */
+  quantity?: number;
+  purchaser: Party;
+  beneficiary: Party;
+  term: Term;
+  autoRenew: boolean;
+  isFreeTrial: boolean;
+  isTest: boolean;
+  sandboxType?: string;
+  sessionMode?: string;
+  allowedCustomerOperations: string[];
+  /** Microsoft's `created`. */
+  created?: string;
+};
+
+export type Purchased = {
+  type: 'Purchased';
+  data: Because &
+    SubscriptionDetails & {
+      /** `saasSubscriptionStatus` at Microsoft when we recorded the purchase. */
+      microsoftStatus: string;
+    };
+};
+
+export type ActivationRequested = {
+  type: 'ActivationRequested';
+  data: Because & { planId: string; quantity?: number; contact: Contact };
+};
+
+export type ActivationFailed = {
+  type: 'ActivationFailed';
+  data: Because & { reason: string; attempt: number; final: boolean };
+};
+
+export type Activated = {
+  type: 'Activated';
+  data: Because & {
+    planId: string;
+    quantity?: number;
+    /** True when Microsoft activated it at purchase (auto-activation): we never called Activate. */
+    autoActivated: boolean;
+    term?: Term;
+  };
+};
+
+/** A publisher-side change we intend to make at Microsoft; it locks further publisher changes until settled. */
+export type PlanChangeRequested = {
+  type: 'PlanChangeRequested';
+  data: Because & { requestId: string; planId: string; previousPlanId: string };
+};
+
+export type QuantityChangeRequested = {
+  type: 'QuantityChangeRequested';
+  data: Because & { requestId: string; quantity: number; previousQuantity?: number };
+};
+
+export type CancellationRequested = {
+  type: 'CancellationRequested';
+  data: Because & { requestId: string; reason?: string };
+};
+
+/** Microsoft accepted a publisher-side change (202) and gave it this operation id. */
+export type ChangeSubmitted = {
+  type: 'ChangeSubmitted';
+  data: Because & { requestId: string; operationId: string };
+};
+
+/** A publisher-side change did not happen at Microsoft (refused, `Failed`, `Conflict`). */
+export type ChangeRequestFailed = {
+  type: 'ChangeRequestFailed';
+  data: Because & { requestId: string; status: string; reason: string };
+};
+
+export type PlanChanged = {
+  type: 'PlanChanged';
+  data: Because & { planId: string; previousPlanId: string; requestSource?: OperationRequestSource };
+};
+
+export type QuantityChanged = {
+  type: 'QuantityChanged';
+  data: Because & { quantity: number; previousQuantity?: number; requestSource?: OperationRequestSource };
+};
+
+/** The ISV refused a customer-side change (policy), inside Microsoft's acknowledgement window. */
+export type ChangeRejected = {
+  type: 'ChangeRejected';
+  data: Because & {
+    operationId: string;
+    action: 'ChangePlan' | 'ChangeQuantity';
+    planId?: string;
+    quantity?: number;
+    reason: string;
+  };
+};
+
+export type Suspended = { type: 'Suspended'; data: Because };
+export type Reinstated = { type: 'Reinstated'; data: Because };
+export type Renewed = { type: 'Renewed'; data: Because & { term?: Term } };
+export type Unsubscribed = { type: 'Unsubscribed'; data: Because & { reason?: string } };
+
+export type SubscriptionEvent =
+  | Purchased
+  | ActivationRequested
+  | ActivationFailed
+  | Activated
+  | PlanChangeRequested
+  | QuantityChangeRequested
+  | CancellationRequested
+  | ChangeSubmitted
+  | ChangeRequestFailed
+  | PlanChanged
+  | QuantityChanged
+  | ChangeRejected
+  | Suspended
+  | Reinstated
+  | Renewed
+  | Unsubscribed;
+
+export type SubscriptionEventType = SubscriptionEvent['type'];
+
+export const subscriptionEventTypes: readonly SubscriptionEventType[] = [
+  'Purchased',
+  'ActivationRequested',
+  'ActivationFailed',
+  'Activated',
+  'PlanChangeRequested',
+  'QuantityChangeRequested',
+  'CancellationRequested',
+  'ChangeSubmitted',
+  'ChangeRequestFailed',
+  'PlanChanged',
+  'QuantityChanged',
+  'ChangeRejected',
+  'Suspended',
+  'Reinstated',
+  'Renewed',
+  'Unsubscribed',
+];
+
+export const subscriptionCategory = 'subscription';
+
+export function subscriptionStream(subscriptionId: string): string {
+  return `${subscriptionCategory}-${subscriptionId}`;
+}
+
+export function isSubscriptionEvent(e: { type: string }): e is SubscriptionEvent {
+  return (subscriptionEventTypes as readonly string[]).includes(e.type);
+}

@@ -1,0 +1,163 @@
+import type { Contact, SubscriptionDetails, SubscriptionEvent, Term } from './subscription.events.js';
+
+/** A publisher-side change we asked Microsoft for and that has not settled yet. */
+export type PendingChange =
+  | { kind: 'plan'; requestId: string; planId: string; operationId?: string; requestedAt: string }
+  | { kind: 'quantity'; requestId: string; quantity: number; operationId?: string; requestedAt: string }
+  | { kind: 'cancel'; requestId: string; operationId?: string; requestedAt: string };
+
+export type Activation = {
+  requestedAt?: string;
+  failures: number;
+  lastError?: string;
+  /** A final ActivationFailed: retries stopped, an operator has to look. */
+  gaveUp: boolean;
+};
+
+type Known = SubscriptionDetails & {
+  purchasedAt: string;
+  /** Microsoft operation ids already applied; a repeat of one is a no-op. */
+  appliedOperations: readonly string[];
+  pendingChange?: PendingChange;
+  contact?: Contact;
+  activation: Activation;
+  autoActivated: boolean;
+  activatedAt?: string;
+  suspendedAt?: string;
+  lastRenewedAt?: string;
+  unsubscribedAt?: string;
+};
+
+/** Mirrors Microsoft's `saasSubscriptionStatus`, plus `Initial` for a subscription we have never heard of. */
+export type SubscriptionState =
+  | { status: 'Initial' }
+  | (Known & { status: 'PendingFulfillmentStart' })
+  | (Known & { status: 'Subscribed' })
+  | (Known & { status: 'Suspended' })
+  | (Known & { status: 'Unsubscribed' });
+
+export type KnownSubscription = Exclude<SubscriptionState, { status: 'Initial' }>;
+export type SubscriptionStatus = SubscriptionState['status'];
+
+export const initialState = (): SubscriptionState => ({ status: 'Initial' });
+
+function applied(state: Known, operationId: string | undefined): readonly string[] {
+  if (!operationId || state.appliedOperations.includes(operationId)) return state.appliedOperations;
+  return [...state.appliedOperations, operationId];
+}
+
+/** The pending change settles when the event is about it: same request or same Microsoft operation. */
+function settle(state: Known, requestId: string | undefined, operationId: string | undefined): PendingChange | undefined {
+  const p = state.pendingChange;
+  if (!p) return undefined;
+  if (requestId !== undefined && p.requestId === requestId) return undefined;
+  if (operationId !== undefined && p.operationId === operationId) return undefined;
+  return p;
+}
+
+function withTerm(term: Term, update: Term | undefined): Term {
+  return update ? { ...term, ...update } : term;
+}
+
+export function evolve(state: SubscriptionState, event: SubscriptionEvent): SubscriptionState {
+  if (event.type === 'Purchased') {
+    if (state.status !== 'Initial') return state;
+    const { at, source: _source, operationId, microsoftStatus: _ms, ...details } = event.data;
+    return {
+      ...details,
+      status: 'PendingFulfillmentStart',
+      purchasedAt: at,
+      appliedOperations: operationId ? [operationId] : [],
+      activation: { failures: 0, gaveUp: false },
+      autoActivated: false,
+    };
+  }
+  if (state.status === 'Initial') return state; // nothing but a purchase can start a stream
+  const d = event.data;
+  const ops = applied(state, d.operationId);
+  switch (event.type) {
+    case 'ActivationRequested':
+      return {
+        ...state,
+        contact: event.data.contact,
+        activation: { ...state.activation, requestedAt: d.at, gaveUp: false },
+      };
+    case 'ActivationFailed':
+      return {
+        ...state,
+        activation: {
+          ...state.activation,
+          failures: state.activation.failures + 1,
+          lastError: event.data.reason,
+          gaveUp: event.data.final,
+        },
+      };
+    case 'Activated':
+      return {
+        ...state,
+        status: 'Subscribed',
+        planId: event.data.planId,
+        quantity: event.data.quantity ?? state.quantity,
+        term: withTerm(state.term, event.data.term),
+        autoActivated: event.data.autoActivated,
+        activatedAt: d.at,
+        appliedOperations: ops,
+      };
+    case 'PlanChangeRequested':
+      return {
+        ...state,
+        pendingChange: { kind: 'plan', requestId: event.data.requestId, planId: event.data.planId, requestedAt: d.at },
+      };
+    case 'QuantityChangeRequested':
+      return {
+        ...state,
+        pendingChange: {
+          kind: 'quantity',
+          requestId: event.data.requestId,
+          quantity: event.data.quantity,
+          requestedAt: d.at,
+        },
+      };
+    case 'CancellationRequested':
+      return { ...state, pendingChange: { kind: 'cancel', requestId: event.data.requestId, requestedAt: d.at } };
+    case 'ChangeSubmitted':
+      if (state.pendingChange?.requestId !== event.data.requestId) return state;
+      return { ...state, pendingChange: { ...state.pendingChange, operationId: event.data.operationId } };
+    case 'ChangeRequestFailed':
+      return { ...state, pendingChange: settle(state, event.data.requestId, d.operationId), appliedOperations: ops };
+    case 'PlanChanged':
+      return {
+        ...state,
+        planId: event.data.planId,
+        pendingChange: settle(state, undefined, d.operationId),
+        appliedOperations: ops,
+      };
+    case 'QuantityChanged':
+      return {
+        ...state,
+        quantity: event.data.quantity,
+        pendingChange: settle(state, undefined, d.operationId),
+        appliedOperations: ops,
+      };
+    case 'ChangeRejected':
+      return { ...state, appliedOperations: ops };
+    case 'Suspended':
+      return { ...state, status: 'Suspended', suspendedAt: d.at, appliedOperations: ops };
+    case 'Reinstated':
+      return { ...state, status: 'Subscribed', suspendedAt: undefined, appliedOperations: ops };
+    case 'Renewed':
+      return { ...state, term: withTerm(state.term, event.data.term), lastRenewedAt: d.at, appliedOperations: ops };
+    case 'Unsubscribed':
+      return {
+        ...state,
+        status: 'Unsubscribed',
+        unsubscribedAt: d.at,
+        pendingChange: undefined,
+        appliedOperations: ops,
+      };
+    default: {
+      const _exhaustive: never = event;
+      return state;
+    }
+  }
+}

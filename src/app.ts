@@ -1,0 +1,60 @@
+/**
+ * buildApp: the Fastify instance with its plugins, error handling and routes, and nothing that
+ * listens or reads the environment (server.ts does that), so tests build it and call inject().
+ */
+import Fastify from 'fastify';
+import type { FastifyInstance, FastifyError } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { DomainError } from './domain/errors.js';
+import { ConcurrencyError, StoreUnavailableError } from './eventstore/eventstore.js';
+import type { EventStore } from './eventstore/eventstore.js';
+import { healthRoutes } from './http/health.routes.js';
+import { problem, problemContentType } from './http/problem.js';
+import type { Logger } from './logger.js';
+
+export type AppDeps = {
+  logger: Logger;
+  /** The store once open; routes that need it answer 503 until then. */
+  store: () => EventStore | undefined;
+};
+
+export async function buildApp(deps: AppDeps) {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setErrorHandler((error: FastifyError | Error, request, reply) => {
+    const send = (status: number, title: string, detail?: string, extra?: Record<string, unknown>) =>
+      reply.code(status).type(problemContentType).send(problem(status, title, detail, extra));
+
+    if (error instanceof DomainError) return send(error.status, error.code, error.message);
+    if (error instanceof ConcurrencyError) {
+      return send(412, 'precondition-failed', error.message, {
+        currentRevision: error.actual === undefined ? undefined : error.actual.toString(),
+      });
+    }
+    if (error instanceof StoreUnavailableError) {
+      request.log.error({ err: error }, 'event store unavailable');
+      return reply.header('retry-after', '5').code(503).type(problemContentType).send(problem(503, 'store-unavailable', 'the event store is unavailable; retry later'));
+    }
+    const fe = error as FastifyError;
+    if (fe.validation) return send(400, 'invalid-request', fe.message);
+    const status = fe.statusCode ?? 500;
+    if (status < 500) return send(status, fe.code ? fe.code.toLowerCase() : 'bad-request', fe.message);
+    request.log.error({ err: error }, 'unhandled error');
+    return send(status, 'internal-error', 'an unexpected error occurred; see the service log for this request id', { requestId: request.id });
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).type(problemContentType).send(problem(404, 'not-found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
+  );
+
+  await app.register(healthRoutes, { store: deps.store });
+  return app;
+}
+
+export type App = Awaited<ReturnType<typeof buildApp>>;
+export type { FastifyInstance };

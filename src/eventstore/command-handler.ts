@@ -1,0 +1,78 @@
+/**
+ * The generic command handler: read the stream → fold → decide → append at the revision read.
+ * On a concurrency conflict it re-reads and decides again (bounded), unless the caller pinned
+ * the revision (If-Match), in which case the conflict is the caller's answer.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Decider } from '../domain/decider.js';
+import { ConcurrencyError } from './eventstore.js';
+import type { EventMetadata, EventStore, ExpectedRevision, RecordedEvent } from './eventstore.js';
+
+type DomainEvent = { type: string; data: unknown };
+
+export type Aggregate<S> = {
+  state: S;
+  /** Revision of the stream's last event; undefined when the stream does not exist. */
+  revision: bigint | undefined;
+  events: RecordedEvent[];
+};
+
+export type HandleOptions = {
+  /** The revision the caller last saw (If-Match): no retry on conflict. */
+  expectedRevision?: bigint;
+  /** Attempts after the first on a conflict when no revision is pinned. Default 5. */
+  maxRetries?: number;
+  metadata?: EventMetadata;
+};
+
+export type HandleResult<S, E> = {
+  /** What the command added; empty when it was already satisfied (idempotent repeat). */
+  events: E[];
+  state: S;
+  revision: bigint | undefined;
+  position?: bigint;
+  attempts: number;
+};
+
+export async function loadAggregate<C, S, E extends DomainEvent>(
+  store: EventStore,
+  streamId: string,
+  decider: Decider<C, S, E>,
+): Promise<Aggregate<S>> {
+  const events = await store.readStream(streamId);
+  let state = decider.initialState();
+  for (const e of events) state = decider.evolve(state, { type: e.type, data: e.data } as E);
+  const last = events[events.length - 1];
+  return { state, revision: last?.revision, events };
+}
+
+export async function handleCommand<C, S, E extends DomainEvent>(
+  store: EventStore,
+  streamId: string,
+  decider: Decider<C, S, E>,
+  command: C,
+  options: HandleOptions = {},
+): Promise<HandleResult<S, E>> {
+  const maxRetries = options.expectedRevision === undefined ? (options.maxRetries ?? 5) : 0;
+  for (let attempt = 1; ; attempt++) {
+    const { state, revision } = await loadAggregate(store, streamId, decider);
+    if (options.expectedRevision !== undefined && options.expectedRevision !== revision) {
+      throw new ConcurrencyError(streamId, options.expectedRevision, revision ?? -1n);
+    }
+    const events = decider.decide(command, state);
+    if (events.length === 0) return { events, state, revision, attempts: attempt };
+    const expected: ExpectedRevision = revision === undefined ? 'no_stream' : revision;
+    try {
+      const result = await store.appendToStream(
+        streamId,
+        events.map((e) => ({ type: e.type, data: e.data, metadata: options.metadata })),
+        { expectedRevision: expected },
+      );
+      const next = events.reduce(decider.evolve, state);
+      return { events, state: next, revision: result.nextExpectedRevision, position: result.position, attempts: attempt };
+    } catch (err) {
+      if (!(err instanceof ConcurrencyError) || attempt > maxRetries) throw err;
+      await sleep(Math.floor(Math.random() * 10 * attempt)); // spread racing retries apart
+    }
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Entry point: config → logger → app → listen → open the event store → ready.
+ * The HTTP server listens before the store is open so that /healthz answers at once and /readyz
+ * says 503 until the store is usable. SIGINT/SIGTERM: stop accepting, finish in-flight requests,
+ * close the store, exit; a second signal or the grace period forces the exit.
+ */
+import { pathToFileURL } from 'node:url';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, redact } from './config.js';
+import type { Config } from './config.js';
+import type { EventStore } from './eventstore/eventstore.js';
+import { openStore } from './eventstore/open-store.js';
+import { createLogger } from './logger.js';
+import type { Logger } from './logger.js';
+
+export type RunningService = {
+  url: string;
+  store: () => EventStore | undefined;
+  close: () => Promise<void>;
+};
+
+export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+  let store: EventStore | undefined;
+  const app = await buildApp({ logger, store: () => store });
+  const url = await app.listen({ port: config.port, host: config.host });
+  logger.info(
+    { url, store: config.store.kind, ...(config.store.kind === 'sqlite' ? { path: config.store.path } : { connection: redact(config.store.connectionString) }) },
+    'listening; opening the event store',
+  );
+  store = await openStore(config.store, logger);
+  logger.info({ url }, 'ready');
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    store: () => store,
+    close: () =>
+      (closing ??= (async () => {
+        await app.close();
+        await store?.close();
+      })()),
+  };
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`fulfillment-ledger: configuration error: ${err.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  let service: RunningService;
+  try {
+    service = await startService(config, logger);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const line =
+      e.code === 'EADDRINUSE'
+        ? `PORT: ${config.port} is already in use on ${config.host}`
+        : e instanceof ConfigError
+          ? e.message
+          : `could not start: ${e.message}`;
+    logger.fatal({ err: e }, line);
+    process.stderr.write(`fulfillment-ledger: ${line}\n`);
+    process.exit(1);
+  }
+
+  let signals = 0;
+  const shutdown = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
+    const force = setTimeout(() => {
+      logger.error({ graceMs: config.shutdownGraceMs }, 'shutdown took longer than the grace period: exiting');
+      process.exit(1);
+    }, config.shutdownGraceMs);
+    force.unref();
+    service.close().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  void main();
+}

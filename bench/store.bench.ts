@@ -3,7 +3,10 @@
  * machine, same file settings (WAL, synchronous=FULL), same run, so our layer's overhead is a ratio.
  *
  *   npm run bench:store                      # defaults
- *   BENCH_SINGLE=2000 BENCH_BATCHED=200000 BENCH_BATCH=100 npm run bench:store
+ *   BENCH_SINGLE=2000 BENCH_BATCHED=200000 BENCH_BATCH=100 BENCH_ROUNDS=3 npm run bench:store
+ *
+ * Each round runs ours then raw on fresh files; the table shows the median of the rounds, because
+ * fsync-bound figures swing with whatever else the disk is doing.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +17,7 @@ import { openSqliteStore } from '../src/eventstore/sqlite.store.js';
 const SINGLE = Number(process.env.BENCH_SINGLE ?? 2000);
 const BATCHED = Number(process.env.BENCH_BATCHED ?? 100000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 100);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
 const dir = mkdtempSync(join(tmpdir(), 'ledger-bench-'));
 const payload = (n: number) => ({
@@ -36,8 +40,8 @@ async function time(fn: () => Promise<void> | void): Promise<number> {
   return performance.now() - start;
 }
 
-async function ours() {
-  const store = openSqliteStore({ path: join(dir, 'ours.db') });
+async function ours(round: number) {
+  const store = openSqliteStore({ path: join(dir, `ours-${round}.db`) });
   const single = await time(async () => {
     for (let i = 0; i < SINGLE; i++) {
       await store.appendToStream(`subscription-${i % 500}`, [{ type: 'QuantityChanged', data: payload(i), metadata: meta }]);
@@ -57,8 +61,8 @@ async function ours() {
   return { single, batched, readAll, read };
 }
 
-function raw() {
-  const db = new Database(join(dir, 'raw.db'));
+function raw(round: number) {
+  const db = new Database(join(dir, `raw-${round}.db`));
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.exec(`CREATE TABLE events (position INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, stream_id TEXT NOT NULL,
@@ -101,22 +105,34 @@ function raw() {
   return { single: singleMs, batched: batchedMs, readAll: readMs, read };
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] as number;
+}
+
 try {
-  const o = await ours();
-  const r = raw();
+  type Run = { single: number; batched: number; readAll: number; read: number };
+  const os: Run[] = [];
+  const rs: Run[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    os.push(await ours(round));
+    rs.push(raw(round));
+  }
+  const m = (runs: Run[], k: 'single' | 'batched' | 'readAll') => median(runs.map((r) => r[k]));
+  const read = (os[0] as Run).read;
   const rows = [
-    ['single appends (1 event, 1 transaction)', SINGLE, o.single, r.single],
-    [`batched appends (${BATCH} events per append)`, BATCHED, o.batched, r.batched],
-    ['read all (events/s)', o.read, o.readAll, r.readAll],
+    ['single appends (1 event, 1 transaction)', SINGLE, m(os, 'single'), m(rs, 'single')],
+    [`batched appends (${BATCH} events per append)`, BATCHED, m(os, 'batched'), m(rs, 'batched')],
+    ['read all (events/s)', read, m(os, 'readAll'), m(rs, 'readAll')],
   ] as const;
-  console.log(`embedded store benchmark: node ${process.version}, WAL + synchronous=FULL, ${dir}`);
+  console.log(`embedded store benchmark: node ${process.version}, WAL + synchronous=FULL, median of ${ROUNDS} rounds`);
   console.log(['what'.padEnd(44), 'ours/s'.padStart(10), 'raw/s'.padStart(10), 'ours/raw'.padStart(9)].join(' '));
   for (const [what, count, ms, rawMs] of rows) {
     const a = rate(count, ms);
     const b = rate(count, rawMs);
     console.log([what.padEnd(44), String(a).padStart(10), String(b).padStart(10), (a / b).toFixed(2).padStart(9)].join(' '));
   }
-  if (o.read !== r.read) console.log(`note: ours read ${o.read} events, raw read ${r.read}`);
+  if (read !== (rs[0] as Run).read) console.log(`note: ours read ${read} events, raw read ${(rs[0] as Run).read}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

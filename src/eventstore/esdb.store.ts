@@ -1,0 +1,548 @@
+/**
+ * The EventStoreDB adapter of the event store port (src/eventstore/eventstore.ts), over `@eventstore/db-client` 6.
+ *
+ * This is the ONLY file in the project that imports `@eventstore/db-client`: every mapping between the client's
+ * types and errors and the port's lives here, so moving to `@kurrent/kurrentdb-client` is a change to one file.
+ *
+ * Positions. EventStoreDB positions are `{ commit, prepare }` pairs in its transaction log. The port exposes one
+ * bigint, and we use the COMMIT position:
+ * - Every append made over gRPC is its own implicit transaction, so each event is "commit-alike": its commit and
+ *   prepare positions are equal, unique and strictly increasing along $all. Only events written inside legacy
+ *   explicit transactions (the old TCP API, which this service never uses) share a commit position.
+ * - To resume from a bigint we therefore rebuild `{ commit: p, prepare: p }`. The server reads $all from a position
+ *   inclusively and subscribes to $all exclusively; we additionally drop anything at or before `after` ourselves,
+ *   so `after` is exclusive everywhere, whatever the call.
+ * - The server only accepts positions where a record starts. A checkpoint is always one, but the port allows any
+ *   bigint (say `p - 1n`); when the server refuses one as an "invalid position" we find the last event at or before
+ *   it by reading $all backwards from the end and start there instead (see boundaryAtOrBefore).
+ * - Servers older than 22.6 do not report positions when reading a single stream (the client gives none, or
+ *   2^64-1); such events carry `position: -1n`, meaning "unknown". $all reads and subscriptions always have it.
+ *
+ * System events (streams starting with `$`, such as `$settings`, `$$<stream>` metadata or `$ce-` links, and event
+ * types starting with `$`) are never returned by readAll or subscriptions: they are not ours.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  ANY,
+  BACKWARDS,
+  CancelledError,
+  DeadlineExceededError,
+  END,
+  EventStoreDBClient,
+  FORWARDS,
+  NO_STREAM,
+  NotLeaderError,
+  PersistentSubscriptionDoesNotExistError,
+  PersistentSubscriptionExistsError,
+  RETRY,
+  START,
+  STREAM_EXISTS,
+  StreamNotFoundError,
+  TimeoutError,
+  UnavailableError,
+  WrongExpectedVersionError,
+  excludeSystemEvents,
+  isCommandError,
+  persistentSubscriptionToAllSettingsFromDefaults,
+  streamNameFilter,
+} from '@eventstore/db-client';
+import type {
+  AllStreamResolvedEvent,
+  AppendExpectedRevision,
+  EventData,
+  Filter,
+  JSONType,
+  PersistentAction,
+  ReadPosition,
+  ResolvedEvent,
+  RecordedEvent as EsdbRecordedEvent,
+} from '@eventstore/db-client';
+import {
+  ConcurrencyError,
+  StoreError,
+  StoreUnavailableError,
+} from './eventstore.js';
+import type {
+  AppendResult,
+  EventMetadata,
+  EventStore,
+  ExpectedRevision,
+  NewEvent,
+  ReadAllOptions,
+  ReadStreamOptions,
+  RecordedEvent,
+  StoreSubscription,
+  SubscribeOptions,
+} from './eventstore.js';
+
+/** The subset of pino's logger we use; pino's `Logger` satisfies it. */
+export type EsdbLogger = {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+};
+
+export type EsdbStoreOptions = {
+  logger?: EsdbLogger;
+  /** How long ping() waits for the server before declaring it unavailable. Default 5 s. */
+  pingTimeoutMs?: number;
+};
+
+/** One event delivered by a persistent subscription; settle it with exactly one of ack() or nack(). */
+export type PersistentDelivery = {
+  event: RecordedEvent;
+  /** How many times the server has delivered this event before (0 on the first delivery). */
+  retryCount: number;
+  ack(): Promise<void>;
+  /** Hands the event back: retried (the default) until the group's maxRetryCount, then parked. */
+  nack(reason: string): Promise<void>;
+};
+
+export interface PersistentSubscriptionHandle extends AsyncIterable<PersistentDelivery> {
+  close(): Promise<void>;
+}
+
+export type PersistentSubscriptionOptions = {
+  /** Only events of streams starting with these prefixes; default all non-system events. */
+  streamPrefixes?: readonly string[];
+  /** Where a NEW group starts; ignored when the group already exists. Default 'start'. */
+  startFrom?: 'start' | 'end';
+  /** What nack() asks the server to do. Default 'retry'. */
+  nackAction?: 'retry' | 'park' | 'skip';
+  /** Deliveries after which the server parks an event. Default 10 (the server's default). */
+  maxRetryCount?: number;
+  /** How many unacknowledged events the server may have in flight to this consumer. Default 10. */
+  bufferSize?: number;
+};
+
+/** The EventStoreDB store: the port plus competing consumers, which only EventStoreDB offers. */
+export interface EsdbEventStore extends EventStore {
+  readonly kind: 'eventstoredb';
+  /** Competing consumers over $all: each event goes to one member of the group; the group is created if missing. */
+  persistentSubscription(groupName: string, opts?: PersistentSubscriptionOptions): PersistentSubscriptionHandle;
+  /** Removes a group (and its server-side cursor); a no-op when it does not exist. */
+  deletePersistentSubscription(groupName: string): Promise<void>;
+}
+
+const UNKNOWN_POSITION = -1n;
+/** What servers before 22.6 send as the position of an event read from a single stream. */
+const NO_POSITION = 2n ** 64n - 1n;
+/** The stream ping() reads: never written, so the read is one tiny "stream not found" answer. */
+const PING_STREAM = 'fulfillment-ledger-ping';
+
+/**
+ * Parses the connection string (it does not connect: the client connects on first use, so a store can be opened
+ * while the server is still starting; /readyz uses ping() to tell).
+ */
+export async function openEsdbStore(connectionString: string, opts: EsdbStoreOptions = {}): Promise<EsdbEventStore> {
+  const client = parseConnectionString(connectionString);
+  opts.logger?.info({ store: 'eventstoredb', connectionName: client.connectionName }, 'EventStoreDB client created');
+  return createEsdbStore(client, opts);
+}
+
+function parseConnectionString(connectionString: string): EventStoreDBClient {
+  try {
+    return EventStoreDBClient.connectionString(connectionString);
+  } catch (err) {
+    const reason = redactPassword(err instanceof Error ? err.message : String(err), connectionString);
+    throw new Error(
+      `EVENTSTORE_CONNECTION_STRING is malformed: ${reason} (expected something like esdb://localhost:2113?tls=false)`,
+      { cause: err },
+    );
+  }
+}
+
+/** The parser quotes the fragment it choked on, which may be part of a password: never echo that. */
+function redactPassword(message: string, connectionString: string): string {
+  const password = /^[^:]+:\/\/[^:@/]*:([^@/]+)@/.exec(connectionString)?.[1];
+  return password ? message.split(password).join('***') : message;
+}
+
+function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): EsdbEventStore {
+  const log = opts.logger;
+  const pingTimeoutMs = opts.pingTimeoutMs ?? 5_000;
+  const subscriptions = new Set<{ close(): Promise<void> }>();
+
+  async function appendToStream(
+    streamId: string,
+    events: readonly NewEvent[],
+    options: { expectedRevision?: ExpectedRevision } = {},
+  ): Promise<AppendResult> {
+    const expected = options.expectedRevision ?? 'any';
+    try {
+      const result = await client.appendToStream(streamId, events.map(toEventData), {
+        expectedRevision: toEsdbExpected(expected),
+      });
+      if (!result.position) log?.warn({ streamId }, 'EventStoreDB did not report the position of an append');
+      return {
+        nextExpectedRevision: result.nextExpectedRevision,
+        position: result.position?.commit ?? UNKNOWN_POSITION,
+      };
+    } catch (err) {
+      throw mapError(err, { streamId, expected });
+    }
+  }
+
+  async function readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    if (options.maxCount === 0) return [];
+    const events: RecordedEvent[] = [];
+    try {
+      const read = client.readStream(streamId, {
+        direction: FORWARDS,
+        fromRevision: options.fromRevision ?? START,
+        ...(options.maxCount === undefined ? {} : { maxCount: options.maxCount }),
+      });
+      for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
+        const event = fromResolved(resolved);
+        if (event) events.push(event);
+      }
+      return events;
+    } catch (err) {
+      // The client reports a missing stream while iterating, not when the read is made.
+      if (err instanceof StreamNotFoundError) return [];
+      throw mapError(err, { streamId });
+    }
+  }
+
+  async function* readAll(options: ReadAllOptions = {}): AsyncGenerator<RecordedEvent> {
+    const { after, maxCount, streamPrefixes } = options;
+    if (maxCount === 0) return;
+    let fromPosition = startFor(after);
+    let delivered = 0;
+    for (let retried = false; ; retried = true) {
+      // The client's readAll has no server-side filter, so we filter here and stop once we have maxCount events.
+      const read = client.readAll({ direction: FORWARDS, fromPosition });
+      let received = false;
+      try {
+        for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
+          received = true;
+          const event = fromResolved(resolved);
+          if (!event || !isOurs(event, after, streamPrefixes)) continue;
+          yield event;
+          if (maxCount !== undefined && ++delivered >= maxCount) return;
+        }
+        return;
+      } catch (err) {
+        if (after === undefined || received || retried || !isInvalidPosition(err)) throw mapError(err, {});
+        fromPosition = await boundaryAtOrBefore(after);
+      } finally {
+        // Stops the server from sending the rest of $all when the caller stops early.
+        await read.cancel().catch(() => undefined);
+      }
+    }
+  }
+
+  function subscribeToAll(options: SubscribeOptions = {}): StoreSubscription {
+    const { after, streamPrefixes } = options;
+    const filter = serverFilter(streamPrefixes);
+    const open = (fromPosition: ReadPosition) => client.subscribeToAll({ fromPosition, filter });
+    let current = open(startFor(after));
+    let closed = false;
+    const handle: StoreSubscription = {
+      async close() {
+        if (closed) return;
+        closed = true;
+        subscriptions.delete(handle);
+        await current.unsubscribe().catch(() => undefined);
+        // Cancelling the gRPC call does not end the client's stream: destroy it so a pending `for await` returns.
+        current.destroy();
+      },
+      async *[Symbol.asyncIterator]() {
+        try {
+          for (let retried = false; ; retried = true) {
+            let received = false;
+            try {
+              for await (const resolved of current as AsyncIterable<AllStreamResolvedEvent>) {
+                received = true;
+                const event = fromResolved(resolved);
+                if (event && isOurs(event, after, streamPrefixes)) yield event;
+              }
+              if (closed) return;
+              throw new StoreUnavailableError('EventStoreDB ended the subscription to $all');
+            } catch (err) {
+              if (closed) return; // "premature close" after close() is how a closed subscription ends
+              if (after !== undefined && !received && !retried && isInvalidPosition(err)) {
+                const from = await boundaryAtOrBefore(after);
+                if (closed) return;
+                current = open(from);
+                continue;
+              }
+              log?.warn({ err }, 'EventStoreDB subscription to $all failed');
+              throw err instanceof StoreError ? err : mapError(err, {});
+            }
+          }
+        } finally {
+          await handle.close();
+        }
+      },
+    };
+    subscriptions.add(handle);
+    return handle;
+  }
+
+  /**
+   * The position of the last event at or before `after`, found by reading $all backwards from the end: a position
+   * the server accepts, with nothing of ours between it and `after`. Needed when `after` is not where an event
+   * starts (the server then refuses it as an "invalid position"); costs a read of the events after `after`.
+   */
+  async function boundaryAtOrBefore(after: bigint): Promise<ReadPosition> {
+    const read = client.readAll({ direction: BACKWARDS, fromPosition: END });
+    try {
+      for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
+        const position = resolved.event?.position;
+        if (position && position.commit <= after) return position;
+      }
+      return START;
+    } catch (err) {
+      throw mapError(err, {});
+    } finally {
+      await read.cancel().catch(() => undefined);
+    }
+  }
+
+  function persistentSubscription(
+    groupName: string,
+    psOpts: PersistentSubscriptionOptions = {},
+  ): PersistentSubscriptionHandle {
+    const handle = openPersistentSubscription(client, groupName, psOpts, log, () => subscriptions.delete(handle));
+    subscriptions.add(handle);
+    return handle;
+  }
+
+  async function deletePersistentSubscription(groupName: string): Promise<void> {
+    try {
+      await client.deletePersistentSubscriptionToAll(groupName);
+    } catch (err) {
+      if (!(err instanceof PersistentSubscriptionDoesNotExistError)) throw mapError(err, {});
+    }
+  }
+
+  async function ping(): Promise<void> {
+    const read = client.readStream(PING_STREAM, { maxCount: 1 });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new StoreUnavailableError(`EventStoreDB did not answer within ${pingTimeoutMs} ms`)),
+        pingTimeoutMs,
+      );
+    });
+    const drain = (async () => {
+      for await (const _ of read as AsyncIterable<ResolvedEvent>) void _;
+    })();
+    try {
+      await Promise.race([drain, timeout]);
+    } catch (err) {
+      if (err instanceof StreamNotFoundError) return; // the server answered: that is all a ping needs
+      if (err instanceof StoreError) throw err;
+      throw toUnavailable(err) ?? new StoreUnavailableError(`EventStoreDB ping failed: ${describe(err)}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+      drain.catch(() => undefined);
+      await read.cancel().catch(() => undefined);
+    }
+  }
+
+  async function close(): Promise<void> {
+    await Promise.allSettled([...subscriptions].map((s) => s.close()));
+    await client.dispose();
+    log?.info({ store: 'eventstoredb' }, 'EventStoreDB client disposed');
+  }
+
+  return {
+    kind: 'eventstoredb',
+    appendToStream,
+    readStream,
+    readAll,
+    subscribeToAll,
+    persistentSubscription,
+    deletePersistentSubscription,
+    ping,
+    close,
+  };
+}
+
+function openPersistentSubscription(
+  client: EventStoreDBClient,
+  groupName: string,
+  opts: PersistentSubscriptionOptions,
+  log: EsdbLogger | undefined,
+  onClose: () => void,
+): PersistentSubscriptionHandle {
+  const nackAction: PersistentAction = opts.nackAction ?? RETRY;
+  type Connection = ReturnType<EventStoreDBClient['subscribeToPersistentSubscriptionToAll']>;
+  let connection: Connection | undefined;
+  let closed = false;
+
+  async function ensureGroup(): Promise<void> {
+    try {
+      await client.createPersistentSubscriptionToAll(
+        groupName,
+        persistentSubscriptionToAllSettingsFromDefaults({
+          startFrom: opts.startFrom === 'end' ? END : START,
+          ...(opts.maxRetryCount === undefined ? {} : { maxRetryCount: opts.maxRetryCount }),
+        }),
+        { filter: serverFilter(opts.streamPrefixes) },
+      );
+      log?.info({ groupName }, 'persistent subscription group created');
+    } catch (err) {
+      // Every instance tries to create the group at start-up; all but the first find it there.
+      if (!(err instanceof PersistentSubscriptionExistsError)) throw err;
+    }
+  }
+
+  const handle: PersistentSubscriptionHandle = {
+    async close() {
+      if (closed) return;
+      closed = true;
+      onClose();
+      if (connection) {
+        await connection.unsubscribe().catch(() => undefined);
+        connection.destroy();
+      }
+    },
+    async *[Symbol.asyncIterator]() {
+      try {
+        await ensureGroup();
+        if (closed) return;
+        const sub = client.subscribeToPersistentSubscriptionToAll(groupName, { bufferSize: opts.bufferSize ?? 10 });
+        connection = sub;
+        for await (const resolved of sub) {
+          const event = fromResolved(resolved);
+          if (!event || !isOurs(event, undefined, opts.streamPrefixes)) {
+            // Not for us (a system event, or a link whose target is gone): settle it so it is not redelivered.
+            await sub.ack(resolved);
+            continue;
+          }
+          yield {
+            event,
+            retryCount: resolved.retryCount,
+            ack: () => sub.ack(resolved).catch((err: unknown) => Promise.reject(mapError(err, {}))),
+            nack: (reason: string) =>
+              sub.nack(nackAction, reason, resolved).catch((err: unknown) => Promise.reject(mapError(err, {}))),
+          };
+        }
+      } catch (err) {
+        if (closed) return;
+        log?.warn({ err, groupName }, 'EventStoreDB persistent subscription failed');
+        throw mapError(err, {});
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+  return handle;
+}
+
+function toEsdbExpected(expected: ExpectedRevision): AppendExpectedRevision {
+  switch (expected) {
+    case 'no_stream':
+      return NO_STREAM;
+    case 'any':
+      return ANY;
+    case 'stream_exists':
+      return STREAM_EXISTS;
+    default:
+      return expected;
+  }
+}
+
+/** See the header: a port position is a commit position, and commit == prepare for every event we write. */
+function startFor(after: bigint | undefined): ReadPosition {
+  return after === undefined || after < 0n ? START : { commit: after, prepare: after };
+}
+
+/** The server's answer to a position that is not the start of a record: INVALID_ARGUMENT, "invalid position". */
+function isInvalidPosition(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 3 && /invalid position/i.test(describe(err));
+}
+
+function toEventData(event: NewEvent): EventData {
+  return {
+    id: event.id ?? randomUUID(),
+    contentType: 'application/json',
+    type: event.type,
+    // The client JSON-serialises whatever it is given; its JSONType is narrower than what JSON.stringify takes.
+    data: event.data as JSONType,
+    metadata: event.metadata,
+  };
+}
+
+/** Server-side filter for subscriptions: our prefixes, or at least no system events. */
+function serverFilter(streamPrefixes: readonly string[] | undefined): Filter {
+  return streamPrefixes && streamPrefixes.length > 0
+    ? streamNameFilter({ prefixes: [...streamPrefixes] })
+    : excludeSystemEvents();
+}
+
+function isOurs(event: RecordedEvent, after: bigint | undefined, streamPrefixes: readonly string[] | undefined): boolean {
+  if (event.streamId.startsWith('$') || event.type.startsWith('$')) return false;
+  if (after !== undefined && event.position <= after) return false;
+  if (streamPrefixes && streamPrefixes.length > 0) return streamPrefixes.some((p) => event.streamId.startsWith(p));
+  return true;
+}
+
+/** `undefined` for a link whose target event no longer exists. */
+function fromResolved(resolved: ResolvedEvent | AllStreamResolvedEvent): RecordedEvent | undefined {
+  const event = resolved.event;
+  if (!event) return undefined;
+  return fromEsdbEvent(event, resolved.commitPosition);
+}
+
+function fromEsdbEvent(event: EsdbRecordedEvent, commitPosition: bigint | undefined): RecordedEvent {
+  const commit = event.position?.commit ?? commitPosition;
+  return {
+    id: event.id,
+    streamId: event.streamId,
+    revision: event.revision,
+    position: commit === undefined || commit === NO_POSITION ? UNKNOWN_POSITION : commit,
+    type: event.type,
+    data: event.data,
+    metadata: toMetadata(event.metadata),
+    recordedAt: event.created.toISOString(),
+  };
+}
+
+/** Metadata written by others may be absent, binary or not an object: we only surface JSON objects. */
+function toMetadata(metadata: unknown): EventMetadata {
+  if (metadata && typeof metadata === 'object' && !Array.isArray(metadata) && !(metadata instanceof Uint8Array)) {
+    return metadata as EventMetadata;
+  }
+  return {};
+}
+
+/** Translates the client's errors into the port's; anything that is not a client error is a bug and passes through. */
+function mapError(err: unknown, ctx: { streamId?: string; expected?: ExpectedRevision }): unknown {
+  if (err instanceof WrongExpectedVersionError) {
+    const actual = err.actualVersion;
+    return new ConcurrencyError(
+      ctx.streamId ?? err.streamName,
+      ctx.expected ?? 'any',
+      typeof actual === 'bigint' ? actual : actual === 'no_stream' ? -1n : undefined,
+    );
+  }
+  const unavailable = toUnavailable(err);
+  if (unavailable) return unavailable;
+  if (err instanceof Error && isCommandError(err)) return new StoreError(`EventStoreDB: ${describe(err)}`, { cause: err });
+  return err;
+}
+
+function toUnavailable(err: unknown): StoreUnavailableError | undefined {
+  const transient =
+    err instanceof UnavailableError ||
+    err instanceof DeadlineExceededError ||
+    err instanceof TimeoutError ||
+    err instanceof NotLeaderError ||
+    err instanceof CancelledError || // the server cancelled the call, e.g. while shutting down
+    isGrpcUnavailable(err);
+  return transient ? new StoreUnavailableError(`EventStoreDB unavailable: ${describe(err)}`, { cause: err }) : undefined;
+}
+
+/** Errors that reach us before the client wraps them (e.g. while it discovers or opens a channel). */
+function isGrpcUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 14 /* UNAVAILABLE */ || code === 4 /* DEADLINE_EXCEEDED */ || code === 'ECONNREFUSED';
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

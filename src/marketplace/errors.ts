@@ -173,7 +173,7 @@ export class MarketplaceAuthError extends Error {
     const hint = aadstsHint(args.aadsts, args.errorCode);
     super(
       `Could not get a Marketplace API token from Microsoft Entra ID for app ${args.clientId} in tenant ${args.tenantId}` +
-        `${args.errorCode ? ` (${args.errorCode}${args.aadsts ? `, AADSTS${args.aadsts}` : ''})` : ''}: ${args.detail}. ${hint}`,
+        `${args.errorCode ? ` (${args.errorCode}${args.aadsts ? `, AADSTS${args.aadsts}` : ''})` : ''}: ${args.detail.replace(/\.+$/, '')}. ${hint}`,
       args.cause === undefined ? undefined : { cause: args.cause },
     );
     this.errorCode = args.errorCode;

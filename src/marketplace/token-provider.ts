@@ -182,7 +182,9 @@ function toAuthError(err: unknown, tenantId: string, clientId: string): Marketpl
     const text = `${err.errorMessage} ${err.subError}`;
     const errorNo = (err as AuthError & { errorNo?: string }).errorNo;
     const aadsts = /AADSTS(\d+)/.exec(text)?.[1] ?? (errorNo && /^\d+$/.test(errorNo) ? errorNo : undefined);
-    const detail = (err.errorMessage || err.message).split(/\r?\n/)[0]?.trim() || err.errorCode;
+    // Entra's description without MSAL's "Error(s): … - Timestamp: … - Description:" wrapping and trace ids.
+    const description = /AADSTS\d+:\s*([^\r\n]+?)(?:\s+-\s+(?:Correlation|Trace|Timestamp)|[\r\n]|$)/.exec(text)?.[1];
+    const detail = (description ?? (err.errorMessage || err.message).split(/\r?\n/)[0]?.trim() ?? '').replace(/\.+$/, '') || err.errorCode;
     return new MarketplaceAuthError({
       tenantId,
       clientId,

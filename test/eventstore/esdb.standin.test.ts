@@ -36,8 +36,16 @@ eventStoreContract(t, 'eventstoredb adapter against the gRPC stand-in', () =>
   openEsdbStore(standIn.connectionString),
 );
 
-t.test('stand-in: every kind of expected revision, and what a conflict reports', async (t) => {
-  const store = await openStore(t);
+for (const batchAppend of [true, false]) {
+  const call = batchAppend ? 'Streams.BatchAppend (servers since 21.10)' : 'Streams.Append (older servers)';
+  t.test(`stand-in, ${call}: every kind of expected revision, and what a conflict reports`, async (t) => {
+    const own = batchAppend ? standIn : await startEsdbStandIn({ batchAppend: false });
+    if (own !== standIn) t.teardown(() => own.stop());
+    await expectedRevisions(t, await openStore(t, own));
+  });
+}
+
+async function expectedRevisions(t: Test, store: EsdbEventStore): Promise<void> {
   const s = unique('order-');
 
   const first = await store.appendToStream(s, [ev('A', 1)], { expectedRevision: 'no_stream' });
@@ -62,7 +70,14 @@ t.test('stand-in: every kind of expected revision, and what a conflict reports',
 
   t.same((await store.readStream(s)).map((e) => e.type), ['A', 'B', 'C', 'D'], 'conflicts wrote nothing');
   t.same(await store.readStream(missing), [], 'nor created the stream');
-});
+
+  const ids = [randomUUID(), randomUUID()];
+  const batch = ids.map((id, n) => ({ id, ...ev('Retried', n) }));
+  const once = await store.appendToStream(s, batch, { expectedRevision: 3n });
+  const twice = await store.appendToStream(s, batch, { expectedRevision: 3n });
+  t.same(twice, once, 'a retried append with the same ids answers the same and writes nothing');
+  t.equal((await store.readStream(s)).length, 6);
+}
 
 t.test('stand-in: ids, data, metadata and time survive the round trip', async (t) => {
   const store = await openStore(t);

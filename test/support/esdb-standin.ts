@@ -8,18 +8,19 @@
  * itself, which stays confined to the adapter.
  *
  * What it implements, following the server's observable behaviour:
- * - ServerFeatures.GetSupportedMethods: the client asks once per connection. We do not advertise BatchAppend, so
- *   the client appends with the plain Streams.Append call.
- * - Streams.Append: expected revision checks (any / no_stream / stream_exists / exact revision) answered with the
- *   `wrong_expected_version` message the client turns into WrongExpectedVersionError, and idempotent retries
- *   (the same event ids at the same place succeed without writing twice).
+ * - ServerFeatures.GetSupportedMethods: the client asks once per connection and picks its append call from it.
+ * - Streams.BatchAppend (what current servers offer and the client then always uses) and Streams.Append (what it
+ *   uses with servers older than 21.10; `batchAppend: false`): expected revision checks (any / no_stream /
+ *   stream_exists / exact revision) answered in each call's own way, which the client turns into
+ *   WrongExpectedVersionError, and idempotent retries (the same event ids at the same place succeed again
+ *   without writing twice).
  * - Streams.Read of one stream (forwards/backwards, from a revision, count) with the in-band `stream_not_found`
  *   answer; of $all (forwards from a position, inclusive as the server is; backwards); catch-up subscriptions to
  *   $all and to a stream (confirmation, history strictly after the position, `caught_up`, then live events), with
  *   the stream-name and event-type filters (prefixes or regex).
  * - PersistentSubscriptions.Create, Read and Delete for $all: one group cursor shared by its consumers, buffer
  *   size, ack, nack (retry / park / skip, park after maxRetryCount).
- * Not implemented (the client gets UNIMPLEMENTED): Delete, Tombstone, BatchAppend, gossip, projections, users,
+ * Not implemented (the client gets UNIMPLEMENTED): Delete, Tombstone, gossip, projections, users,
  * checkpoints in filtered subscriptions, links, ACLs, scavenging. Single-node connection strings never gossip.
  *
  * Positions mimic a transaction log: each event's commit == prepare position is the byte offset where it would
@@ -42,7 +43,15 @@ import streamsPb from '@eventstore/db-client/generated/streams_pb.js';
 import sharedPb from '@eventstore/db-client/generated/shared_pb.js';
 import featuresPb from '@eventstore/db-client/generated/serverfeatures_pb.js';
 import persistentPb from '@eventstore/db-client/generated/persistent_pb.js';
-import type { AppendReq, AppendResp, ReadReq, ReadResp } from '@eventstore/db-client/generated/streams_pb.js';
+import statusPb from '@eventstore/db-client/generated/status_pb.js';
+import type {
+  AppendReq,
+  AppendResp,
+  BatchAppendReq,
+  BatchAppendResp,
+  ReadReq,
+  ReadResp,
+} from '@eventstore/db-client/generated/streams_pb.js';
 import type { SupportedMethods } from '@eventstore/db-client/generated/serverfeatures_pb.js';
 import type {
   CreateReq as PsCreateReq,
@@ -83,6 +92,11 @@ export type EsdbStandIn = {
 export type EsdbStandInOptions = {
   /** Start with a few system events in $all, as a fresh EventStoreDB has. Default true. */
   seedSystemEvents?: boolean;
+  /**
+   * Offer Streams.BatchAppend, as servers since 21.10 do; the client then appends through it. Default true.
+   * Turn it off to exercise the plain Streams.Append path the client uses with older servers.
+   */
+  batchAppend?: boolean;
 };
 
 const VERSION = '23.10.0 (fulfillment-ledger test stand-in)';
@@ -99,11 +113,18 @@ export async function startEsdbStandIn(opts: EsdbStandInOptions = {}): Promise<E
   }
   const persistent = new PersistentGroups(log);
   const server = new Server();
-  server.addService(ServerFeaturesService, { getSupportedMethods: supportedMethods });
+  const batchAppend = opts.batchAppend ?? true;
+  server.addService(ServerFeaturesService, {
+    getSupportedMethods: (_call: { request: Empty }, callback: sendUnaryData<SupportedMethods>) =>
+      supportedMethods(batchAppend, callback),
+  });
   server.addService(StreamsService, {
     read: (call: ServerWritableStream<ReadReq, ReadResp>) => handleRead(log, call),
     append: (call: ServerReadableStream<AppendReq, AppendResp>, callback: sendUnaryData<AppendResp>) =>
       handleAppend(log, call, callback),
+    ...(batchAppend
+      ? { batchAppend: (call: ServerDuplexStream<BatchAppendReq, BatchAppendResp>) => handleBatchAppend(log, call) }
+      : {}),
   });
   server.addService(PersistentSubscriptionsService, {
     create: (call: { request: PsCreateReq }, callback: sendUnaryData<PsCreateResp>) =>
@@ -211,7 +232,7 @@ function nowTicks(): bigint {
 // ---------------------------------------------------------------------------------------------------------------
 // ServerFeatures
 
-function supportedMethods(_call: { request: Empty }, callback: sendUnaryData<SupportedMethods>): void {
+function supportedMethods(batchAppend: boolean, callback: sendUnaryData<SupportedMethods>): void {
   const method = (serviceName: string, methodName: string, features: string[] = []) => {
     const m = new featuresPb.SupportedMethod();
     m.setServiceName(serviceName);
@@ -224,6 +245,7 @@ function supportedMethods(_call: { request: Empty }, callback: sendUnaryData<Sup
   reply.setMethodsList([
     method('event_store.client.streams.streams', 'read', ['position']),
     method('event_store.client.streams.streams', 'append'),
+    ...(batchAppend ? [method('event_store.client.streams.streams', 'batchappend')] : []),
     method('event_store.client.persistent_subscriptions.persistentsubscriptions', 'create', ['stream', 'all']),
     method('event_store.client.persistent_subscriptions.persistentsubscriptions', 'read', ['stream', 'all']),
     method('event_store.client.persistent_subscriptions.persistentsubscriptions', 'delete', ['stream', 'all']),
@@ -233,52 +255,33 @@ function supportedMethods(_call: { request: Empty }, callback: sendUnaryData<Sup
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Streams.Append
+// Streams.Append and Streams.BatchAppend: one core, two wire formats
 
 type Expected = { kind: 'any' } | { kind: 'no_stream' } | { kind: 'stream_exists' } | { kind: 'revision'; revision: bigint };
 
-function handleAppend(
-  log: InMemoryLog,
-  call: ServerReadableStream<AppendReq, AppendResp>,
-  callback: sendUnaryData<AppendResp>,
-): void {
-  let options: AppendReq.Options | undefined;
-  const proposed: AppendReq.ProposedMessage[] = [];
-  call.on('data', (req: AppendReq) => {
-    if (req.hasOptions()) options = req.getOptions();
-    else if (req.hasProposedMessage()) proposed.push(req.getProposedMessage()!);
-  });
-  call.on('error', () => undefined); // the client went away; nothing to answer
-  call.on('end', () => {
-    try {
-      if (!options?.hasStreamIdentifier()) throw grpcError(status.INVALID_ARGUMENT, 'append without options');
-      callback(null, append(log, options, proposed));
-    } catch (err) {
-      callback(err as ServiceError);
-    }
-  });
-}
+type AppendOutcome =
+  | { ok: true; revision: bigint | undefined; last: StandInEvent | undefined }
+  | { ok: false; expected: Expected; current: bigint | undefined };
 
-function append(log: InMemoryLog, options: AppendReq.Options, proposed: AppendReq.ProposedMessage[]): AppendResp {
-  const streamId = streamName(options.getStreamIdentifier()!);
-  const expected = expectedOf(options);
+/** The proposed-message shape both append calls share. */
+type Proposed = {
+  getId(): InstanceType<typeof sharedPb.UUID> | undefined;
+  getMetadataMap(): { get(key: string): string | undefined };
+  getData_asU8(): Uint8Array;
+  getCustomMetadata_asU8(): Uint8Array;
+};
+
+function appendCore(log: InMemoryLog, streamId: string, expected: Expected, proposed: readonly Proposed[]): AppendOutcome {
   const events = proposed.map(toProposedEvent);
   const stream = log.stream(streamId) ?? [];
   const current = stream.length === 0 ? undefined : BigInt(stream.length - 1);
 
   const replayed = idempotentReplay(stream, expected, events);
-  if (replayed) return success(replayed.at(-1)?.revision ?? current, replayed.at(-1) ?? stream.at(-1));
+  if (replayed) return { ok: true, revision: replayed.at(-1)?.revision, last: replayed.at(-1) };
 
-  if (!satisfies(expected, current)) return wrongExpectedVersion(expected, current);
+  if (!satisfies(expected, current)) return { ok: false, expected, current };
   const written = log.write(streamId, events);
-  return success(written.at(-1)?.revision ?? current, written.at(-1));
-}
-
-function expectedOf(options: AppendReq.Options): Expected {
-  if (options.hasRevision()) return { kind: 'revision', revision: BigInt(options.getRevision()) };
-  if (options.hasNoStream()) return { kind: 'no_stream' };
-  if (options.hasStreamExists()) return { kind: 'stream_exists' };
-  return { kind: 'any' };
+  return { ok: true, revision: written.at(-1)?.revision ?? current, last: written.at(-1) ?? stream.at(-1) };
 }
 
 function satisfies(expected: Expected, current: bigint | undefined): boolean {
@@ -313,7 +316,7 @@ function idempotentReplay(
   return existing.every((e, i) => e.id === events[i]!.id) ? existing : undefined;
 }
 
-function toProposedEvent(message: AppendReq.ProposedMessage): Omit<StandInEvent, 'streamId' | 'revision' | 'position'> {
+function toProposedEvent(message: Proposed): Omit<StandInEvent, 'streamId' | 'revision' | 'position'> {
   const id = message.getId()?.getString() ?? '';
   if (!UUID_RE.test(id)) throw grpcError(status.INVALID_ARGUMENT, `event id is not a UUID: ${id}`);
   const metadata = message.getMetadataMap();
@@ -329,7 +332,39 @@ function toProposedEvent(message: AppendReq.ProposedMessage): Omit<StandInEvent,
   };
 }
 
-function success(revision: bigint | undefined, last: StandInEvent | undefined): AppendResp {
+// --- Streams.Append: one call per append; a conflict is an in-band `wrong_expected_version` answer.
+
+function handleAppend(
+  log: InMemoryLog,
+  call: ServerReadableStream<AppendReq, AppendResp>,
+  callback: sendUnaryData<AppendResp>,
+): void {
+  let options: AppendReq.Options | undefined;
+  const proposed: AppendReq.ProposedMessage[] = [];
+  call.on('data', (req: AppendReq) => {
+    if (req.hasOptions()) options = req.getOptions();
+    else if (req.hasProposedMessage()) proposed.push(req.getProposedMessage()!);
+  });
+  call.on('error', () => undefined); // the client went away; nothing to answer
+  call.on('end', () => {
+    try {
+      if (!options?.hasStreamIdentifier()) throw grpcError(status.INVALID_ARGUMENT, 'append without options');
+      const outcome = appendCore(log, streamName(options.getStreamIdentifier()!), appendExpected(options), proposed);
+      callback(null, outcome.ok ? appendSuccess(outcome.revision, outcome.last) : appendConflict(outcome.expected, outcome.current));
+    } catch (err) {
+      callback(err as ServiceError);
+    }
+  });
+}
+
+function appendExpected(options: AppendReq.Options): Expected {
+  if (options.hasRevision()) return { kind: 'revision', revision: BigInt(options.getRevision()) };
+  if (options.hasNoStream()) return { kind: 'no_stream' };
+  if (options.hasStreamExists()) return { kind: 'stream_exists' };
+  return { kind: 'any' };
+}
+
+function appendSuccess(revision: bigint | undefined, last: StandInEvent | undefined): AppendResp {
   const ok = new streamsPb.AppendResp.Success();
   if (revision === undefined) ok.setNoStream(new sharedPb.Empty());
   else ok.setCurrentRevision(revision.toString());
@@ -346,7 +381,7 @@ function success(revision: bigint | undefined, last: StandInEvent | undefined): 
   return resp;
 }
 
-function wrongExpectedVersion(expected: Expected, current: bigint | undefined): AppendResp {
+function appendConflict(expected: Expected, current: bigint | undefined): AppendResp {
   const wrong = new streamsPb.AppendResp.WrongExpectedVersion();
   if (current === undefined) wrong.setCurrentNoStream(new sharedPb.Empty());
   else wrong.setCurrentRevision(current.toString());
@@ -367,6 +402,109 @@ function wrongExpectedVersion(expected: Expected, current: bigint | undefined): 
   const resp = new streamsPb.AppendResp();
   resp.setWrongExpectedVersion(wrong);
   return resp;
+}
+
+// --- Streams.BatchAppend: what servers since 21.10 offer and the client then always uses. One long-lived duplex
+// call carries many appends, each a run of requests with one correlation id ending in `is_final`; a conflict comes
+// back as a google.rpc.Status whose details pack an event_store.client.WrongExpectedVersion.
+
+function handleBatchAppend(log: InMemoryLog, call: ServerDuplexStream<BatchAppendReq, BatchAppendResp>): void {
+  const pending = new Map<string, { options?: BatchAppendReq.Options; messages: BatchAppendReq.ProposedMessage[] }>();
+  call.on('data', (req: BatchAppendReq) => {
+    const correlationId = req.getCorrelationId();
+    const key = correlationId?.getString() ?? '';
+    const batch = pending.get(key) ?? { messages: [] };
+    pending.set(key, batch);
+    if (req.hasOptions()) batch.options = req.getOptions();
+    batch.messages.push(...req.getProposedMessagesList());
+    if (!req.getIsFinal()) return;
+    pending.delete(key);
+    try {
+      if (!correlationId || !batch.options?.hasStreamIdentifier()) {
+        throw grpcError(status.INVALID_ARGUMENT, 'batch append without correlation id or options');
+      }
+      call.write(batchAppendResult(log, correlationId, batch.options, batch.messages));
+    } catch (err) {
+      fail(call, err as ServiceError);
+    }
+  });
+  const stopClose = log.onClose(() => fail(call, grpcError(status.UNAVAILABLE, 'stand-in stopped')));
+  call.on('end', () => call.end());
+  call.on('error', () => undefined);
+  call.on('close', stopClose);
+}
+
+function batchAppendResult(
+  log: InMemoryLog,
+  correlationId: InstanceType<typeof sharedPb.UUID>,
+  options: BatchAppendReq.Options,
+  messages: readonly BatchAppendReq.ProposedMessage[],
+): BatchAppendResp {
+  const identifier = options.getStreamIdentifier()!;
+  const expected = batchExpected(options);
+  const outcome = appendCore(log, streamName(identifier), expected, messages);
+  const resp = new streamsPb.BatchAppendResp();
+  resp.setCorrelationId(correlationId);
+  resp.setStreamIdentifier(identifier);
+  if (outcome.ok) {
+    const ok = new streamsPb.BatchAppendResp.Success();
+    if (outcome.revision === undefined) ok.setNoStream(new sharedPb.Empty());
+    else ok.setCurrentRevision(outcome.revision.toString());
+    if (outcome.last) {
+      const position = new sharedPb.AllStreamPosition();
+      position.setCommitPosition(outcome.last.position.toString());
+      position.setPreparePosition(outcome.last.position.toString());
+      ok.setPosition(position);
+    } else {
+      ok.setNoPosition(new sharedPb.Empty());
+    }
+    resp.setSuccess(ok);
+    return resp;
+  }
+  const wrong = new sharedPb.WrongExpectedVersion();
+  if (outcome.current === undefined) wrong.setCurrentNoStream(new sharedPb.Empty());
+  else wrong.setCurrentStreamRevision(outcome.current.toString());
+  if (expected.kind === 'revision') wrong.setExpectedStreamPosition(expected.revision.toString());
+  else if (expected.kind === 'no_stream') wrong.setExpectedNoStream(new sharedPb.Empty());
+  else if (expected.kind === 'stream_exists') wrong.setExpectedStreamExists(new sharedPb.Empty());
+  else wrong.setExpectedAny(new sharedPb.Empty());
+  resp.setError(
+    rpcStatus(status.FAILED_PRECONDITION, 'wrong expected version', 'event_store.client.WrongExpectedVersion', wrong.serializeBinary()),
+  );
+  return resp;
+}
+
+function batchExpected(options: BatchAppendReq.Options): Expected {
+  if (options.hasStreamPosition()) return { kind: 'revision', revision: BigInt(options.getStreamPosition()) };
+  if (options.hasNoStream()) return { kind: 'no_stream' };
+  if (options.hasStreamExists()) return { kind: 'stream_exists' };
+  return { kind: 'any' };
+}
+
+/**
+ * A google.rpc.Status with a packed detail. The generated code does not export google.protobuf.Any (it lives in
+ * google-protobuf, which is the client's dependency, not ours), so we encode the three fields by hand and let the
+ * generated Status parse them: field 1 code (varint), 2 message (string), 3 details (Any: 1 type_url, 2 value).
+ */
+function rpcStatus(code: number, message: string, typeName: string, detail: Uint8Array): InstanceType<typeof statusPb.Status> {
+  const any = Buffer.concat([lengthDelimited(1, utf8.encode(`type.googleapis.com/${typeName}`)), lengthDelimited(2, detail)]);
+  const bytes = Buffer.concat([Buffer.from([(1 << 3) | 0, ...varint(code)]), lengthDelimited(2, utf8.encode(message)), lengthDelimited(3, any)]);
+  return statusPb.Status.deserializeBinary(bytes);
+}
+
+function lengthDelimited(field: number, bytes: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from([(field << 3) | 2, ...varint(bytes.length)]), bytes]);
+}
+
+function varint(value: number): number[] {
+  const out: number[] = [];
+  let v = value;
+  while (v > 0x7f) {
+    out.push((v & 0x7f) | 0x80);
+    v >>>= 7;
+  }
+  out.push(v);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

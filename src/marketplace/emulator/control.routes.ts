@@ -1,0 +1,295 @@
+/**
+ * The emulator's own API, under `/emulator`: make purchases, act as the customer (or as Microsoft),
+ * inject faults, and look at what was sent. Strict TypeBox schemas (unknown fields are errors, not
+ * silently dropped) and `application/problem+json` errors.
+ *
+ *   GET    /emulator                                      configuration, URLs, timings
+ *   GET    /emulator/catalogue                            offers and plans
+ *   POST   /emulator/purchases                            buy: → subscription, token, landing-page URL
+ *   GET    /emulator/subscriptions/:id                    subscription + all its operations + deliveries
+ *   POST   /emulator/subscriptions/:id/landing-token      a fresh token ("Manage account")
+ *   POST   /emulator/subscriptions/:id/change-plan        { planId }   → ChangePlan webhook, ack window
+ *   POST   /emulator/subscriptions/:id/change-quantity    { quantity } → ChangeQuantity webhook, ack window
+ *   POST   /emulator/subscriptions/:id/suspend | reinstate | renew | unsubscribe
+ *   PUT    /emulator/subscriptions/:id/auto-renew         { autoRenew }
+ *   GET    /emulator/deliveries[?subscriptionId=&operationId=]
+ *   GET | PUT | DELETE /emulator/faults
+ *   PUT    /emulator/settings                             { webhookUrl?, landingPageUrl? }
+ *   GET    /emulator/landing?token=…                      stand-in landing page when none is configured
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
+import { SANDBOX_TYPE_VALUES, SESSION_MODE_VALUES } from '../schemas.js';
+import { EmulatorError, CONTROL_STATUS } from './errors.js';
+import { FaultConfigSchema } from './faults.js';
+import { acceptEmptyJson } from './json-body.js';
+import type { FaultInjector } from './faults.js';
+import type { EmulatedMarketplace } from './marketplace.js';
+import { toOperationPayload, toSubscriptionPayload } from './payloads.js';
+import type { OperationRecord } from './state.js';
+
+export type ControlRoutesOptions = {
+  marketplace: EmulatedMarketplace;
+  faults: FaultInjector;
+  info: () => Record<string, unknown>;
+  setWebhookUrl: (url: string | undefined) => void;
+  setLandingPageUrl: (url: string | undefined) => void;
+};
+
+export type Problem = {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  errors?: { in: string; path: string; message: string }[];
+};
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+};
+
+export function sendProblem(reply: FastifyReply, problem: Omit<Problem, 'type' | 'title'> & { title?: string }): FastifyReply {
+  const body: Problem = {
+    type: `urn:marketplace-emulator:problem:${problem.code}`,
+    title: problem.title ?? TITLES[problem.status] ?? 'Error',
+    ...problem,
+  };
+  return reply.code(problem.status).type('application/problem+json; charset=utf-8').send(body);
+}
+
+const Uuid = Type.String({ format: 'uuid' });
+const Identity = Type.Object(
+  {
+    emailId: Type.Optional(Type.String({ minLength: 1 })),
+    objectId: Type.Optional(Uuid),
+    tenantId: Type.Optional(Uuid),
+    puid: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export const PurchaseBody = Type.Object(
+  {
+    offerId: Type.Optional(Type.String({ minLength: 1 })),
+    planId: Type.String({ minLength: 1 }),
+    quantity: Type.Optional(Type.Integer({ minimum: 1 })),
+    subscriptionName: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    freeTrial: Type.Optional(Type.Boolean()),
+    isTest: Type.Optional(Type.Boolean()),
+    autoRenew: Type.Optional(Type.Boolean()),
+    beneficiary: Type.Optional(Identity),
+    purchaser: Type.Optional(Identity),
+    csp: Type.Optional(Type.Boolean()),
+    sandboxType: Type.Optional(Type.Enum(SANDBOX_TYPE_VALUES)),
+    sessionMode: Type.Optional(Type.Enum(SESSION_MODE_VALUES)),
+    autoActivate: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+const SubscriptionParams = Type.Object({ subscriptionId: Type.String({ minLength: 1 }) }, { additionalProperties: false });
+const NoBody = Type.Optional(Type.Object({}, { additionalProperties: false }));
+
+function operationResponse(op: OperationRecord): { operation: ReturnType<typeof toOperationPayload>; source: string } {
+  return { operation: toOperationPayload(op), source: op.source };
+}
+
+export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = async (app, opts) => {
+  const { marketplace, faults } = opts;
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  acceptEmptyJson(app);
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof EmulatorError) {
+      return sendProblem(reply, { status: CONTROL_STATUS[err.kind], code: err.code, detail: err.message });
+    }
+    const e = err as {
+      statusCode?: number;
+      code?: string;
+      message: string;
+      validation?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[];
+      validationContext?: string;
+    };
+    if (e.validation !== undefined) {
+      const seen = new Set<string>();
+      const errors = e.validation
+        .map((v) => {
+          const extra = v.params?.additionalProperties;
+          const message = Array.isArray(extra) ? `must not have additional properties: ${extra.join(', ')}` : (v.message ?? 'is invalid');
+          return { in: e.validationContext ?? 'body', path: v.instancePath || '/', message };
+        })
+        .filter((x) => x.message !== 'schema is false')
+        .filter((x) => {
+          const key = `${x.in}${x.path}${x.message}`;
+          if (seen.has(key)) return false;
+          seen.add(key);
+          return true;
+        });
+      const detail = errors.map((x) => `${x.in}${x.path === '/' ? '' : x.path} ${x.message}`).join('; ');
+      return sendProblem(reply, { status: 400, code: 'ValidationFailed', detail, errors });
+    }
+    const status = e.statusCode ?? 500;
+    if (status >= 500) {
+      req.log.error({ err }, 'emulator control route failed');
+      return sendProblem(reply, { status: 500, code: 'InternalError', detail: 'An internal error occurred; see the emulator log.' });
+    }
+    return sendProblem(reply, { status, code: e.code ?? 'BadRequest', detail: e.message });
+  });
+
+  app.get('/emulator', async () => opts.info());
+
+  app.get('/emulator/catalogue', async () => marketplace.state.catalogue);
+
+  app.post('/emulator/purchases', { schema: { body: PurchaseBody } }, async (req, reply) => {
+    const result = marketplace.purchase(req.body);
+    const body: Record<string, unknown> = {
+      subscriptionId: result.subscription.id,
+      token: result.token,
+      tokenExpiresAt: result.tokenExpiresAt.toISOString(),
+      landingPageUrl: result.landingPageUrl,
+      subscription: toSubscriptionPayload(result.subscription),
+    };
+    if (result.operation) body.operation = toOperationPayload(result.operation);
+    return reply.code(201).send(body);
+  });
+
+  app.get('/emulator/subscriptions/:subscriptionId', { schema: { params: SubscriptionParams } }, async (req) => {
+    const id = req.params.subscriptionId;
+    const sub = marketplace.state.subscription(id);
+    return {
+      subscription: toSubscriptionPayload(sub),
+      locked: marketplace.state.isLocked(id),
+      operations: marketplace.state.operations(id).map((op) => ({ ...toOperationPayload(op), operationRequestSource: op.source })),
+      deliveries: marketplace.deliveries({ subscriptionId: id }),
+    };
+  });
+
+  app.post(
+    '/emulator/subscriptions/:subscriptionId/landing-token',
+    { schema: { params: SubscriptionParams, body: NoBody } },
+    async (req, reply) => {
+      const t = marketplace.newLandingToken(req.params.subscriptionId);
+      return reply.code(201).send({ token: t.token, tokenExpiresAt: t.tokenExpiresAt.toISOString(), landingPageUrl: t.landingPageUrl });
+    },
+  );
+
+  app.post(
+    '/emulator/subscriptions/:subscriptionId/change-plan',
+    {
+      schema: {
+        params: SubscriptionParams,
+        body: Type.Object({ planId: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+      },
+    },
+    async (req, reply) => reply.code(202).send(operationResponse(marketplace.changePlan(req.params.subscriptionId, req.body.planId))),
+  );
+
+  app.post(
+    '/emulator/subscriptions/:subscriptionId/change-quantity',
+    {
+      schema: {
+        params: SubscriptionParams,
+        body: Type.Object({ quantity: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+      },
+    },
+    async (req, reply) =>
+      reply.code(202).send(operationResponse(marketplace.changeQuantity(req.params.subscriptionId, req.body.quantity))),
+  );
+
+  const simpleActions = {
+    suspend: (id: string) => marketplace.suspend(id),
+    reinstate: (id: string) => marketplace.reinstate(id),
+    renew: (id: string) => marketplace.renew(id),
+    unsubscribe: (id: string) => marketplace.unsubscribe(id),
+  } as const;
+  for (const [name, act] of Object.entries(simpleActions)) {
+    app.post(
+      `/emulator/subscriptions/:subscriptionId/${name}`,
+      { schema: { params: SubscriptionParams, body: NoBody } },
+      async (req, reply) => reply.code(202).send(operationResponse(act(req.params.subscriptionId))),
+    );
+  }
+
+  app.put(
+    '/emulator/subscriptions/:subscriptionId/auto-renew',
+    {
+      schema: {
+        params: SubscriptionParams,
+        body: Type.Object({ autoRenew: Type.Boolean() }, { additionalProperties: false }),
+      },
+    },
+    async (req) => toSubscriptionPayload(marketplace.setAutoRenew(req.params.subscriptionId, req.body.autoRenew)),
+  );
+
+  app.get(
+    '/emulator/deliveries',
+    {
+      schema: {
+        querystring: Type.Object(
+          { subscriptionId: Type.Optional(Type.String()), operationId: Type.Optional(Type.String()) },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req) => {
+      const filter: { subscriptionId?: string; operationId?: string } = {};
+      if (req.query.subscriptionId !== undefined) filter.subscriptionId = req.query.subscriptionId;
+      if (req.query.operationId !== undefined) filter.operationId = req.query.operationId;
+      return { deliveries: marketplace.deliveries(filter) };
+    },
+  );
+
+  app.get('/emulator/faults', async () => ({ faults: faults.config, fired: faults.fired }));
+
+  app.put('/emulator/faults', { schema: { body: FaultConfigSchema } }, async (req) => {
+    faults.set(req.body);
+    if (!faults.reorder()) marketplace.webhooks.flushHeld();
+    return { faults: faults.config, fired: faults.fired };
+  });
+
+  app.delete('/emulator/faults', async (_req, reply) => {
+    faults.clear();
+    marketplace.webhooks.flushHeld();
+    return reply.code(204).send();
+  });
+
+  app.put(
+    '/emulator/settings',
+    {
+      schema: {
+        body: Type.Object(
+          {
+            webhookUrl: Type.Optional(Type.Union([Type.String({ format: 'uri' }), Type.Null()])),
+            landingPageUrl: Type.Optional(Type.Union([Type.String({ format: 'uri' }), Type.Null()])),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req) => {
+      if (req.body.webhookUrl !== undefined) opts.setWebhookUrl(req.body.webhookUrl ?? undefined);
+      if (req.body.landingPageUrl !== undefined) opts.setLandingPageUrl(req.body.landingPageUrl ?? undefined);
+      return opts.info();
+    },
+  );
+
+  app.get(
+    '/emulator/landing',
+    { schema: { querystring: Type.Object({ token: Type.Optional(Type.String()) }, { additionalProperties: false }) } },
+    async (req) => ({
+      message:
+        'This is the emulator stand-in for your landing page. Configure EMULATOR_LANDING_PAGE_URL (or PUT /emulator/settings) to send buyers to your own.',
+      token: req.query.token ?? null,
+      resolveWith: 'POST /api/saas/subscriptions/resolve?api-version=2018-08-31 with header x-ms-marketplace-token: <token>',
+    }),
+  );
+};

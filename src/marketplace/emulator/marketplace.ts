@@ -1,0 +1,289 @@
+/**
+ * The emulated marketplace: `EmulatorState` plus time and webhooks. This is where Microsoft's
+ * asynchronous behaviour lives:
+ *
+ * - Publisher PATCH/DELETE answer 202 at once; the operation stays `NotStarted` for
+ *   `operationDelayMs`, then a change becomes `InProgress` and is offered to the publisher through a
+ *   `ChangePlan`/`ChangeQuantity` webhook (`operationRequestSource: "Partner"`), and a delete
+ *   completes with an `Unsubscribe` webhook.
+ * - Customer-side changes (`"Azure"`) send their webhook at once.
+ * - The acknowledgement window (`ackWindowMs`, Microsoft: 10 s) opens when a ChangePlan,
+ *   ChangeQuantity or Reinstate webhook is queued: PATCH operation `Success` completes it, `Failure`
+ *   or a 4xx webhook answer refuses it (ChangePlan/ChangeQuantity only), silence accepts it.
+ * - Notifications (Subscribe, Suspend, Renew, Unsubscribe) are `Succeeded` before they are sent.
+ */
+import type { Logger } from 'pino';
+import type { SaaSOperation, UpdateOperationStatus } from '../schemas.js';
+import type { Clock, Timers } from './clock.js';
+import type { FaultInjector } from './faults.js';
+import { toOperationPayload, toResolvedPayload, toWebhookPayload } from './payloads.js';
+import type { EmulatorWebhookPayload } from './payloads.js';
+import type { TokenSigner } from './signing.js';
+import { isAcknowledgeable, isPending, isRejectable } from './state.js';
+import type { EmulatorState, OperationRecord, PurchaseInput, SubscriptionRecord } from './state.js';
+import { WebhookSender } from './webhook-sender.js';
+import type { AttemptOutcome, RedeliveryPolicy, WebhookDelivery } from './webhook-sender.js';
+
+export type MarketplaceTimings = {
+  /** How long the publisher has to acknowledge a change before it is accepted (Microsoft: 10 s). */
+  ackWindowMs: number;
+  /** How long a publisher-requested PATCH/DELETE stays `NotStarted` before Microsoft processes it. */
+  operationDelayMs: number;
+  /** Per-attempt webhook timeout. */
+  webhookTimeoutMs: number;
+  redelivery: RedeliveryPolicy;
+};
+
+export const DEFAULT_TIMINGS: MarketplaceTimings = {
+  ackWindowMs: 10_000,
+  operationDelayMs: 2_000,
+  webhookTimeoutMs: 10_000,
+  redelivery: { initialDelayMs: 1_000, factor: 2, maxDelayMs: 60_000, maxAttempts: 500 },
+};
+
+export type MarketplaceOptions = {
+  state: EmulatorState;
+  signer: TokenSigner;
+  faults: FaultInjector;
+  timers: Timers;
+  now: Clock;
+  log: Logger;
+  timings: MarketplaceTimings;
+  webhookUrl: () => string | undefined;
+  landingPageUrl: () => string;
+};
+
+export type PurchaseResult = {
+  subscription: SubscriptionRecord;
+  token: string;
+  tokenExpiresAt: Date;
+  landingPageUrl: string;
+  /** The `Subscribe` operation of an auto-activated purchase. */
+  operation?: OperationRecord;
+};
+
+export class EmulatedMarketplace {
+  readonly state: EmulatorState;
+  readonly webhooks: WebhookSender;
+  readonly #o: MarketplaceOptions;
+  /** Cancels the acknowledgement-window timer of an InProgress operation. */
+  readonly #ackTimers = new Map<string, () => void>();
+
+  constructor(options: MarketplaceOptions) {
+    this.#o = options;
+    this.state = options.state;
+    this.webhooks = new WebhookSender({
+      webhookUrl: options.webhookUrl,
+      signer: options.signer,
+      faults: options.faults,
+      timers: options.timers,
+      now: options.now,
+      log: options.log,
+      timeoutMs: options.timings.webhookTimeoutMs,
+      redelivery: options.timings.redelivery,
+      onAttempt: (d, outcome) => this.#onAttempt(d, outcome),
+      onAbandoned: (d) => this.#onAbandoned(d),
+    });
+  }
+
+  get timings(): MarketplaceTimings {
+    return this.#o.timings;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Fulfillment API (the publisher's calls)
+
+  resolve(token: string | undefined): ReturnType<typeof toResolvedPayload> {
+    return toResolvedPayload(this.state.resolve(token, this.#o.now()));
+  }
+
+  activate(subscriptionId: string, body: { planId?: string; quantity?: number }): void {
+    const sub = this.state.activate(subscriptionId, body, this.#o.now());
+    this.#o.log.info({ subscriptionId, planId: sub.planId }, 'subscription activated');
+    if (this.#o.faults.failActivation()) {
+      this.#o.log.warn({ subscriptionId }, 'fault: activation will fail; the subscription will be cancelled');
+      this.#o.timers.schedule(this.#o.timings.operationDelayMs, () => {
+        try {
+          this.#notify(this.state.unsubscribe(subscriptionId, this.#o.now()));
+        } catch (err) {
+          this.#o.log.warn({ subscriptionId, err }, 'could not fail the activation');
+        }
+      });
+    }
+  }
+
+  updateSubscription(subscriptionId: string, body: { planId?: unknown; quantity?: unknown }): OperationRecord {
+    const op = this.state.requestUpdate(subscriptionId, body, this.#o.now());
+    this.#o.log.info({ subscriptionId, operationId: op.id, action: op.action }, 'publisher requested a change');
+    this.#o.timers.schedule(this.#o.timings.operationDelayMs, () => this.#beginPartnerOperation(op.id));
+    return op;
+  }
+
+  deleteSubscription(subscriptionId: string): OperationRecord {
+    const op = this.state.requestDelete(subscriptionId, this.#o.now());
+    this.#o.log.info({ subscriptionId, operationId: op.id }, 'publisher requested cancellation');
+    this.#o.timers.schedule(this.#o.timings.operationDelayMs, () => this.#beginPartnerOperation(op.id));
+    return op;
+  }
+
+  updateOperation(subscriptionId: string, operationId: string, status: UpdateOperationStatus): OperationRecord {
+    const inFlight = this.webhooks
+      .deliveries({ operationId })
+      .some((d) => d.state === 'pending' && d.attempts.length === 0 && d.nextAttemptAt === undefined);
+    if (inFlight) {
+      this.#o.log.warn(
+        { subscriptionId, operationId },
+        'operation PATCHed before the webhook call returned: answer the webhook first, then PATCH',
+      );
+    }
+    const before = this.state.operation(subscriptionId, operationId).status;
+    const op = this.state.acknowledge(subscriptionId, operationId, status, this.#o.now());
+    if (before === 'InProgress' && op.status !== 'InProgress') {
+      this.#clearAckTimer(op.id);
+      this.#o.log.info({ subscriptionId, operationId, status: op.status }, 'operation acknowledged by the publisher');
+    }
+    return op;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The customer's (and Microsoft's own) side
+
+  purchase(input: PurchaseInput): PurchaseResult {
+    const { subscription, token, operation } = this.state.purchase(input, this.#o.now());
+    this.#o.log.info(
+      { subscriptionId: subscription.id, offerId: subscription.offerId, planId: subscription.planId, status: subscription.status },
+      'purchase made',
+    );
+    const result: PurchaseResult = {
+      subscription,
+      token: token.token,
+      tokenExpiresAt: token.expiresAt,
+      landingPageUrl: this.landingPageUrlFor(token.token),
+    };
+    if (operation) {
+      result.operation = operation;
+      this.#notify(operation);
+    }
+    return result;
+  }
+
+  /** A fresh landing-page token for an existing subscription ("Manage account"). */
+  newLandingToken(subscriptionId: string): { token: string; tokenExpiresAt: Date; landingPageUrl: string } {
+    const token = this.state.issueToken(subscriptionId, this.#o.now());
+    return { token: token.token, tokenExpiresAt: token.expiresAt, landingPageUrl: this.landingPageUrlFor(token.token) };
+  }
+
+  landingPageUrlFor(token: string): string {
+    const url = new URL(this.#o.landingPageUrl());
+    url.searchParams.set('token', token);
+    return url.toString();
+  }
+
+  changePlan(subscriptionId: string, planId: string): OperationRecord {
+    return this.#offer(this.state.customerChange(subscriptionId, { planId }, this.#o.now()));
+  }
+
+  changeQuantity(subscriptionId: string, quantity: number): OperationRecord {
+    return this.#offer(this.state.customerChange(subscriptionId, { quantity }, this.#o.now()));
+  }
+
+  suspend(subscriptionId: string): OperationRecord {
+    return this.#notify(this.state.suspend(subscriptionId, this.#o.now()));
+  }
+
+  reinstate(subscriptionId: string): OperationRecord {
+    return this.#offer(this.state.reinstate(subscriptionId, this.#o.now()));
+  }
+
+  renew(subscriptionId: string): OperationRecord {
+    return this.#notify(this.state.renew(subscriptionId, this.#o.now()));
+  }
+
+  unsubscribe(subscriptionId: string): OperationRecord {
+    return this.#notify(this.state.unsubscribe(subscriptionId, this.#o.now()));
+  }
+
+  setAutoRenew(subscriptionId: string, autoRenew: boolean): SubscriptionRecord {
+    return this.state.setAutoRenew(subscriptionId, autoRenew, this.#o.now());
+  }
+
+  deliveries(filter: { subscriptionId?: string; operationId?: string } = {}): WebhookDelivery[] {
+    return this.webhooks.deliveries(filter);
+  }
+
+  operationPayload(op: OperationRecord): SaaSOperation {
+    return toOperationPayload(op);
+  }
+
+  async close(): Promise<void> {
+    for (const cancel of this.#ackTimers.values()) cancel();
+    this.#ackTimers.clear();
+    await this.webhooks.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Internals
+
+  #beginPartnerOperation(operationId: string): void {
+    const op = this.state.beginOperation(operationId, this.#o.now());
+    if (op.action === 'Unsubscribe') {
+      this.#o.log.info({ subscriptionId: op.subscriptionId, operationId }, 'cancellation completed');
+      this.#send(op);
+    } else {
+      this.#offer(op);
+    }
+  }
+
+  /** Sends a notification: the operation is already final. */
+  #notify(op: OperationRecord): OperationRecord {
+    this.#send(op);
+    return op;
+  }
+
+  /** Sends an acknowledgeable operation and opens its acknowledgement window. */
+  #offer(op: OperationRecord): OperationRecord {
+    if (!isAcknowledgeable(op.action) || op.status !== 'InProgress') return this.#notify(op);
+    this.#send(op);
+    const cancel = this.#o.timers.schedule(this.#o.timings.ackWindowMs, () => {
+      this.#ackTimers.delete(op.id);
+      if (op.status !== 'InProgress') return;
+      this.state.accept(op.id, this.#o.now());
+      this.#o.log.info(
+        { subscriptionId: op.subscriptionId, operationId: op.id, action: op.action, status: op.status },
+        'acknowledgement window elapsed: change accepted',
+      );
+    });
+    this.#ackTimers.set(op.id, cancel);
+    return op;
+  }
+
+  #send(op: OperationRecord): WebhookDelivery {
+    const sub = this.state.subscription(op.subscriptionId);
+    const payload: EmulatorWebhookPayload = toWebhookPayload(op, sub);
+    return this.webhooks.send(payload, { rejectable: isRejectable(op.action) });
+  }
+
+  #clearAckTimer(operationId: string): void {
+    this.#ackTimers.get(operationId)?.();
+    this.#ackTimers.delete(operationId);
+  }
+
+  #onAttempt(d: WebhookDelivery, outcome: AttemptOutcome): void {
+    if (d.state !== 'rejected' || !('statusCode' in outcome)) return;
+    const op = this.state.operationById(d.operationId);
+    if (!op || op.status !== 'InProgress') {
+      this.#o.log.info({ operationId: d.operationId, statusCode: outcome.statusCode }, 'refusal came after the operation completed; ignored');
+      return;
+    }
+    this.state.reject(op.id, this.#o.now(), `the webhook answered ${outcome.statusCode}`, outcome.statusCode);
+    this.#clearAckTimer(op.id);
+    this.#o.log.info({ subscriptionId: op.subscriptionId, operationId: op.id, action: op.action }, 'change refused by the publisher');
+  }
+
+  #onAbandoned(d: WebhookDelivery): void {
+    const op = this.state.operationById(d.operationId);
+    if (!op || !isPending(op)) return;
+    this.state.reject(op.id, this.#o.now(), 'the webhook could not be delivered');
+    this.#clearAckTimer(op.id);
+  }
+}

@@ -1,0 +1,718 @@
+/**
+ * Microsoft's side of the marketplace as plain state: subscriptions, their operations and purchase
+ * tokens, and the legal transitions between statuses (API.md §5, §6). No I/O and no timers: time
+ * arrives as `now`, and the caller (`marketplace.ts`) decides when webhooks go out and when
+ * acknowledgement windows close. Every refusal is an `EmulatorError`.
+ *
+ *   PendingFulfillmentStart --activate--> Subscribed <--suspend/reinstate--> Suspended
+ *   any but Unsubscribed --unsubscribe--> Unsubscribed (terminal)
+ *
+ * A subscription with an operation in `NotStarted` or `InProgress` is locked: no other change is
+ * accepted until that operation reaches a final status.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type {
+  AllowedCustomerOperation,
+  OperationRequestSource,
+  OperationStatus,
+  SandboxType,
+  SessionMode,
+  TermUnit,
+  UpdateOperationStatus,
+} from '../schemas.js';
+import {
+  availablePlans,
+  findOffer,
+  findPlan,
+  isVisibleTo,
+  maxQuantity,
+  minQuantity,
+  offersWithPlan,
+  toPlanPayload,
+} from './catalogue.js';
+import type { Catalogue, PlanDefinition } from './catalogue.js';
+import { addDays, termFrom } from './clock.js';
+import { EmulatorError } from './errors.js';
+
+export type EmulatedStatus = 'PendingFulfillmentStart' | 'Subscribed' | 'Suspended' | 'Unsubscribed';
+
+export type EmulatedAction =
+  | 'Subscribe'
+  | 'Unsubscribe'
+  | 'ChangePlan'
+  | 'ChangeQuantity'
+  | 'Suspend'
+  | 'Reinstate'
+  | 'Renew';
+
+export type AadIdentity = { emailId: string; objectId: string; tenantId: string; puid: string };
+
+export type SubscriptionRecord = {
+  id: string;
+  name: string;
+  publisherId: string;
+  offerId: string;
+  planId: string;
+  /** Seats; undefined for plans that are not priced per seat. */
+  quantity?: number;
+  status: EmulatedStatus;
+  beneficiary: AadIdentity;
+  purchaser: AadIdentity;
+  termUnit: TermUnit;
+  /** Set at activation; moves at each renewal. */
+  startDate?: Date;
+  endDate?: Date;
+  autoRenew: boolean;
+  isTest: boolean;
+  isFreeTrial: boolean;
+  allowedCustomerOperations: AllowedCustomerOperation[];
+  sandboxType: SandboxType;
+  sessionMode: SessionMode;
+  created: Date;
+  lastModified: Date;
+  /** The plan bought (for `listAvailablePlans?planId=` and `sourceOffers`). */
+  purchasedPlanId: string;
+};
+
+export type OperationRecord = {
+  id: string;
+  activityId: string;
+  subscriptionId: string;
+  offerId: string;
+  publisherId: string;
+  /** For ChangePlan the new plan, otherwise the subscription's plan. */
+  planId: string;
+  /** For ChangeQuantity the new quantity; for ChangePlan the quantity on the new plan. */
+  quantity?: number;
+  action: EmulatedAction;
+  timeStamp: Date;
+  status: OperationStatus;
+  source: OperationRequestSource;
+  errorStatusCode?: number;
+  errorMessage?: string;
+};
+
+export type PurchaseToken = { token: string; subscriptionId: string; issuedAt: Date; expiresAt: Date };
+
+export type PurchaseInput = {
+  /** Optional when the plan ID is unique across the catalogue's offers. */
+  offerId?: string;
+  planId: string;
+  /** Seats for per-seat plans (default: the plan's minimum); must be absent for other plans. */
+  quantity?: number;
+  subscriptionName?: string;
+  freeTrial?: boolean;
+  isTest?: boolean;
+  autoRenew?: boolean;
+  beneficiary?: Partial<AadIdentity>;
+  purchaser?: Partial<AadIdentity>;
+  /** A CSP bought it for the beneficiary: purchaser ≠ beneficiary, `allowedCustomerOperations` = `["Read"]`. */
+  csp?: boolean;
+  sandboxType?: SandboxType;
+  sessionMode?: SessionMode;
+  /** Overrides the plan's auto-activation setting. */
+  autoActivate?: boolean;
+};
+
+export type Purchase = { subscription: SubscriptionRecord; token: PurchaseToken; operation?: OperationRecord };
+
+/** What a plan or quantity change asks for, once validated. */
+export type Change = { kind: 'plan'; planId: string; quantity?: number } | { kind: 'quantity'; quantity: number };
+
+export type IdSource = { uuid(): string; purchaseToken(): string };
+
+/**
+ * Purchase tokens are opaque and deliberately URL-unsafe: standard base64 with `+`, `/` and `=`
+ * always present, so that a caller that decodes the landing page's `?token=` twice (or turns `+`
+ * into a space) sends a token that does not resolve (API.md §14.1).
+ */
+export function urlUnsafeToken(): string {
+  const bytes = Buffer.concat([randomBytes(42), Buffer.from([0xfb, 0xff, 0xbf]), randomBytes(2)]);
+  return bytes.toString('base64');
+}
+
+export const defaultIds: IdSource = { uuid: () => randomUUID(), purchaseToken: urlUnsafeToken };
+
+export type StateOptions = {
+  catalogue: Catalogue;
+  publisherId: string;
+  /** `List subscriptions` page size (Microsoft: 100). */
+  pageSize: number;
+  /** How long a purchase token resolves (Microsoft: 24 h). */
+  purchaseTokenTtlMs: number;
+  ids?: IdSource;
+};
+
+const PENDING: readonly OperationStatus[] = ['NotStarted', 'InProgress'];
+const ACKNOWLEDGEABLE: readonly EmulatedAction[] = ['ChangePlan', 'ChangeQuantity', 'Reinstate'];
+
+export function isPending(op: OperationRecord): boolean {
+  return PENDING.includes(op.status);
+}
+
+/** ChangePlan, ChangeQuantity and Reinstate wait for the publisher; the others are notifications. */
+export function isAcknowledgeable(action: EmulatedAction): boolean {
+  return ACKNOWLEDGEABLE.includes(action);
+}
+
+/** Only ChangePlan and ChangeQuantity may be refused (a 4xx answer or PATCH Failure); Reinstate may not. */
+export function isRejectable(action: EmulatedAction): boolean {
+  return action === 'ChangePlan' || action === 'ChangeQuantity';
+}
+
+export class EmulatorState {
+  readonly #subscriptions = new Map<string, SubscriptionRecord>();
+  readonly #operations = new Map<string, OperationRecord>();
+  readonly #tokens = new Map<string, PurchaseToken>();
+  readonly #ids: IdSource;
+  #catalogue: Catalogue;
+  #counter = 0;
+
+  constructor(readonly options: StateOptions) {
+    this.#catalogue = options.catalogue;
+    this.#ids = options.ids ?? defaultIds;
+  }
+
+  get catalogue(): Catalogue {
+    return this.#catalogue;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Purchases and tokens
+
+  purchase(input: PurchaseInput, now: Date): Purchase {
+    const offerId = this.#offerFor(input);
+    const plan = findPlan(this.#catalogue, offerId, input.planId);
+    if (!plan) throw new EmulatorError('bad-request', 'UnknownPlan', `offer ${offerId} has no plan ${input.planId}`);
+    if (plan.isStopSell) throw new EmulatorError('bad-request', 'PlanStopSold', `plan ${plan.planId} is no longer sold`);
+    const n = ++this.#counter;
+    const beneficiary = this.#identity(input.beneficiary, `customer${n}@customer${n}.example`);
+    if (!isVisibleTo(plan, beneficiary.tenantId)) {
+      throw new EmulatorError(
+        'bad-request',
+        'PlanNotAvailable',
+        `private plan ${plan.planId} is not offered to tenant ${beneficiary.tenantId}`,
+      );
+    }
+    const quantity = this.#purchaseQuantity(plan, input.quantity);
+    if (input.freeTrial && !plan.hasFreeTrials) {
+      throw new EmulatorError('bad-request', 'NoFreeTrial', `plan ${plan.planId} has no free trial`);
+    }
+    const csp = input.csp ?? false;
+    const purchaser =
+      input.purchaser !== undefined || csp
+        ? this.#identity(input.purchaser, csp ? `admin@csp-partner${n}.example` : beneficiary.emailId)
+        : { ...beneficiary };
+    if (csp && purchaser.tenantId === beneficiary.tenantId) {
+      throw new EmulatorError('bad-request', 'CspSameTenant', 'a CSP purchaser must be in another tenant than the beneficiary');
+    }
+    const autoActivate = input.autoActivate ?? plan.autoActivate ?? false;
+    const sub: SubscriptionRecord = {
+      id: this.#ids.uuid(),
+      name: input.subscriptionName ?? `Subscription ${n}`,
+      publisherId: this.options.publisherId,
+      offerId,
+      planId: plan.planId,
+      status: 'PendingFulfillmentStart',
+      beneficiary,
+      purchaser,
+      termUnit: plan.termUnit ?? 'P1M',
+      autoRenew: input.autoRenew ?? true,
+      isTest: input.isTest ?? false,
+      isFreeTrial: input.freeTrial ?? false,
+      allowedCustomerOperations: csp ? ['Read'] : ['Read', 'Update', 'Delete'],
+      sandboxType: input.sandboxType ?? 'None',
+      sessionMode: input.sessionMode ?? 'None',
+      created: now,
+      lastModified: now,
+      purchasedPlanId: plan.planId,
+    };
+    if (quantity !== undefined) sub.quantity = quantity;
+    this.#subscriptions.set(sub.id, sub);
+    const token = this.issueToken(sub.id, now);
+    if (!autoActivate) return { subscription: sub, token };
+    this.#startTerm(sub, now);
+    sub.status = 'Subscribed';
+    const operation = this.#newOperation(sub, 'Subscribe', 'Azure', now, 'Succeeded');
+    return { subscription: sub, token, operation };
+  }
+
+  /** A fresh landing-page token for an existing subscription ("Manage account", §9). */
+  issueToken(subscriptionId: string, now: Date): PurchaseToken {
+    this.subscription(subscriptionId);
+    const token: PurchaseToken = {
+      token: this.#ids.purchaseToken(),
+      subscriptionId,
+      issuedAt: now,
+      expiresAt: new Date(now.getTime() + this.options.purchaseTokenTtlMs),
+    };
+    this.#tokens.set(token.token, token);
+    return token;
+  }
+
+  /** Resolve works in every status (API.md §3.1). */
+  resolve(token: string | undefined, now: Date): SubscriptionRecord {
+    if (token === undefined || token.trim() === '') {
+      throw new EmulatorError('bad-request', 'MissingToken', 'the x-ms-marketplace-token header is required');
+    }
+    const found = this.#tokens.get(token);
+    if (!found) {
+      throw new EmulatorError(
+        'bad-request',
+        'InvalidValue',
+        'Failed to decrypt token: the marketplace token is malformed or unknown (was it URL-decoded exactly once?)',
+      );
+    }
+    if (now.getTime() >= found.expiresAt.getTime()) {
+      throw new EmulatorError('bad-request', 'TokenExpired', `the marketplace token expired at ${found.expiresAt.toISOString()}`);
+    }
+    return this.subscription(found.subscriptionId);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reads
+
+  subscription(id: string): SubscriptionRecord {
+    const sub = this.#subscriptions.get(id);
+    if (!sub) throw new EmulatorError('not-found', 'SubscriptionNotFound', `subscription ${id} not found`);
+    return sub;
+  }
+
+  subscriptions(): SubscriptionRecord[] {
+    return [...this.#subscriptions.values()];
+  }
+
+  /** One page, in purchase order. `continuationToken` is opaque to callers. */
+  listSubscriptions(continuationToken?: string): { subscriptions: SubscriptionRecord[]; continuationToken?: string } {
+    const offset = continuationToken === undefined ? 0 : decodeContinuation(continuationToken);
+    const all = this.subscriptions();
+    const page = all.slice(offset, offset + this.options.pageSize);
+    const next = offset + page.length;
+    return next < all.length ? { subscriptions: page, continuationToken: encodeContinuation(next) } : { subscriptions: page };
+  }
+
+  availablePlans(subscriptionId: string, planIdFilter?: string): ReturnType<typeof toPlanPayload>[] {
+    const sub = this.subscription(subscriptionId);
+    if (sub.status === 'Unsubscribed') {
+      throw new EmulatorError('forbidden', 'SubscriptionUnsubscribed', `subscription ${sub.id} is Unsubscribed`);
+    }
+    let plans = availablePlans(this.#catalogue, sub.offerId, sub.planId, sub.beneficiary.tenantId);
+    if (planIdFilter !== undefined) plans = plans.filter((p) => p.planId === planIdFilter);
+    const withSourceOffers = planIdFilter !== undefined && planIdFilter === sub.purchasedPlanId;
+    return plans.map((p) => toPlanPayload(p, { withSourceOffers }));
+  }
+
+  operation(subscriptionId: string, operationId: string): OperationRecord {
+    this.subscription(subscriptionId);
+    const op = this.#operations.get(operationId);
+    if (!op || op.subscriptionId !== subscriptionId) {
+      throw new EmulatorError('not-found', 'OperationNotFound', `operation ${operationId} not found on subscription ${subscriptionId}`);
+    }
+    return op;
+  }
+
+  operationById(operationId: string): OperationRecord | undefined {
+    return this.#operations.get(operationId);
+  }
+
+  /** Every operation of a subscription, oldest first. */
+  operations(subscriptionId: string): OperationRecord[] {
+    return [...this.#operations.values()].filter((o) => o.subscriptionId === subscriptionId);
+  }
+
+  pendingOperations(subscriptionId: string): OperationRecord[] {
+    this.subscription(subscriptionId);
+    return this.operations(subscriptionId).filter(isPending);
+  }
+
+  isLocked(subscriptionId: string): boolean {
+    return this.operations(subscriptionId).some(isPending);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Publisher calls (Fulfillment API)
+
+  activate(subscriptionId: string, body: { planId?: string; quantity?: number }, now: Date): SubscriptionRecord {
+    const sub = this.subscription(subscriptionId);
+    if (sub.status === 'Unsubscribed') throw new EmulatorError('gone', 'SubscriptionUnsubscribed', `subscription ${sub.id} is Unsubscribed`);
+    if (sub.status !== 'PendingFulfillmentStart') {
+      throw new EmulatorError('wrong-state', 'AlreadyActivated', `subscription ${sub.id} is already ${sub.status}; activate only once`);
+    }
+    if (body.planId !== undefined && body.planId !== sub.planId) {
+      throw new EmulatorError('bad-request', 'PlanMismatch', `planId ${body.planId} does not match the purchased plan ${sub.planId}`);
+    }
+    if (body.quantity !== undefined && body.quantity !== sub.quantity) {
+      throw new EmulatorError(
+        'bad-request',
+        'QuantityMismatch',
+        `quantity ${body.quantity} does not match the purchased quantity ${sub.quantity ?? '(none: not a per-seat plan)'}`,
+      );
+    }
+    this.#startTerm(sub, now);
+    sub.status = 'Subscribed';
+    sub.lastModified = now;
+    return sub;
+  }
+
+  /** PATCH subscription: 202 with an operation that starts `NotStarted` (see `beginOperation`). */
+  requestUpdate(subscriptionId: string, body: { planId?: unknown; quantity?: unknown }, now: Date): OperationRecord {
+    const sub = this.subscription(subscriptionId);
+    const change = this.#validateChange(sub, body, 'publisher');
+    return this.#changeOperation(sub, change, 'Partner', now, 'NotStarted');
+  }
+
+  /** DELETE subscription: 202 with an Unsubscribe operation that starts `NotStarted`. */
+  requestDelete(subscriptionId: string, now: Date): OperationRecord {
+    const sub = this.subscription(subscriptionId);
+    if (!sub.allowedCustomerOperations.includes('Delete')) {
+      throw new EmulatorError(
+        'bad-request',
+        'DeleteNotAllowed',
+        `Delete is not in allowedCustomerOperations (${sub.allowedCustomerOperations.join(', ')}) of subscription ${sub.id}`,
+      );
+    }
+    this.#assertNot(sub, 'Unsubscribed');
+    this.#assertUnlocked(sub);
+    return this.#newOperation(sub, 'Unsubscribe', 'Partner', now, 'NotStarted');
+  }
+
+  /** A publisher-requested operation leaves `NotStarted`: a change waits for acknowledgement, a delete completes. */
+  beginOperation(operationId: string, now: Date): OperationRecord {
+    const op = this.#mustOperation(operationId);
+    if (op.status !== 'NotStarted') return op;
+    op.timeStamp = now;
+    if (op.action === 'Unsubscribe') {
+      const sub = this.subscription(op.subscriptionId);
+      sub.status = 'Unsubscribed';
+      sub.lastModified = now;
+      op.status = 'Succeeded';
+    } else {
+      op.status = 'InProgress';
+    }
+    return op;
+  }
+
+  /**
+   * PATCH operation (API.md §3.11). Success on a pending change applies it; Failure refuses it.
+   * Repeating the status an operation already has is harmless; contradicting it is a 409.
+   */
+  acknowledge(subscriptionId: string, operationId: string, status: UpdateOperationStatus, now: Date): OperationRecord {
+    const op = this.operation(subscriptionId, operationId);
+    if (op.status === 'NotStarted') {
+      throw new EmulatorError('conflict', 'OperationNotStarted', `operation ${op.id} has not been sent to the publisher yet`);
+    }
+    if (op.status === 'InProgress') {
+      if (status === 'Success') return this.accept(op.id, now);
+      if (!isRejectable(op.action)) {
+        throw new EmulatorError(
+          'bad-request',
+          'CannotRefuse',
+          `a ${op.action} cannot be refused; cancel the subscription with DELETE if it cannot be served`,
+        );
+      }
+      return this.reject(op.id, now, 'Failure reported by the publisher');
+    }
+    const same = (status === 'Success' && op.status === 'Succeeded') || (status === 'Failure' && op.status === 'Failed');
+    if (same) return op;
+    throw new EmulatorError('conflict', 'OperationCompleted', `operation ${op.id} is already ${op.status}`);
+  }
+
+  /** Completes a pending acknowledgeable operation: applies the change (or `Conflict` if it is already in place). */
+  accept(operationId: string, now: Date): OperationRecord {
+    const op = this.#mustOperation(operationId);
+    if (op.status !== 'InProgress') return op;
+    const sub = this.subscription(op.subscriptionId);
+    op.timeStamp = now;
+    sub.lastModified = now;
+    switch (op.action) {
+      case 'ChangePlan': {
+        if (sub.planId === op.planId) {
+          op.status = 'Conflict';
+          return op;
+        }
+        const plan = findPlan(this.#catalogue, sub.offerId, op.planId);
+        const termUnit = plan?.termUnit ?? sub.termUnit;
+        sub.planId = op.planId;
+        if (op.quantity === undefined) delete sub.quantity;
+        else sub.quantity = op.quantity;
+        if (termUnit !== sub.termUnit) {
+          sub.termUnit = termUnit;
+          this.#startTerm(sub, now);
+        }
+        break;
+      }
+      case 'ChangeQuantity':
+        if (sub.quantity === op.quantity) {
+          op.status = 'Conflict';
+          return op;
+        }
+        if (op.quantity !== undefined) sub.quantity = op.quantity;
+        break;
+      case 'Reinstate':
+        sub.status = 'Subscribed';
+        break;
+      default:
+        break;
+    }
+    op.status = 'Succeeded';
+    return op;
+  }
+
+  /** Refuses a pending operation (PATCH Failure, a 4xx webhook answer, or delivery given up). */
+  reject(operationId: string, now: Date, message: string, errorStatusCode?: number): OperationRecord {
+    const op = this.#mustOperation(operationId);
+    if (!isPending(op)) return op;
+    op.status = 'Failed';
+    op.timeStamp = now;
+    op.errorMessage = message;
+    if (errorStatusCode !== undefined) op.errorStatusCode = errorStatusCode;
+    return op;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Customer actions (Azure portal / M365 admin center / CSP / Microsoft itself)
+
+  /** The customer changes plan or seats: an InProgress operation awaiting the publisher's acknowledgement. */
+  customerChange(subscriptionId: string, body: { planId?: unknown; quantity?: unknown }, now: Date): OperationRecord {
+    const sub = this.subscription(subscriptionId);
+    const change = this.#validateChange(sub, body, 'customer');
+    return this.#changeOperation(sub, change, 'Azure', now, 'InProgress');
+  }
+
+  /** Payment failed: Subscribed → Suspended, then the publisher is told (API.md §5). */
+  suspend(subscriptionId: string, now: Date): OperationRecord {
+    const sub = this.subscription(subscriptionId);
+    this.#assertStatus(sub, 'Subscribed');
+    this.#assertUnlocked(sub);
+    sub.status = 'Suspended';
+    sub.lastModified = now;
+    return this.#newOperation(sub, 'Suspend', 'Azure', now, 'Succeeded');
+  }
+
+  /** Payment fixed: stays Suspended until the reinstate completes (acknowledged or window elapsed). */
+  reinstate(subscriptionId: string, now: Date): OperationRecord {
+    const sub = this.subscription(subscriptionId);
+    this.#assertStatus(sub, 'Suspended');
+    this.#assertUnlocked(sub);
+    return this.#newOperation(sub, 'Reinstate', 'Azure', now, 'InProgress');
+  }
+
+  /** End of term with autoRenew: the term moves on; a free trial converts to paid. */
+  renew(subscriptionId: string, now: Date): OperationRecord {
+    const sub = this.subscription(subscriptionId);
+    this.#assertStatus(sub, 'Subscribed');
+    this.#assertUnlocked(sub);
+    if (!sub.autoRenew) {
+      throw new EmulatorError('wrong-state', 'AutoRenewOff', `subscription ${sub.id} has autoRenew off; it is cancelled at term end instead`);
+    }
+    const nextStart = sub.endDate ? addDays(sub.endDate, 1) : now;
+    const term = termFrom(nextStart, sub.termUnit);
+    sub.startDate = term.startDate;
+    sub.endDate = term.endDate;
+    sub.isFreeTrial = false;
+    sub.lastModified = now;
+    return this.#newOperation(sub, 'Renew', 'Azure', now, 'Succeeded');
+  }
+
+  /** The customer (or Microsoft, e.g. a failed activation) cancels. */
+  unsubscribe(subscriptionId: string, now: Date): OperationRecord {
+    const sub = this.subscription(subscriptionId);
+    this.#assertNot(sub, 'Unsubscribed');
+    this.#assertUnlocked(sub);
+    sub.status = 'Unsubscribed';
+    sub.lastModified = now;
+    return this.#newOperation(sub, 'Unsubscribe', 'Azure', now, 'Succeeded');
+  }
+
+  /** Sets the autoRenew flag (the customer switches it off or on in the portal). */
+  setAutoRenew(subscriptionId: string, autoRenew: boolean, now: Date): SubscriptionRecord {
+    const sub = this.subscription(subscriptionId);
+    this.#assertNot(sub, 'Unsubscribed');
+    sub.autoRenew = autoRenew;
+    sub.lastModified = now;
+    return sub;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Internals
+
+  #offerFor(input: PurchaseInput): string {
+    if (input.offerId !== undefined) {
+      if (!findOffer(this.#catalogue, input.offerId)) {
+        throw new EmulatorError('bad-request', 'UnknownOffer', `the catalogue has no offer ${input.offerId}`);
+      }
+      return input.offerId;
+    }
+    const offers = offersWithPlan(this.#catalogue, input.planId);
+    const [first, ...rest] = offers;
+    if (!first) throw new EmulatorError('bad-request', 'UnknownPlan', `no offer in the catalogue has a plan ${input.planId}`);
+    if (rest.length > 0) {
+      throw new EmulatorError(
+        'bad-request',
+        'AmbiguousPlan',
+        `plan ${input.planId} exists in offers ${offers.map((o) => o.offerId).join(', ')}; give offerId`,
+      );
+    }
+    return first.offerId;
+  }
+
+  #identity(given: Partial<AadIdentity> | undefined, emailId: string): AadIdentity {
+    return {
+      emailId: given?.emailId ?? emailId,
+      objectId: given?.objectId ?? this.#ids.uuid(),
+      tenantId: given?.tenantId ?? this.#ids.uuid(),
+      puid: given?.puid ?? randomBytes(8).toString('hex').toUpperCase(),
+    };
+  }
+
+  #purchaseQuantity(plan: PlanDefinition, quantity: number | undefined): number | undefined {
+    if (!plan.isPricePerSeat) {
+      if (quantity !== undefined) {
+        throw new EmulatorError('bad-request', 'PlanNotPerSeat', `plan ${plan.planId} is not priced per seat; omit quantity`);
+      }
+      return undefined;
+    }
+    const q = quantity ?? minQuantity(plan);
+    this.#assertSeats(plan, q);
+    return q;
+  }
+
+  #assertSeats(plan: PlanDefinition, quantity: number): void {
+    const min = minQuantity(plan);
+    const max = maxQuantity(plan);
+    if (!Number.isInteger(quantity) || quantity < min || quantity > max) {
+      throw new EmulatorError(
+        'bad-request',
+        'QuantityOutOfRange',
+        `quantity ${quantity} is outside plan ${plan.planId}'s limits (${min}–${max})`,
+      );
+    }
+  }
+
+  #assertStatus(sub: SubscriptionRecord, status: EmulatedStatus): void {
+    if (sub.status !== status) {
+      throw new EmulatorError('wrong-state', 'InvalidStatus', `subscription ${sub.id} is ${sub.status}, not ${status}`);
+    }
+  }
+
+  #assertNot(sub: SubscriptionRecord, status: EmulatedStatus): void {
+    if (sub.status === status) throw new EmulatorError('wrong-state', 'InvalidStatus', `subscription ${sub.id} is already ${status}`);
+  }
+
+  #assertUnlocked(sub: SubscriptionRecord): void {
+    const pending = this.operations(sub.id).filter(isPending);
+    if (pending.length > 0) {
+      throw new EmulatorError(
+        'locked',
+        'SubscriptionLocked',
+        `subscription ${sub.id} is locked due to pending operation(s): ${pending.map((o) => `${o.action} ${o.id}`).join(', ')}`,
+      );
+    }
+  }
+
+  /** Checks a plan-or-quantity change in Microsoft's order: shape, permission, status, lock, values. */
+  #validateChange(sub: SubscriptionRecord, body: { planId?: unknown; quantity?: unknown }, actor: 'publisher' | 'customer'): Change {
+    const hasPlan = body.planId !== undefined && body.planId !== null;
+    const hasQuantity = body.quantity !== undefined && body.quantity !== null;
+    if (hasPlan === hasQuantity) {
+      throw new EmulatorError('bad-request', 'PlanOrQuantity', 'give exactly one of planId or quantity');
+    }
+    if (hasPlan && (typeof body.planId !== 'string' || body.planId === '')) {
+      throw new EmulatorError('bad-request', 'BadArgument', 'planId must be a non-empty string');
+    }
+    if (hasQuantity && !(typeof body.quantity === 'number' && Number.isInteger(body.quantity))) {
+      throw new EmulatorError('bad-request', 'BadArgument', 'quantity must be an integer');
+    }
+    if (actor === 'publisher' && !sub.allowedCustomerOperations.includes('Update')) {
+      throw new EmulatorError(
+        'bad-request',
+        'UpdateNotAllowed',
+        `Update is not in allowedCustomerOperations (${sub.allowedCustomerOperations.join(', ')}) of subscription ${sub.id}`,
+      );
+    }
+    this.#assertStatus(sub, 'Subscribed');
+    this.#assertUnlocked(sub);
+    const current = findPlan(this.#catalogue, sub.offerId, sub.planId);
+    if (hasPlan) {
+      const planId = body.planId as string;
+      if (planId === sub.planId) throw new EmulatorError('bad-request', 'SamePlan', `subscription ${sub.id} is already on plan ${planId}`);
+      const target = availablePlans(this.#catalogue, sub.offerId, sub.planId, sub.beneficiary.tenantId).find(
+        (p) => p.planId === planId,
+      );
+      if (!target) {
+        throw new EmulatorError('bad-request', 'PlanNotAvailable', `plan ${planId} is not available to subscription ${sub.id}`);
+      }
+      if (!target.isPricePerSeat) return { kind: 'plan', planId };
+      const quantity = sub.quantity ?? minQuantity(target);
+      this.#assertSeats(target, quantity);
+      return { kind: 'plan', planId, quantity };
+    }
+    const quantity = body.quantity as number;
+    if (!current?.isPricePerSeat) {
+      throw new EmulatorError('bad-request', 'PlanNotPerSeat', `plan ${sub.planId} is not priced per seat`);
+    }
+    if (quantity === sub.quantity) throw new EmulatorError('bad-request', 'SameQuantity', `subscription ${sub.id} already has ${quantity} seats`);
+    this.#assertSeats(current, quantity);
+    return { kind: 'quantity', quantity };
+  }
+
+  #changeOperation(
+    sub: SubscriptionRecord,
+    change: Change,
+    source: OperationRequestSource,
+    now: Date,
+    status: OperationStatus,
+  ): OperationRecord {
+    if (change.kind === 'plan') {
+      return this.#newOperation(sub, 'ChangePlan', source, now, status, { planId: change.planId, quantity: change.quantity });
+    }
+    return this.#newOperation(sub, 'ChangeQuantity', source, now, status, { planId: sub.planId, quantity: change.quantity });
+  }
+
+  #newOperation(
+    sub: SubscriptionRecord,
+    action: EmulatedAction,
+    source: OperationRequestSource,
+    now: Date,
+    status: OperationStatus,
+    target: { planId: string; quantity?: number | undefined } = { planId: sub.planId, quantity: sub.quantity },
+  ): OperationRecord {
+    const op: OperationRecord = {
+      id: this.#ids.uuid(),
+      activityId: this.#ids.uuid(),
+      subscriptionId: sub.id,
+      offerId: sub.offerId,
+      publisherId: sub.publisherId,
+      planId: target.planId,
+      action,
+      timeStamp: now,
+      status,
+      source,
+    };
+    if (target.quantity !== undefined) op.quantity = target.quantity;
+    this.#operations.set(op.id, op);
+    return op;
+  }
+
+  #mustOperation(operationId: string): OperationRecord {
+    const op = this.#operations.get(operationId);
+    if (!op) throw new EmulatorError('not-found', 'OperationNotFound', `operation ${operationId} not found`);
+    return op;
+  }
+
+  #startTerm(sub: SubscriptionRecord, now: Date): void {
+    const term = termFrom(now, sub.termUnit);
+    sub.startDate = term.startDate;
+    sub.endDate = term.endDate;
+  }
+}
+
+function encodeContinuation(offset: number): string {
+  return Buffer.from(`page:${offset}`).toString('base64url');
+}
+
+function decodeContinuation(token: string): number {
+  const m = /^page:(\d+)$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+  if (!m) throw new EmulatorError('bad-request', 'InvalidContinuationToken', 'the continuationToken is not one this service issued');
+  return Number(m[1]);
+}

@@ -483,16 +483,17 @@ export class PayloadShapeError extends Error {
 
 /**
  * Trims whitespace around object keys, recursively (`"id  "` → `"id"`, API.md §3.10). If both a
- * padded and a clean key exist, the clean one wins.
+ * padded and a clean key exist, the clean one wins unless it is null/undefined.
  */
 export function trimKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(trimKeys);
   if (value === null || typeof value !== 'object') return value;
+  const source = value as Record<string, unknown>;
   const out: Record<string, unknown> = {};
-  const entries = Object.entries(value as Record<string, unknown>);
-  for (const [k, v] of entries) {
+  for (const [k, v] of Object.entries(source)) {
     const key = k.trim();
-    if (key !== k && Object.prototype.hasOwnProperty.call(value, key)) continue;
+    if (key !== k && source[key] !== undefined && source[key] !== null) continue;
+    if (key === k && (v === undefined || v === null) && key in out) continue;
     out[key] = trimKeys(v);
   }
   return out;

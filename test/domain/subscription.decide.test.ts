@@ -54,8 +54,6 @@ const nothing: Outcome = { kind: 'nothing' };
 const refused = (code: string, status: 400 | 404 | 409 | 422 = 409): Outcome => ({ kind: 'refused', code, status });
 const notFound = refused('subscription-not-found', 404);
 const illegal = refused('illegal-transition');
-/** A cell where the decider differs from what these tests hold correct: checked, reported as TODO. */
-const todo = (why: string, outcome: Outcome): Outcome => ({ ...outcome, todo: why });
 
 /** Every Microsoft-operation command below uses an operation id that no canonical history has applied. */
 const matrix = {
@@ -120,10 +118,7 @@ const matrix = {
       }),
       // Confirmed before a crash, the process retries: nothing more to record.
       Subscribed: nothing,
-      Suspended: todo(
-        'a Suspended subscription was activated (Suspended is only reached from Subscribed): a retried confirmation is satisfied, as when Subscribed',
-        nothing,
-      ),
+      Suspended: nothing, // a Suspended subscription was activated: a retried confirmation is satisfied
       Unsubscribed: illegal,
     },
   },
@@ -340,11 +335,7 @@ const matrix = {
         type: 'Unsubscribed',
         data: { ...because(NOW, 'webhook'), operationId: 'op-unsubscribe-1', reason: 'cancelled in the Azure portal' },
       }),
-      Unsubscribed: todo(
-        'Unsubscribed is terminal and the command is satisfied; a second Unsubscribe (reconciliation first, the webhook later; ' +
-          'or a new operation id) refused with 409 makes Microsoft retry the webhook for 8 hours',
-        nothing,
-      ),
+      Unsubscribed: nothing, // terminal and already satisfied; a 409 would make Microsoft retry the webhook for hours
     },
   },
 } satisfies Matrix;

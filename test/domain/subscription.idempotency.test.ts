@@ -250,5 +250,5 @@ t.test('publisher-side requests with the same requestId → nothing', async (t) 
   spec(t)
     .given(settled)
     .when({ type: 'RequestQuantityChange', now: later, source: 'operator', requestId: 'req-2', quantity: 10 })
-    .thenNothing({ todo: 'requestIds are forgotten once the change settles: a retried request answers same-quantity (400) instead of []' });
+    .thenNothing();
 });

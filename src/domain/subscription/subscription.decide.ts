@@ -162,9 +162,9 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
         if (command.subscription.subscriptionId !== state.subscriptionId) {
           throw new DomainError('subscription-mismatch', 'RecordPurchase: subscription id does not match this stream', 400);
         }
-        // An auto-activated purchase we recorded as pending before Microsoft told us it is active.
-        if (state.status === 'PendingFulfillmentStart' && command.microsoftStatus === 'Subscribed') {
-          return [
+        // A purchase we recorded as pending that Microsoft now reports further on: catch up.
+        if (state.status === 'PendingFulfillmentStart' && ['Subscribed', 'Suspended'].includes(command.microsoftStatus)) {
+          const events: SubscriptionEvent[] = [
             {
               type: 'Activated',
               data: {
@@ -178,6 +178,8 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
               },
             },
           ];
+          if (command.microsoftStatus === 'Suspended') events.push({ type: 'Suspended', data: because });
+          return events;
         }
         return [];
       }
@@ -218,15 +220,16 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
 
     case 'ConfirmActivation': {
       const s = known(state, command);
-      if (s.status === 'Subscribed') return []; // confirmed before a crash: nothing more to record
+      // Confirmed before a crash (and perhaps suspended since): nothing more to record.
+      if (s.status === 'Subscribed' || s.status === 'Suspended') return [];
       requireStatus(s, command, 'PendingFulfillmentStart');
       return [
         {
           type: 'Activated',
           data: {
             ...because,
-            planId: command.planId ?? s.planId,
-            quantity: command.quantity ?? s.quantity,
+            planId: command.planId ?? s.activation.planId ?? s.planId,
+            quantity: command.quantity ?? s.activation.quantity ?? s.quantity,
             autoActivated: false,
             term: command.term,
           },
@@ -236,7 +239,7 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
 
     case 'RequestPlanChange': {
       const s = known(state, command);
-      if (s.pendingChange?.requestId === command.requestId) return [];
+      if (s.pendingChange?.requestId === command.requestId || s.settledRequests.includes(command.requestId)) return [];
       requireStatus(s, command, 'Subscribed');
       allowsCustomerOperation(s, command, 'Update');
       noPendingChange(s, command);
@@ -251,7 +254,7 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
 
     case 'RequestQuantityChange': {
       const s = known(state, command);
-      if (s.pendingChange?.requestId === command.requestId) return [];
+      if (s.pendingChange?.requestId === command.requestId || s.settledRequests.includes(command.requestId)) return [];
       requireStatus(s, command, 'Subscribed');
       allowsCustomerOperation(s, command, 'Update');
       noPendingChange(s, command);
@@ -269,7 +272,7 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
 
     case 'RequestCancellation': {
       const s = known(state, command);
-      if (s.pendingChange?.requestId === command.requestId) return [];
+      if (s.pendingChange?.requestId === command.requestId || s.settledRequests.includes(command.requestId)) return [];
       requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
       allowsCustomerOperation(s, command, 'Delete');
       noPendingChange(s, command);
@@ -309,6 +312,7 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
     case 'ApplyPlanChange': {
       const s = known(state, command);
       requireStatus(s, command, 'Subscribed');
+      if (!command.planId) throw new DomainError('invalid-plan', 'ApplyPlanChange: the notification names no planId', 400);
       if (command.planId === s.planId) return []; // a "revert" notification: already on that plan
       return [
         {
@@ -376,6 +380,7 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
 
     case 'Unsubscribe': {
       const s = known(state, command);
+      if (s.status === 'Unsubscribed') return []; // terminal, and already where the command wants it
       requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
       return [
         {

@@ -8,6 +8,9 @@ export type PendingChange =
 
 export type Activation = {
   requestedAt?: string;
+  /** The plan and seats the customer confirmed when requesting activation. */
+  planId?: string;
+  quantity?: number;
   failures: number;
   lastError?: string;
   /** A final ActivationFailed: retries stopped, an operator has to look. */
@@ -19,6 +22,8 @@ type Known = SubscriptionDetails & {
   /** Microsoft operation ids already applied; a repeat of one is a no-op. */
   appliedOperations: readonly string[];
   pendingChange?: PendingChange;
+  /** Publisher-side request ids that have settled; a repeat of one is a no-op. */
+  settledRequests: readonly string[];
   contact?: Contact;
   activation: Activation;
   autoActivated: boolean;
@@ -55,6 +60,17 @@ function settle(state: Known, requestId: string | undefined, operationId: string
   return p;
 }
 
+/** The state after the pending change (if this event settles it) is gone. */
+function settled(state: Known, requestId: string | undefined, operationId: string | undefined): Pick<Known, 'pendingChange' | 'settledRequests'> {
+  const pending = settle(state, requestId, operationId);
+  if (pending === state.pendingChange) return { pendingChange: pending, settledRequests: state.settledRequests };
+  const id = state.pendingChange?.requestId;
+  return {
+    pendingChange: pending,
+    settledRequests: id && !state.settledRequests.includes(id) ? [...state.settledRequests, id] : state.settledRequests,
+  };
+}
+
 function withTerm(term: Term, update: Term | undefined): Term {
   return update ? { ...term, ...update } : term;
 }
@@ -68,6 +84,7 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       status: 'PendingFulfillmentStart',
       purchasedAt: at,
       appliedOperations: operationId ? [operationId] : [],
+      settledRequests: [],
       activation: { failures: 0, gaveUp: false },
       autoActivated: false,
     };
@@ -80,7 +97,13 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       return {
         ...state,
         contact: event.data.contact,
-        activation: { ...state.activation, requestedAt: d.at, gaveUp: false },
+        activation: {
+          ...state.activation,
+          requestedAt: d.at,
+          planId: event.data.planId,
+          ...(event.data.quantity !== undefined ? { quantity: event.data.quantity } : {}),
+          gaveUp: false,
+        },
       };
     case 'ActivationFailed':
       return {
@@ -122,21 +145,23 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       return { ...state, pendingChange: { kind: 'cancel', requestId: event.data.requestId, requestedAt: d.at } };
     case 'ChangeSubmitted':
       if (state.pendingChange?.requestId !== event.data.requestId) return state;
+      // Microsoft's notification for this operation may have been applied before its 202 was recorded.
+      if (state.appliedOperations.includes(event.data.operationId)) return { ...state, ...settled(state, event.data.requestId, undefined) };
       return { ...state, pendingChange: { ...state.pendingChange, operationId: event.data.operationId } };
     case 'ChangeRequestFailed':
-      return { ...state, pendingChange: settle(state, event.data.requestId, d.operationId), appliedOperations: ops };
+      return { ...state, ...settled(state, event.data.requestId, d.operationId), appliedOperations: ops };
     case 'PlanChanged':
       return {
         ...state,
         planId: event.data.planId,
-        pendingChange: settle(state, undefined, d.operationId),
+        ...settled(state, undefined, d.operationId),
         appliedOperations: ops,
       };
     case 'QuantityChanged':
       return {
         ...state,
         quantity: event.data.quantity,
-        pendingChange: settle(state, undefined, d.operationId),
+        ...settled(state, undefined, d.operationId),
         appliedOperations: ops,
       };
     case 'ChangeRejected':
@@ -153,6 +178,9 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
         status: 'Unsubscribed',
         unsubscribedAt: d.at,
         pendingChange: undefined,
+        settledRequests: state.pendingChange
+          ? [...state.settledRequests, state.pendingChange.requestId]
+          : state.settledRequests,
         appliedOperations: ops,
       };
     default: {

@@ -106,6 +106,9 @@ t.test('connection refused: retried, then unavailable', async (t) => {
   t.match(err, { attempts: 3, status: undefined });
   t.match((err as Error).message, /network error/);
   t.equal(delays.length, 2);
+  // Nothing was sent when the connection was refused, so even a state-changing call may retry.
+  const change = await client.changePlan(SUB_ID, 'gold').catch((e: unknown) => e);
+  t.match(change, { name: 'MarketplaceUnavailableError', attempts: 3 });
 });
 
 t.test('retries are bounded by count', async (t) => {

@@ -86,6 +86,8 @@ export type EsdbStoreOptions = {
   logger?: EsdbLogger;
   /** How long ping() waits for the server before declaring it unavailable. Default 5 s. */
   pingTimeoutMs?: number;
+  /** How long close() waits for the client's calls to end. Default 5 s. */
+  closeTimeoutMs?: number;
 };
 
 /** One event delivered by a persistent subscription; settle it with exactly one of ack() or nack(). */
@@ -161,6 +163,7 @@ function redactPassword(message: string, connectionString: string): string {
 function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): EsdbEventStore {
   const log = opts.logger;
   const pingTimeoutMs = opts.pingTimeoutMs ?? 5_000;
+  const closeTimeoutMs = opts.closeTimeoutMs ?? 5_000;
   const subscriptions = new Set<{ close(): Promise<void> }>();
 
   async function appendToStream(
@@ -169,6 +172,7 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
     options: { expectedRevision?: ExpectedRevision } = {},
   ): Promise<AppendResult> {
     const expected = options.expectedRevision ?? 'any';
+    if (events.length === 0) return checkWithoutAppending(streamId, expected);
     try {
       const result = await client.appendToStream(streamId, events.map(toEventData), {
         expectedRevision: toEsdbExpected(expected),
@@ -180,6 +184,51 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
       };
     } catch (err) {
       throw mapError(err, { streamId, expected });
+    }
+  }
+
+  /**
+   * An empty append only checks the expectation. We do it ourselves: for a missing stream the client reports revision
+   * 0 instead of -1. Like the SQLite store, the position is the last one in the store.
+   */
+  async function checkWithoutAppending(streamId: string, expected: ExpectedRevision): Promise<AppendResult> {
+    const current = await lastRevision(streamId);
+    const ok =
+      expected === 'any' ||
+      (expected === 'no_stream' && current < 0n) ||
+      (expected === 'stream_exists' && current >= 0n) ||
+      expected === current;
+    if (!ok) throw new ConcurrencyError(streamId, expected, current);
+    return { nextExpectedRevision: current, position: await lastPosition() };
+  }
+
+  /** The revision of the stream's last event, -1n when there is none. */
+  async function lastRevision(streamId: string): Promise<bigint> {
+    const read = client.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 });
+    try {
+      for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
+        if (resolved.event) return resolved.event.revision;
+      }
+      return -1n;
+    } catch (err) {
+      if (err instanceof StreamNotFoundError) return -1n;
+      throw mapError(err, { streamId });
+    } finally {
+      await read.cancel().catch(() => undefined);
+    }
+  }
+
+  async function lastPosition(): Promise<bigint> {
+    const read = client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 });
+    try {
+      for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
+        if (resolved.event) return resolved.event.position.commit;
+      }
+      return UNKNOWN_POSITION;
+    } catch (err) {
+      throw mapError(err, {});
+    } finally {
+      await read.cancel().catch(() => undefined);
     }
   }
 
@@ -342,10 +391,21 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
     }
   }
 
+  /**
+   * dispose() cancels the client's open calls and waits for each to finish; a call the client lost track of would
+   * make it wait forever, and shutdown must not hang on that, so the wait is bounded.
+   */
   async function close(): Promise<void> {
     await Promise.allSettled([...subscriptions].map((s) => s.close()));
-    await client.dispose();
-    log?.info({ store: 'eventstoredb' }, 'EventStoreDB client disposed');
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), closeTimeoutMs);
+      timer.unref();
+    });
+    const outcome = await Promise.race([client.dispose().then(() => 'disposed' as const), gaveUp]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') log?.warn({ closeTimeoutMs }, 'EventStoreDB client did not close in time; moving on');
+    else log?.info({ store: 'eventstoredb' }, 'EventStoreDB client disposed');
   }
 
   return {

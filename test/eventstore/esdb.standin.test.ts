@@ -71,6 +71,11 @@ async function expectedRevisions(t: Test, store: EsdbEventStore): Promise<void> 
   t.same((await store.readStream(s)).map((e) => e.type), ['A', 'B', 'C', 'D'], 'conflicts wrote nothing');
   t.same(await store.readStream(missing), [], 'nor created the stream');
 
+  t.same(await store.appendToStream(missing, [], { expectedRevision: 'no_stream' }), { nextExpectedRevision: -1n, position: last.position }, 'an empty append only checks (position: the last in the store)');
+  t.equal((await store.appendToStream(s, [], { expectedRevision: 3n })).nextExpectedRevision, 3n);
+  await t.rejects(store.appendToStream(s, [], { expectedRevision: 'no_stream' }), { name: 'ConcurrencyError', actual: 3n });
+  await t.rejects(store.appendToStream(missing, [], { expectedRevision: 'stream_exists' }), { name: 'ConcurrencyError', actual: -1n });
+
   const ids = [randomUUID(), randomUUID()];
   const batch = ids.map((id, n) => ({ id, ...ev('Retried', n) }));
   const once = await store.appendToStream(s, batch, { expectedRevision: 3n });

@@ -154,10 +154,14 @@ function parseConnectionString(connectionString: string): EventStoreDBClient {
   }
 }
 
-/** The parser quotes the fragment it choked on, which may be part of a password: never echo that. */
+/**
+ * The parser quotes the fragment it choked on, which may be (part of) a password: when the string carries
+ * credentials, echo neither the password nor any quoted fragment.
+ */
 function redactPassword(message: string, connectionString: string): string {
-  const password = /^[^:]+:\/\/[^:@/]*:([^@/]+)@/.exec(connectionString)?.[1];
-  return password ? message.split(password).join('***') : message;
+  const password = /^[^:/]*:\/\/[^:@/]*:([^@/]+)@/.exec(connectionString)?.[1];
+  const withoutPassword = password ? message.split(password).join('***') : message;
+  return connectionString.includes('@') ? withoutPassword.replace(/"[^"]*"/g, '"***"') : withoutPassword;
 }
 
 function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): EsdbEventStore {

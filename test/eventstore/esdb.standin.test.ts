@@ -238,4 +238,7 @@ t.test('a malformed connection string is an error that names EVENTSTORE_CONNECTI
   const err = await openEsdbStore('esdb://admin:s3cr3t-pw@localhost:2113?tls=nope').catch((e: unknown) => e);
   t.match(err, { message: /EVENTSTORE_CONNECTION_STRING/ });
   t.notMatch((err as Error).message, /s3cr3t-pw/, 'the password is not echoed');
+  const partial = await openEsdbStore('esdb://admin:hunter2@localhost:2113?tls=hunter').catch((e: unknown) => e);
+  t.match(partial, { message: /EVENTSTORE_CONNECTION_STRING.*"\*\*\*"/ });
+  t.notMatch((partial as Error).message, /hunter/, 'with credentials present, no quoted fragment is echoed');
 });

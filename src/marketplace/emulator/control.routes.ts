@@ -97,7 +97,8 @@ export const PurchaseBody = Type.Object(
 );
 
 const SubscriptionParams = Type.Object({ subscriptionId: Type.String({ minLength: 1 }) }, { additionalProperties: false });
-const NoBody = Type.Optional(Type.Object({}, { additionalProperties: false }));
+/** No body, or an empty JSON object. */
+const NoBody = Type.Union([Type.Undefined(), Type.Null(), Type.Object({}, { additionalProperties: false })]);
 
 function operationResponse(op: OperationRecord): { operation: ReturnType<typeof toOperationPayload>; source: string } {
   return { operation: toOperationPayload(op), source: op.source };

@@ -28,7 +28,7 @@ import { identityRoutes } from './identity.routes.js';
 import { DEFAULT_TIMINGS, EmulatedMarketplace } from './marketplace.js';
 import type { MarketplaceTimings } from './marketplace.js';
 import { TokenSigner } from './signing.js';
-import type { SignerOptions, TokenVersion } from './signing.js';
+import type { CryptoKeyPair, SignerOptions, TokenVersion } from './signing.js';
 import { EmulatorState } from './state.js';
 import type { IdSource } from './state.js';
 import type { RedeliveryPolicy, WebhookDelivery } from './webhook-sender.js';
@@ -58,6 +58,8 @@ export type EmulatorOptions = {
   /** Issuer overrides, e.g. `https://sts.windows.net/<tenant>/` to test a verifier's production issuer list. */
   issuerV1?: string;
   issuerV2?: string;
+  /** The RS256 key pair that signs webhook tokens (default: generated at start). */
+  signingKeyPair?: CryptoKeyPair;
   catalogue?: Catalogue;
   /** List subscriptions page size (default 100). */
   pageSize?: number;
@@ -141,6 +143,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   };
   if (options.issuerV1 !== undefined) signerOptions.issuerV1 = options.issuerV1;
   if (options.issuerV2 !== undefined) signerOptions.issuerV2 = options.issuerV2;
+  if (options.signingKeyPair !== undefined) signerOptions.keyPair = options.signingKeyPair;
   const signer = await TokenSigner.create(signerOptions);
   const stateOptions: ConstructorParameters<typeof EmulatorState>[0] = {
     catalogue,

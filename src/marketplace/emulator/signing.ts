@@ -35,6 +35,8 @@ export type SignerOptions = {
   issuerV2?: string;
   /** Webhook token lifetime (default 3600 s). */
   lifetimeSeconds?: number;
+  /** An RS256 key pair to sign with (default: generated at start). Lets tests share one key. */
+  keyPair?: CryptoKeyPair;
   now: Clock;
   /** The emulator's URL, known once it listens. */
   baseUrl: () => string;
@@ -54,8 +56,14 @@ export type OpenIdConfiguration = {
 
 type Key = { privateKey: CryptoKey; publicJwk: JWK; kid: string };
 
-async function newKey(): Promise<Key> {
-  const { privateKey, publicKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
+export type CryptoKeyPair = { privateKey: CryptoKey; publicKey: CryptoKey };
+
+/** An RS256 key pair (2048-bit; generating one takes a noticeable fraction of a second). */
+export function generateSigningKeyPair(): Promise<CryptoKeyPair> {
+  return generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
+}
+
+async function toKey({ privateKey, publicKey }: CryptoKeyPair): Promise<Key> {
   const jwk = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(jwk);
   return { privateKey, publicJwk: { ...jwk, kid, x5t: kid, use: 'sig', alg: 'RS256' }, kid };
@@ -65,16 +73,16 @@ export class TokenSigner {
   /** The marketplace service principal's object ID in the publisher tenant (`oid`, `sub`). */
   readonly servicePrincipalObjectId = randomUUID();
 
+  /** A second key, never published: `bad-signature` tokens are signed with it under the real `kid`. */
+  #impostor: Promise<Key> | undefined;
+
   private constructor(
     readonly options: SignerOptions,
     readonly key: Key,
-    /** A second key, never published: `bad-signature` tokens are signed with it under the real `kid`. */
-    private readonly impostor: Key,
   ) {}
 
   static async create(options: SignerOptions): Promise<TokenSigner> {
-    const [key, impostor] = await Promise.all([newKey(), newKey()]);
-    return new TokenSigner(options, key, impostor);
+    return new TokenSigner(options, await toKey(options.keyPair ?? (await generateSigningKeyPair())));
   }
 
   get version(): TokenVersion {
@@ -152,7 +160,7 @@ export class TokenSigner {
       ver: version === 'v2' ? '2.0' : '1.0',
     };
     if (version === 'v1') claims.idp = this.issuer('v1');
-    const key = fault === 'bad-signature' ? this.impostor : this.key;
+    const key = fault === 'bad-signature' ? await (this.#impostor ??= generateSigningKeyPair().then(toKey)) : this.key;
     const header = version === 'v1' ? { alg: 'RS256', typ: 'JWT', kid: this.key.kid, x5t: this.key.kid } : { alg: 'RS256', typ: 'JWT', kid: this.key.kid };
     return new SignJWT(claims)
       .setProtectedHeader(header)

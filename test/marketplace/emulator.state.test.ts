@@ -1,0 +1,294 @@
+/** The emulator's state module without HTTP: statuses, legal transitions, the lock, the catalogue rules. */
+import t from 'tap';
+import type { Test } from 'tap';
+import { DEFAULT_CATALOGUE, parseCatalogue, CatalogueError } from '../../src/marketplace/emulator/catalogue.js';
+import type { Catalogue } from '../../src/marketplace/emulator/catalogue.js';
+import { addMonths, termFrom } from '../../src/marketplace/emulator/clock.js';
+import { EmulatorError } from '../../src/marketplace/emulator/errors.js';
+import { EmulatorState, urlUnsafeToken } from '../../src/marketplace/emulator/state.js';
+import type { StateOptions } from '../../src/marketplace/emulator/state.js';
+
+const T0 = new Date('2025-01-31T10:00:00Z');
+const later = (ms: number): Date => new Date(T0.getTime() + ms);
+
+function newState(overrides: Partial<StateOptions> = {}): EmulatorState {
+  return new EmulatorState({ catalogue: DEFAULT_CATALOGUE, publisherId: 'contoso', pageSize: 100, purchaseTokenTtlMs: 60_000, ...overrides });
+}
+
+function rejects(t: Test, fn: () => unknown, kind: string, code: string): void {
+  try {
+    fn();
+    t.fail(`expected ${kind}/${code}`);
+  } catch (err) {
+    t.ok(err instanceof EmulatorError, 'an EmulatorError');
+    t.match(err, { kind, code }, `${kind} ${code}`);
+  }
+}
+
+/** A Subscribed subscription; `quantity` null for plans not priced per seat. */
+function active(state: EmulatorState, planId = 'standard', quantity: number | null = 5): string {
+  const { subscription } = state.purchase(quantity === null ? { planId } : { planId, quantity }, T0);
+  state.activate(subscription.id, {}, T0);
+  return subscription.id;
+}
+
+t.test('purchase → PendingFulfillmentStart → activate → Subscribed, with a term', async (t) => {
+  const state = newState();
+  const { subscription, token } = state.purchase({ planId: 'premium', quantity: 7 }, T0);
+  t.equal(subscription.status, 'PendingFulfillmentStart');
+  t.equal(subscription.offerId, 'ledger-saas', 'offer inferred from the plan');
+  t.equal(subscription.startDate, undefined, 'no term before activation');
+  t.equal(state.resolve(token.token, T0).id, subscription.id);
+  rejects(t, () => state.activate(subscription.id, { planId: 'basic' }, T0), 'bad-request', 'PlanMismatch');
+  rejects(t, () => state.activate(subscription.id, { quantity: 8 }, T0), 'bad-request', 'QuantityMismatch');
+  state.activate(subscription.id, { planId: 'premium', quantity: 7 }, T0);
+  t.equal(subscription.status, 'Subscribed');
+  t.same(subscription.startDate, new Date('2025-01-31T00:00:00Z'));
+  t.same(subscription.endDate, new Date('2026-01-30T00:00:00Z'), 'P1Y ends the day before the next term');
+  rejects(t, () => state.activate(subscription.id, {}, T0), 'wrong-state', 'AlreadyActivated');
+});
+
+t.test('term arithmetic clamps month ends', async (t) => {
+  t.same(addMonths(new Date('2025-01-31T00:00:00Z'), 1), new Date('2025-02-28T00:00:00Z'));
+  t.same(termFrom(new Date('2025-01-31T12:00:00Z'), 'P1M').endDate, new Date('2025-02-27T00:00:00Z'));
+  t.same(termFrom(new Date('2025-03-01T00:00:00Z'), 'P2Y').endDate, new Date('2027-02-28T00:00:00Z'));
+});
+
+t.test('purchase tokens: URL-unsafe, expire, and a once-too-often decoded token does not resolve', async (t) => {
+  for (let i = 0; i < 20; i++) {
+    const token = urlUnsafeToken();
+    t.match(token, /\+/, 'has +');
+    t.match(token, /\//, 'has /');
+    t.match(token, /=$/, 'has padding');
+  }
+  const state = newState();
+  const { token } = state.purchase({ planId: 'basic' }, T0);
+  rejects(t, () => state.resolve(token.token.replaceAll('+', ' '), T0), 'bad-request', 'InvalidValue');
+  rejects(t, () => state.resolve(encodeURIComponent(token.token), T0), 'bad-request', 'InvalidValue');
+  rejects(t, () => state.resolve(undefined, T0), 'bad-request', 'MissingToken');
+  t.ok(state.resolve(token.token, later(59_999)));
+  rejects(t, () => state.resolve(token.token, later(60_000)), 'bad-request', 'TokenExpired');
+  const fresh = state.issueToken(token.subscriptionId, later(60_000));
+  t.ok(state.resolve(fresh.token, later(60_001)), 'a fresh token for Manage account');
+});
+
+t.test('purchase validation: seats, free trial, stop-sell, private audience, CSP', async (t) => {
+  const state = newState();
+  rejects(t, () => state.purchase({ planId: 'nope' }, T0), 'bad-request', 'UnknownPlan');
+  rejects(t, () => state.purchase({ offerId: 'other', planId: 'basic' }, T0), 'bad-request', 'UnknownOffer');
+  rejects(t, () => state.purchase({ planId: 'legacy' }, T0), 'bad-request', 'PlanStopSold');
+  rejects(t, () => state.purchase({ planId: 'basic', quantity: 2 }, T0), 'bad-request', 'PlanNotPerSeat');
+  rejects(t, () => state.purchase({ planId: 'premium', quantity: 4 }, T0), 'bad-request', 'QuantityOutOfRange');
+  rejects(t, () => state.purchase({ planId: 'premium', quantity: 501 }, T0), 'bad-request', 'QuantityOutOfRange');
+  rejects(t, () => state.purchase({ planId: 'premium', freeTrial: true }, T0), 'bad-request', 'NoFreeTrial');
+  t.equal(state.purchase({ planId: 'premium' }, T0).subscription.quantity, 5, 'default quantity is the plan minimum');
+  const trial = state.purchase({ planId: 'standard', freeTrial: true, isTest: true }, T0).subscription;
+  t.equal(trial.isFreeTrial, true);
+  t.equal(trial.isTest, true);
+
+  const csp = state.purchase({ planId: 'basic', csp: true, sandboxType: 'Csp' }, T0).subscription;
+  t.not(csp.purchaser.tenantId, csp.beneficiary.tenantId, 'CSP purchaser is another tenant');
+  t.same(csp.allowedCustomerOperations, ['Read']);
+  t.equal(csp.sandboxType, 'Csp');
+  const direct = state.purchase({ planId: 'basic' }, T0).subscription;
+  t.same(direct.purchaser, direct.beneficiary, 'a direct purchase: purchaser = beneficiary');
+  t.same(direct.allowedCustomerOperations, ['Read', 'Update', 'Delete']);
+
+  const audience = '11111111-2222-4333-8444-555555555555';
+  const catalogue: Catalogue = {
+    offers: [{ offerId: 'o', plans: [{ planId: 'p', displayName: 'P', isPrivate: true, audienceTenantIds: [audience] }] }],
+  };
+  const priv = newState({ catalogue });
+  rejects(t, () => priv.purchase({ planId: 'p' }, T0), 'bad-request', 'PlanNotAvailable');
+  t.ok(priv.purchase({ planId: 'p', beneficiary: { tenantId: audience } }, T0));
+});
+
+t.test('auto-activated plan: Subscribed at purchase with a Succeeded Subscribe operation', async (t) => {
+  const state = newState();
+  const { subscription, operation } = state.purchase({ planId: 'instant' }, T0);
+  t.equal(subscription.status, 'Subscribed');
+  t.ok(subscription.startDate);
+  t.match(operation, { action: 'Subscribe', status: 'Succeeded', source: 'Azure' });
+  const manual = state.purchase({ planId: 'basic', autoActivate: true }, T0);
+  t.equal(manual.subscription.status, 'Subscribed', 'the purchase may override the plan setting');
+});
+
+t.test('publisher change: NotStarted → InProgress → Success applies; the subscription is locked meanwhile', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const op = state.requestUpdate(id, { planId: 'premium' }, T0);
+  t.match(op, { action: 'ChangePlan', status: 'NotStarted', source: 'Partner', planId: 'premium', quantity: 5 });
+  t.ok(state.isLocked(id));
+  rejects(t, () => state.requestUpdate(id, { quantity: 6 }, T0), 'locked', 'SubscriptionLocked');
+  rejects(t, () => state.requestDelete(id, T0), 'locked', 'SubscriptionLocked');
+  rejects(t, () => state.suspend(id, T0), 'locked', 'SubscriptionLocked');
+  rejects(t, () => state.acknowledge(id, op.id, 'Success', T0), 'conflict', 'OperationNotStarted');
+  state.beginOperation(op.id, T0);
+  t.equal(op.status, 'InProgress');
+  t.equal(state.subscription(id).planId, 'standard', 'not applied before acknowledgement');
+  state.acknowledge(id, op.id, 'Success', T0);
+  t.equal(op.status, 'Succeeded');
+  t.equal(state.subscription(id).planId, 'premium');
+  t.equal(state.subscription(id).termUnit, 'P1Y', 'term unit follows the plan');
+  t.notOk(state.isLocked(id));
+  t.equal(state.acknowledge(id, op.id, 'Success', T0).status, 'Succeeded', 'repeating Success is harmless');
+  rejects(t, () => state.acknowledge(id, op.id, 'Failure', T0), 'conflict', 'OperationCompleted');
+});
+
+t.test('Failure refuses; reject, accept and Conflict', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const op = state.customerChange(id, { quantity: 9 }, T0);
+  t.match(op, { action: 'ChangeQuantity', status: 'InProgress', source: 'Azure', quantity: 9 });
+  state.acknowledge(id, op.id, 'Failure', T0);
+  t.equal(op.status, 'Failed');
+  t.equal(state.subscription(id).quantity, 5, 'unchanged');
+
+  const op2 = state.customerChange(id, { quantity: 9 }, T0);
+  state.reject(op2.id, T0, 'the webhook answered 400', 400);
+  t.match(op2, { status: 'Failed', errorStatusCode: 400 });
+
+  const op3 = state.customerChange(id, { quantity: 9 }, T0);
+  state.accept(op3.id, T0);
+  t.equal(state.subscription(id).quantity, 9);
+
+  const op4 = state.customerChange(id, { quantity: 10 }, T0);
+  state.subscription(id).quantity = 10;
+  t.equal(state.accept(op4.id, T0).status, 'Conflict', 'Conflict when the value is already in place');
+});
+
+t.test('change validation follows Microsoft: one field, allowed, Subscribed, available, different, in range', async (t) => {
+  const state = newState();
+  const id = active(state);
+  rejects(t, () => state.requestUpdate(id, {}, T0), 'bad-request', 'PlanOrQuantity');
+  rejects(t, () => state.requestUpdate(id, { planId: 'premium', quantity: 6 }, T0), 'bad-request', 'PlanOrQuantity');
+  rejects(t, () => state.requestUpdate(id, { planId: 'standard' }, T0), 'bad-request', 'SamePlan');
+  rejects(t, () => state.requestUpdate(id, { planId: 'legacy' }, T0), 'bad-request', 'PlanNotAvailable');
+  rejects(t, () => state.requestUpdate(id, { planId: 'nope' }, T0), 'bad-request', 'PlanNotAvailable');
+  rejects(t, () => state.requestUpdate(id, { quantity: 5 }, T0), 'bad-request', 'SameQuantity');
+  rejects(t, () => state.requestUpdate(id, { quantity: 51 }, T0), 'bad-request', 'QuantityOutOfRange');
+  rejects(t, () => state.requestUpdate(id, { quantity: '6' }, T0), 'bad-request', 'BadArgument');
+  rejects(t, () => state.requestUpdate(id, { planId: 'enterprise-private' }, T0), 'bad-request', 'QuantityOutOfRange');
+
+  const flat = active(state, 'basic', null);
+  rejects(t, () => state.requestUpdate(flat, { quantity: 3 }, T0), 'bad-request', 'PlanNotPerSeat');
+  const toSeats = state.requestUpdate(flat, { planId: 'premium' }, T0);
+  t.equal(toSeats.quantity, 5, 'flat → per-seat starts at the plan minimum');
+
+  const pending = state.purchase({ planId: 'basic' }, T0).subscription.id;
+  rejects(t, () => state.requestUpdate(pending, { planId: 'instant' }, T0), 'wrong-state', 'InvalidStatus');
+
+  const csp = state.purchase({ planId: 'standard', csp: true }, T0).subscription.id;
+  state.activate(csp, {}, T0);
+  rejects(t, () => state.requestUpdate(csp, { quantity: 3 }, T0), 'bad-request', 'UpdateNotAllowed');
+  rejects(t, () => state.requestDelete(csp, T0), 'bad-request', 'DeleteNotAllowed');
+  t.ok(state.customerChange(csp, { quantity: 3 }, T0), 'the CSP itself can still change it');
+});
+
+t.test('suspend / reinstate / renew / unsubscribe transitions', async (t) => {
+  const state = newState();
+  const id = active(state);
+  rejects(t, () => state.reinstate(id, T0), 'wrong-state', 'InvalidStatus');
+  t.match(state.suspend(id, T0), { action: 'Suspend', status: 'Succeeded' });
+  t.equal(state.subscription(id).status, 'Suspended', 'Microsoft changes the state before notifying');
+  rejects(t, () => state.suspend(id, T0), 'wrong-state', 'InvalidStatus');
+  rejects(t, () => state.renew(id, T0), 'wrong-state', 'InvalidStatus');
+  rejects(t, () => state.customerChange(id, { quantity: 6 }, T0), 'wrong-state', 'InvalidStatus');
+  const reinstate = state.reinstate(id, T0);
+  t.match(reinstate, { action: 'Reinstate', status: 'InProgress' });
+  t.equal(state.subscription(id).status, 'Suspended', 'stays Suspended while the reinstate is processed');
+  rejects(t, () => state.acknowledge(id, reinstate.id, 'Failure', T0), 'bad-request', 'CannotRefuse');
+  state.acknowledge(id, reinstate.id, 'Success', T0);
+  t.equal(state.subscription(id).status, 'Subscribed');
+
+  const sub = state.subscription(id);
+  sub.isFreeTrial = true;
+  const oldEnd = sub.endDate;
+  t.match(state.renew(id, T0), { action: 'Renew', status: 'Succeeded' });
+  t.same(sub.startDate, new Date((oldEnd as Date).getTime() + 86_400_000), 'the new term starts the day after the old one ended');
+  t.equal(sub.isFreeTrial, false, 'a renewal converts a free trial');
+  state.setAutoRenew(id, false, T0);
+  rejects(t, () => state.renew(id, T0), 'wrong-state', 'AutoRenewOff');
+
+  t.match(state.unsubscribe(id, T0), { action: 'Unsubscribe', status: 'Succeeded', source: 'Azure' });
+  t.equal(sub.status, 'Unsubscribed');
+  rejects(t, () => state.unsubscribe(id, T0), 'wrong-state', 'InvalidStatus');
+  rejects(t, () => state.activate(id, {}, T0), 'gone', 'SubscriptionUnsubscribed');
+  rejects(t, () => state.availablePlans(id), 'forbidden', 'SubscriptionUnsubscribed');
+  t.equal(state.subscriptions().length, 1, 'Unsubscribed subscriptions are never deleted');
+
+  const pending = state.purchase({ planId: 'basic' }, T0).subscription.id;
+  t.ok(state.unsubscribe(pending, T0), 'a subscription can be cancelled at any point, even before activation');
+});
+
+t.test('publisher DELETE completes when begun', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const op = state.requestDelete(id, T0);
+  t.match(op, { action: 'Unsubscribe', status: 'NotStarted', source: 'Partner' });
+  t.equal(state.subscription(id).status, 'Subscribed');
+  state.beginOperation(op.id, later(10));
+  t.equal(op.status, 'Succeeded');
+  t.equal(state.subscription(id).status, 'Unsubscribed');
+  rejects(t, () => state.requestDelete(id, T0), 'wrong-state', 'InvalidStatus');
+});
+
+t.test('paging with an opaque continuation token', async (t) => {
+  const state = newState({ pageSize: 2 });
+  t.same(state.listSubscriptions().subscriptions, []);
+  const ids = [1, 2, 3, 4, 5].map(() => state.purchase({ planId: 'basic' }, T0).subscription.id);
+  const seen: string[] = [];
+  let token: string | undefined;
+  let pages = 0;
+  do {
+    const page = state.listSubscriptions(token);
+    seen.push(...page.subscriptions.map((s) => s.id));
+    token = page.continuationToken;
+    pages++;
+  } while (token !== undefined);
+  t.equal(pages, 3);
+  t.same(seen, ids);
+  rejects(t, () => state.listSubscriptions('garbage'), 'bad-request', 'InvalidContinuationToken');
+});
+
+t.test('listAvailablePlans: current plan included, stop-sell and foreign private plans excluded, sourceOffers on request', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const plans = state.availablePlans(id).map((p) => p.planId);
+  t.same(plans, ['basic', 'standard', 'premium', 'enterprise-private', 'instant']);
+  t.same(state.availablePlans(id, 'nope'), [], 'an unknown planId gives an empty list');
+  const priv = state.purchase({ planId: 'enterprise-private', quantity: 10 }, T0).subscription.id;
+  const [bought] = state.availablePlans(priv, 'enterprise-private');
+  t.same(bought?.sourceOffers, [{ externalId: '6c2f7a9e-2f4b-4b8e-9a51-1d0c6b1e7f10' }], 'the private offer id for the purchased plan');
+  t.equal(state.availablePlans(priv).find((p) => p.planId === 'enterprise-private')?.sourceOffers, undefined);
+  const seat = state.availablePlans(id, 'standard')[0];
+  t.match(seat, { isPricePerSeat: true, minQuantity: 1, maxQuantity: 50, hasFreeTrials: true });
+});
+
+t.test('operations: lookups and pending list', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const other = active(state);
+  const op = state.customerChange(id, { quantity: 6 }, T0);
+  t.same(state.pendingOperations(id).map((o) => o.id), [op.id]);
+  t.same(state.pendingOperations(other), []);
+  rejects(t, () => state.operation(other, op.id), 'not-found', 'OperationNotFound');
+  rejects(t, () => state.operation('nope', op.id), 'not-found', 'SubscriptionNotFound');
+});
+
+t.test('catalogue validation', async (t) => {
+  t.throws(() => parseCatalogue({ offers: [] }), CatalogueError);
+  t.throws(() => parseCatalogue({ offers: [{ offerId: 'o', plans: [{ planId: 'p', displayName: 'P', typo: 1 }] }] }), /typo|additional/);
+  t.throws(
+    () => parseCatalogue({ offers: [{ offerId: 'o', plans: [{ planId: 'p', displayName: 'P', minQuantity: 5, maxQuantity: 2 }] }] }),
+    /minQuantity > maxQuantity/,
+  );
+  t.throws(
+    () =>
+      parseCatalogue({
+        offers: [{ offerId: 'o', plans: [{ planId: 'p', displayName: 'P' }, { planId: 'p', displayName: 'Q' }] }],
+      }),
+    /listed twice/,
+  );
+  t.ok(parseCatalogue(DEFAULT_CATALOGUE));
+});

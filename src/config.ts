@@ -33,6 +33,21 @@ export const EnvSchema = Type.Object({
   MARKETPLACE_CLIENT_CERTIFICATE_THUMBPRINT_SHA256: Type.Optional(Type.String({ minLength: 1 })),
   MARKETPLACE_STATIC_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
   MARKETPLACE_AUTHORITY_HOST: Type.Optional(Type.String({ minLength: 1 })),
+  // Microsoft's webhook: who may call it (API.md §8). Defaults follow the MARKETPLACE_* identity.
+  WEBHOOK_TENANT_ID: Type.Optional(Type.String({ minLength: 1 })),
+  WEBHOOK_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  WEBHOOK_OPENID_METADATA_URL: Type.Optional(Type.String({ minLength: 1 })),
+  WEBHOOK_ALLOWED_CALLERS: Type.Optional(Type.String({ minLength: 1 })),
+  // The ISV's policy for customer-side changes (refused with a 4xx inside Microsoft's 10 s window).
+  POLICY_RETIRED_PLANS: Type.Optional(Type.String()),
+  POLICY_MAX_SEATS: Type.Optional(Type.Integer({ minimum: 1 })),
+  // Front doors.
+  OPERATOR_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  LANDING_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  PRODUCT_NAME: Type.String({ minLength: 1, default: 'Fulfillment Ledger sandbox' }),
+  PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
+  // The built-in marketplace emulator (used when no Microsoft credentials are configured).
+  EMULATOR_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3978 }),
 });
 
 export type Env = Static<typeof EnvSchema>;
@@ -85,6 +100,10 @@ const expectation: Record<string, string> = {
   EVENT_STORE: "must be 'sqlite' (embedded, the default) or 'eventstoredb'",
   LOG_LEVEL: 'must be one of fatal, error, warn, info, debug, trace, silent',
   PORT: 'must be a whole number from 0 to 65535',
+  EMULATOR_PORT: 'must be a whole number from 0 to 65535',
+  OPERATOR_TOKEN: 'must be at least 16 characters (a long random string)',
+  LANDING_SECRET: 'must be at least 32 characters (a long random string)',
+  POLICY_MAX_SEATS: 'must be a whole number ≥ 1',
 };
 
 function storeConfig(env: Env): StoreConfig {

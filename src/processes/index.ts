@@ -1,0 +1,45 @@
+/** The process managers that run beside the HTTP front doors. */
+import type { SubscriptionLedger } from '../application/subscription-ledger.js';
+import type { EventStore } from '../eventstore/eventstore.js';
+import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
+import type { Logger } from '../logger.js';
+import { activationProcess } from './activation.process.js';
+import type { ActivationOptions } from './activation.process.js';
+import { notificationProcess } from './notification.process.js';
+import type { Provisioner } from './provisioning.js';
+import { startProcess } from './runner.js';
+import type { RunnerOptions, RunningProcess } from './runner.js';
+
+export type ProcessesOptions = {
+  store: EventStore;
+  ledger: SubscriptionLedger;
+  marketplace: FulfillmentClient;
+  provisioner: Provisioner;
+  logger: Logger;
+  activation?: Pick<ActivationOptions, 'maxAttempts' | 'backoffMs' | 'confirmTimeoutMs'>;
+  runner?: RunnerOptions;
+};
+
+export type RunningProcesses = {
+  all: RunningProcess[];
+  /** Resolves once every process has handled every event that existed when called. */
+  idle(): Promise<void>;
+  stop(): Promise<void>;
+};
+
+export function startProcesses(options: ProcessesOptions): RunningProcesses {
+  const { store, ledger, marketplace, provisioner, logger } = options;
+  const all = [
+    startProcess(store, activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }), logger, options.runner),
+    startProcess(store, notificationProcess({ store: () => store, ledger, marketplace, provisioner, logger }), logger, options.runner),
+  ];
+  return {
+    all,
+    idle: async () => {
+      await Promise.all(all.map((p) => p.idle()));
+    },
+    stop: async () => {
+      await Promise.all(all.map((p) => p.stop()));
+    },
+  };
+}

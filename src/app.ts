@@ -9,6 +9,8 @@ import { DomainError } from './domain/errors.js';
 import { ConcurrencyError, StoreUnavailableError } from './eventstore/eventstore.js';
 import type { EventStore } from './eventstore/eventstore.js';
 import { healthRoutes } from './http/health.routes.js';
+import { landingRoutes } from './http/landing.routes.js';
+import type { LandingOptions } from './http/landing.routes.js';
 import { problem, problemContentType } from './http/problem.js';
 import type { Logger } from './logger.js';
 
@@ -16,6 +18,8 @@ export type AppDeps = {
   logger: Logger;
   /** The store once open; routes that need it answer 503 until then. */
   store: () => EventStore | undefined;
+  /** The customer landing page (GET /landing?token=…); not served when absent. */
+  landing?: LandingOptions;
 };
 
 export async function buildApp(deps: AppDeps) {
@@ -53,6 +57,7 @@ export async function buildApp(deps: AppDeps) {
   );
 
   await app.register(healthRoutes, { store: deps.store });
+  if (deps.landing) await app.register(landingRoutes, deps.landing);
   return app;
 }
 

@@ -206,7 +206,11 @@ export class FaultInjector {
     if (this.#random() >= (trigger.probability ?? 1)) return false;
     if (trigger.times !== undefined) {
       trigger.times -= 1;
-      if (trigger.times <= 0) remove();
+      if (trigger.times <= 0) {
+        remove();
+        if (this.#config.webhook && Object.keys(this.#config.webhook).length === 0) delete this.#config.webhook;
+        if (this.#config.api && Object.keys(this.#config.api).length === 0) delete this.#config.api;
+      }
     }
     return true;
   }

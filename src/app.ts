@@ -9,6 +9,10 @@ import { DomainError } from './domain/errors.js';
 import { ConcurrencyError, StoreUnavailableError } from './eventstore/eventstore.js';
 import type { EventStore } from './eventstore/eventstore.js';
 import { healthRoutes } from './http/health.routes.js';
+import { registerOpenApi } from './http/openapi.js';
+import type { OpenApiOptions } from './http/openapi.js';
+import { operatorRoutes } from './http/operator.routes.js';
+import type { OperatorRoutesOptions } from './http/operator.routes.js';
 import { landingRoutes } from './http/landing.routes.js';
 import type { LandingOptions } from './http/landing.routes.js';
 import { problem, problemContentType } from './http/problem.js';
@@ -18,9 +22,13 @@ export type AppDeps = {
   logger: Logger;
   /** The store once open; routes that need it answer 503 until then. */
   store: () => EventStore | undefined;
+  /** The operator API under /api, with /openapi.json and /docs; not served when absent. */
+  operator?: OperatorOptions;
   /** The customer landing page (GET /landing?token=…); not served when absent. */
   landing?: LandingOptions;
 };
+
+export type OperatorOptions = OperatorRoutesOptions & { openapi?: OpenApiOptions };
 
 export async function buildApp(deps: AppDeps) {
   const app = Fastify({
@@ -56,8 +64,10 @@ export async function buildApp(deps: AppDeps) {
     reply.code(404).type(problemContentType).send(problem(404, 'not-found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
   );
 
+  if (deps.operator) await registerOpenApi(app, deps.operator.openapi); // before the routes it documents
   await app.register(healthRoutes, { store: deps.store });
   if (deps.landing) await app.register(landingRoutes, deps.landing);
+  if (deps.operator) await app.register(operatorRoutes, { ...deps.operator, prefix: '/api' });
   return app;
 }
 

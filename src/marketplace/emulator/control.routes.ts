@@ -125,7 +125,12 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
       const errors = e.validation
         .map((v) => {
           const extra = v.params?.additionalProperties;
-          const message = Array.isArray(extra) ? `must not have additional properties: ${extra.join(', ')}` : (v.message ?? 'is invalid');
+          const allowed = v.params?.allowedValues;
+          const message = Array.isArray(extra)
+            ? `must not have additional properties: ${extra.join(', ')}`
+            : Array.isArray(allowed)
+              ? `must be one of: ${allowed.map((a) => JSON.stringify(a)).join(', ')}`
+              : (v.message ?? 'is invalid');
           return { in: e.validationContext ?? 'body', path: v.instancePath || '/', message };
         })
         .filter((x) => x.message !== 'schema is false')
@@ -142,6 +147,9 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
     if (status >= 500) {
       req.log.error({ err }, 'emulator control route failed');
       return sendProblem(reply, { status: 500, code: 'InternalError', detail: 'An internal error occurred; see the emulator log.' });
+    }
+    if (status === 415) {
+      return sendProblem(reply, { status, code: 'UnsupportedMediaType', detail: 'send the body as application/json' });
     }
     return sendProblem(reply, { status, code: e.code ?? 'BadRequest', detail: e.message });
   });

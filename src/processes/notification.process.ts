@@ -152,14 +152,17 @@ export function notificationProcess(options: NotificationProcessOptions): Proces
     try {
       const result = await ledger.execute(p.subscriptionId, cmd, { actor: 'microsoft', correlationId, causationId: event.id });
       applied = result.events.map((e) => e.type);
+      const pending = verified.operation ? verified.operation.status === 'InProgress' : p.status === undefined || p.status === 'InProgress';
       if ((acknowledgeableActions as readonly string[]).includes(p.action)) {
         const { state } = await ledger.load(p.subscriptionId);
         if (state.status !== 'Initial') {
           await provisioner.provision(state, p.action === 'ChangePlan' ? 'plan-change' : 'quantity-change');
         }
-        if (p.status === undefined || p.status === 'InProgress' || verified.operation?.status === 'InProgress') {
-          await acknowledge(options.store(), event.streamId, p, received.receivedAt, correlationId);
-        }
+        if (pending) await acknowledge(options.store(), event.streamId, p, received.receivedAt, correlationId);
+      } else if (p.action === 'Reinstate' && pending) {
+        // Notify-only per the webhook docs, but the operations docs ask for an acknowledgement and an
+        // answered Reinstate completes sooner; Success is harmless while it is pending (API.md §7.1).
+        await acknowledge(options.store(), event.streamId, p, received.receivedAt, correlationId);
       }
     } catch (err) {
       if (!(err instanceof DomainError)) throw err;

@@ -1,0 +1,210 @@
+/**
+ * Microsoft's webhook end to end, over real HTTP on 127.0.0.1: the built-in emulator sends signed
+ * notifications to the running service, which authenticates, records, verifies with Get operation,
+ * applies, and acknowledges. A real SQLite file underneath.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { SignJWT, generateKeyPair } from 'jose';
+import { detailsFromMicrosoft } from '../../src/application/subscription-details.js';
+import { notificationStream } from '../../src/application/notifications.js';
+import type { KnownSubscription } from '../../src/domain/subscription/index.js';
+import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
+import { startSandbox } from '../support/sandbox.js';
+import { waitFor } from '../support/wait.js';
+
+type Sandbox = Awaited<ReturnType<typeof startSandbox>>;
+
+/** Buy in the emulator, record it as the landing page would, activate it through the activation process. */
+async function activeSubscription(t: Test, s: Sandbox, planId = 'standard', quantity = 5): Promise<string> {
+  const bought = s.emulator.marketplace.purchase({ planId, quantity });
+  const resolved = await s.marketplace.resolve(bought.token);
+  const sub = resolved.subscription ?? (await s.marketplace.getSubscription(resolved.id));
+  await s.ledger.execute(
+    resolved.id,
+    { type: 'RecordPurchase', now: new Date().toISOString(), source: 'landing', subscription: detailsFromMicrosoft(sub), microsoftStatus: sub.saasSubscriptionStatus ?? 'PendingFulfillmentStart' },
+    { actor: 'customer:test' },
+  );
+  await s.ledger.execute(resolved.id, { type: 'RequestActivation', now: new Date().toISOString(), source: 'landing', contact: { email: 'buyer@contoso.example' } }, { actor: 'customer:test' });
+  await waitFor('activation', async () => (await s.ledger.load(resolved.id)).state.status === 'Subscribed');
+  t.equal(s.emulator.state.subscription(resolved.id).status, 'Subscribed', 'Microsoft (the emulator) has it Subscribed');
+  return resolved.id;
+}
+
+async function state(s: Sandbox, id: string): Promise<KnownSubscription> {
+  const { state } = await s.ledger.load(id);
+  if (state.status === 'Initial') throw new Error('unknown subscription');
+  return state;
+}
+
+async function notification(s: Sandbox, operationId: string): Promise<RecordedEvent[]> {
+  return (s.store() ?? (() => { throw new Error('no store'); })()).readStream(notificationStream(operationId));
+}
+
+async function processed(s: Sandbox, operationId: string) {
+  return waitFor(`notification ${operationId} processed`, async () => {
+    const events = await notification(s, operationId);
+    return events.find((e) => e.type === 'NotificationProcessed')?.data as { outcome: string; detail: string; subscriptionEvents: string[] } | undefined;
+  });
+}
+
+t.test('customer-side plan and quantity changes: applied and acknowledged well inside 10 s', async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  const started = Date.now();
+  const op = s.emulator.marketplace.changePlan(id, 'premium');
+  const outcome = await processed(s, op.id);
+  t.equal(outcome.outcome, 'applied');
+  t.same(outcome.subscriptionEvents, ['PlanChanged']);
+  const ack = (await notification(s, op.id)).find((e) => e.type === 'OperationAcknowledged')?.data as { latencyMs: number; status: string };
+  t.equal(ack.status, 'Success');
+  t.ok(ack.latencyMs < 1000, `acknowledged ${ack.latencyMs} ms after receipt (target < 1 s)`);
+  await waitFor('Microsoft to complete the operation', () => s.emulator.state.operationById(op.id)?.status === 'Succeeded');
+  const endToEnd = Date.now() - started;
+  t.ok(endToEnd < 10_000, `Microsoft saw Success ${endToEnd} ms after the customer changed the plan (window: 10 s)`);
+  t.comment(`plan change: ack latency ${ack.latencyMs} ms; customer action → Succeeded at Microsoft ${endToEnd} ms`);
+  t.equal((await state(s, id)).planId, 'premium');
+  t.equal(s.emulator.state.subscription(id).planId, 'premium');
+
+  const qop = s.emulator.marketplace.changeQuantity(id, 12);
+  t.equal((await processed(s, qop.id)).outcome, 'applied');
+  await waitFor('quantity Succeeded', () => s.emulator.state.operationById(qop.id)?.status === 'Succeeded');
+  t.equal((await state(s, id)).quantity, 12);
+  const history = (await s.ledger.load(id)).events;
+  const changed = history.filter((e) => e.type === 'PlanChanged' || e.type === 'QuantityChanged');
+  t.same(changed.map((e) => (e.data as { operationId: string }).operationId), [op.id, qop.id], 'each change names its Microsoft operation');
+  t.same(changed.map((e) => e.metadata.actor), ['microsoft', 'microsoft'], 'the actor is recorded');
+});
+
+t.test('the ISV policy refuses a change inside the window with a 4xx; Microsoft keeps the old value', async (t) => {
+  const s = await startSandbox(t, { POLICY_MAX_SEATS: '20', POLICY_RETIRED_PLANS: 'legacy' });
+  const id = await activeSubscription(t, s);
+  const op = s.emulator.marketplace.changeQuantity(id, 30);
+  const outcome = await processed(s, op.id);
+  t.equal(outcome.outcome, 'rejected');
+  t.match(outcome.detail, /30 seats is more than the product supports \(20\)/);
+  await waitFor('Microsoft to fail the operation', () => s.emulator.state.operationById(op.id)?.status === 'Failed');
+  t.equal(s.emulator.state.subscription(id).quantity, 5, 'Microsoft kept 5 seats');
+  const st = await state(s, id);
+  t.equal(st.quantity, 5, 'so did we');
+  const deliveries = s.emulator.deliveries({ operationId: op.id });
+  t.equal(deliveries[0]?.attempts[0]?.statusCode, 400, 'the webhook answered 400');
+  t.ok((await s.ledger.load(id)).events.some((e) => e.type === 'ChangeRejected'), 'the refusal is on the record');
+});
+
+t.test('suspend, reinstate, renew, unsubscribe; a late renew after unsubscribe corrupts nothing', async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  const sus = s.emulator.marketplace.suspend(id);
+  await processed(s, sus.id);
+  t.equal((await state(s, id)).status, 'Suspended');
+  const rei = s.emulator.marketplace.reinstate(id);
+  await processed(s, rei.id);
+  t.equal((await state(s, id)).status, 'Subscribed');
+  const ren = s.emulator.marketplace.renew(id);
+  t.equal((await processed(s, ren.id)).outcome, 'applied');
+  t.ok((await state(s, id)).lastRenewedAt, 'renewal recorded');
+  const uns = s.emulator.marketplace.unsubscribe(id);
+  await processed(s, uns.id);
+  const gone = await state(s, id);
+  t.equal(gone.status, 'Unsubscribed');
+
+  // A Renew that arrives after the Unsubscribe (Microsoft does not promise order): verified, not applied.
+  const lateRenew = { ...s.emulator.marketplace.operationPayload(ren), id: crypto.randomUUID() };
+  s.emulator.state.operationById(ren.id); // the original stays as it was
+  const res = await postWebhook(s, { ...lateRenew, action: 'Renew', status: 'Succeeded', subscriptionId: id });
+  t.equal(res.status, 200);
+  const late = await processed(s, lateRenew.id);
+  t.not(late.outcome, 'applied', `late renew: ${late.outcome} (${late.detail})`);
+  t.equal((await state(s, id)).status, 'Unsubscribed', 'still Unsubscribed');
+});
+
+/** A notification signed with the emulator's real key, posted like Microsoft would. */
+async function postWebhook(s: Sandbox, payload: object, token?: string) {
+  const bearer = token ?? (await s.emulator.signer.webhookToken());
+  return fetch(`${s.url}/webhook`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` }, body: JSON.stringify(payload) });
+}
+
+t.test('duplicates and redeliveries change nothing; every delivery is kept verbatim', async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  s.emulator.faults.set({ webhook: { duplicate: { copies: 2 } } });
+  const op = s.emulator.marketplace.suspend(id);
+  await processed(s, op.id);
+  await waitFor('three deliveries recorded', async () => (await notification(s, op.id)).filter((e) => e.type === 'NotificationReceived').length === 3);
+  const events = await notification(s, op.id);
+  t.equal(events.filter((e) => e.type === 'NotificationProcessed').length, 1, 'processed once');
+  const suspended = (await s.ledger.load(id)).events.filter((e) => e.type === 'Suspended');
+  t.equal(suspended.length, 1, 'one Suspended event');
+  const first = events[0]?.data as { body: string; headers: Record<string, string>; caller: { caller: string } };
+  t.equal(JSON.parse(first.body).id, op.id, 'the raw body is kept');
+  t.equal(first.caller.caller, '20e940b3-4c77-4b0b-9a53-9e16a1b010a7', 'and who signed it');
+  t.notOk(JSON.stringify(events, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).includes('Bearer '), 'the bearer token itself is not stored');
+});
+
+t.test('authentication: missing, forged, expired or wrong-audience tokens get 401 and record nothing', async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  const payload = { id: crypto.randomUUID(), subscriptionId: id, action: 'Suspend', status: 'Succeeded', timeStamp: new Date().toISOString() };
+  const forger = await generateKeyPair('RS256');
+  const forged = await new SignJWT({ aud: s.emulator.publisherAppId, tid: s.emulator.publisherTenantId, azp: '20e940b3-4c77-4b0b-9a53-9e16a1b010a7', ver: '2.0' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'not-theirs' })
+    .setIssuer(s.emulator.issuer)
+    .setExpirationTime('5m')
+    .sign(forger.privateKey);
+  const cases: Array<[string, RequestInit['headers']]> = [
+    ['no token', { 'content-type': 'application/json' }],
+    ['forged', { 'content-type': 'application/json', authorization: `Bearer ${forged}` }],
+    ['expired', { 'content-type': 'application/json', authorization: `Bearer ${await s.emulator.signer.webhookToken('expired')}` }],
+    ['wrong audience', { 'content-type': 'application/json', authorization: `Bearer ${await s.emulator.signer.webhookToken('wrong-audience')}` }],
+  ];
+  for (const [name, headers] of cases) {
+    const res = await fetch(`${s.url}/webhook`, { method: 'POST', headers, body: JSON.stringify(payload) });
+    t.equal(res.status, 401, name);
+    t.match(res.headers.get('content-type'), /problem\+json/);
+  }
+  t.same(await notification(s, payload.id), [], 'nothing recorded');
+  t.equal((await state(s, id)).status, 'Subscribed');
+});
+
+t.test('unknown actions answer 200, are recorded, and do nothing', async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  const payload = { id: crypto.randomUUID(), subscriptionId: id, action: 'Transmogrify', status: 'Succeeded' };
+  const res = await postWebhook(s, payload);
+  t.equal(res.status, 200);
+  const outcome = await processed(s, payload.id);
+  t.equal(outcome.outcome, 'ignored');
+  t.match(outcome.detail, /unknown action Transmogrify/);
+});
+
+t.test('a notification Microsoft cannot confirm (Get operation: 404) is recorded but not acted on', async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  const payload = { id: crypto.randomUUID(), subscriptionId: id, action: 'Suspend', status: 'Succeeded' };
+  t.equal((await postWebhook(s, payload)).status, 200);
+  const outcome = await processed(s, payload.id);
+  t.equal(outcome.outcome, 'unverified');
+  t.equal((await state(s, id)).status, 'Subscribed', 'not suspended on an unconfirmed notification');
+});
+
+t.test('a webhook for a subscription we never saw (it beat the landing page) records the purchase first', async (t) => {
+  const s = await startSandbox(t);
+  const bought = s.emulator.marketplace.purchase({ planId: 'instant' }); // auto-activated: Subscribe webhook
+  const op = bought.operation;
+  if (!op) throw new Error('an auto-activated plan sends Subscribe');
+  const outcome = await processed(s, op.id);
+  t.equal(outcome.outcome, 'applied');
+  const st = await state(s, bought.subscription.id);
+  t.equal(st.status, 'Subscribed');
+  t.equal(st.autoActivated, true);
+});
+
+t.test('store unavailable: 503 so that Microsoft retries, never 200', async (t: Test) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  await s.processes()?.stop();
+  await s.store()?.close();
+  const res = await postWebhook(s, { id: crypto.randomUUID(), subscriptionId: id, action: 'Suspend', status: 'Succeeded' });
+  t.equal(res.status, 503);
+});

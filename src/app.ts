@@ -9,6 +9,8 @@ import { DomainError } from './domain/errors.js';
 import { ConcurrencyError, StoreUnavailableError } from './eventstore/eventstore.js';
 import type { EventStore } from './eventstore/eventstore.js';
 import { healthRoutes } from './http/health.routes.js';
+import { webhookRoutes } from './http/webhook.routes.js';
+import type { WebhookOptions } from './http/webhook.routes.js';
 import { registerOpenApi } from './http/openapi.js';
 import type { OpenApiOptions } from './http/openapi.js';
 import { operatorRoutes } from './http/operator.routes.js';
@@ -26,6 +28,8 @@ export type AppDeps = {
   operator?: OperatorOptions;
   /** The customer landing page (GET /landing?token=…); not served when absent. */
   landing?: LandingOptions;
+  /** Microsoft's webhook (POST /webhook); not served when absent. */
+  webhook?: WebhookOptions;
 };
 
 export type OperatorOptions = OperatorRoutesOptions & { openapi?: OpenApiOptions };
@@ -67,6 +71,7 @@ export async function buildApp(deps: AppDeps) {
   if (deps.operator) await registerOpenApi(app, deps.operator.openapi); // before the routes it documents
   await app.register(healthRoutes, { store: deps.store });
   if (deps.landing) await app.register(landingRoutes, deps.landing);
+  if (deps.webhook) await app.register(webhookRoutes, deps.webhook);
   if (deps.operator) await app.register(operatorRoutes, { ...deps.operator, prefix: '/api' });
   return app;
 }

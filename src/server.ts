@@ -1,45 +1,15 @@
 /**
- * Entry point: config → logger → app → listen → open the event store → ready.
+ * Entry point: config → logger → runtime (src/runtime.ts: app → listen → store → processes) → ready.
  * The HTTP server listens before the store is open so that /healthz answers at once and /readyz
  * says 503 until the store is usable. SIGINT/SIGTERM: stop accepting, finish in-flight requests,
  * close the store, exit; a second signal or the grace period forces the exit.
  */
 import { pathToFileURL } from 'node:url';
-import { buildApp } from './app.js';
-import { ConfigError, loadConfig, redact } from './config.js';
+import { ConfigError, loadConfig } from './config.js';
 import type { Config } from './config.js';
-import type { EventStore } from './eventstore/eventstore.js';
-import { openStore } from './eventstore/open-store.js';
 import { createLogger } from './logger.js';
-import type { Logger } from './logger.js';
-
-export type RunningService = {
-  url: string;
-  store: () => EventStore | undefined;
-  close: () => Promise<void>;
-};
-
-export async function startService(config: Config, logger: Logger): Promise<RunningService> {
-  let store: EventStore | undefined;
-  const app = await buildApp({ logger, store: () => store });
-  const url = await app.listen({ port: config.port, host: config.host });
-  logger.info(
-    { url, store: config.store.kind, ...(config.store.kind === 'sqlite' ? { path: config.store.path } : { connection: redact(config.store.connectionString) }) },
-    'listening; opening the event store',
-  );
-  store = await openStore(config.store, logger);
-  logger.info({ url }, 'ready');
-  let closing: Promise<void> | undefined;
-  return {
-    url,
-    store: () => store,
-    close: () =>
-      (closing ??= (async () => {
-        await app.close();
-        await store?.close();
-      })()),
-  };
-}
+import { startRuntime } from './runtime.js';
+import type { Runtime } from './runtime.js';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -53,9 +23,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  let service: RunningService;
+  let service: Runtime;
   try {
-    service = await startService(config, logger);
+    service = await startRuntime(config, logger);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const line =

@@ -9,7 +9,7 @@ const entry = join(import.meta.dirname, '..', 'src', 'server.ts');
 
 function start(env: NodeJS.ProcessEnv) {
   const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, PORT: '0', EMULATOR_PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

@@ -206,6 +206,7 @@ function layout(ctx: PageContext, page: { title: string; body: SafeHtml; head?: 
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <meta name="robots" content="noindex, nofollow">
+<link rel="icon" href="data:,">
 <title>${page.title} – ${ctx.productName}</title>
 <style nonce="${ctx.nonce}">${new SafeHtml(CSS)}</style>
 ${page.head}
@@ -261,7 +262,8 @@ function party(p: Party): SafeHtml {
 export function detailsList(s: KnownSubscription, productName: string): SafeHtml {
   const start = day(s.term.startDate);
   const end = day(s.term.endDate);
-  const csp = s.purchaser.tenantId && s.beneficiary.tenantId && s.purchaser.tenantId !== s.beneficiary.tenantId;
+  // CSP purchases are read-only for the customer (API.md §4.1, §14.16): the partner bought it for them.
+  const csp = s.allowedCustomerOperations.length > 0 && s.allowedCustomerOperations.every((op) => op === 'Read');
   return html`<dl class="details">
 <dt>Subscription</dt><dd>${s.name || 'Unnamed subscription'}</dd>
 <dt>Offer</dt><dd>${productName} <span class="small">(<code>${s.offerId}</code>)</span></dd>

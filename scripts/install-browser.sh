@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs Debian's chromium for the page tests (test/http/*.browser.test.ts drive it with
+# playwright-core; playwright's own browser download is not used). Idempotent: does nothing when
+# /usr/bin/chromium is already there. Needs root (or sudo) only when it has to install.
+set -euo pipefail
+
+CHROMIUM=${CHROMIUM_PATH:-/usr/bin/chromium}
+
+if [[ -x "$CHROMIUM" ]]; then
+  echo "install-browser: $CHROMIUM already installed ($("$CHROMIUM" --version 2>/dev/null || echo 'version unknown')); nothing to do"
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-browser: $CHROMIUM is missing and apt-get is not available; install chromium with this system's package manager" >&2
+  exit 1
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  else
+    echo "install-browser: $CHROMIUM is missing and installing it needs root (run as root or install sudo)" >&2
+    exit 1
+  fi
+fi
+
+echo "install-browser: $CHROMIUM is missing; installing Debian's chromium package (apt-get update && apt-get install -y chromium)"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+
+if [[ ! -x "$CHROMIUM" ]]; then
+  echo "install-browser: apt-get finished but $CHROMIUM is still missing" >&2
+  exit 1
+fi
+echo "install-browser: installed $("$CHROMIUM" --version 2>/dev/null || echo chromium)"

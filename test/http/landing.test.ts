@@ -401,3 +401,57 @@ t.test('names from Microsoft are escaped: a subscription called <script> stays t
   const scripts = res.body.match(/<script/g) ?? [];
   t.equal(scripts.length, 0, 'the form page has no script at all');
 });
+
+t.test('a final activation failure is shown clearly, and the customer may try again', async (t) => {
+  const s = await setup(t);
+  const bought = s.buy({ beneficiary: { emailId: 'lin@contoso.example' } });
+  const sig = formField((await s.app.inject({ method: 'GET', url: bought.path })).body, 'sig') ?? '';
+  const posted = await s.app.inject({ method: 'POST', url: '/landing/activate', ...form({ subscriptionId: bought.id, sig, email: 'lin@contoso.example' }) });
+  const location = String(posted.headers.location);
+  const at = () => new Date().toISOString();
+  await s.ledger.execute(bought.id, { type: 'RecordActivationFailure', reason: 'provisioning timed out', final: false, now: at(), source: 'process' }, { actor: 'system:test' });
+  const retrying = await s.app.inject({ method: 'GET', url: location });
+  t.match(text(retrying.body), /Status: Setting up \(retrying\)/);
+  await s.ledger.execute(bought.id, { type: 'RecordActivationFailure', reason: 'provisioning timed out', final: true, now: at(), source: 'process' }, { actor: 'system:test' });
+
+  const failed = await s.app.inject({ method: 'GET', url: location });
+  t.equal(failed.statusCode, 200);
+  t.match(text(failed.body), /We could not activate your subscription/);
+  t.match(text(failed.body), /Status: Activation failed/);
+  t.match(text(failed.body), /you have not been charged/);
+  t.match(text(failed.body), /lin@contoso\.example/);
+  t.notMatch(failed.body, /http-equiv="refresh"/, 'final: no refresh');
+  const statusUrl = /data-status-url="([^"]+)"/.exec(failed.body)?.[1]?.replace(/&amp;/g, '&') ?? '';
+  t.match((await s.app.inject({ method: 'GET', url: statusUrl })).json(), { phase: 'failed', final: true, activationAttempts: 2 });
+
+  // Reopened from Microsoft: the form again, saying what happened, pre-filled with the contact given
+  const again = await s.app.inject({ method: 'GET', url: landingPath(s.freshToken(bought.id)) });
+  t.equal(again.statusCode, 200);
+  t.match(text(again.body), /The last attempt to activate this subscription did not succeed \(provisioning timed out\)/);
+  t.equal(formField(again.body, 'email'), 'lin@contoso.example');
+  const retry = await s.app.inject({ method: 'POST', url: '/landing/activate', ...form({ subscriptionId: bought.id, sig: formField(again.body, 'sig') ?? '', email: 'lin@contoso.example' }) });
+  t.equal(retry.statusCode, 303);
+  t.same(await s.events(bought.id), ['Purchased', 'ActivationRequested', 'ActivationFailed', 'ActivationFailed', 'ActivationRequested']);
+});
+
+t.test('partner (CSP) purchases say who bought them', async (t) => {
+  const s = await setup(t);
+  const csp = await s.app.inject({ method: 'GET', url: s.buy({ csp: true }).path });
+  t.match(text(csp.body), /Bought on your behalf by a Microsoft partner/);
+  const direct = await s.app.inject({ method: 'GET', url: s.buy({ purchaser: { emailId: 'other@example.com' } }).path });
+  t.notMatch(text(direct.body), /Microsoft partner/);
+});
+
+t.test('while the event store is not open: a 503 page, not a stack trace', async (t) => {
+  const emulator = await startEmulator();
+  t.teardown(() => emulator.close());
+  const marketplace = new FulfillmentClient({ baseUrl: emulator.apiBaseUrl, tokenProvider: new StaticTokenProvider('x'), logger: silent, retry: { maxAttempts: 1 } });
+  const app = await buildApp({ logger: silent, store: () => undefined, landing: { ledger: new SubscriptionLedger(() => undefined), marketplace, landingSecret: SECRET } });
+  t.teardown(() => app.close());
+  const bought = emulator.marketplace.purchase({ planId: 'basic' });
+  const res = await app.inject({ method: 'GET', url: landingPath(bought.token) });
+  t.equal(res.statusCode, 503);
+  t.match(res.headers['content-type'], /text\/html/);
+  t.match(text(res.body), /briefly unavailable/);
+  t.match(text(res.body), /Reference: [0-9a-f-]{36}/);
+});

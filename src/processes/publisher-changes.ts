@@ -23,7 +23,8 @@
  * applied operation and RecordChangeRequestFailure of a settled request all record nothing.
  *
  * What a resumer (after a restart, or when step 2's outcome is unknown) has to do for each
- * subscription whose state has a `pendingChange`: call `resume(subscriptionId)`, which
+ * subscription whose state has a `pendingChange`: call `resume(subscriptionId)` (`resumeAll()` does
+ * it for every such subscription at startup), which
  *   - with an operationId (step 3 done): follows that operation again (steps 4–5);
  *   - without one (stopped between 1 and 3): looks for Microsoft's outstanding operation of the same
  *     action and value (List operations); if there is one, records it (step 3) and follows it;
@@ -37,6 +38,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CommandContext, SubscriptionLedger } from '../application/subscription-ledger.js';
 import { DomainError } from '../domain/errors.js';
+import { subscriptionStream } from '../domain/subscription/index.js';
 import type { PendingChange, SubscriptionCommand } from '../domain/subscription/index.js';
 import {
   MarketplaceAuthError,
@@ -116,6 +118,7 @@ export type ResumeOutcome = 'nothing-pending' | 'following' | 'failed' | 'needs-
 const ACTOR = 'system:publisher-changes';
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PENDING_AT_MICROSOFT = new Set(['NotStarted', 'InProgress']);
+const CHANGE_REQUESTED = new Set(['PlanChangeRequested', 'QuantityChangeRequested', 'CancellationRequested']);
 
 function actionOf(kind: PublisherChangeKind): string {
   return kind === 'plan' ? 'ChangePlan' : kind === 'quantity' ? 'ChangeQuantity' : 'Unsubscribe';
@@ -278,6 +281,31 @@ export class PublisherChanges {
     };
     this.#track(this.#follow(subscriptionId, p.requestId, change, accepted, correlationId));
     return 'following';
+  }
+
+  /**
+   * At startup: `resume` every subscription whose publisher-side change was left pending by a
+   * restart. Scans the subscription streams of the store; once the projections issue provides a
+   * read model of pending changes, query that instead. One failure does not stop the others.
+   */
+  async resumeAll(): Promise<{ subscriptionId: string; outcome: ResumeOutcome | 'error' }[]> {
+    const candidates = new Set<string>();
+    const prefix = subscriptionStream('');
+    for await (const e of this.#ledger.store.readAll({ streamPrefixes: [prefix] })) {
+      if (CHANGE_REQUESTED.has(e.type)) candidates.add(e.streamId.slice(prefix.length));
+    }
+    const results: { subscriptionId: string; outcome: ResumeOutcome | 'error' }[] = [];
+    for (const subscriptionId of candidates) {
+      try {
+        results.push({ subscriptionId, outcome: await this.resume(subscriptionId) });
+      } catch (err) {
+        this.#log.error({ err, subscriptionId }, 'could not resume the pending change; the next start tries again');
+        results.push({ subscriptionId, outcome: 'error' });
+      }
+    }
+    const resumed = results.filter((r) => r.outcome !== 'nothing-pending');
+    if (resumed.length > 0) this.#log.info({ resumed }, 'pending publisher changes resumed');
+    return results;
   }
 
   /** Resolves when no background work is left (tests; graceful shutdown after `close`). */

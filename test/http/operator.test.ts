@@ -79,13 +79,17 @@ class ScriptedMicrosoft implements PublisherChangeClient {
       options.signal?.addEventListener('abort', () => reject(options.signal?.reason), { once: true });
     });
   }
-  finish(status: string, extra: Partial<NormalisedOperation> = {}): void {
-    const done = this.#waiting.get(OP);
-    this.#waiting.delete(OP);
-    done?.({ id: OP, status, ...extra } as NormalisedOperation);
+  finish(status: string, extra: Partial<NormalisedOperation> = {}, operationId = OP): void {
+    const done = this.#waiting.get(operationId);
+    this.#waiting.delete(operationId);
+    done?.({ id: operationId, status, ...extra } as NormalisedOperation);
   }
-  async listOperations(): Promise<NormalisedOperation[]> {
-    return [];
+  following(operationId: string): boolean {
+    return this.#waiting.has(operationId);
+  }
+  outstanding: Record<string, NormalisedOperation[]> = {};
+  async listOperations(id: string): Promise<NormalisedOperation[]> {
+    return this.outstanding[id] ?? [];
   }
   async getSubscription(id: string): Promise<NormalisedSubscription> {
     return { id, planId: 'standard', quantity: 5, saasSubscriptionStatus: 'Subscribed' } as NormalisedSubscription;
@@ -515,6 +519,70 @@ t.test('an outcome Microsoft may or may not have seen stays pending and is check
   t.same(events.slice(2).map((e) => e.type), ['QuantityChangeRequested', 'ChangeRequestFailed']);
   t.match(events[3], { data: { status: 'NotReceived' } });
   t.match(state, { quantity: 5, pendingChange: undefined });
+});
+
+t.test('after a restart, resumeAll continues every pending change from where it stopped', async (t) => {
+  const { ledger, microsoft, publisherChanges, purchase } = await setup(t);
+  const ids = {
+    afterIntentFound: '10000000-0000-4000-8000-000000000001',
+    afterIntentLost: '10000000-0000-4000-8000-000000000002',
+    afterSubmit: '10000000-0000-4000-8000-000000000003',
+    settled: '10000000-0000-4000-8000-000000000004',
+  };
+  const ops = { found: '20000000-0000-4000-8000-000000000001', submitted: '20000000-0000-4000-8000-000000000003' };
+  const at = new Date().toISOString();
+  const ctx = { actor: 'operator:api' };
+  for (const id of Object.values(ids)) await purchase(id);
+  // Stopped between step 1 and step 2/3: Microsoft has (or has not) got the request.
+  await ledger.execute(ids.afterIntentFound, { type: 'RequestPlanChange', requestId: 'req-1', planId: 'premium', now: at, source: 'operator' }, ctx);
+  microsoft.outstanding[ids.afterIntentFound] = [
+    { id: '20000000-0000-4000-8000-0000000000ff', action: 'ChangeQuantity', quantity: 9, status: 'InProgress' },
+    { id: ops.found, action: 'ChangePlan', planId: 'premium', status: 'NotStarted' },
+  ];
+  await ledger.execute(ids.afterIntentLost, { type: 'RequestQuantityChange', requestId: 'req-2', quantity: 9, now: at, source: 'operator' }, ctx);
+  // Stopped after step 3: the operation id is known.
+  await ledger.execute(ids.afterSubmit, { type: 'RequestCancellation', requestId: 'req-3', reason: 'moving on', now: at, source: 'operator' }, ctx);
+  await ledger.execute(ids.afterSubmit, { type: 'RecordChangeSubmitted', requestId: 'req-3', operationId: ops.submitted, now: at, source: 'process' }, ctx);
+  // Settled long ago.
+  await ledger.execute(ids.settled, { type: 'RequestQuantityChange', requestId: 'req-4', quantity: 2, now: at, source: 'operator' }, ctx);
+  await ledger.execute(ids.settled, { type: 'RecordChangeRequestFailure', requestId: 'req-4', status: '400', reason: 'no', now: at, source: 'process' }, ctx);
+
+  const results = await publisherChanges.resumeAll();
+  t.same(
+    Object.fromEntries(results.map((r) => [r.subscriptionId, r.outcome])),
+    { [ids.afterIntentFound]: 'following', [ids.afterIntentLost]: 'failed', [ids.afterSubmit]: 'following', [ids.settled]: 'nothing-pending' },
+  );
+  t.equal(microsoft.calls.length, 0, 'nothing is sent to Microsoft again');
+  t.ok(microsoft.following(ops.found) && microsoft.following(ops.submitted), 'both operations are followed');
+  microsoft.finish('Succeeded', {}, ops.found);
+  microsoft.finish('Succeeded', {}, ops.submitted);
+  await publisherChanges.idle();
+
+  const types = async (id: string) => (await ledger.load(id)).events.slice(2).map((e) => e.type);
+  t.same(await types(ids.afterIntentFound), ['PlanChangeRequested', 'ChangeSubmitted', 'PlanChanged']);
+  t.match((await ledger.load(ids.afterIntentFound)).state, { planId: 'premium', pendingChange: undefined });
+  t.same(await types(ids.afterIntentLost), ['QuantityChangeRequested', 'ChangeRequestFailed']);
+  t.match((await ledger.load(ids.afterIntentLost)).events[3], { data: { status: 'NotReceived' } });
+  t.same(await types(ids.afterSubmit), ['CancellationRequested', 'ChangeSubmitted', 'Unsubscribed']);
+  t.match((await ledger.load(ids.afterSubmit)).events[4], { data: { operationId: ops.submitted, reason: 'moving on' } });
+  t.same(await types(ids.settled), ['QuantityChangeRequested', 'ChangeRequestFailed']);
+  t.same(
+    (await publisherChanges.resumeAll()).filter((r) => r.outcome !== 'nothing-pending'),
+    [],
+    'a second run finds nothing left',
+  );
+});
+
+t.test('closing stops following; the change stays pending for the next start', async (t) => {
+  const { app, ledger, publisherChanges, purchase } = await setup(t);
+  await purchase(SUB);
+  const res = await app.inject({ method: 'POST', url: `/api/subscriptions/${SUB}/plan`, headers: AUTH, payload: { planId: 'premium' } });
+  t.equal(res.statusCode, 202);
+  t.equal(publisherChanges.inFlight, 1);
+  await publisherChanges.close();
+  t.equal(publisherChanges.inFlight, 0);
+  t.match((await ledger.load(SUB)).state, { planId: 'standard', pendingChange: { operationId: OP } });
+  await t.rejects(publisherChanges.request(SUB, { kind: 'quantity', quantity: 2 }, { actor: 'operator:api' }), /shutting down/);
 });
 
 t.test('a subscription that does not allow Update (CSP) is refused before Microsoft is called', async (t) => {

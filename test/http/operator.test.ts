@@ -371,6 +371,20 @@ t.test('If-Match: a stale revision is 412 with the current revision; the current
   }
 });
 
+t.test('without If-Match, racing commands are re-decided on the fresh state: one change wins, the other is 409', async (t) => {
+  const { app, ledger, microsoft, purchase } = await setup(t);
+  await purchase(SUB);
+  const [a, b] = await Promise.all([
+    app.inject({ method: 'POST', url: `/api/subscriptions/${SUB}/plan`, headers: AUTH, payload: { planId: 'premium' } }),
+    app.inject({ method: 'POST', url: `/api/subscriptions/${SUB}/quantity`, headers: AUTH, payload: { quantity: 9 } }),
+  ]);
+  t.same([a.statusCode, b.statusCode].sort(), [202, 409]);
+  t.match((a.statusCode === 409 ? a : b).json(), { title: 'change-pending' });
+  t.equal(microsoft.calls.length, 1, 'Microsoft was asked once');
+  const requested = (await ledger.load(SUB)).events.filter((e) => e.type.endsWith('ChangeRequested'));
+  t.equal(requested.length, 1, 'one change request recorded');
+});
+
 t.test('change plan: 202 at once, pending until Microsoft confirms, then applied with the operation id', async (t) => {
   const { app, ledger, microsoft, publisherChanges, purchase } = await setup(t);
   await purchase(SUB);

@@ -159,6 +159,8 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     await emulator?.close();
     throw err;
   }
+  // Publisher-side changes a restart interrupted: follow them again (never re-sent to Microsoft).
+  void publisherChanges.resumeAll().catch((err: unknown) => logger.error({ err }, 'could not resume pending publisher-side changes'));
   logger.info({ url }, 'ready');
 
   let closing: Promise<void> | undefined;

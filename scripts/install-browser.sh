@@ -4,6 +4,17 @@
 # /usr/bin/chromium is already there. Needs root (or sudo) only when it has to install.
 set -euo pipefail
 
+# Outside CI a machine where chromium cannot be installed still runs every other test: the page
+# tests then say they were skipped and why. In CI (CI=true) a missing browser is an error.
+cannot_install() {
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "install-browser: $1" >&2
+    exit 1
+  fi
+  echo "install-browser: warning: $1; the page tests will be skipped" >&2
+  exit 0
+}
+
 CHROMIUM=${CHROMIUM_PATH:-/usr/bin/chromium}
 
 if [[ -x "$CHROMIUM" ]]; then
@@ -12,8 +23,7 @@ if [[ -x "$CHROMIUM" ]]; then
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-browser: $CHROMIUM is missing and apt-get is not available; install chromium with this system's package manager" >&2
-  exit 1
+  cannot_install "$CHROMIUM is missing and apt-get is not available; install chromium with this system's package manager"
 fi
 
 SUDO=""
@@ -21,8 +31,7 @@ if [[ $(id -u) -ne 0 ]]; then
   if command -v sudo >/dev/null 2>&1; then
     SUDO="sudo"
   else
-    echo "install-browser: $CHROMIUM is missing and installing it needs root (run as root or install sudo)" >&2
-    exit 1
+    cannot_install "$CHROMIUM is missing and installing it needs root (run as root or install sudo)"
   fi
 fi
 

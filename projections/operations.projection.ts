@@ -1,0 +1,387 @@
+/**
+ * `operations`: every Microsoft operation we know of, one row per operation id, gathered from the
+ * webhook's notification streams (received, acknowledged and how fast, what processing made of it)
+ * and from subscription streams (publisher-side changes submitted to Microsoft, the subscription event
+ * that applied an operation). `change_requests`: every publisher-side change we asked Microsoft for,
+ * and how it ended.
+ *
+ * Rows gather events from several streams, so the guard is the global position: every row keeps the
+ * position of the last event it reflects, and an event at or before it changes nothing.
+ */
+import { notificationCategory } from '../src/application/notifications.js';
+import type { NotificationProcessed, NotificationReceived, OperationAcknowledged } from '../src/application/notifications.js';
+import { isSubscriptionEvent, subscriptionCategory } from '../src/domain/subscription/index.js';
+import type { SubscriptionEvent } from '../src/domain/subscription/index.js';
+import type { RecordedEvent } from '../src/eventstore/eventstore.js';
+import { parseWebhookPayload } from '../src/marketplace/schemas.js';
+import type { Projection, ReadModelDb } from '../src/projections/projection.js';
+import { cached, nullable, streamEntityId } from './support.js';
+
+const schemaSql = `
+CREATE TABLE IF NOT EXISTS operations (
+  operation_id         TEXT PRIMARY KEY,
+  subscription_id      TEXT,
+  action               TEXT,
+  source               TEXT,
+  microsoft_status     TEXT,
+  plan_id              TEXT,
+  quantity             INTEGER,
+  request_id           TEXT,
+  requested_at         TEXT,
+  submitted_at         TEXT,
+  first_received_at    TEXT,
+  last_received_at     TEXT,
+  deliveries           INTEGER NOT NULL,
+  acknowledged_at      TEXT,
+  ack_status           TEXT,
+  ack_latency_ms       INTEGER,
+  ack_note             TEXT,
+  processed_at         TEXT,
+  notification_outcome TEXT,
+  outcome              TEXT NOT NULL,
+  outcome_detail       TEXT,
+  subscription_events  TEXT,
+  applied_event        TEXT,
+  applied_at           TEXT,
+  updated_at           TEXT NOT NULL,
+  position             INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS operations_by_subscription ON operations (subscription_id, updated_at);
+CREATE INDEX IF NOT EXISTS operations_by_received ON operations (first_received_at);
+CREATE INDEX IF NOT EXISTS operations_by_action ON operations (action, source);
+CREATE TABLE IF NOT EXISTS change_requests (
+  request_id        TEXT PRIMARY KEY,
+  subscription_id   TEXT NOT NULL,
+  kind              TEXT NOT NULL,
+  plan_id           TEXT,
+  previous_plan_id  TEXT,
+  quantity          INTEGER,
+  previous_quantity INTEGER,
+  reason            TEXT,
+  requested_at      TEXT NOT NULL,
+  operation_id      TEXT,
+  submitted_at      TEXT,
+  outcome           TEXT NOT NULL,
+  failure_status    TEXT,
+  failure_reason    TEXT,
+  settled_at        TEXT,
+  updated_at        TEXT NOT NULL,
+  position          INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS change_requests_by_subscription ON change_requests (subscription_id, requested_at);
+CREATE INDEX IF NOT EXISTS change_requests_by_operation ON change_requests (operation_id);
+`;
+
+/** The Microsoft action an applied subscription event stands for (used when the operation is not known otherwise). */
+const actionOfEvent: Record<string, string> = {
+  Purchased: 'Subscribe',
+  Activated: 'Subscribe',
+  PlanChanged: 'ChangePlan',
+  QuantityChanged: 'ChangeQuantity',
+  Suspended: 'Suspend',
+  Reinstated: 'Reinstate',
+  Renewed: 'Renew',
+  Unsubscribed: 'Unsubscribe',
+};
+
+const actionOfRequest: Record<string, string> = { plan: 'ChangePlan', quantity: 'ChangeQuantity', cancel: 'Unsubscribe' };
+
+const ifNewer = 'WHERE excluded.position > operations.position';
+
+function received(db: ReadModelDb, e: RecordedEvent): void {
+  const d = e.data as NotificationReceived['data'];
+  if (!d.operationId) return; // an unreadable delivery: no operation to file it under
+  let source: string | undefined;
+  let status: string | undefined;
+  let planId: string | undefined;
+  let quantity: number | undefined;
+  try {
+    const p = parseWebhookPayload(JSON.parse(d.body) as unknown);
+    source = p.operationRequestSource;
+    status = p.status;
+    planId = p.planId ?? undefined;
+    quantity = p.quantity;
+  } catch {
+    // recorded as received; the body says nothing more we can read
+  }
+  cached(
+    db,
+    `INSERT INTO operations (operation_id, subscription_id, action, source, microsoft_status, plan_id, quantity, first_received_at, last_received_at,
+       deliveries, outcome, updated_at, position)
+     VALUES (@id, @subscriptionId, @action, @source, @status, @planId, @quantity, @at, @at, 1, 'pending', @at, @position)
+     ON CONFLICT (operation_id) DO UPDATE SET
+       subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+       action = coalesce(excluded.action, operations.action),
+       source = coalesce(excluded.source, operations.source),
+       microsoft_status = coalesce(excluded.microsoft_status, operations.microsoft_status),
+       plan_id = coalesce(operations.plan_id, excluded.plan_id),
+       quantity = coalesce(operations.quantity, excluded.quantity),
+       first_received_at = coalesce(operations.first_received_at, excluded.first_received_at),
+       last_received_at = excluded.last_received_at,
+       deliveries = operations.deliveries + 1,
+       updated_at = excluded.updated_at, position = excluded.position
+     ${ifNewer}`,
+  ).run({
+    id: d.operationId,
+    subscriptionId: nullable(d.subscriptionId),
+    action: nullable(d.action),
+    source: nullable(source),
+    status: nullable(status),
+    planId: nullable(planId),
+    quantity: nullable(quantity),
+    at: d.receivedAt,
+    position: e.position,
+  });
+}
+
+function acknowledged(db: ReadModelDb, e: RecordedEvent): void {
+  const d = e.data as OperationAcknowledged['data'];
+  cached(
+    db,
+    `INSERT INTO operations (operation_id, subscription_id, deliveries, acknowledged_at, ack_status, ack_latency_ms, ack_note, outcome, updated_at, position)
+     VALUES (@id, @subscriptionId, 0, @at, @status, @latency, @note, 'pending', @at, @position)
+     ON CONFLICT (operation_id) DO UPDATE SET
+       subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+       acknowledged_at = excluded.acknowledged_at, ack_status = excluded.ack_status,
+       ack_latency_ms = excluded.ack_latency_ms, ack_note = excluded.ack_note,
+       updated_at = excluded.updated_at, position = excluded.position
+     ${ifNewer}`,
+  ).run({ id: d.operationId, subscriptionId: d.subscriptionId, at: d.at, status: d.status, latency: Math.round(d.latencyMs), note: nullable(d.note), position: e.position });
+}
+
+function processed(db: ReadModelDb, e: RecordedEvent): void {
+  const d = e.data as NotificationProcessed['data'];
+  cached(
+    db,
+    `INSERT INTO operations (operation_id, subscription_id, action, deliveries, processed_at, notification_outcome, outcome, outcome_detail, subscription_events, updated_at, position)
+     VALUES (@id, @subscriptionId, @action, 0, @at, @outcome, @outcome, @detail, @events, @at, @position)
+     ON CONFLICT (operation_id) DO UPDATE SET
+       subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+       action = coalesce(operations.action, excluded.action),
+       processed_at = excluded.processed_at,
+       notification_outcome = excluded.notification_outcome,
+       outcome = CASE WHEN operations.applied_event IS NOT NULL THEN 'applied' ELSE excluded.outcome END,
+       outcome_detail = excluded.outcome_detail,
+       subscription_events = excluded.subscription_events,
+       updated_at = excluded.updated_at, position = excluded.position
+     ${ifNewer}`,
+  ).run({
+    id: d.operationId,
+    subscriptionId: nullable(d.subscriptionId),
+    action: nullable(d.action),
+    at: d.at,
+    outcome: d.outcome,
+    detail: d.detail,
+    events: d.subscriptionEvents.join(','),
+    position: e.position,
+  });
+}
+
+/** A subscription event that applied a Microsoft operation. */
+function appliedBy(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string, operationId: string): void {
+  const requestSource = 'requestSource' in event.data ? event.data.requestSource : undefined;
+  cached(
+    db,
+    `INSERT INTO operations (operation_id, subscription_id, action, source, deliveries, outcome, applied_event, applied_at, updated_at, position)
+     VALUES (@id, @subscriptionId, @action, @source, 0, 'applied', @event, @at, @at, @position)
+     ON CONFLICT (operation_id) DO UPDATE SET
+       subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+       action = coalesce(operations.action, excluded.action),
+       source = coalesce(operations.source, excluded.source),
+       outcome = 'applied',
+       applied_event = coalesce(operations.applied_event, excluded.applied_event),
+       applied_at = coalesce(operations.applied_at, excluded.applied_at),
+       updated_at = excluded.updated_at, position = excluded.position
+     ${ifNewer}`,
+  ).run({
+    id: operationId,
+    subscriptionId,
+    action: nullable(actionOfEvent[event.type]),
+    source: nullable(requestSource),
+    event: event.type,
+    at: event.data.at,
+    position: e.position,
+  });
+}
+
+function settleRequests(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string): void {
+  const at = event.data.at;
+  if ((event.type === 'PlanChanged' || event.type === 'QuantityChanged') && event.data.operationId) {
+    cached(
+      db,
+      `UPDATE change_requests SET outcome = 'applied', settled_at = @at, updated_at = @at, position = @position
+       WHERE operation_id = @operationId AND outcome IN ('pending', 'submitted') AND position < @position`,
+    ).run({ operationId: event.data.operationId, at, position: e.position });
+  }
+  if (event.type === 'Unsubscribed') {
+    cached(
+      db,
+      `UPDATE change_requests SET outcome = CASE kind WHEN 'cancel' THEN 'applied' ELSE 'abandoned' END, settled_at = @at, updated_at = @at, position = @position
+       WHERE subscription_id = @subscriptionId AND outcome IN ('pending', 'submitted') AND position < @position`,
+    ).run({ subscriptionId, at, position: e.position });
+  }
+}
+
+function subscriptionEvent(db: ReadModelDb, e: RecordedEvent): void {
+  if (!isSubscriptionEvent(e)) return;
+  const event = { type: e.type, data: e.data } as SubscriptionEvent;
+  const subscriptionId = streamEntityId(e.streamId);
+  const at = event.data.at;
+  switch (event.type) {
+    case 'PlanChangeRequested':
+    case 'QuantityChangeRequested':
+    case 'CancellationRequested': {
+      const d = event.data;
+      cached(
+        db,
+        `INSERT INTO change_requests (request_id, subscription_id, kind, plan_id, previous_plan_id, quantity, previous_quantity, reason, requested_at, outcome, updated_at, position)
+         VALUES (@requestId, @subscriptionId, @kind, @planId, @previousPlanId, @quantity, @previousQuantity, @reason, @at, 'pending', @at, @position)
+         ON CONFLICT (request_id) DO NOTHING`,
+      ).run({
+        requestId: d.requestId,
+        subscriptionId,
+        kind: event.type === 'PlanChangeRequested' ? 'plan' : event.type === 'QuantityChangeRequested' ? 'quantity' : 'cancel',
+        planId: 'planId' in d ? d.planId : null,
+        previousPlanId: 'previousPlanId' in d ? d.previousPlanId : null,
+        quantity: 'quantity' in d ? d.quantity : null,
+        previousQuantity: 'previousQuantity' in d ? nullable(d.previousQuantity) : null,
+        reason: 'reason' in d ? nullable(d.reason) : null,
+        at,
+        position: e.position,
+      });
+      return;
+    }
+    case 'ChangeSubmitted': {
+      const d = event.data;
+      const request = cached(db, 'SELECT kind, plan_id, quantity, requested_at FROM change_requests WHERE request_id = ?').get(d.requestId) as
+        | { kind: string; plan_id: string | null; quantity: number | null; requested_at: string }
+        | undefined;
+      cached(
+        db,
+        `INSERT INTO operations (operation_id, subscription_id, action, source, plan_id, quantity, request_id, requested_at, submitted_at, deliveries, outcome, updated_at, position)
+         VALUES (@id, @subscriptionId, @action, 'Partner', @planId, @quantity, @requestId, @requestedAt, @at, 0, 'pending', @at, @position)
+         ON CONFLICT (operation_id) DO UPDATE SET
+           subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+           action = coalesce(operations.action, excluded.action),
+           source = coalesce(operations.source, excluded.source),
+           plan_id = coalesce(operations.plan_id, excluded.plan_id),
+           quantity = coalesce(operations.quantity, excluded.quantity),
+           request_id = excluded.request_id, requested_at = excluded.requested_at, submitted_at = excluded.submitted_at,
+           updated_at = excluded.updated_at, position = excluded.position
+         ${ifNewer}`,
+      ).run({
+        id: d.operationId,
+        subscriptionId,
+        action: nullable(request ? actionOfRequest[request.kind] : undefined),
+        planId: request?.plan_id ?? null,
+        quantity: request?.quantity ?? null,
+        requestId: d.requestId,
+        requestedAt: request?.requested_at ?? null,
+        at,
+        position: e.position,
+      });
+      // Microsoft's notification may have applied the operation before its 202 was recorded.
+      const applied = cached(db, 'SELECT applied_at FROM operations WHERE operation_id = ? AND applied_event IS NOT NULL').get(d.operationId) as
+        | { applied_at: string }
+        | undefined;
+      cached(
+        db,
+        `UPDATE change_requests SET operation_id = @operationId, submitted_at = @at,
+           outcome = CASE WHEN @appliedAt IS NOT NULL THEN 'applied' ELSE 'submitted' END,
+           settled_at = coalesce(settled_at, @appliedAt), updated_at = @at, position = @position
+         WHERE request_id = @requestId AND outcome = 'pending' AND position < @position`,
+      ).run({ operationId: d.operationId, at, appliedAt: applied?.applied_at ?? null, requestId: d.requestId, position: e.position });
+      return;
+    }
+    case 'ChangeRequestFailed': {
+      const d = event.data;
+      cached(
+        db,
+        `UPDATE change_requests SET operation_id = coalesce(operation_id, @operationId), outcome = 'failed', failure_status = @status,
+           failure_reason = @reason, settled_at = @at, updated_at = @at, position = @position
+         WHERE request_id = @requestId AND outcome IN ('pending', 'submitted') AND position < @position`,
+      ).run({ operationId: nullable(d.operationId), status: d.status, reason: d.reason, at, requestId: d.requestId, position: e.position });
+      if (d.operationId) {
+        cached(
+          db,
+          `INSERT INTO operations (operation_id, subscription_id, source, microsoft_status, request_id, deliveries, outcome, outcome_detail, updated_at, position)
+           VALUES (@id, @subscriptionId, 'Partner', @status, @requestId, 0, 'failed', @reason, @at, @position)
+           ON CONFLICT (operation_id) DO UPDATE SET
+             subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+             source = coalesce(operations.source, excluded.source),
+             microsoft_status = excluded.microsoft_status,
+             request_id = coalesce(operations.request_id, excluded.request_id),
+             outcome = 'failed', outcome_detail = excluded.outcome_detail,
+             updated_at = excluded.updated_at, position = excluded.position
+           ${ifNewer}`,
+        ).run({ id: d.operationId, subscriptionId, status: d.status, requestId: d.requestId, reason: d.reason, at, position: e.position });
+      }
+      return;
+    }
+    case 'ChangeRejected': {
+      const d = event.data;
+      cached(
+        db,
+        `INSERT INTO operations (operation_id, subscription_id, action, plan_id, quantity, deliveries, outcome, outcome_detail, updated_at, position)
+         VALUES (@id, @subscriptionId, @action, @planId, @quantity, 0, 'rejected', @reason, @at, @position)
+         ON CONFLICT (operation_id) DO UPDATE SET
+           subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+           action = coalesce(operations.action, excluded.action),
+           plan_id = coalesce(operations.plan_id, excluded.plan_id),
+           quantity = coalesce(operations.quantity, excluded.quantity),
+           outcome = 'rejected', outcome_detail = excluded.outcome_detail,
+           updated_at = excluded.updated_at, position = excluded.position
+         ${ifNewer}`,
+      ).run({ id: d.operationId, subscriptionId, action: d.action, planId: nullable(d.planId), quantity: nullable(d.quantity), reason: d.reason, at, position: e.position });
+      return;
+    }
+    default: {
+      const operationId = event.data.operationId;
+      if (operationId && actionOfEvent[event.type]) appliedBy(db, e, event, subscriptionId, operationId);
+      settleRequests(db, e, event, subscriptionId);
+    }
+  }
+}
+
+function apply(db: ReadModelDb, e: RecordedEvent): void {
+  switch (e.type) {
+    case 'NotificationReceived':
+      return received(db, e);
+    case 'OperationAcknowledged':
+      return acknowledged(db, e);
+    case 'NotificationProcessed':
+      return processed(db, e);
+    default:
+      return subscriptionEvent(db, e);
+  }
+}
+
+export const operationsProjection: Projection = {
+  name: 'operations',
+  version: 1,
+  description: "Every Microsoft operation we know of (webhook deliveries, acknowledgements, outcomes; publisher-side changes) and every publisher-side change request",
+  schemaSql,
+  tables: ['operations', 'change_requests'],
+  views: [],
+  streamPrefixes: [`${notificationCategory}-`, `${subscriptionCategory}-`],
+  handles: new Set([
+    'NotificationReceived',
+    'OperationAcknowledged',
+    'NotificationProcessed',
+    'PlanChangeRequested',
+    'QuantityChangeRequested',
+    'CancellationRequested',
+    'ChangeSubmitted',
+    'ChangeRequestFailed',
+    'ChangeRejected',
+    'Purchased',
+    'Activated',
+    'PlanChanged',
+    'QuantityChanged',
+    'Suspended',
+    'Reinstated',
+    'Renewed',
+    'Unsubscribed',
+  ]),
+  apply,
+};

@@ -1,0 +1,31 @@
+/**
+ * A projection: `apply(db, event)` turns one recorded event into a change of its read-model tables.
+ * It is `evolve` with a SQLite database as the state (fmodel's `View`): the runner calls it inside the
+ * transaction that also stores the projection's checkpoint, so a change and the position it reflects
+ * commit together. `apply` must be deterministic (no clock, no I/O besides `db`) and must make a
+ * replayed event a no-op on its own as well: every row stores the stream revision or global position
+ * it reflects, and an event at or before it changes nothing.
+ */
+import type { Database } from 'better-sqlite3';
+import type { RecordedEvent } from '../eventstore/eventstore.js';
+
+export type ReadModelDb = Database;
+
+export type Projection = {
+  /** Stable name: the key of its row in `projection_state`. */
+  readonly name: string;
+  /** Bump it whenever `apply` or `schemaSql` changes what the tables hold: the runner then rebuilds it from the start. */
+  readonly version: number;
+  readonly description: string;
+  /** Idempotent DDL (`CREATE … IF NOT EXISTS`) for every table, index and view it owns. */
+  readonly schemaSql: string;
+  /** The tables it owns, dropped and recreated by a rebuild. */
+  readonly tables: readonly string[];
+  /** The views it owns (dropped first on a rebuild). */
+  readonly views: readonly string[];
+  /** Streams it reads (`<category>-` prefixes); the runner subscribes to their union. */
+  readonly streamPrefixes: readonly string[];
+  /** Event types `apply` is called with; other events of those streams only advance the checkpoint. */
+  readonly handles: ReadonlySet<string>;
+  apply(db: ReadModelDb, event: RecordedEvent): void;
+};

@@ -26,15 +26,18 @@ import {
   ANY,
   BACKWARDS,
   CancelledError,
+  DISPATCH_TO_SINGLE,
   DeadlineExceededError,
   END,
   EventStoreDBClient,
   FORWARDS,
   NO_STREAM,
   NotLeaderError,
+  PINNED,
   PersistentSubscriptionDoesNotExistError,
   PersistentSubscriptionExistsError,
   RETRY,
+  ROUND_ROBIN,
   START,
   STREAM_EXISTS,
   StreamNotFoundError,
@@ -107,8 +110,18 @@ export interface PersistentSubscriptionHandle extends AsyncIterable<PersistentDe
 export type PersistentSubscriptionOptions = {
   /** Only events of streams starting with these prefixes; default all non-system events. */
   streamPrefixes?: readonly string[];
-  /** Where a NEW group starts; ignored when the group already exists. Default 'start'. */
-  startFrom?: 'start' | 'end';
+  /**
+   * Where a NEW group starts; ignored when the group already exists. Default 'start'. A bigint is a position
+   * (a commit position of an event, as the port reports it): the group starts AT it, inclusively.
+   */
+  startFrom?: 'start' | 'end' | bigint;
+  /**
+   * How the server spreads a NEW group's events over its consumers. Default 'round-robin' (the server's default).
+   * 'pinned' sends the events of one stream to the same consumer while the group's membership is stable.
+   */
+  consumerStrategy?: 'round-robin' | 'pinned' | 'dispatch-to-single';
+  /** How long the server waits for an ack before it retries the event (to another consumer). Default 30 s. */
+  messageTimeoutMs?: number;
   /** What nack() asks the server to do. Default 'retry'. */
   nackAction?: 'retry' | 'park' | 'skip';
   /** Deliveries after which the server parks an event. Default 10 (the server's default). */
@@ -442,12 +455,21 @@ function openPersistentSubscription(
       await client.createPersistentSubscriptionToAll(
         groupName,
         persistentSubscriptionToAllSettingsFromDefaults({
-          startFrom: opts.startFrom === 'end' ? END : START,
+          startFrom:
+            typeof opts.startFrom === 'bigint'
+              ? { commit: opts.startFrom, prepare: opts.startFrom }
+              : opts.startFrom === 'end'
+                ? END
+                : START,
+          // Links are not ours to follow: every event we consume is in the stream it was written to.
+          resolveLinkTos: false,
+          consumerStrategyName: consumerStrategyName(opts.consumerStrategy),
           ...(opts.maxRetryCount === undefined ? {} : { maxRetryCount: opts.maxRetryCount }),
+          ...(opts.messageTimeoutMs === undefined ? {} : { messageTimeout: opts.messageTimeoutMs }),
         }),
         { filter: serverFilter(opts.streamPrefixes) },
       );
-      log?.info({ groupName }, 'persistent subscription group created');
+      log?.info({ groupName, consumerStrategy: opts.consumerStrategy ?? 'round-robin' }, 'persistent subscription group created');
     } catch (err) {
       // Every instance tries to create the group at start-up; all but the first find it there.
       if (!(err instanceof PersistentSubscriptionExistsError)) throw err;
@@ -495,6 +517,17 @@ function openPersistentSubscription(
     },
   };
   return handle;
+}
+
+function consumerStrategyName(strategy: PersistentSubscriptionOptions['consumerStrategy']): string {
+  switch (strategy) {
+    case 'pinned':
+      return PINNED;
+    case 'dispatch-to-single':
+      return DISPATCH_TO_SINGLE;
+    default:
+      return ROUND_ROBIN;
+  }
 }
 
 function toEsdbExpected(expected: ExpectedRevision): AppendExpectedRevision {

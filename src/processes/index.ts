@@ -7,6 +7,7 @@ import { activationProcess } from './activation.process.js';
 import type { ActivationOptions } from './activation.process.js';
 import { notificationProcess } from './notification.process.js';
 import type { Provisioner } from './provisioning.js';
+import { newInstanceId } from './lease.js';
 import { startProcess } from './runner.js';
 import type { RunnerOptions, RunningProcess } from './runner.js';
 
@@ -21,6 +22,8 @@ export type ProcessesOptions = {
 };
 
 export type RunningProcesses = {
+  /** Names this service instance in process leases and logs (the same for all its processes). */
+  instanceId: string;
   all: RunningProcess[];
   /** Resolves once every process has handled every event that existed when called. */
   idle(): Promise<void>;
@@ -29,11 +32,15 @@ export type RunningProcesses = {
 
 export function startProcesses(options: ProcessesOptions): RunningProcesses {
   const { store, ledger, marketplace, provisioner, logger } = options;
+  // How each process coordinates with other instances (a lease on SQLite, a persistent subscription group on
+  // EventStoreDB) is the runner's choice: see runner.ts and docs/several-instances.md.
+  const runner = { ...options.runner, instanceId: options.runner?.instanceId ?? newInstanceId() };
   const all = [
-    startProcess(store, activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }), logger, options.runner),
-    startProcess(store, notificationProcess({ store: () => store, ledger, marketplace, provisioner, logger }), logger, options.runner),
+    startProcess(store, activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }), logger, runner),
+    startProcess(store, notificationProcess({ store: () => store, ledger, marketplace, provisioner, logger }), logger, runner),
   ];
   return {
+    instanceId: runner.instanceId,
     all,
     idle: async () => {
       await Promise.all(all.map((p) => p.idle()));

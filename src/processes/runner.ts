@@ -1,13 +1,28 @@
 /**
- * Runs a process manager: subscribe to all events from its stored checkpoint, hand each event to
- * the handler in order, and advance the checkpoint. Handlers must be idempotent (a crash between
- * handling and checkpointing replays the event); they re-check recorded state before any outside
- * call. A handler that throws is retried with backoff on the same event, so nothing is skipped.
+ * Runs a process manager: events in, handler called once per event (in order per stream), crash-safe.
+ * `startProcess` is the single entry; it picks how from the store, so that several instances of the service can
+ * run side by side and still make ONE outside call per intent (docs/several-instances.md):
+ *
+ * - `persistent` (EventStoreDB, the default there): every instance joins the process's persistent subscription
+ *   group; the server gives each event to one of them (persistent.runner.ts).
+ * - `lease` (SQLite, the default there; works on any store): instances compete for a lease kept in the store;
+ *   only the holder runs the catch-up runner from the shared checkpoint (leased.runner.ts, lease.ts).
+ * - `catch-up`: no coordination at all; right only when this is certainly the only instance (catch-up.runner.ts).
+ *
+ * Handlers must be idempotent: every mode hands an event over again after a crash between handling and
+ * recording that it was handled. They re-check recorded state before any outside call.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { EventStore, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
-import { readCheckpoint, saveCheckpoint } from '../eventstore/checkpoints.js';
+import type { EventStore, RecordedEvent } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
+import { startCatchUpProcess } from './catch-up.runner.js';
+import { newInstanceId } from './lease.js';
+import type { LeaseOptions } from './lease.js';
+import { startLeasedProcess } from './leased.runner.js';
+import { hasPersistentSubscriptions, startPersistentProcess } from './persistent.runner.js';
+import type { PersistentRunnerOptions } from './persistent.runner.js';
+
+export type { LeaseOptions } from './lease.js';
+export type { PersistentRunnerOptions } from './persistent.runner.js';
 
 export type ProcessHandler = {
   name: string;
@@ -15,113 +30,59 @@ export type ProcessHandler = {
   handle(event: RecordedEvent): Promise<void>;
 };
 
+export type RunnerMode = 'catch-up' | 'lease' | 'persistent';
+
 export type RunnerOptions = {
-  /** Save the checkpoint after this many handled events… */
+  /** Default: `persistent` on EventStoreDB, `lease` on any other store. */
+  mode?: RunnerMode;
+  /** Names this instance in leases and logs. Default `<host>:<pid>:<random>`, new on every start. */
+  instanceId?: string;
+  /** catch-up and lease: save the checkpoint after this many handled events… */
   checkpointEvery?: number;
   /** …or this long after the first unsaved one. */
   checkpointAfterMs?: number;
+  /** Backoff after a handler failure: base and cap. */
   retryBaseMs?: number;
   retryMaxMs?: number;
+  lease?: LeaseOptions;
+  persistent?: PersistentRunnerOptions;
 };
 
 export type RunningProcess = {
   name: string;
-  /** Resolves once the process has handled every event that existed when called. */
+  mode: RunnerMode;
+  instanceId: string;
+  /** Whether this instance is handling the process's events now (lease: it holds the lease; persistent: joined). */
+  active(): boolean;
+  /**
+   * Resolves once this instance has handled every event that existed when called. With `lease`, an instance that
+   * does not hold the lease is idle; with `persistent`, best effort (other instances share the work).
+   */
   idle(): Promise<void>;
   stop(): Promise<void>;
 };
 
+/** The mode `startProcess` uses for this store when none is given. */
+export function defaultRunnerMode(store: EventStore): RunnerMode {
+  return hasPersistentSubscriptions(store) ? 'persistent' : 'lease';
+}
+
 export function startProcess(store: EventStore, handler: ProcessHandler, logger: Logger, options: RunnerOptions = {}): RunningProcess {
-  const log = logger.child({ process: handler.name });
-  const every = options.checkpointEvery ?? 50;
-  const afterMs = options.checkpointAfterMs ?? 1000;
-  let stopped = false;
-  let subscription: StoreSubscription | undefined;
-  let handled: bigint | undefined;
-  let saved: bigint | undefined;
-  let unsaved = 0;
-  let timer: NodeJS.Timeout | undefined;
-  const waiters: Array<{ target: bigint; resolve: () => void }> = [];
-  const stopSignal = new AbortController();
-
-  const persist = async () => {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-    if (handled === undefined || handled === saved) return;
-    const position = handled;
-    try {
-      await saveCheckpoint(store, handler.name, position);
-      saved = position;
-      unsaved = 0;
-    } catch (err) {
-      log.warn({ err, position: position.toString() }, 'could not save checkpoint; events since the last one will be replayed');
-    }
-  };
-
-  const settleWaiters = () => {
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      const w = waiters[i] as { target: bigint; resolve: () => void };
-      if (handled !== undefined && handled >= w.target) {
-        waiters.splice(i, 1);
-        w.resolve();
+  const mode = options.mode ?? defaultRunnerMode(store);
+  const withId = { ...options, instanceId: options.instanceId ?? newInstanceId() };
+  switch (mode) {
+    case 'persistent':
+      if (!hasPersistentSubscriptions(store)) {
+        throw new Error(`process ${handler.name}: mode 'persistent' needs EventStoreDB; this store is ${store.kind}`);
       }
+      return startPersistentProcess(store, handler, logger, withId);
+    case 'lease':
+      return startLeasedProcess(store, handler, logger, withId);
+    case 'catch-up':
+      return startCatchUpProcess(store, handler, logger, withId);
+    default: {
+      const unknown: never = mode;
+      throw new Error(`process ${handler.name}: unknown runner mode ${String(unknown)}`);
     }
-  };
-
-  const handleWithRetry = async (event: RecordedEvent) => {
-    for (let attempt = 1; !stopped; attempt++) {
-      try {
-        await handler.handle(event);
-        return;
-      } catch (err) {
-        const delay = Math.min(options.retryMaxMs ?? 30_000, (options.retryBaseMs ?? 200) * 2 ** Math.min(attempt - 1, 10));
-        log.error(
-          { err, attempt, retryInMs: delay, eventType: event.type, streamId: event.streamId, position: event.position.toString() },
-          'handler failed; retrying the same event',
-        );
-        await sleep(delay, undefined, { signal: stopSignal.signal }).catch(() => undefined);
-      }
-    }
-  };
-
-  const loop = (async () => {
-    const from = await readCheckpoint(store, handler.name);
-    handled = from;
-    saved = from;
-    log.info({ from: from?.toString() ?? 'start' }, 'process started');
-    subscription = store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: handler.streamPrefixes });
-    if (stopped) await subscription.close();
-    for await (const event of subscription) {
-      await handleWithRetry(event);
-      if (stopped) break;
-      handled = event.position;
-      unsaved++;
-      settleWaiters();
-      if (unsaved >= every) await persist();
-      else timer ??= setTimeout(() => void persist(), afterMs);
-    }
-  })().catch((err: unknown) => log.fatal({ err }, 'process stopped unexpectedly'));
-
-  const lastPosition = async (): Promise<bigint> => {
-    let last = 0n;
-    for await (const e of store.readAll({ after: handled ?? 0n, streamPrefixes: handler.streamPrefixes })) last = e.position;
-    return last;
-  };
-
-  return {
-    name: handler.name,
-    async idle() {
-      const target = await lastPosition();
-      if (target === 0n || (handled !== undefined && handled >= target)) return;
-      await new Promise<void>((resolve) => waiters.push({ target, resolve }));
-    },
-    async stop() {
-      stopped = true;
-      stopSignal.abort();
-      await subscription?.close();
-      await loop;
-      await persist();
-      for (const w of waiters.splice(0)) w.resolve();
-    },
-  };
+  }
 }

@@ -83,10 +83,25 @@ export type EsdbStandIn = {
   readonly port: number;
   /** Every event in the stand-in's log, system events included, in $all order. */
   readonly events: readonly StandInEvent[];
+  /** The settings a persistent subscription group on $all was created with; undefined when it does not exist. */
+  persistentGroup(name: string): PersistentGroupInfo | undefined;
   /** Writes straight into the log, bypassing gRPC (e.g. to add system events a test must not see). */
   appendDirect(streamId: string, events: readonly { type: string; data: unknown }[]): void;
   /** Stops at once, cutting open calls, like a server that went away. */
   stop(): Promise<void>;
+};
+
+export type PersistentGroupInfo = {
+  consumerStrategy: 'DispatchToSingle' | 'RoundRobin' | 'Pinned';
+  resolveLinks: boolean;
+  maxRetryCount: number;
+  messageTimeoutMs: number;
+  /** Stream-name prefixes of the group's filter; empty without one. */
+  streamPrefixes: string[];
+  /** Where the group started: 'start', 'end', or the position it was created at. */
+  startFrom: 'start' | 'end' | bigint;
+  consumers: number;
+  parked: number;
 };
 
 export type EsdbStandInOptions = {
@@ -142,6 +157,7 @@ export async function startEsdbStandIn(opts: EsdbStandInOptions = {}): Promise<E
     get events() {
       return log.all;
     },
+    persistentGroup: (name) => persistent.info(name),
     appendDirect: (streamId, events) => void log.writeDirect(streamId, events),
     async stop() {
       log.closeAll();
@@ -708,6 +724,7 @@ type Consumer = {
 type Delivery = { event: StandInEvent; retryCount: number };
 
 type Group = {
+  info: Omit<PersistentGroupInfo, 'consumers' | 'parked'>;
   filter: Predicate;
   maxRetryCount: number;
   /** Index into the log of the next event the group has not yet dispatched. */
@@ -742,7 +759,16 @@ class PersistentGroups {
       : all.hasPosition()
         ? this.log.all.findIndex((e) => e.position >= BigInt(all.getPosition()!.getCommitPosition()))
         : 0;
+    const strategies = ['DispatchToSingle', 'RoundRobin', 'Pinned'] as const;
     this.groups.set(name, {
+      info: {
+        consumerStrategy: strategies[settings?.getNamedConsumerStrategy() ?? 1] ?? 'RoundRobin',
+        resolveLinks: settings?.getResolveLinks() ?? false,
+        maxRetryCount: settings?.getMaxRetryCount() ?? 10,
+        messageTimeoutMs: settings?.getMessageTimeoutMs() ?? 30_000,
+        streamPrefixes: all.getFilter()?.getStreamIdentifier()?.getPrefixList() ?? [],
+        startFrom: all.hasEnd() ? 'end' : all.hasPosition() ? BigInt(all.getPosition()!.getCommitPosition()) : 'start',
+      },
       filter: all.hasFilter() ? persistentFilter(all.getFilter()!) : () => true,
       maxRetryCount: settings?.getMaxRetryCount() ?? 10,
       cursor: cursor < 0 ? this.log.all.length : cursor,
@@ -752,6 +778,11 @@ class PersistentGroups {
       parked: [],
     });
     callback(null, new persistentPb.CreateResp());
+  }
+
+  info(name: string): PersistentGroupInfo | undefined {
+    const group = this.groups.get(name);
+    return group && { ...group.info, consumers: group.consumers.length, parked: group.parked.length };
   }
 
   delete(request: PsDeleteReq, callback: sendUnaryData<PsDeleteResp>): void {
@@ -828,6 +859,7 @@ class PersistentGroups {
 
   /** Hands out waiting events round-robin to consumers that have room in their buffer. */
   private dispatch(group: Group): void {
+    if (group.info.consumerStrategy === 'Pinned') return this.dispatchPinned(group);
     for (;;) {
       const consumer = this.consumerWithRoom(group);
       if (!consumer) return;
@@ -836,6 +868,23 @@ class PersistentGroups {
       consumer.inFlight.set(delivery.event.id, delivery);
       consumer.call.write(persistentEvent(delivery));
     }
+  }
+
+  /**
+   * Pinned, as the server does it in spirit: each stream hashes to one consumer, so one stream's events go to one
+   * consumer while membership is stable; an event whose consumer has no room waits (later events of other streams
+   * go on). The server keeps sticky bucket assignments; a plain modulo is enough for a test double.
+   */
+  private dispatchPinned(group: Group): void {
+    if (group.consumers.length === 0) return;
+    for (let delivery = this.nextFromLog(group); delivery; delivery = this.nextFromLog(group)) group.retries.push(delivery);
+    group.retries = group.retries.filter((delivery) => {
+      const consumer = group.consumers[hashOf(delivery.event.streamId) % group.consumers.length]!;
+      if (consumer.inFlight.size >= consumer.bufferSize) return true;
+      consumer.inFlight.set(delivery.event.id, delivery);
+      consumer.call.write(persistentEvent(delivery));
+      return false;
+    });
   }
 
   private consumerWithRoom(group: Group): Consumer | undefined {
@@ -877,6 +926,12 @@ function persistentEvent(delivery: Delivery): PsReadResp {
   const resp = new persistentPb.ReadResp();
   resp.setEvent(message);
   return resp;
+}
+
+function hashOf(text: string): number {
+  let hash = 2166136261;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 16777619) >>> 0;
+  return hash;
 }
 
 function uuidOf(id: InstanceType<typeof sharedPb.UUID>): string {

@@ -11,12 +11,16 @@
  * - Crash-safe: the queues are rebuilt from the outbox streams at start (`recover`). A delivery that
  *   was acknowledged but not yet recorded when the process died is sent again with the same
  *   idempotency key (at-least-once on the wire; exactly once per key for a receiver that dedupes).
- * - Several instances on one store: every write is appended at the revision it was decided on, so
- *   two instances never record two outcomes for one attempt; they may both POST the same event,
- *   which the idempotency key makes harmless.
+ * - Several instances on one store: `active()` says whether this instance should deliver (the
+ *   integration process's runner: on SQLite only the lease holder is active). Every instance follows
+ *   the outbox streams live, so its queues (and the dead-letter list it shows operators) stay
+ *   current, and an operator's retry made through any instance is picked up by the active one.
+ *   Every write is appended at the revision it was decided on, so two instances never record two
+ *   outcomes for one attempt; where several are active at once (EventStoreDB persistent
+ *   subscriptions) they may both POST the same event, which the idempotency key makes harmless.
  */
 import { ConcurrencyError } from '../eventstore/eventstore.js';
-import type { EventStore, NewEvent, RecordedEvent } from '../eventstore/eventstore.js';
+import type { EventStore, NewEvent, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
 import { deterministicId } from './ids.js';
 import type { IntegrationEvent } from './outbound-event.js';
@@ -36,6 +40,9 @@ export type DispatcherOptions = {
   concurrency?: number;
   now?: () => number;
   random?: () => number;
+  /** Whether this instance delivers now (default: always). Checked before every step and every `activeCheckMs`. */
+  active?: () => boolean;
+  activeCheckMs?: number;
 };
 
 export type DeadLetter = {
@@ -75,6 +82,8 @@ export interface DeadLetterAdmin {
 }
 
 const actor = 'system:integration-events';
+/** Outbox events that give a queue something new to do. */
+const wakingTypes = new Set(['DeliveryScheduled', 'DeadLetterRetried', 'DeadLetterSkipped']);
 /** Woken queues start again within this much time, spread so they do not all hit the receiver at once. */
 const WAKE_SPREAD_MS = 1000;
 
@@ -108,6 +117,10 @@ export class OutboxDispatcher implements DeadLetterAdmin {
   private inFlight = 0;
   private stopped = false;
   private recovered: Promise<void> | undefined;
+  private following: Promise<void> | undefined;
+  private followSubscription: StoreSubscription | undefined;
+  private activeWatch: NodeJS.Timeout | undefined;
+  private wasActive = false;
 
   constructor(private readonly options: DispatcherOptions) {
     this.log = options.logger.child({ component: 'integration-events' });
@@ -122,7 +135,9 @@ export class OutboxDispatcher implements DeadLetterAdmin {
   recover(): Promise<void> {
     this.recovered ??= (async () => {
       const found = new Map<string, { state: OutboxState; revision: bigint }>();
+      let last: bigint | undefined;
       for await (const e of this.options.store.readAll({ streamPrefixes: [`${outboxCategory}-`] })) {
+        last = e.position;
         if (!isOutboxEvent(e)) continue;
         const id = e.streamId.slice(outboxCategory.length + 1);
         const current = found.get(id) ?? { state: initialOutbox(id), revision: -1n };
@@ -137,11 +152,29 @@ export class OutboxDispatcher implements DeadLetterAdmin {
         }
       }
       this.log.info({ outboxes: found.size, withPendingEvents: resumed }, 'integration outboxes recovered');
+      this.following ??= this.follow(last);
     })();
     this.recovered.catch(() => {
       this.recovered = undefined; // the next caller tries again
     });
     return this.recovered;
+  }
+
+  /** Recover, follow the outbox streams, and (with `active`) watch for this instance becoming the active one. */
+  start(): Promise<void> {
+    if (this.options.active && !this.activeWatch) {
+      this.wasActive = this.isActive();
+      this.activeWatch = setInterval(() => {
+        const now = this.isActive();
+        if (now && !this.wasActive) {
+          this.log.info({ queues: this.queues.size }, 'this instance delivers integration events now');
+          for (const q of this.queues.values()) if (q.state.pending.length > 0) this.wake(q.subscriptionId);
+        }
+        this.wasActive = now;
+      }, this.options.activeCheckMs ?? 1000);
+      this.activeWatch.unref?.();
+    }
+    return this.recover();
   }
 
   /** Put an integration event in its subscription's queue (once: a replayed one is ignored) and deliver. */
@@ -206,13 +239,45 @@ export class OutboxDispatcher implements DeadLetterAdmin {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
+    if (this.activeWatch) clearInterval(this.activeWatch);
     for (const q of this.queues.values()) if (q.timer) clearTimeout(q.timer);
     for (const w of this.slotWaiters.splice(0)) w();
-    await Promise.allSettled([...this.pumps]);
     await this.recovered?.catch(() => undefined);
+    await this.followSubscription?.close();
+    await this.following;
+    await Promise.allSettled([...this.pumps]);
   }
 
   // ----------------------------------------------------------------------------------------------
+
+  private isActive(): boolean {
+    return this.options.active?.() ?? true;
+  }
+
+  /**
+   * Every outbox event, live from `after`: keep the queue's state current (another instance or an
+   * operator may have written it) and wake the queue when it has something new to do.
+   */
+  private async follow(after: bigint | undefined): Promise<void> {
+    let from = after;
+    while (!this.stopped) {
+      try {
+        this.followSubscription = this.options.store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: [`${outboxCategory}-`] });
+        if (this.stopped) await this.followSubscription.close();
+        for await (const e of this.followSubscription) {
+          from = e.position;
+          const q = this.queue(e.streamId.slice(outboxCategory.length + 1));
+          await this.locked(q, () => this.refresh(q));
+          if (wakingTypes.has(e.type)) this.wake(q.subscriptionId);
+        }
+        return;
+      } catch (err) {
+        if (this.stopped) return;
+        this.log.error({ err }, 'following the outbox streams failed; resubscribing');
+        await new Promise((r) => setTimeout(r, 1000).unref?.());
+      }
+    }
+  }
 
   private newQueue(subscriptionId: string, state = initialOutbox(subscriptionId), revision?: bigint): Queue {
     return { subscriptionId, state, revision, lock: Promise.resolve(), pumping: false, again: false };
@@ -303,7 +368,7 @@ export class OutboxDispatcher implements DeadLetterAdmin {
   private async pump(q: Queue): Promise<void> {
     q.pumping = true;
     try {
-      while (!this.stopped) {
+      while (!this.stopped && this.isActive()) {
         q.again = false;
         await this.locked(q, () => this.refresh(q));
         const step = nextStep(q.state, this.now(), q.notBefore);

@@ -66,7 +66,7 @@ export type IntegrationEventsOptions = {
   settings: IntegrationSettings | undefined;
   logger: Logger;
   runner?: RunnerOptions;
-  delivery?: Pick<DispatcherOptions, 'backoffBaseMs' | 'backoffMaxMs' | 'concurrency' | 'now' | 'random'>;
+  delivery?: Pick<DispatcherOptions, 'backoffBaseMs' | 'backoffMaxMs' | 'concurrency' | 'now' | 'random' | 'activeCheckMs'>;
   fetch?: WebhookSenderOptions['fetch'];
 };
 
@@ -108,23 +108,33 @@ export function startIntegrationEvents(options: IntegrationEventsOptions): Runni
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(options.delivery?.now ? { now: options.delivery.now } : {}),
   });
-  const outbox = new OutboxDispatcher({ store: options.store, sender, logger, maxAttempts: settings.maxAttempts, ...options.delivery });
+  let process: RunningProcess | undefined;
+  const outbox = new OutboxDispatcher({
+    store: options.store,
+    sender,
+    logger,
+    maxAttempts: settings.maxAttempts,
+    // Deliver where the integration process runs (on SQLite, the instance that holds its lease).
+    active: () => (process as Partial<{ active(): boolean }> | undefined)?.active?.() ?? true,
+    ...options.delivery,
+  });
   logger.info(
     { process: INTEGRATION_PROCESS_NAME, url: settings.url, maxAttempts: settings.maxAttempts, timeoutMs: settings.timeoutMs, secrets: settings.secrets.length },
     'delivering integration events to the ISV application',
   );
-  const recovery = outbox.recover().catch((err: unknown) => logger.error({ err }, 'could not recover the integration outboxes; they resume as their subscriptions change'));
-  const process: RunningProcess = startProcess(options.store, integrationEventsProcess({ store: options.store, outbox }), logger, options.runner);
+  const recovery = outbox.start().catch((err: unknown) => logger.error({ err }, 'could not recover the integration outboxes; they resume as their subscriptions change'));
+  const running = startProcess(options.store, integrationEventsProcess({ store: options.store, outbox }), logger, options.runner);
+  process = running;
   return {
     enabled: true,
     admin: outbox,
     outbox,
     idle: async () => {
       await recovery;
-      await process.idle();
+      await running.idle();
     },
     stop: async () => {
-      await process.stop();
+      await running.stop();
       await outbox.stop();
     },
   };

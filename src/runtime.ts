@@ -32,6 +32,8 @@ export type RuntimeOverrides = {
   emulator?: Partial<EmulatorOptions>;
   activation?: ProcessesOptions['activation'];
   runner?: ProcessesOptions['runner'];
+  /** Wrap the opened store (tests: simulate an outage). */
+  wrapStore?: (store: EventStore) => EventStore;
 };
 
 export type Runtime = {
@@ -144,7 +146,8 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   }
 
   try {
-    store = await openStore(config.store, logger);
+    const opened = await openStore(config.store, logger);
+    store = overrides.wrapStore ? overrides.wrapStore(opened) : opened;
     processes = startProcesses({
       store,
       ledger,

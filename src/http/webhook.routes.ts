@@ -6,6 +6,8 @@
  *    store cannot take it, answer 503 so that Microsoft retries: never 200 for what is not durable.
  * 3. Customer-side plan and quantity changes that the ISV's policy refuses get a 4xx now, inside
  *    Microsoft's 10-second window (and the refusal is recorded).
+ *    A body that is not a readable notification (not JSON, no GUID `id`/`subscriptionId`) is kept
+ *    too, and answered 400.
  * 4. Answer 200. Verifying the operation with Microsoft, applying it and acknowledging it is the
  *    notification process's job (src/processes/notification.process.ts), which reads the recorded
  *    delivery: nothing slow happens before the response, and a crash loses nothing.
@@ -26,6 +28,7 @@ import type { NewEvent } from '../eventstore/eventstore.js';
 import { parseWebhookPayload } from '../marketplace/schemas.js';
 import type { NormalisedWebhookPayload } from '../marketplace/schemas.js';
 import { problem, problemContentType } from './problem.js';
+import type { Problem } from './problem.js';
 import { WebhookAuthError } from './webhook-auth.js';
 import type { WebhookAuthenticator, WebhookCaller } from './webhook-auth.js';
 
@@ -37,11 +40,13 @@ export type WebhookOptions = {
   now?: () => Date;
 };
 
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** Headers worth keeping with a delivery (never the bearer token itself). */
 const keptHeaders = ['content-type', 'content-length', 'user-agent', 'x-ms-requestid', 'x-ms-correlationid', 'x-forwarded-for', 'traceparent'];
 
 const Accepted = Type.Object({
-  status: Type.Union([Type.Literal('accepted'), Type.Literal('duplicate'), Type.Literal('recorded')]),
+  status: Type.Union([Type.Literal('accepted'), Type.Literal('duplicate')]),
   operationId: Type.Optional(Type.String()),
   deliveryId: Type.String(),
 });
@@ -93,8 +98,12 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
     let unreadable: string | undefined;
     try {
       payload = parseWebhookPayload(JSON.parse(raw) as unknown);
+      if (!GUID.test(payload.id) || !GUID.test(payload.subscriptionId)) {
+        unreadable = `id and subscriptionId must be GUIDs (got ${JSON.stringify(payload.id).slice(0, 80)}, ${JSON.stringify(payload.subscriptionId).slice(0, 80)})`;
+        payload = undefined;
+      }
     } catch (err) {
-      unreadable = (err as Error).message;
+      unreadable = (err as Error).message.slice(0, 500);
     }
     const caller = request.webhookCaller;
     const received: NotificationReceived = {
@@ -116,8 +125,9 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
     const log = request.log.child({ deliveryId, operationId: payload?.id, subscriptionId: payload?.subscriptionId, action: payload?.action });
 
     if (!payload) {
-      log.warn({ unreadable }, 'webhook: notification recorded but not understood');
-      return { status: 'recorded' as const, deliveryId };
+      // Kept for people to look at; a 4xx tells the sender it was not understood (Microsoft's are always readable).
+      log.warn({ unreadable }, 'webhook: unreadable notification recorded, not processed');
+      return sendProblem(reply, problem(400, 'unreadable-notification', `not a notification: ${unreadable ?? 'unreadable'}`, { deliveryId }));
     }
     const earlier = history.map((e) => e.type as NotificationEvent['type']);
     if (earlier.includes('NotificationReceived')) {
@@ -166,8 +176,12 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
   });
 };
 
+function sendProblem(reply: FastifyReply, body: Problem) {
+  return reply.code(body.status).type(problemContentType).send(body);
+}
+
 function refuse(reply: FastifyReply, reason: string) {
-  return reply.code(400).type(problemContentType).send(problem(400, 'change-refused', reason));
+  return sendProblem(reply, problem(400, 'change-refused', reason));
 }
 
 /** Record the refusal on the subscription; an unknown subscription is refused all the same. */

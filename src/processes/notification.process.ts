@@ -34,6 +34,8 @@ export type NotificationProcessOptions = {
 
 /** Actions Microsoft may report without an operation we can read back (auto-activation, failed activation, term end). */
 const verifiableWithoutOperation = new Set(['Subscribe', 'Unsubscribe', 'Renew']);
+/** Actions that move the status (or the term) and after which the status is reconciled with Microsoft. */
+const statusActions = new Set(['Suspend', 'Reinstate', 'Renew', 'Unsubscribe']);
 const actor = 'system:notifications';
 
 type Result = { outcome: NotificationOutcome; detail: string; subscriptionEvents: string[] };
@@ -84,11 +86,23 @@ export function notificationProcess(options: NotificationProcessOptions): Proces
     const base = { now: at, source: 'webhook' as const, operationId: p.id };
     switch (p.action) {
       case 'ChangePlan':
-        return { ...base, type: 'ApplyPlanChange', planId: p.planId ?? '', ...(p.operationRequestSource ? { requestSource: p.operationRequestSource } : {}) };
+        return {
+          ...base,
+          type: 'ApplyPlanChange',
+          planId: p.planId ?? '',
+          ...(p.operationRequestSource ? { requestSource: p.operationRequestSource } : {}),
+          ...(p.timeStamp ? { occurredAt: p.timeStamp } : {}),
+        };
       case 'ChangeQuantity':
         return p.quantity === undefined
           ? undefined
-          : { ...base, type: 'ApplyQuantityChange', quantity: p.quantity, ...(p.operationRequestSource ? { requestSource: p.operationRequestSource } : {}) };
+          : {
+              ...base,
+              type: 'ApplyQuantityChange',
+              quantity: p.quantity,
+              ...(p.operationRequestSource ? { requestSource: p.operationRequestSource } : {}),
+              ...(p.timeStamp ? { occurredAt: p.timeStamp } : {}),
+            };
       case 'Suspend':
         return { ...base, type: 'Suspend' };
       case 'Reinstate':
@@ -148,30 +162,57 @@ export function notificationProcess(options: NotificationProcessOptions): Proces
     }
     const cmd = command(p, now());
     if (!cmd) return { outcome: 'ignored', detail: `${p.action} without the data it needs (planId/quantity)`, subscriptionEvents: created };
+    const pending = verified.operation ? verified.operation.status === 'InProgress' : p.status === undefined || p.status === 'InProgress';
     let applied: string[] = [];
+    let refused: DomainError | undefined;
     try {
       const result = await ledger.execute(p.subscriptionId, cmd, { actor: 'microsoft', correlationId, causationId: event.id });
       applied = result.events.map((e) => e.type);
-      const pending = verified.operation ? verified.operation.status === 'InProgress' : p.status === undefined || p.status === 'InProgress';
-      if ((acknowledgeableActions as readonly string[]).includes(p.action)) {
-        const { state } = await ledger.load(p.subscriptionId);
-        if (state.status !== 'Initial') {
-          await provisioner.provision(state, p.action === 'ChangePlan' ? 'plan-change' : 'quantity-change');
-        }
-        if (pending) await acknowledge(options.store(), event.streamId, p, received.receivedAt, correlationId);
-      } else if (p.action === 'Reinstate' && pending) {
-        // Notify-only per the webhook docs, but the operations docs ask for an acknowledgement and an
-        // answered Reinstate completes sooner; Success is harmless while it is pending (API.md §7.1).
-        await acknowledge(options.store(), event.streamId, p, received.receivedAt, correlationId);
-      }
     } catch (err) {
       if (!(err instanceof DomainError)) throw err;
       // Out of order or no longer possible (a late Renew after Unsubscribe): recorded, state untouched.
-      log.warn({ operationId: p.id, subscriptionId: p.subscriptionId, action: p.action, code: err.code, detail: err.message }, 'notification not applied');
-      return { outcome: 'ignored', detail: err.message, subscriptionEvents: created };
+      refused = err;
+      log.warn({ operationId: p.id, subscriptionId: p.subscriptionId, action: p.action, code: err.code, detail: err.message }, 'notification not applied as such');
+    }
+    if ((acknowledgeableActions as readonly string[]).includes(p.action)) {
+      if (!refused) {
+        const { state } = await ledger.load(p.subscriptionId);
+        if (state.status !== 'Initial') await provisioner.provision(state, p.action === 'ChangePlan' ? 'plan-change' : 'quantity-change');
+        if (pending) await acknowledge(options.store(), event.streamId, p, received.receivedAt, correlationId);
+      }
+    } else if (statusActions.has(p.action)) {
+      // Notify-only per the webhook docs, but the operations docs ask for an acknowledgement and an
+      // answered Reinstate completes sooner; Success is harmless while it is pending (API.md §7.1).
+      // It is sent even when the Reinstate arrived before the Suspend it undoes: Microsoft is reinstating.
+      if (p.action === 'Reinstate' && pending) await acknowledge(options.store(), event.streamId, p, received.receivedAt, correlationId);
+      // Notifications can arrive in any order: after a status change, converge on what Microsoft reports now.
+      applied = [...applied, ...(await reconcileStatus(p, correlationId, event.id))];
     }
     const events = [...created, ...applied];
-    return { outcome: events.length ? 'applied' : 'no-change', detail: events.length ? `${p.action} applied` : `${p.action} already applied or nothing to change`, subscriptionEvents: events };
+    if (refused && events.length === created.length) return { outcome: 'ignored', detail: refused.message, subscriptionEvents: events };
+    return {
+      outcome: events.length ? 'applied' : 'no-change',
+      detail: refused ? `${refused.message}; reconciled with Microsoft's status` : events.length ? `${p.action} applied` : `${p.action} already applied or nothing to change`,
+      subscriptionEvents: events,
+    };
+  };
+
+  const reconcileStatus = async (p: NormalisedWebhookPayload, correlationId: string, causationId: string): Promise<string[]> => {
+    const sub = await marketplace.getSubscription(p.subscriptionId, { correlationId });
+    if (!sub.saasSubscriptionStatus) return [];
+    try {
+      const result = await ledger.execute(
+        p.subscriptionId,
+        { type: 'ReconcileStatus', now: now(), source: 'reconciliation', microsoftStatus: sub.saasSubscriptionStatus },
+        { actor: 'system:notifications', correlationId, causationId },
+      );
+      if (result.events.length) log.warn({ subscriptionId: p.subscriptionId, microsoftStatus: sub.saasSubscriptionStatus, events: result.events.map((e) => e.type) }, 'status reconciled with Microsoft');
+      return result.events.map((e) => e.type);
+    } catch (err) {
+      if (!(err instanceof DomainError)) throw err;
+      log.warn({ subscriptionId: p.subscriptionId, code: err.code, detail: err.message }, 'cannot reconcile status with Microsoft');
+      return [];
+    }
   };
 
   return {

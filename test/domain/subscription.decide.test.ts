@@ -338,6 +338,22 @@ const matrix = {
       Unsubscribed: nothing, // terminal and already satisfied; a 409 would make Microsoft retry the webhook for hours
     },
   },
+
+  ReconcileStatus: {
+    command: { type: 'ReconcileStatus', now: NOW, source: 'reconciliation', microsoftStatus: 'Suspended' },
+    outcomes: {
+      Initial: notFound,
+      // Never activated here, Microsoft has it (and has suspended it): catch up.
+      PendingFulfillmentStart: emits(
+        'Suspended',
+        { type: 'Activated', data: { ...because(NOW, 'reconciliation'), planId: 'silver', quantity: 5, autoActivated: true } },
+        { type: 'Suspended', data: because(NOW, 'reconciliation') },
+      ),
+      Subscribed: emits('Suspended', { type: 'Suspended', data: because(NOW, 'reconciliation') }),
+      Suspended: nothing,
+      Unsubscribed: refused('cannot-reconcile'),
+    },
+  },
 } satisfies Matrix;
 
 const commandTypes = Object.keys(matrix) as SubscriptionCommandType[];
@@ -434,7 +450,7 @@ t.test('the matrix is complete', async (t) => {
     t.strictSame(Object.keys(row.outcomes).sort(), [...STATUSES].sort(), `${type}: an outcome for every status`);
     t.equal(row.command.type, type, `${type}: the row's command is a ${type}`);
   }
-  t.equal(commandTypes.length * STATUSES.length, 16 * 5, '16 command types × 5 statuses');
+  t.equal(commandTypes.length * STATUSES.length, 17 * 5, '17 command types × 5 statuses');
 
   const emitted = new Set<SubscriptionEventType>();
   for (const type of commandTypes) {

@@ -9,6 +9,7 @@ import { SignJWT, generateKeyPair } from 'jose';
 import { detailsFromMicrosoft } from '../../src/application/subscription-details.js';
 import { notificationStream } from '../../src/application/notifications.js';
 import type { KnownSubscription } from '../../src/domain/subscription/index.js';
+import { StoreUnavailableError } from '../../src/eventstore/eventstore.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
 import { startSandbox } from '../support/sandbox.js';
 import { waitFor } from '../support/wait.js';
@@ -142,7 +143,7 @@ t.test('duplicates and redeliveries change nothing; every delivery is kept verba
   t.notOk(JSON.stringify(events, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).includes('Bearer '), 'the bearer token itself is not stored');
 });
 
-t.test('authentication: missing, forged, expired or wrong-audience tokens get 401 and record nothing', async (t) => {
+t.test('authentication: missing, forged, expired, wrong-audience, wrong-tenant or wrong-caller tokens get 401 and record nothing', async (t) => {
   const s = await startSandbox(t);
   const id = await activeSubscription(t, s);
   const payload = { id: crypto.randomUUID(), subscriptionId: id, action: 'Suspend', status: 'Succeeded', timeStamp: new Date().toISOString() };
@@ -157,6 +158,8 @@ t.test('authentication: missing, forged, expired or wrong-audience tokens get 40
     ['forged', { 'content-type': 'application/json', authorization: `Bearer ${forged}` }],
     ['expired', { 'content-type': 'application/json', authorization: `Bearer ${await s.emulator.signer.webhookToken('expired')}` }],
     ['wrong audience', { 'content-type': 'application/json', authorization: `Bearer ${await s.emulator.signer.webhookToken('wrong-audience')}` }],
+    ['wrong tenant', { 'content-type': 'application/json', authorization: `Bearer ${await s.emulator.signer.webhookToken('wrong-tenant')}` }],
+    ['wrong caller (not the marketplace app)', { 'content-type': 'application/json', authorization: `Bearer ${await s.emulator.signer.webhookToken('wrong-appid')}` }],
   ];
   for (const [name, headers] of cases) {
     const res = await fetch(`${s.url}/webhook`, { method: 'POST', headers, body: JSON.stringify(payload) });
@@ -207,4 +210,84 @@ t.test('store unavailable: 503 so that Microsoft retries, never 200', async (t: 
   await s.store()?.close();
   const res = await postWebhook(s, { id: crypto.randomUUID(), subscriptionId: id, action: 'Suspend', status: 'Succeeded' });
   t.equal(res.status, 503);
+});
+
+t.test('every action applied once when the emulator duplicates and reorders deliveries; our state ends equal to Microsoft\'s', async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  s.emulator.faults.set({ webhook: { duplicate: { copies: 1 }, reorder: { window: 2, maxHoldMs: 150 } } });
+  const ops: string[] = [];
+  const settle = async (...opIds: string[]) => {
+    for (const op of opIds) await processed(s, op);
+  };
+  const same = async (what: string) => {
+    const ours = await state(s, id);
+    const theirs = s.emulator.state.subscription(id);
+    t.same({ status: ours.status, planId: ours.planId, quantity: ours.quantity }, { status: theirs.status, planId: theirs.planId, quantity: theirs.quantity }, `${what}: ours equals Microsoft's`);
+  };
+
+  // Suspend and Reinstate back to back: delivered newest first.
+  const sus = s.emulator.marketplace.suspend(id);
+  const rei = s.emulator.marketplace.reinstate(id);
+  ops.push(sus.id, rei.id);
+  await settle(sus.id, rei.id);
+  await waitFor('Microsoft to finish the reinstatement', () => s.emulator.state.operationById(rei.id)?.status === 'Succeeded');
+  await waitFor('our status to converge', async () => (await state(s, id)).status === 'Subscribed');
+  await same('after suspend + reinstate');
+
+  const plan = s.emulator.marketplace.changePlan(id, 'premium');
+  ops.push(plan.id);
+  await settle(plan.id);
+  await waitFor('plan Succeeded', () => s.emulator.state.operationById(plan.id)?.status === 'Succeeded');
+  const seats = s.emulator.marketplace.changeQuantity(id, 12);
+  ops.push(seats.id);
+  await settle(seats.id);
+  await waitFor('quantity Succeeded', () => s.emulator.state.operationById(seats.id)?.status === 'Succeeded');
+  await same('after plan and quantity changes');
+
+  // Renew and Unsubscribe back to back: the Unsubscribe arrives first, the Renew late.
+  const ren = s.emulator.marketplace.renew(id);
+  const uns = s.emulator.marketplace.unsubscribe(id);
+  ops.push(ren.id, uns.id);
+  await settle(ren.id, uns.id);
+  await same('after renew + unsubscribe');
+
+  t.ok(s.emulator.faults.fired.duplicate > 0, `duplicates were sent (${s.emulator.faults.fired.duplicate})`);
+  t.ok(s.emulator.faults.fired.reorder > 0, `deliveries were reordered (${s.emulator.faults.fired.reorder})`);
+  for (const op of ops) {
+    const events = await notification(s, op);
+    t.equal(events.filter((e) => e.type === 'NotificationProcessed').length, 1, `operation ${op} processed once`);
+  }
+  const history = (await s.ledger.load(id)).events;
+  for (const op of ops) {
+    const caused = history.filter((e) => (e.data as { operationId?: string }).operationId === op);
+    t.ok(caused.length <= 1, `operation ${op} caused at most one subscription event (${caused.map((e) => e.type).join(',') || 'none'})`);
+  }
+  t.comment(`history: ${history.map((e) => `${e.type}${(e.data as { source: string }).source === 'reconciliation' ? '(reconciled)' : ''}`).join(' → ')}`);
+});
+
+t.test('a store outage answers 503; Microsoft\'s redelivery succeeds once the store is back', async (t) => {
+  let down = false;
+  const unavailable = () => Promise.reject(new StoreUnavailableError('simulated outage: disk gone'));
+  const s = await startSandbox(t, {}, {
+    wrapStore: (store) =>
+      new Proxy(store, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof value !== 'function') return value;
+          return (...args: unknown[]) => (down && (prop === 'appendToStream' || prop === 'readStream') ? unavailable() : (value as (...a: unknown[]) => unknown).apply(target, args));
+        },
+      }),
+  });
+  const id = await activeSubscription(t, s);
+  down = true;
+  const op = s.emulator.marketplace.suspend(id);
+  const failed = await waitFor('a delivery to fail with 503', () => s.emulator.deliveries({ operationId: op.id })[0]?.attempts.find((a) => a.statusCode === 503));
+  t.equal(failed.statusCode, 503, 'answered 503 while the store was down');
+  down = false;
+  const outcome = await processed(s, op.id);
+  t.equal(outcome.outcome, 'applied', 'the redelivery was recorded and applied');
+  const attempts = s.emulator.deliveries({ operationId: op.id })[0]?.attempts ?? [];
+  t.same(attempts.map((a) => a.statusCode).slice(-1), [200], `delivered at last (${attempts.map((a) => a.statusCode).join(', ')})`);
+  t.equal((await state(s, id)).status, 'Suspended');
 });

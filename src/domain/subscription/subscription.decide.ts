@@ -43,8 +43,8 @@ export type SubscriptionCommand =
       reason: string;
       operationId?: string;
     })
-  | (ByOperation & { type: 'ApplyPlanChange'; planId: string; requestSource?: OperationRequestSource })
-  | (ByOperation & { type: 'ApplyQuantityChange'; quantity: number; requestSource?: OperationRequestSource })
+  | (ByOperation & { type: 'ApplyPlanChange'; planId: string; requestSource?: OperationRequestSource; occurredAt?: string })
+  | (ByOperation & { type: 'ApplyQuantityChange'; quantity: number; requestSource?: OperationRequestSource; occurredAt?: string })
   | (ByOperation & {
       type: 'RejectChange';
       action: 'ChangePlan' | 'ChangeQuantity';
@@ -55,7 +55,9 @@ export type SubscriptionCommand =
   | (ByOperation & { type: 'Suspend' })
   | (ByOperation & { type: 'Reinstate' })
   | (ByOperation & { type: 'Renew'; term?: Term })
-  | (CommandMeta & { type: 'Unsubscribe'; operationId?: string; reason?: string });
+  | (CommandMeta & { type: 'Unsubscribe'; operationId?: string; reason?: string })
+  /** Converge on the status Microsoft reports now (Get subscription): notifications are hints, Microsoft is the truth. */
+  | (CommandMeta & { type: 'ReconcileStatus'; microsoftStatus: string });
 
 export type SubscriptionCommandType = SubscriptionCommand['type'];
 
@@ -102,6 +104,13 @@ function allowsCustomerOperation(state: KnownSubscription, command: Subscription
       }; CSP purchases are Read only)`,
       422,
     );
+  }
+}
+
+/** A change older (by Microsoft's clock) than the last one of its kind already applied. */
+function superseded(command: SubscriptionCommand, occurredAt: string | undefined, lastAt: string | undefined): void {
+  if (occurredAt && lastAt && Date.parse(occurredAt) < Date.parse(lastAt)) {
+    throw new DomainError('superseded', `${command.type}: Microsoft's operation of ${occurredAt} is older than the change already applied (${lastAt})`);
   }
 }
 
@@ -313,11 +322,19 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
       const s = known(state, command);
       requireStatus(s, command, 'Subscribed');
       if (!command.planId) throw new DomainError('invalid-plan', 'ApplyPlanChange: the notification names no planId', 400);
+      superseded(command, command.occurredAt, s.planChangedAt);
       if (command.planId === s.planId) return []; // a "revert" notification: already on that plan
       return [
         {
           type: 'PlanChanged',
-          data: { ...because, operationId: command.operationId, planId: command.planId, previousPlanId: s.planId, requestSource: command.requestSource },
+          data: {
+            ...because,
+            operationId: command.operationId,
+            planId: command.planId,
+            previousPlanId: s.planId,
+            requestSource: command.requestSource,
+            ...(command.occurredAt ? { occurredAt: command.occurredAt } : {}),
+          },
         },
       ];
     }
@@ -326,6 +343,7 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
       const s = known(state, command);
       requireStatus(s, command, 'Subscribed');
       quantityValid(command.quantity, command);
+      superseded(command, command.occurredAt, s.quantityChangedAt);
       if (command.quantity === s.quantity) return []; // a "revert" notification
       return [
         {
@@ -336,6 +354,7 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
             quantity: command.quantity,
             previousQuantity: s.quantity,
             requestSource: command.requestSource,
+            ...(command.occurredAt ? { occurredAt: command.occurredAt } : {}),
           },
         },
       ];
@@ -388,6 +407,29 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
           data: { ...because, ...(command.operationId ? { operationId: command.operationId } : {}), reason: command.reason },
         },
       ];
+    }
+
+    case 'ReconcileStatus': {
+      const s = known(state, command);
+      const target = command.microsoftStatus;
+      if (target === s.status || !['PendingFulfillmentStart', 'Subscribed', 'Suspended', 'Unsubscribed'].includes(target)) return [];
+      if (s.status === 'Unsubscribed' || target === 'PendingFulfillmentStart') {
+        throw new DomainError(
+          'cannot-reconcile',
+          `ReconcileStatus: Microsoft reports ${target} but the subscription is ${s.status} here, and there is no way back`,
+        );
+      }
+      if (target === 'Unsubscribed') {
+        return [{ type: 'Unsubscribed', data: { ...because, reason: `Microsoft reports Unsubscribed (was ${s.status} here)` } }];
+      }
+      if (s.status === 'PendingFulfillmentStart') {
+        const events: SubscriptionEvent[] = [
+          { type: 'Activated', data: { ...because, planId: s.planId, quantity: s.quantity, autoActivated: !s.activation.requestedAt } },
+        ];
+        if (target === 'Suspended') events.push({ type: 'Suspended', data: because });
+        return events;
+      }
+      return [{ type: target === 'Suspended' ? 'Suspended' : 'Reinstated', data: because }];
     }
 
     default: {

@@ -126,12 +126,18 @@ export type ChangeRequestFailed = {
 
 export type PlanChanged = {
   type: 'PlanChanged';
-  data: Because & { planId: string; previousPlanId: string; requestSource?: OperationRequestSource };
+  data: Because & {
+    planId: string;
+    previousPlanId: string;
+    requestSource?: OperationRequestSource;
+    /** Microsoft's `timeStamp` of the operation: a change older than the last one applied is superseded. */
+    occurredAt?: string;
+  };
 };
 
 export type QuantityChanged = {
   type: 'QuantityChanged';
-  data: Because & { quantity: number; previousQuantity?: number; requestSource?: OperationRequestSource };
+  data: Because & { quantity: number; previousQuantity?: number; requestSource?: OperationRequestSource; occurredAt?: string };
 };
 
 /** The ISV refused a customer-side change (policy), inside Microsoft's acknowledgement window. */

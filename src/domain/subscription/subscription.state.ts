@@ -31,6 +31,9 @@ type Known = SubscriptionDetails & {
   suspendedAt?: string;
   lastRenewedAt?: string;
   unsubscribedAt?: string;
+  /** Microsoft's time of the last plan / quantity change applied (to recognise superseded ones). */
+  planChangedAt?: string;
+  quantityChangedAt?: string;
 };
 
 /** Mirrors Microsoft's `saasSubscriptionStatus`, plus `Initial` for a subscription we have never heard of. */
@@ -154,6 +157,7 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       return {
         ...state,
         planId: event.data.planId,
+        ...(event.data.occurredAt ? { planChangedAt: event.data.occurredAt } : {}),
         ...settled(state, undefined, d.operationId),
         appliedOperations: ops,
       };
@@ -161,6 +165,7 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       return {
         ...state,
         quantity: event.data.quantity,
+        ...(event.data.occurredAt ? { quantityChangedAt: event.data.occurredAt } : {}),
         ...settled(state, undefined, d.operationId),
         appliedOperations: ops,
       };

@@ -3,7 +3,7 @@
  * listens or reads the environment (server.ts does that), so tests build it and call inject().
  */
 import Fastify from 'fastify';
-import type { FastifyInstance, FastifyError } from 'fastify';
+import type { FastifyInstance, FastifyError, FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { DomainError } from './domain/errors.js';
 import { ConcurrencyError, StoreUnavailableError } from './eventstore/eventstore.js';
@@ -39,6 +39,11 @@ export async function buildApp(deps: AppDeps) {
     loggerInstance: deps.logger,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
+    // Errors Fastify raises before any route runs (a malformed URL, an over-long parameter): problem+json too.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const status = error.statusCode ?? 400;
+      return reply.code(status).type(problemContentType).send(problem(status, status === 414 ? 'uri-too-long' : 'bad-url', error.message));
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

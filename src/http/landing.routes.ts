@@ -113,6 +113,8 @@ export function tokenFromRawUrl(rawUrl: string | undefined): RawToken {
       return { kind: 'malformed', reason: 'invalid percent-encoding' };
     }
     if (token === '') return { kind: 'missing' };
+    // A marketplace token is printable ASCII; anything else cannot even travel in a header.
+    if (!/^[\x21-\x7e]+$/.test(token)) return { kind: 'malformed', reason: 'characters a marketplace token never has' };
     return { kind: 'ok', raw, token };
   }
   return { kind: 'missing' };
@@ -275,6 +277,16 @@ export const landingRoutes: FastifyPluginAsyncTypebox<LandingOptions> = async (a
             : 'Our service is busy starting up or briefly unavailable. Nothing has been charged or lost.',
           'Please reload this page in a minute. If the link has expired by then: ' + REOPEN_HINT,
         ],
+        reference: request.id,
+      });
+    }
+    // Fastify's own 4xx (unparseable body, wrong content type, too large): the request's fault.
+    const status = (error as FastifyError).statusCode;
+    if (status !== undefined && status >= 400 && status < 500) {
+      log.info({ code: (error as FastifyError).code, status, detail: error.message }, 'landing request refused');
+      return sendError(reply, status, {
+        title: "We couldn't read that request",
+        paragraphs: ['Please go back and submit the form again.', REOPEN_HINT],
         reference: request.id,
       });
     }

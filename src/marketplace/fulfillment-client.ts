@@ -45,6 +45,7 @@ import type {
 import { waitForOperation } from './operation-poller.js';
 import type { OperationPollOptions, OperationPollResult } from './operation-poller.js';
 import type { TokenProvider } from './token-provider.js';
+import { sleep } from './sleep.js';
 
 export const API_VERSION = '2018-08-31';
 export const DEFAULT_MARKETPLACE_API_URL = 'https://marketplaceapi.microsoft.com/api';
@@ -752,20 +753,3 @@ function definedOnly<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}

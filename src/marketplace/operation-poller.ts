@@ -10,6 +10,7 @@ import { MarketplaceOperationTimeoutError } from './errors.js';
 import type { AcceptedOperation, CallOptions } from './fulfillment-client.js';
 import { isFinalOperationStatus } from './schemas.js';
 import type { FinalOperationStatus, NormalisedOperation } from './schemas.js';
+import { sleep } from './sleep.js';
 
 export type OperationPollOptions = {
   /** First wait before polling; default 2 s. */
@@ -107,20 +108,3 @@ export async function waitForOperation(
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}

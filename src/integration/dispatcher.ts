@@ -393,7 +393,9 @@ export class OutboxDispatcher implements DeadLetterAdmin {
         } finally {
           this.release();
         }
-        if (this.stopped) return; // cancelled or not, the outcome is unrecorded: it is sent again after a restart
+        // Shutting down: an acknowledgement is still recorded (the store closes after this), a
+        // cancelled attempt is not (it is sent again after the restart, with the same key).
+        if (this.stopped && !result.ok) return;
         await this.record(q, step.entry, step.attempt, result);
       }
     } catch (err) {

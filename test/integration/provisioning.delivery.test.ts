@@ -91,6 +91,7 @@ t.test('a failing subscription holds back only its own later events', async (t) 
   await waitFor('a few attempts on A', () => w.receiver.receipts.filter((r) => r.json.subscriptionId === a).length >= 3);
   t.equal(processedFor(w.receiver, a as string).length, 0, 'A: nothing processed');
   t.equal(new Set(w.receiver.receipts.filter((r) => r.json.subscriptionId === a).map((r) => r.key)).size, 1, 'A: only its first event is attempted');
+  await waitFor('B and C recorded as delivered', async () => (await w.integration.admin.status()).subscriptions === 1);
   t.match(await w.integration.admin.status(), { subscriptions: 1, pending: 7, retrying: 1, deadLettered: 0 });
 
   w.receiver.reject(undefined);
@@ -104,6 +105,7 @@ t.test('stop and start on the same SQLite file: nothing acknowledged is sent aga
   await lifecycle(w.ledger, a as string);
   await allProcessed(w, [a as string]);
   await w.integration.idle();
+  await waitFor('the outboxes settled', async () => (await w.integration.admin.status()).pending === 0);
   const before = w.receiver.receipts.length;
 
   await w.restart();

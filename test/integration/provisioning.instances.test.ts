@@ -65,7 +65,9 @@ t.test('one active instance delivers; the other sees and retries dead letters; a
   t.ok(await b.retry(dead?.eventId ?? '', 'operator:carol'), 'retried through the inactive instance');
   await waitFor('A delivers the rest after the retry', () => receiver.processed.length === 7);
 
-  // Hand-over: B becomes the active instance; A stops delivering.
+  // Hand-over: B becomes the active instance; A stops delivering. (A hand-over in the middle of a
+  // delivery sends that event again from the new instance, with the same idempotency key.)
+  await waitFor('A recorded its deliveries', async () => (await a.status()).pending === 0);
   activeIndex = 1;
   await ledger.execute(id, { type: 'Renew', now: now(), source: 'webhook', operationId: 'renew-1' }, as);
   await scheduleAll();

@@ -109,11 +109,12 @@ export async function expectedIds(store: EventStore, id: string): Promise<string
   return (await store.readStream(subscriptionStream(id))).map((e) => e.id);
 }
 
+/** The integration events (not provisioning requests) the receiver processed for a subscription, in processing order. */
 export function processedFor(receiver: Receiver, id: string): IntegrationEvent[] {
-  return receiver.processed.filter((r) => r.json.subscriptionId === id).map((r) => r.json as unknown as IntegrationEvent);
+  return receiver.processed.filter((r) => r.json.subscriptionId === id && r.type !== 'provisioning.requested').map((r) => r.json as unknown as IntegrationEvent);
 }
 
-export async function allProcessed(w: World, ids: string[], timeoutMs = 15_000): Promise<void> {
+export async function allProcessed(w: Pick<World, 'store' | 'receiver'>, ids: string[], timeoutMs = 15_000): Promise<void> {
   const expected = new Map<string, string[]>();
   for (const id of ids) expected.set(id, await expectedIds(w.store, id));
   const total = [...expected.values()].reduce((n, e) => n + e.length, 0);
@@ -121,7 +122,7 @@ export async function allProcessed(w: World, ids: string[], timeoutMs = 15_000):
 }
 
 /** Every key acknowledged exactly once; every request signed correctly; per subscription, exactly its stream in order. */
-export async function assertExactlyOnceInOrder(t: Test, w: World, ids: string[]): Promise<void> {
+export async function assertExactlyOnceInOrder(t: Test, w: Pick<World, 'store' | 'receiver'>, ids: string[]): Promise<void> {
   const acks = w.receiver.acknowledgements();
   const repeated = [...acks].filter(([, n]) => n !== 1);
   t.same(repeated, [], 'every idempotency key acknowledged exactly once');

@@ -1,0 +1,48 @@
+/**
+ * CSV (RFC 4180) for the read-model exports: a header row of the SQLite column names, CRLF line
+ * ends, fields quoted when they hold a comma, quote or line break. Text that a spreadsheet would run
+ * as a formula (starting with = + - @, a tab or a carriage return) is prefixed with `'` (OWASP's
+ * advice against CSV injection); numbers are written as they are.
+ */
+import { Readable } from 'node:stream';
+
+const needsQuotes = /[",\r\n]/;
+const formulaStart = /^[=+\-@\t\r]/;
+
+export function csvField(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'number' || typeof value === 'bigint') return value.toString();
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  let text = typeof value === 'string' ? value : JSON.stringify(value);
+  if (formulaStart.test(text)) text = `'${text}`;
+  return needsQuotes.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function csvLine(values: readonly unknown[]): string {
+  return `${values.map(csvField).join(',')}\r\n`;
+}
+
+/** A stream of CSV text: the header, then one line per row, pulled as the client reads. */
+export function csvStream(columns: readonly string[], rows: Iterator<Record<string, unknown>>, chunkRows = 500): Readable {
+  let header = true;
+  return new Readable({
+    read() {
+      let chunk = header ? csvLine(columns) : '';
+      header = false;
+      for (let i = 0; i < chunkRows; i++) {
+        const next = rows.next();
+        if (next.done) {
+          this.push(chunk);
+          this.push(null);
+          return;
+        }
+        chunk += csvLine(columns.map((c) => next.value[c]));
+      }
+      this.push(chunk);
+    },
+    destroy(err, callback) {
+      rows.return?.();
+      callback(err);
+    },
+  });
+}

@@ -24,7 +24,7 @@ export function startCatchUpProcess(
   const every = options.checkpointEvery ?? 50;
   const afterMs = options.checkpointAfterMs ?? 1000;
   let stopped = false;
-  let running = false;
+  let crashed = false;
   let subscription: StoreSubscription | undefined;
   let handled: bigint | undefined;
   let saved: bigint | undefined;
@@ -80,7 +80,6 @@ export function startCatchUpProcess(
     if (stopped) return;
     log.info({ from: from?.toString() ?? 'start', mode: 'catch-up' }, 'process started');
     subscription = store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: handler.streamPrefixes });
-    running = true;
     if (stopped) await subscription.close();
     for await (const event of subscription) {
       await handleWithRetry(event);
@@ -91,11 +90,10 @@ export function startCatchUpProcess(
       if (unsaved >= every) await persist();
       else timer ??= setTimeout(() => void persist(), afterMs);
     }
-  })()
-    .catch((err: unknown) => log.fatal({ err }, 'process stopped unexpectedly'))
-    .finally(() => {
-      running = false;
-    });
+  })().catch((err: unknown) => {
+    crashed = true;
+    log.fatal({ err }, 'process stopped unexpectedly');
+  });
 
   const lastPosition = async (): Promise<bigint> => {
     let last = 0n;
@@ -107,7 +105,7 @@ export function startCatchUpProcess(
     name: handler.name,
     mode: 'catch-up',
     instanceId: options.instanceId,
-    active: () => running && !stopped,
+    active: () => !stopped && !crashed,
     async idle() {
       const target = await lastPosition();
       if (target === 0n || (handled !== undefined && handled >= target)) return;

@@ -107,6 +107,9 @@ export class ProcessLease {
   private askedHolder: string | undefined;
   private fenceTimer: NodeJS.Timeout | undefined;
   private lastReadOk = 0;
+  /** When the tick under way started; undefined between ticks. */
+  private tickStartedAt: number | undefined;
+  private lastTickFailed = false;
   private readonly pollMs: number;
   private readonly heartbeatMs: number;
   private readonly takeoverAfterMs: number;
@@ -197,11 +200,16 @@ export class ProcessLease {
 
   private async run(): Promise<void> {
     while (!this.closed) {
+      this.tickStartedAt = this.now();
       try {
         await this.tick();
+        this.lastTickFailed = false;
       } catch (err) {
+        this.lastTickFailed = true;
         this.log.warn({ err }, 'could not read or write the lease');
         this.fenceIfStale();
+      } finally {
+        this.tickStartedAt = undefined;
       }
       this.resolveFirstTick();
       if (this.closed) return;
@@ -265,12 +273,17 @@ export class ProcessLease {
 
   /**
    * A holder that cannot read the stream cannot see requests. A request made just after its last good read
-   * expires `takeoverAfterMs` later; stop a poll before that.
+   * expires `takeoverAfterMs` later; stop a margin before that. Only when reads fail or hang: a holder whose whole
+   * event loop was held up (load, a long GC) reads the stream at once when it resumes, and a takeover meanwhile
+   * shows there.
    */
   private fenceIfStale(): void {
     if (!this.holding) return;
+    const hanging = this.tickStartedAt !== undefined && this.now() - this.tickStartedAt > this.pollMs;
+    if (!hanging && !this.lastTickFailed) return;
     const deadline = Math.min(this.lastReadOk + this.takeoverAfterMs, this.state.request?.takeoverAt ?? Number.POSITIVE_INFINITY);
-    if (this.now() >= deadline - this.pollMs) this.setHolding(false, 'could not confirm the lease in time');
+    const margin = Math.max(2 * this.pollMs, this.takeoverAfterMs / 5);
+    if (this.now() >= deadline - margin) this.setHolding(false, 'could not confirm the lease in time');
   }
 
   private setHolding(holding: boolean, reason: string): void {

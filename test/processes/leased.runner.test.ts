@@ -8,6 +8,8 @@ import type { Test } from 'tap';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import type { SqliteEventStore } from '../../src/eventstore/sqlite.store.js';
 import { readCheckpoint } from '../../src/eventstore/checkpoints.js';
+import { StoreUnavailableError } from '../../src/eventstore/eventstore.js';
+import type { EventStore, ReadStreamOptions } from '../../src/eventstore/eventstore.js';
 import { leaseStream } from '../../src/processes/lease.js';
 import type { LeaseOptions } from '../../src/processes/lease.js';
 import { startProcess } from '../../src/processes/runner.js';
@@ -16,7 +18,8 @@ import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 import { FakeOutside, capturingLogger, deferred, doneJobs, jobHandler, range, requestJobs } from './support.js';
 
-const lease: Required<Omit<LeaseOptions, 'now'>> = { pollMs: 40, takeoverAfterMs: 400, heartbeatMs: 600 };
+// Generous for a loaded CI machine: a holder whose event loop stalls longer than takeoverAfterMs is rightly replaced.
+const lease: Required<Omit<LeaseOptions, 'now'>> = { pollMs: 50, takeoverAfterMs: 1_500, heartbeatMs: 1_000 };
 /** A holder that dies is replaced within this (see lease.ts), plus scheduling slack. */
 const takeoverBound = lease.heartbeatMs + lease.takeoverAfterMs + 2 * lease.pollMs + 500;
 const runner: RunnerOptions = { mode: 'lease', lease, checkpointEvery: 5, checkpointAfterMs: 60_000, retryBaseMs: 20 };
@@ -63,6 +66,7 @@ t.test('two instances on one SQLite file: every event is handled once, by the le
   await requestJobs(a.store, prefix, intents.slice(0, 20));
   await a.process.idle();
   const b = instance(t, path, 'B', outside, prefix);
+  const bStarted = Date.now();
   await b.process.idle();
   t.ok(a.process.active(), 'A, first, holds the lease');
   t.notOk(b.process.active(), 'B waits');
@@ -82,7 +86,9 @@ t.test('two instances on one SQLite file: every event is handled once, by the le
   const types = leaseEvents.map((e) => e.type);
   t.equal(types.filter((x) => x === 'LeaseAcquired').length, 1, 'one acquisition');
   t.ok(types.includes('LeaseRequested') && types.includes('LeaseRenewed'), 'B asked, A answered');
-  t.ok(types.filter((x) => x === 'LeaseRenewed').length <= 6, `renewals only as often as B asks (${types.length} lease events)`);
+  const renewals = types.filter((x) => x === 'LeaseRenewed').length;
+  const allowed = Math.ceil((Date.now() - bStarted) / lease.heartbeatMs) + 1;
+  t.ok(renewals <= allowed, `renewals only as often as B asks: ${renewals} in ${Date.now() - bStarted} ms (at most ${allowed})`);
 });
 
 t.test('the holder dies in the middle of an outside call: the other instance takes over within the lease time, resumes from the checkpoint, and makes no second call', async (t) => {
@@ -206,6 +212,38 @@ t.test('an instance that loses its lease stops handling events', async (t) => {
   await waitFor('A to take the lease back', () => a.process.active(), takeoverBound + 2_000);
   await allDone(other, 'job', ['unhandled']);
   t.equal(outside.callsFor('unhandled'), 1);
+});
+
+t.test('a holder that cannot read its lease stops before a request could expire, and resumes when it can read again', async (t) => {
+  const path = join(tempDir(t), 'events.db');
+  const file = openFile(t, path);
+  let failing = false;
+  // The same store, except that lease reads fail while `failing` is set (a disk or network fault).
+  const flaky: EventStore = Object.assign(Object.create(file) as EventStore, {
+    kind: file.kind,
+    readStream: (streamId: string, options?: ReadStreamOptions) => {
+      if (failing && streamId === leaseStream('jobs')) return Promise.reject(new StoreUnavailableError('disk on fire'));
+      return file.readStream(streamId, options);
+    },
+  });
+  const { logger, lines } = capturingLogger();
+  const outside = new FakeOutside();
+  const process = startProcess(flaky, jobHandler({ store: file, outside, by: 'A', prefix: 'job' }), logger, { ...runner, instanceId: 'A' });
+  t.teardown(() => process.stop());
+  await process.idle();
+  t.ok(process.active());
+  failing = true;
+  const since = Date.now();
+  await waitFor('A to fence itself', () => !process.active(), lease.takeoverAfterMs + 1_000, 10);
+  const fencedAfter = Date.now() - since;
+  t.ok(fencedAfter < lease.takeoverAfterMs, `stopped ${fencedAfter} ms after reads began to fail (before takeoverAfterMs ${lease.takeoverAfterMs})`);
+  t.ok(lines.some((l) => l.reason === 'could not confirm the lease in time'), 'and said why');
+  failing = false;
+  await waitFor('A to resume', () => process.active(), 2_000, 10);
+  t.same((await file.readStream(leaseStream('jobs'))).map((e) => e.type), ['LeaseAcquired'], 'the stream still said A held it: nothing was written');
+  await requestJobs(file, 'job', ['after']);
+  await allDone(file, 'job', ['after']);
+  t.equal(outside.callsFor('after'), 1);
 });
 
 t.test('stopping a process that never got the lease ends quietly and writes nothing', async (t) => {

@@ -241,7 +241,7 @@ t.test("on EventStoreDB, mode 'lease' runs one instance at a time through the sa
   const prefix = unique('job');
   const name = unique('proc');
   const outside = new FakeOutside();
-  const lease = { pollMs: 40, takeoverAfterMs: 400, heartbeatMs: 600 };
+  const lease = { pollMs: 50, takeoverAfterMs: 1_500, heartbeatMs: 1_000 };
   const a = await instance(t, 'A', outside, prefix, name, { mode: 'lease', lease });
   await a.process.idle();
   const b = await instance(t, 'B', outside, prefix, name, { mode: 'lease', lease });

@@ -65,7 +65,7 @@ export type JobHandler = ProcessHandler & { deliveries: Delivery[] };
  */
 export function jobHandler(opts: {
   store: EventStore;
-  outside: FakeOutside;
+  outside: Pick<FakeOutside, 'has' | 'call'>;
   by: string;
   prefix: string;
   name?: string;

@@ -19,7 +19,7 @@ export const IntegrationEnvSchema = {
     Type.String({ minLength: 32, description: 'HMAC-SHA256 signing secret; several, comma-separated, while rotating (each signs)' }),
   ),
   PROVISIONING_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000, description: 'How long to wait for the ISV\'s 2xx' }),
-  INTEGRATION_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 1000, default: 20, description: 'Delivery attempts before an integration event is dead-lettered' }),
+  INTEGRATION_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 1000, default: 40, description: 'Delivery attempts before an integration event is dead-lettered' }),
 };
 
 const Schema = Type.Object(IntegrationEnvSchema);

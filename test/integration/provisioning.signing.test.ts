@@ -65,7 +65,7 @@ t.test('settings: no URL → disabled; URL needs a secret; bad values name the v
   t.equal(integrationSettings({}), undefined);
   t.equal(integrationSettings({ PROVISIONING_WEBHOOK_SECRET: SECRET }), undefined, 'a secret alone enables nothing');
   const s = integrationSettings({ PROVISIONING_WEBHOOK_URL: 'https://isv.example/ledger', PROVISIONING_WEBHOOK_SECRET: SECRET });
-  t.same(s, { url: 'https://isv.example/ledger', secrets: [SECRET], timeoutMs: 10_000, maxAttempts: 20, insecure: false });
+  t.same(s, { url: 'https://isv.example/ledger', secrets: [SECRET], timeoutMs: 10_000, maxAttempts: 40, insecure: false });
   t.same(
     integrationSettings({ PROVISIONING_WEBHOOK_URL: 'http://127.0.0.1:9/x', PROVISIONING_WEBHOOK_SECRET: `${SECRET}, ${OTHER}`, PROVISIONING_TIMEOUT_MS: '2500', INTEGRATION_MAX_ATTEMPTS: '3' }),
     { url: 'http://127.0.0.1:9/x', secrets: [SECRET, OTHER], timeoutMs: 2500, maxAttempts: 3, insecure: false },

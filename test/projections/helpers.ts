@@ -1,7 +1,7 @@
 /** Shared by the projection tests: recorded-event builders, table dumps, stores filled with histories. */
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import type { EventMetadata, RecordedEvent } from '../../src/eventstore/eventstore.js';
+import type { EventMetadata, EventStore, RecordedEvent } from '../../src/eventstore/eventstore.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import type { SqliteEventStore } from '../../src/eventstore/sqlite.store.js';
 import type { Projection, ReadModelDb } from '../../src/projections/projection.js';
@@ -66,4 +66,47 @@ export async function storeWithHistory(t: Test, options: HistoryOptions): Promis
   t.teardown(() => store.close());
   await writeHistory(store, syntheticHistory(options));
   return { store, dir };
+}
+
+/** The store as it was at `until`: events after it are not delivered (a runner then stops there). */
+export function storeUntil(store: EventStore, until: bigint): EventStore {
+  return {
+    kind: store.kind,
+    appendToStream: (s, e, o) => store.appendToStream(s, e, o),
+    readStream: (s, o) => store.readStream(s, o),
+    ping: () => store.ping(),
+    close: async () => undefined,
+    readAll: (options) => filtered(store.readAll(options), until),
+    subscribeToAll(options) {
+      const sub = store.subscribeToAll(options);
+      return Object.assign(filtered(sub, until), { close: () => sub.close() });
+    },
+  };
+}
+
+async function* filtered(source: AsyncIterable<RecordedEvent>, until: bigint): AsyncGenerator<RecordedEvent> {
+  for await (const e of source) if (e.position <= until) yield e;
+}
+
+/** An at-least-once subscription: every event twice, and every 100 events the last 50 again. */
+export function stutteringStore(store: EventStore): EventStore {
+  return {
+    ...storeUntil(store, 2n ** 62n),
+    subscribeToAll(options) {
+      const sub = store.subscribeToAll(options);
+      const stutter = async function* (): AsyncGenerator<RecordedEvent> {
+        const recent: RecordedEvent[] = [];
+        for await (const e of sub) {
+          yield e;
+          yield e;
+          recent.push(e);
+          if (recent.length === 100) {
+            yield* recent.slice(50);
+            recent.length = 0;
+          }
+        }
+      };
+      return Object.assign(stutter(), { close: () => sub.close() });
+    },
+  };
 }

@@ -1,7 +1,8 @@
 /**
  * The environment of the ISV integration (outbound integration events and provisioning calls).
  *
- * `IntegrationEnvSchema` is meant to be spread into the service's EnvSchema (src/config.ts);
+ * `IntegrationEnvSchema` (settings.schema.ts, which imports nothing of ours, so config.ts can use it
+ * without an import cycle) is meant to be spread into the service's EnvSchema;
  * `integrationSettings(env)` reads either that typed env or raw `process.env` strings. Without
  * PROVISIONING_WEBHOOK_URL there is no integration: provisioning succeeds at once and no
  * integration event is recorded or sent (the local sandbox).
@@ -10,17 +11,9 @@ import Type from 'typebox';
 import type { Static } from 'typebox';
 import Value from 'typebox/value';
 import { ConfigError } from '../config.js';
+import { IntegrationEnvSchema } from './settings.schema.js';
 
-export const IntegrationEnvSchema = {
-  PROVISIONING_WEBHOOK_URL: Type.Optional(
-    Type.String({ minLength: 1, description: "The ISV application's endpoint for integration events and provisioning requests (https)" }),
-  ),
-  PROVISIONING_WEBHOOK_SECRET: Type.Optional(
-    Type.String({ minLength: 32, description: 'HMAC-SHA256 signing secret; several, comma-separated, while rotating (each signs)' }),
-  ),
-  PROVISIONING_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000, description: 'How long to wait for the ISV\'s 2xx' }),
-  INTEGRATION_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 1000, default: 40, description: 'Delivery attempts before an integration event is dead-lettered' }),
-};
+export { IntegrationEnvSchema };
 
 const Schema = Type.Object(IntegrationEnvSchema);
 export type IntegrationEnv = Static<typeof Schema>;

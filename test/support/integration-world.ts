@@ -81,22 +81,20 @@ export async function world(t: Test, options: { maxAttempts?: number; backoffMax
       runner: { retryBaseMs: 20, retryMaxMs: 200, checkpointAfterMs: 50 },
       delivery: { backoffBaseMs: 40, backoffMaxMs: options.backoffMaxMs ?? 300 },
     });
+  const store = openSqliteStore({ path, pollIntervalMs: 20 });
   const w: World = {
     path,
-    store: openSqliteStore({ path, pollIntervalMs: 20 }),
-    ledger: undefined as unknown as SubscriptionLedger,
+    store,
+    ledger: new SubscriptionLedger(() => w.store),
     receiver,
-    integration: undefined as unknown as RunningIntegrationEvents,
+    integration: open(store),
     async restart() {
       await w.integration.stop();
       await w.store.close();
       w.store = openSqliteStore({ path, pollIntervalMs: 20 });
-      w.ledger = new SubscriptionLedger(() => w.store);
       w.integration = open(w.store);
     },
   };
-  w.ledger = new SubscriptionLedger(() => w.store);
-  w.integration = open(w.store);
   t.teardown(async () => {
     await w.integration.stop();
     await w.store.close();

@@ -57,6 +57,21 @@ export function startLeasedProcess(
   );
   lease.start();
 
+  // A runner whose subscription failed (the store went away for a moment) is restarted while we hold the lease:
+  // holding it and doing nothing would stall the process on every instance.
+  const watchdog = setInterval(() => {
+    const running = inner;
+    if (stopped || !running || running.active() || !lease.isHeld()) return;
+    void enqueue(async () => {
+      if (inner !== running) return;
+      log.warn({}, 'the process runner stopped unexpectedly; restarting it from the checkpoint');
+      inner = undefined;
+      await running.stop();
+      if (!stopped && lease.isHeld()) inner = startCatchUpProcess(store, handler, logger, { ...options, instanceId });
+    });
+  }, Math.max(options.lease?.pollMs ?? 1000, 1000));
+  watchdog.unref();
+
   return {
     name: handler.name,
     mode: 'lease',
@@ -72,6 +87,7 @@ export function startLeasedProcess(
     async stop() {
       if (stopped) return;
       stopped = true;
+      clearInterval(watchdog);
       // Keep answering requests while the in-flight event finishes, so nobody takes over under our feet.
       lease.beginClose();
       await enqueue(async () => {

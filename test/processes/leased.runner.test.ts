@@ -9,7 +9,7 @@ import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import type { SqliteEventStore } from '../../src/eventstore/sqlite.store.js';
 import { readCheckpoint } from '../../src/eventstore/checkpoints.js';
 import { StoreUnavailableError } from '../../src/eventstore/eventstore.js';
-import type { EventStore, ReadStreamOptions } from '../../src/eventstore/eventstore.js';
+import type { EventStore, ReadStreamOptions, StoreSubscription, SubscribeOptions } from '../../src/eventstore/eventstore.js';
 import { leaseStream } from '../../src/processes/lease.js';
 import type { LeaseOptions } from '../../src/processes/lease.js';
 import { startProcess } from '../../src/processes/runner.js';
@@ -244,6 +244,33 @@ t.test('a holder that cannot read its lease stops before a request could expire,
   await requestJobs(file, 'job', ['after']);
   await allDone(file, 'job', ['after']);
   t.equal(outside.callsFor('after'), 1);
+});
+
+t.test('a holder whose subscription fails restarts its runner from the checkpoint instead of sitting on the lease', async (t) => {
+  const path = join(tempDir(t), 'events.db');
+  const file = openFile(t, path);
+  let failures = 1;
+  // The same store, except that the first subscription fails at once (the store went away for a moment).
+  const flaky: EventStore = Object.assign(Object.create(file) as EventStore, {
+    kind: file.kind,
+    subscribeToAll: (options?: SubscribeOptions): StoreSubscription => {
+      if (failures-- <= 0) return file.subscribeToAll(options);
+      return {
+        close: async () => undefined,
+        [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(new StoreUnavailableError('gone for a moment')) }),
+      };
+    },
+  });
+  const { logger, lines } = capturingLogger();
+  const outside = new FakeOutside();
+  const process = startProcess(flaky, jobHandler({ store: file, outside, by: 'A', prefix: 'job' }), logger, { ...runner, instanceId: 'A' });
+  t.teardown(() => process.stop());
+  await requestJobs(file, 'job', ['x']);
+  await allDone(file, 'job', ['x']);
+  t.ok(lines.some((l) => l.msg === 'process stopped unexpectedly'), 'the first runner failed');
+  t.ok(lines.some((l) => l.msg === 'the process runner stopped unexpectedly; restarting it from the checkpoint'), 'and was restarted');
+  t.equal(outside.callsFor('x'), 1);
+  t.ok(process.active());
 });
 
 t.test('stopping a process that never got the lease ends quietly and writes nothing', async (t) => {

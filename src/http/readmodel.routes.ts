@@ -48,6 +48,7 @@ export type ReadModelRoutesOptions = {
 const TAG = 'read-models';
 const security = [{ [OPERATOR_SECURITY_SCHEME]: [] }];
 const DEFAULT_LIMIT = 50;
+const NoQuery = Type.Object({}, { additionalProperties: false });
 
 const problemResponses = {
   400: { description: 'Unknown or malformed query parameter, or a cursor issued for another sort', content: { 'application/problem+json': { schema: Problem } } },
@@ -192,6 +193,7 @@ export const readModelRoutes: FastifyPluginAsyncTypebox<ReadModelRoutesOptions> 
         operationId: 'readModelStatus',
         summary: 'The projections: code version, last position applied, state',
         security,
+        querystring: NoQuery,
         response: { 200: ProjectionStatusView, ...problemResponses },
       },
     },
@@ -346,6 +348,7 @@ export const readModelRoutes: FastifyPluginAsyncTypebox<ReadModelRoutesOptions> 
           operationId: `export${name.replace(/(^|-)([a-z])/g, (_, _d: string, c: string) => c.toUpperCase())}`,
           summary: `The ${exportableTables[name].table} read model as CSV`,
           security,
+          querystring: NoQuery,
           response: { 200: csvResponse, ...problemResponses },
         },
       },

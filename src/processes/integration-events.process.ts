@@ -115,7 +115,7 @@ export function startIntegrationEvents(options: IntegrationEventsOptions): Runni
     logger,
     maxAttempts: settings.maxAttempts,
     // Deliver where the integration process runs (on SQLite, the instance that holds its lease).
-    active: () => (process as Partial<{ active(): boolean }> | undefined)?.active?.() ?? true,
+    active: () => process?.active() ?? false,
     ...options.delivery,
   });
   logger.info(

@@ -10,6 +10,8 @@ import { ConcurrencyError, StoreUnavailableError } from './eventstore/eventstore
 import type { EventStore } from './eventstore/eventstore.js';
 import { healthRoutes } from './http/health.routes.js';
 import { webhookRoutes } from './http/webhook.routes.js';
+import { integrationRoutes } from './http/integration.routes.js';
+import type { IntegrationRoutesOptions } from './http/integration.routes.js';
 import type { WebhookOptions } from './http/webhook.routes.js';
 import { registerOpenApi } from './http/openapi.js';
 import type { OpenApiOptions } from './http/openapi.js';
@@ -30,6 +32,8 @@ export type AppDeps = {
   landing?: LandingOptions;
   /** Microsoft's webhook (POST /webhook); not served when absent. */
   webhook?: WebhookOptions;
+  /** Dead letters of the outbound integration events (/api/integration/…); not served when absent. */
+  integration?: IntegrationRoutesOptions;
 };
 
 export type OperatorOptions = OperatorRoutesOptions & { openapi?: OpenApiOptions };
@@ -78,6 +82,7 @@ export async function buildApp(deps: AppDeps) {
   if (deps.landing) await app.register(landingRoutes, deps.landing);
   if (deps.webhook) await app.register(webhookRoutes, deps.webhook);
   if (deps.operator) await app.register(operatorRoutes, { ...deps.operator, prefix: '/api' });
+  if (deps.integration) await app.register(integrationRoutes, { ...deps.integration, prefix: '/api' });
   return app;
 }
 

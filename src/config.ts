@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import Type from 'typebox';
 import type { Static } from 'typebox';
 import Value from 'typebox/value';
+import { IntegrationEnvSchema } from './integration/settings.schema.js';
 
 const LogLevel = Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)));
 
@@ -48,6 +49,8 @@ export const EnvSchema = Type.Object({
   PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
   // The built-in marketplace emulator (used when no Microsoft credentials are configured).
   EMULATOR_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3978 }),
+  // Outbound integration events and provisioning requests to the ISV's product (docs/integration-events.md).
+  ...IntegrationEnvSchema,
 });
 
 export type Env = Static<typeof EnvSchema>;

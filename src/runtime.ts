@@ -22,9 +22,12 @@ import { createTokenProvider } from './marketplace/token-provider.js';
 import type { Emulator, EmulatorOptions } from './marketplace/emulator/emulator.js';
 import { startProcesses } from './processes/index.js';
 import type { ProcessesOptions, RunningProcesses } from './processes/index.js';
-import { immediateProvisioner } from './processes/provisioning.js';
 import type { Provisioner } from './processes/provisioning.js';
 import { PublisherChanges } from './processes/publisher-changes.js';
+import { startIntegrationEvents } from './processes/integration-events.process.js';
+import type { RunningIntegrationEvents } from './processes/integration-events.process.js';
+import { integrationSettings } from './integration/settings.js';
+import { provisionerFor } from './integration/http-provisioner.js';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -58,6 +61,7 @@ export function usesEmulator(config: Config): boolean {
 
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const env = config.env;
+  const integrationConfig = integrationSettings(env);
   const sandbox = usesEmulator(config);
   let emulator: Emulator | undefined;
   if (sandbox) {
@@ -97,6 +101,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
 
   let store: EventStore | undefined;
   let processes: RunningProcesses | undefined;
+  let integration: RunningIntegrationEvents | undefined;
   const storeRef = () => store;
   const ledger = new SubscriptionLedger(storeRef);
   const publisherChanges = new PublisherChanges({ ledger, client: marketplace, logger });
@@ -120,6 +125,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       ...(env.LANDING_SECRET ? { landingSecret: env.LANDING_SECRET } : {}),
     },
     operator: { ledger, publisherChanges, operatorToken, openapi: { ...(env.PUBLIC_URL ? { serverUrl: env.PUBLIC_URL } : {}) } },
+    integration: { operatorToken, integration: () => integration?.admin },
   });
 
   let url: string;
@@ -152,11 +158,12 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       store,
       ledger,
       marketplace,
-      provisioner: overrides.provisioner ?? immediateProvisioner,
+      provisioner: overrides.provisioner ?? provisionerFor(integrationConfig, logger),
       logger,
       ...(overrides.activation ? { activation: overrides.activation } : {}),
       ...(overrides.runner ? { runner: overrides.runner } : {}),
     });
+    integration = startIntegrationEvents({ store, settings: integrationConfig, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
   } catch (err) {
     await app.close();
     await emulator?.close();
@@ -182,6 +189,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
         await app.close();
         await publisherChanges.close();
         await processes?.stop();
+        await integration?.stop();
         await store?.close();
         await emulator?.close();
       })()),

@@ -256,3 +256,43 @@ t.test("on EventStoreDB, mode 'lease' runs one instance at a time through the sa
   await allDone(b.store, prefix, ['after']);
   t.same([...range(5), 'after'].map((i) => outside.callsFor(i)), [1, 1, 1, 1, 1, 1]);
 });
+
+// Against a REAL EventStoreDB when one is configured (as test/eventstore/esdb.contract.test.ts does); skipped otherwise.
+const realServer = process.env.EVENTSTORE_CONNECTION_STRING;
+t.test('real EventStoreDB: two instances on one group, one of them dies mid-call; every intent called once', { skip: realServer ? false : 'EVENTSTORE_CONNECTION_STRING not set: needs a real server' }, async (t) => {
+  const connect = async () => {
+    const store = await openEsdbStore(realServer!, { closeTimeoutMs: 2_000 });
+    t.teardown(() => store.close());
+    return store;
+  };
+  const admin = await connect();
+  const prefix = unique('job');
+  const name = unique('proc');
+  t.teardown(() => admin.deletePersistentSubscription(name));
+  const outside = new FakeOutside();
+  const start = async (by: string) => {
+    const store = await connect();
+    const handler = jobHandler({ store, outside, by, prefix, name });
+    const process = startProcess(store, handler, capturingLogger().logger, { ...runner, instanceId: by });
+    t.teardown(() => process.stop());
+    return { store, handler, process };
+  };
+  const a = await start('A');
+  const b = await start('B');
+  await new Promise((r) => setTimeout(r, 1_500)); // both join (the stand-in's consumer count is not available here)
+  const victim = deferred<string>();
+  const hang = deferred();
+  t.teardown(() => hang.reject(new Error('test over')));
+  outside.trap('i010', async (by) => {
+    victim.resolve(by);
+    await hang.promise;
+  });
+  const intents = range(20);
+  await requestJobs(admin, prefix, intents);
+  const who = await victim.promise;
+  await (who === 'A' ? a : b).store.close();
+  const done = await allDone(admin, prefix, intents, 60_000);
+  t.same(intents.filter((i) => outside.callsFor(i) !== 1), [], 'one outside call per intent');
+  t.same([...done.values()].filter((d) => d.length !== 1), [], 'one JobDone per intent');
+  t.match(done.get('i010'), [{ how: 'found-done' }], 'the survivor found i010 done outside');
+});

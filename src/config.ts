@@ -49,6 +49,11 @@ export const EnvSchema = Type.Object({
   PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
   // The built-in marketplace emulator (used when no Microsoft credentials are configured).
   EMULATOR_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3978 }),
+  // Process managers with several instances (docs/several-instances.md).
+  PROCESS_RUNNER: Type.Optional(Type.Union([Type.Literal('lease'), Type.Literal('persistent'), Type.Literal('catch-up')])),
+  PROCESS_LEASE_TAKEOVER_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 5000 }),
+  PROCESS_LEASE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 3600000, default: 30000 }),
+  PROCESS_LEASE_POLL_MS: Type.Integer({ minimum: 10, maximum: 60000, default: 1000 }),
   // Outbound integration events and provisioning requests to the ISV's product (docs/integration-events.md).
   ...IntegrationEnvSchema,
 });
@@ -103,6 +108,7 @@ const expectation: Record<string, string> = {
   EVENT_STORE: "must be 'sqlite' (embedded, the default) or 'eventstoredb'",
   LOG_LEVEL: 'must be one of fatal, error, warn, info, debug, trace, silent',
   PORT: 'must be a whole number from 0 to 65535',
+  PROCESS_RUNNER: "must be 'lease' (SQLite default), 'persistent' (EventStoreDB default) or 'catch-up' (one instance only)",
   EMULATOR_PORT: 'must be a whole number from 0 to 65535',
   OPERATOR_TOKEN: 'must be at least 16 characters (a long random string)',
   LANDING_SECRET: 'must be at least 32 characters (a long random string)',

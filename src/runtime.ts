@@ -161,7 +161,11 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       provisioner: overrides.provisioner ?? provisionerFor(integrationConfig, logger),
       logger,
       ...(overrides.activation ? { activation: overrides.activation } : {}),
-      ...(overrides.runner ? { runner: overrides.runner } : {}),
+      runner: {
+        ...(env.PROCESS_RUNNER ? { mode: env.PROCESS_RUNNER } : {}),
+        lease: { takeoverAfterMs: env.PROCESS_LEASE_TAKEOVER_MS, heartbeatMs: env.PROCESS_LEASE_HEARTBEAT_MS, pollMs: env.PROCESS_LEASE_POLL_MS },
+        ...overrides.runner,
+      },
     });
     integration = startIntegrationEvents({ store, settings: integrationConfig, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
   } catch (err) {
@@ -171,7 +175,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   }
   // Publisher-side changes a restart interrupted: follow them again (never re-sent to Microsoft).
   void publisherChanges.resumeAll().catch((err: unknown) => logger.error({ err }, 'could not resume pending publisher-side changes'));
-  logger.info({ url }, 'ready');
+  logger.info({ url, instanceId: processes?.instanceId }, 'ready');
 
   let closing: Promise<void> | undefined;
   return {

@@ -11,6 +11,8 @@ import type { EventStore } from './eventstore/eventstore.js';
 import { healthRoutes } from './http/health.routes.js';
 import { webhookRoutes } from './http/webhook.routes.js';
 import { integrationRoutes } from './http/integration.routes.js';
+import { readModelRoutes } from './http/readmodel.routes.js';
+import type { ReadModelRoutesOptions } from './http/readmodel.routes.js';
 import type { IntegrationRoutesOptions } from './http/integration.routes.js';
 import type { WebhookOptions } from './http/webhook.routes.js';
 import { registerOpenApi } from './http/openapi.js';
@@ -34,6 +36,8 @@ export type AppDeps = {
   webhook?: WebhookOptions;
   /** Dead letters of the outbound integration events (/api/integration/…); not served when absent. */
   integration?: IntegrationRoutesOptions;
+  /** Read models for operators and analysts (/api/read/…); not served when absent. */
+  readModels?: ReadModelRoutesOptions;
 };
 
 export type OperatorOptions = OperatorRoutesOptions & { openapi?: OpenApiOptions };
@@ -83,6 +87,7 @@ export async function buildApp(deps: AppDeps) {
   if (deps.webhook) await app.register(webhookRoutes, deps.webhook);
   if (deps.operator) await app.register(operatorRoutes, { ...deps.operator, prefix: '/api' });
   if (deps.integration) await app.register(integrationRoutes, { ...deps.integration, prefix: '/api' });
+  if (deps.readModels) await app.register(readModelRoutes, { ...deps.readModels, prefix: '/api' });
   return app;
 }
 

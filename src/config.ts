@@ -23,6 +23,7 @@ export const EnvSchema = Type.Object({
   ),
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Directory of the embedded store' }),
   EVENTSTORE_CONNECTION_STRING: Type.Optional(Type.String({ minLength: 1 })),
+  READMODELS_PATH: Type.Optional(Type.String({ minLength: 1, description: 'Read-model SQLite file; default <DATA_DIR>/readmodels.db' })),
   SQLITE_POLL_INTERVAL_MS: Type.Integer({ minimum: 5, maximum: 60000, default: 250 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 }),
   // Microsoft's SaaS Fulfillment API. Without credentials the service runs against the built-in emulator.

@@ -7,6 +7,9 @@
  * the processes; shutdown runs the other way round.
  */
 import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { startProjections } from './projections/index.js';
+import type { RunningProjections } from './projections/runner.js';
 import { buildApp } from './app.js';
 import type { App } from './app.js';
 import { ConfigError, redact } from './config.js';
@@ -49,9 +52,16 @@ export type Runtime = {
   /** The built-in emulator, when the service runs as a local sandbox. */
   emulator?: Emulator;
   processes: () => RunningProcesses | undefined;
+  projections: () => RunningProjections | undefined;
   operatorToken: string;
   close(): Promise<void>;
 };
+
+/** The read-model file: READMODELS_PATH, or beside the embedded store, or ./data for EventStoreDB. */
+export function readModelsPath(config: Config): string {
+  if (config.env.READMODELS_PATH) return resolve(config.env.READMODELS_PATH);
+  return resolve(config.store.kind === 'sqlite' ? config.store.dataDir : config.env.DATA_DIR, 'readmodels.db');
+}
 
 /** True when nothing says how to reach Microsoft: run against the built-in emulator. */
 export function usesEmulator(config: Config): boolean {
@@ -102,6 +112,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   let store: EventStore | undefined;
   let processes: RunningProcesses | undefined;
   let integration: RunningIntegrationEvents | undefined;
+  let projections: RunningProjections | undefined;
   const storeRef = () => store;
   const ledger = new SubscriptionLedger(storeRef);
   const publisherChanges = new PublisherChanges({ ledger, client: marketplace, logger });
@@ -126,6 +137,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     },
     operator: { ledger, publisherChanges, operatorToken, openapi: { ...(env.PUBLIC_URL ? { serverUrl: env.PUBLIC_URL } : {}) } },
     integration: { operatorToken, integration: () => integration?.admin },
+    readModels: { operatorToken, readModels: () => projections },
   });
 
   let url: string;
@@ -167,6 +179,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
         ...overrides.runner,
       },
     });
+    projections = startProjections({ store, path: readModelsPath(config), logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: integrationConfig, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
   } catch (err) {
     await app.close();
@@ -187,6 +200,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     marketplace,
     ...(emulator ? { emulator } : {}),
     processes: () => processes,
+    projections: () => projections,
     operatorToken,
     close: () =>
       (closing ??= (async () => {
@@ -194,6 +208,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
         await publisherChanges.close();
         await processes?.stop();
         await integration?.stop();
+        await projections?.stop();
         await store?.close();
         await emulator?.close();
       })()),

@@ -1,6 +1,6 @@
 /**
  * Checks HTTP traffic against Microsoft's OpenAPI file for the SaaS Fulfillment API v2
- * (/work/shared/reference/saasapi.v2.json, copied unmodified from microsoft/commercial-marketplace-openapi).
+ * (test/fixtures/microsoft/saasapi.v2.json, copied unmodified from microsoft/commercial-marketplace-openapi).
  *
  * - `operationFor(method, url)`: which spec operation a request is (path template + method), or undefined.
  * - `validateRequest(req)`: path/method exist, required query and header parameters are present and valid,
@@ -11,11 +11,12 @@
  * `#/components/schemas/...` inside the spec document. The OpenAPI formats used by the file
  * (uuid, email, uri, date-time, int32, int64) are defined here.
  */
+import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 
-export const SPEC_PATH = process.env.SAASAPI_SPEC_PATH ?? '/work/shared/reference/saasapi.v2.json';
+export const SPEC_PATH = process.env.SAASAPI_SPEC_PATH ?? fileURLToPath(new URL('../fixtures/microsoft/saasapi.v2.json', import.meta.url));
 
 type JsonSchema = Record<string, unknown>;
 

@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS metrics_subscriptions (
   cancelled_while_suspended INTEGER NOT NULL,
   stream_revision           INTEGER NOT NULL,
   position                  INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS metrics_subscriptions_by_plan ON metrics_subscriptions (offer_id, plan_id, status);
 CREATE TABLE IF NOT EXISTS metrics_daily (
   day      TEXT NOT NULL,

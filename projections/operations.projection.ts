@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS operations (
   applied_at           TEXT,
   updated_at           TEXT NOT NULL,
   position             INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS operations_by_subscription ON operations (subscription_id, updated_at);
 CREATE INDEX IF NOT EXISTS operations_by_received ON operations (first_received_at);
 CREATE INDEX IF NOT EXISTS operations_by_action ON operations (action, source);
@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS change_requests (
   settled_at        TEXT,
   updated_at        TEXT NOT NULL,
   position          INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS change_requests_by_subscription ON change_requests (subscription_id, requested_at);
 CREATE INDEX IF NOT EXISTS change_requests_by_operation ON change_requests (operation_id);
 `;

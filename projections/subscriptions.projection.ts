@@ -10,7 +10,7 @@ import { evolve, initialState, isSubscriptionEvent, subscriptionCategory, subscr
 import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../src/domain/subscription/index.js';
 import type { RecordedEvent } from '../src/eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../src/projections/projection.js';
-import { bit, cached, insertRow, isoTime, nullable, streamEntityId } from './support.js';
+import { bit, cached, insertRow, isoTime, nullable, streamEntityId, updateRow } from './support.js';
 
 const schemaSql = `
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
   updated_at                  TEXT NOT NULL,
   stream_revision             INTEGER NOT NULL,
   position                    INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS subscriptions_by_status ON subscriptions (status, created_at);
 CREATE INDEX IF NOT EXISTS subscriptions_by_plan ON subscriptions (offer_id, plan_id);
 CREATE INDEX IF NOT EXISTS subscriptions_by_created ON subscriptions (created_at);
@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS subscriptions_state (
   subscription_id TEXT PRIMARY KEY,
   stream_revision INTEGER NOT NULL,
   state           TEXT NOT NULL
-) WITHOUT ROWID;
+);
 `;
 
 /** What the row needs beyond the domain state. */
@@ -197,17 +197,6 @@ function rowOf(s: KnownSubscription, x: Extras, revision: bigint, position: bigi
   };
 }
 
-const upsert = 'ON CONFLICT (subscription_id) DO UPDATE SET ' + [
-  'name', 'publisher_id', 'offer_id', 'plan_id', 'quantity', 'status', 'auto_renew', 'is_free_trial', 'is_test', 'is_csp',
-  'sandbox_type', 'session_mode', 'allowed_customer_operations', 'term_unit', 'term_start', 'term_end',
-  'purchaser_email', 'purchaser_tenant_id', 'purchaser_object_id', 'beneficiary_email', 'beneficiary_tenant_id', 'beneficiary_object_id',
-  'contact_email', 'contact_name', 'contact_company', 'contact_phone', 'created_at', 'microsoft_created', 'purchased_at',
-  'activation_requested_at', 'activated_at', 'auto_activated', 'activation_failures', 'activation_error', 'activation_gave_up',
-  'suspended_at', 'suspensions', 'reinstated_at', 'reinstatements', 'renewed_at', 'renewals', 'cancelled_at', 'cancel_reason', 'cancel_source',
-  'pending_change', 'pending_request_id', 'pending_operation_id', 'last_operation_id', 'last_operation_event', 'last_operation_at',
-  'last_event_type', 'updated_at', 'stream_revision', 'position',
-].map((c) => `${c} = excluded.${c}`).join(', ');
-
 function apply(db: ReadModelDb, recorded: RecordedEvent): void {
   if (!isSubscriptionEvent(recorded)) return;
   const event = { type: recorded.type, data: recorded.data } as SubscriptionEvent;
@@ -219,11 +208,22 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
   const previous = stored ? (JSON.parse(stored.state) as Folded) : undefined;
   const state = evolve(previous?.state ?? initialState(), event);
   const extras = extrasAfter(previous?.extras, event);
-  const folded: Folded = { state, extras };
-  cached(db, 'INSERT INTO subscriptions_state (subscription_id, stream_revision, state) VALUES (?, ?, ?) ON CONFLICT (subscription_id) DO UPDATE SET stream_revision = excluded.stream_revision, state = excluded.state')
-    .run(subscriptionId, recorded.revision, JSON.stringify(folded));
+  cached(db, 'INSERT OR REPLACE INTO subscriptions_state (subscription_id, stream_revision, state) VALUES (?, ?, ?)').run(
+    subscriptionId,
+    recorded.revision,
+    JSON.stringify({ state, extras } satisfies Folded),
+  );
   if (state.status === 'Initial') return; // a stream that did not start with a purchase: nothing to show
-  insertRow(db, 'subscriptions', rowOf(state, extras, recorded.revision, recorded.position), upsert);
+  const row = rowOf(state, extras, recorded.revision, recorded.position);
+  if (!previous || previous.state.status === 'Initial') {
+    insertRow(db, 'subscriptions', row, 'ON CONFLICT (subscription_id) DO NOTHING');
+    return;
+  }
+  // Write only the columns that changed, so that indexes on the others are left alone.
+  const before = rowOf(previous.state, previous.extras, 0n, 0n);
+  const changed: Record<string, unknown> = {};
+  for (const [column, value] of Object.entries(row)) if (value !== before[column]) changed[column] = value;
+  updateRow(db, 'subscriptions', 'subscription_id', subscriptionId, changed);
 }
 
 export const subscriptionsProjection: Projection = {

@@ -37,6 +37,7 @@ export function openReadModelDb(path: string): ReadModelDb {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
+  db.pragma('cache_size = -65536'); // 64 MiB of page cache: rebuilds rewrite many rows and their indexes
   db.exec(stateSchema);
   return db;
 }

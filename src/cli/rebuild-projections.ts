@@ -4,8 +4,8 @@
  * Rebuilds read models from scratch: drops the named projections' tables (all of them when none is
  * named), recreates them empty and replays every event into them, then prints what it did. The event
  * store is the one the service is configured with (same environment: EVENT_STORE, DATA_DIR,
- * EVENTSTORE_CONNECTION_STRING); the read models are `<DATA_DIR>/readmodels.db` unless `--into` names
- * another file (a snapshot for analysts, or a check that a rebuild gives the same tables).
+ * EVENTSTORE_CONNECTION_STRING, READMODELS_PATH); the read models are READMODELS_PATH, by default
+ * `<DATA_DIR>/readmodels.db`, unless `--into` names another file (a snapshot for analysts, or a check that a rebuild gives the same tables).
  *
  * Safe while the service runs: each batch re-reads the checkpoints under SQLite's write lock, so the
  * service notices the reset, follows it, and no event is applied twice. Readers see the tables fill
@@ -20,14 +20,14 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
 import { openStore } from '../eventstore/open-store.js';
 import { loggerOptions } from '../logger.js';
-import { allProjections, openReadModelDb, readModelPath, rebuildProjections } from '../projections/index.js';
+import { allProjections, openReadModelDb, readModelFile, rebuildProjections } from '../projections/index.js';
 import { readStates } from '../projections/readmodel-db.js';
 
 export type CliIo = { out: (line: string) => void; err: (line: string) => void };
 
 const usage = `usage: npm run projections:rebuild -- [name ...] [--into FILE] [--list]
   name        a projection to rebuild (default: all): ${allProjections.map((p) => p.name).join(', ')}
-  --into FILE rebuild into FILE instead of <DATA_DIR>/readmodels.db
+  --into FILE rebuild into FILE instead of READMODELS_PATH (default <DATA_DIR>/readmodels.db)
   --list      show the projections in the file (version, position, rows applied) and rebuild nothing`;
 
 export async function main(argv: readonly string[], environment: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
@@ -59,7 +59,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     }
     throw err;
   }
-  const path = args.values.into ? resolve(args.values.into) : readModelPath(resolve(config.env.DATA_DIR));
+  const path = args.values.into ? resolve(args.values.into) : readModelFile(config);
 
   if (args.values.list) {
     const db = openReadModelDb(path);

@@ -96,7 +96,7 @@ function behind(a: bigint | undefined, b: bigint | undefined): boolean {
 
 export function runProjections(options: RunProjectionsOptions): RunningProjections {
   const { store, projections } = options;
-  const log = options.logger.child({ component: 'projections' });
+  const log = options.logger.bindings().component === undefined ? options.logger.child({ component: 'projections' }) : options.logger;
   if (!options.db && !options.path) throw new Error('runProjections needs a read-model path or an open database');
   const ownsDb = !options.db;
   const db = options.db ?? openReadModelDb(options.path as string);

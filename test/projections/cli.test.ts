@@ -46,6 +46,12 @@ t.test('rebuilds the service\'s read models, one projection, or into another fil
   t.same(dump(snap, allProjections), expected);
   snap.close();
 
+  const elsewhere = join(dir, 'elsewhere', 'read.db');
+  const configured = io();
+  t.equal(await main(['metrics'], { ...env, READMODELS_PATH: elsewhere }, configured.io), 0);
+  t.match(configured.out.join('\n'), new RegExp(`in ${elsewhere.replaceAll('/', '\\/')}`), 'READMODELS_PATH, as the service');
+  t.ok(existsSync(elsewhere));
+
   const list = io();
   t.equal(await main(['--list'], env, list.io), 0);
   t.match(list.out.join('\n'), /subscriptions\s+v1\s+position \d+\s+events applied \d+.*up to date/);

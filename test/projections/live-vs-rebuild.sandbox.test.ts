@@ -1,6 +1,6 @@
 /**
- * The whole service as `npm start` runs it (runtime + built-in emulator + SQLite file) with the
- * projections running live beside it: customers buy (direct, CSP, free trial, test, auto-activated),
+ * The whole service as `npm start` runs it (runtime + built-in emulator + SQLite file), its
+ * projections running live: customers buy (direct, CSP, free trial, test, auto-activated),
  * activate, change plans and seats (their side and ours, through the operator API), get refused by
  * policy, are suspended, reinstated, renewed and cancelled. Then the read models are rebuilt from the
  * same events into a fresh file: every table must be identical, and agree with the ledger.
@@ -71,9 +71,9 @@ t.test('read models after a live sandbox run = read models rebuilt from the same
   const config = s.config.store;
   if (config.kind !== 'sqlite') throw new Error('the sandbox runs on SQLite');
   const livePath = join(config.dataDir, 'readmodels.db');
-  const store = s.store();
-  if (!store) throw new Error('store not open');
-  const live = startProjections({ store, path: livePath, logger, batchSize: 20 });
+  const live = s.projections(); // the service's own projections, as wired in the runtime
+  if (!live) throw new Error('the runtime runs no projections');
+  t.equal(live.db.name, livePath, 'the read models live in <DATA_DIR>/readmodels.db');
 
   // Purchases of every kind.
   const trial = await bought(s, { planId: 'standard', quantity: 5, freeTrial: true });
@@ -122,6 +122,9 @@ t.test('read models after a live sandbox run = read models rebuilt from the same
 
   await s.processes()?.idle();
   await live.idle();
+  const api = await fetch(`${s.url}/api/read/subscriptions?limit=500`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  t.equal(api.status, 200, 'the service serves them under /api/read');
+  t.equal(((await api.json()) as { total: number }).total, 7);
 
   // What the read models say agrees with the ledger.
   const ids = [trial, premium, basic, csp, test, pending, auto];
@@ -144,8 +147,7 @@ t.test('read models after a live sandbox run = read models rebuilt from the same
   t.match(q("SELECT sum(active_subscriptions) AS n FROM metrics_active_by_plan WHERE is_test = 0"), { n: 3 }, 'trial, csp, auto are active');
   t.match(q('SELECT * FROM metrics_free_trials'), { trials: 1, converted: 1 }, 'the trial converted at its renewal');
 
-  // Stop everything; catch the live file up with whatever came last; rebuild into a fresh file; compare.
-  await live.stop();
+  // Stop the service; catch the live file up with whatever came last; rebuild into a fresh file; compare.
   await s.close();
   const reopened = openSqliteStore({ path: config.path });
   t.teardown(() => reopened.close());

@@ -5,6 +5,10 @@
  * never disagree with the aggregate about status, plan, seats or a pending change; the folded state
  * is kept beside it in `subscriptions_state` (with the counters the domain does not need). Guard: a row
  * reflects its stream up to `stream_revision`; an event at or before it is a replay and changes nothing.
+ *
+ * Because the stored state was folded by the domain's `evolve`, bump `version` not only when this file
+ * changes what it writes but also when src/domain/subscription/subscription.state.ts changes what the
+ * state holds: the rows are then rebuilt with the new fold instead of continuing from an old one.
  */
 import { evolve, initialState, isSubscriptionEvent, subscriptionCategory, subscriptionEventTypes } from '../src/domain/subscription/index.js';
 import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../src/domain/subscription/index.js';

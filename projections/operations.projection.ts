@@ -7,6 +7,12 @@
  *
  * Rows gather events from several streams, so the guard is the global position: every row keeps the
  * position of the last event it reflects, and an event at or before it changes nothing.
+ *
+ * `outcome` is what happened to the operation as a whole: once applied (a subscription event names it)
+ * or refused by our policy, a later notification outcome (`no-change` from a second processing of the
+ * same notification) does not overwrite it; `notification_outcome` keeps the last one as recorded.
+ *
+ * v2: a refusal is not overwritten by a later notification outcome.
  */
 import { notificationCategory } from '../src/application/notifications.js';
 import type { NotificationProcessed, NotificationReceived, OperationAcknowledged } from '../src/application/notifications.js';
@@ -160,7 +166,7 @@ function processed(db: ReadModelDb, e: RecordedEvent): void {
        action = coalesce(operations.action, excluded.action),
        processed_at = excluded.processed_at,
        notification_outcome = excluded.notification_outcome,
-       outcome = CASE WHEN operations.applied_event IS NOT NULL THEN 'applied' ELSE excluded.outcome END,
+       outcome = CASE WHEN operations.applied_event IS NOT NULL THEN 'applied' WHEN operations.outcome = 'rejected' THEN 'rejected' ELSE excluded.outcome END,
        outcome_detail = excluded.outcome_detail,
        subscription_events = excluded.subscription_events,
        updated_at = excluded.updated_at, position = excluded.position
@@ -358,7 +364,7 @@ function apply(db: ReadModelDb, e: RecordedEvent): void {
 
 export const operationsProjection: Projection = {
   name: 'operations',
-  version: 1,
+  version: 2,
   description: "Every Microsoft operation we know of (webhook deliveries, acknowledgements, outcomes; publisher-side changes) and every publisher-side change request",
   schemaSql,
   tables: ['operations', 'change_requests'],

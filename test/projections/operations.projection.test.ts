@@ -127,6 +127,11 @@ t.test('a refused change, an unverified notification, an unreadable delivery', a
     r(notificationStream('unreadable-1'), 'NotificationReceived', { deliveryId: '1', receivedAt: at(7), body: 'not json', headers: {}, unreadable: 'Unexpected token' }),
   ]);
   t.match(operation(db, 'op-r'), { action: 'ChangeQuantity', quantity: 90, outcome: 'rejected', notification_outcome: 'rejected', applied_event: null });
+  // The notification process may also process the delivery the webhook refused (it raced the refusal): no change, still refused.
+  applyAll(db, operationsProjection, [
+    r(notificationStream('op-r'), 'NotificationProcessed', { operationId: 'op-r', subscriptionId: SUB, action: 'ChangeQuantity', outcome: 'no-change', detail: 'already applied', subscriptionEvents: [], at: at(0.5) }),
+  ]);
+  t.match(operation(db, 'op-r'), { outcome: 'rejected', notification_outcome: 'no-change' }, 'a refusal stays a refusal');
   t.match(operation(db, 'op-u'), { action: 'Suspend', outcome: 'unverified', applied_event: null });
   t.equal(db.prepare('SELECT count(*) FROM operations').pluck().get(), 2, 'an unreadable delivery has no operation to file it under');
 });

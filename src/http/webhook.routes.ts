@@ -5,7 +5,8 @@
  * 2. Record the delivery verbatim in `notification-<operation id>` before anything acts on it; if the
  *    store cannot take it, answer 503 so that Microsoft retries: never 200 for what is not durable.
  * 3. Customer-side plan and quantity changes that the ISV's policy refuses get a 4xx now, inside
- *    Microsoft's 10-second window (and the refusal is recorded).
+ *    Microsoft's 10-second window: the refusal goes on the subscription (ChangeRejected), then the
+ *    delivery and its outcome are appended in one write, so nothing can act on it in between.
  *    A body that is not a readable notification (not JSON, no GUID `id`/`subscriptionId`) is kept
  *    too, and answered 400.
  * 4. Answer 200. Verifying the operation with Microsoft, applying it and acknowledging it is the
@@ -121,15 +122,48 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
     const stream = notificationStream(payload?.id ?? `unreadable-${deliveryId}`);
     const store = resolveStore(options.store);
     const history = await store.readStream(stream);
-    await store.appendToStream(stream, [{ ...received, id: deliveryId, metadata: { actor: 'microsoft', correlationId: headers['x-ms-correlationid'] ?? deliveryId } }]);
     const log = request.log.child({ deliveryId, operationId: payload?.id, subscriptionId: payload?.subscriptionId, action: payload?.action });
+    const receivedEvent: NewEvent = { ...received, id: deliveryId, metadata: { actor: 'microsoft', correlationId: headers['x-ms-correlationid'] ?? deliveryId } };
+    const earlier = history.map((e) => e.type as NotificationEvent['type']);
 
+    // A first delivery of a customer-side change the product cannot serve: refuse it now, inside the
+    // 10-second window. The delivery and its refusal are appended together, so the notification
+    // process can never see the delivery without the refusal and apply the change.
+    const source = payload?.operationRequestSource;
+    const decision =
+      payload && !earlier.includes('NotificationReceived') && (acknowledgeableActions as readonly string[]).includes(payload.action) && source !== 'Partner'
+        ? evaluateChange(options.policy, {
+            action: payload.action,
+            ...(payload.planId ? { planId: payload.planId } : {}),
+            ...(payload.quantity !== undefined ? { quantity: payload.quantity } : {}),
+          })
+        : { accept: true as const };
+    if (payload && !decision.accept) {
+      const subscriptionEvents = await recordRejection(options.ledger, payload, decision.reason, receivedAt, deliveryId, log);
+      const processed: NewEvent = {
+        type: 'NotificationProcessed',
+        data: {
+          operationId: payload.id,
+          subscriptionId: payload.subscriptionId,
+          action: payload.action,
+          outcome: 'rejected',
+          detail: decision.reason,
+          subscriptionEvents,
+          at: now(),
+        },
+        metadata: { actor: 'system:webhook', causationId: deliveryId },
+      };
+      await store.appendToStream(stream, [receivedEvent, processed]);
+      log.warn({ reason: decision.reason }, 'webhook: change refused by policy');
+      return refuse(reply, decision.reason);
+    }
+
+    await store.appendToStream(stream, [receivedEvent]);
     if (!payload) {
       // Kept for people to look at; a 4xx tells the sender it was not understood (Microsoft's are always readable).
       log.warn({ unreadable }, 'webhook: unreadable notification recorded, not processed');
       return sendProblem(reply, problem(400, 'unreadable-notification', `not a notification: ${unreadable ?? 'unreadable'}`, { deliveryId }));
     }
-    const earlier = history.map((e) => e.type as NotificationEvent['type']);
     if (earlier.includes('NotificationReceived')) {
       log.info({ deliveries: earlier.filter((t) => t === 'NotificationReceived').length + 1 }, 'webhook: repeated delivery recorded; nothing new to do');
       if (earlier.includes('NotificationProcessed')) {
@@ -139,34 +173,6 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
       return { status: 'duplicate' as const, operationId: payload.id, deliveryId };
     }
 
-    // A customer-side change the product cannot serve: refuse it now, inside the 10-second window.
-    const source = payload.operationRequestSource;
-    if ((acknowledgeableActions as readonly string[]).includes(payload.action) && source !== 'Partner') {
-      const decision = evaluateChange(options.policy, {
-        action: payload.action,
-        ...(payload.planId ? { planId: payload.planId } : {}),
-        ...(payload.quantity !== undefined ? { quantity: payload.quantity } : {}),
-      });
-      if (!decision.accept) {
-        const subscriptionEvents = await recordRejection(options.ledger, payload, decision.reason, receivedAt, deliveryId, log);
-        const processed: NewEvent = {
-          type: 'NotificationProcessed',
-          data: {
-            operationId: payload.id,
-            subscriptionId: payload.subscriptionId,
-            action: payload.action,
-            outcome: 'rejected',
-            detail: decision.reason,
-            subscriptionEvents,
-            at: now(),
-          },
-          metadata: { actor: 'system:webhook', causationId: deliveryId },
-        };
-        await store.appendToStream(stream, [processed]);
-        log.warn({ reason: decision.reason }, 'webhook: change refused by policy');
-        return refuse(reply, decision.reason);
-      }
-    }
     if (!['Subscribe', 'ChangePlan', 'ChangeQuantity', 'Renew', 'Suspend', 'Reinstate', 'Unsubscribe'].includes(payload.action)) {
       log.warn('webhook: unknown action recorded; answering 200 so Microsoft does not retry');
     } else {

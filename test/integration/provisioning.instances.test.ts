@@ -27,7 +27,7 @@ t.test('one active instance delivers; the other sees and retries dead letters; a
     (store, i) =>
       new OutboxDispatcher({
         store,
-        sender: createWebhookSender({ url: receiver.url, secrets: [SECRET], timeoutMs: 1000 }),
+        sender: createWebhookSender({ url: receiver.url, secrets: [SECRET], timeoutMs: 5000 }),
         logger,
         maxAttempts: 2,
         backoffBaseMs: 30,

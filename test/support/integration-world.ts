@@ -70,7 +70,7 @@ export async function world(t: Test, options: { maxAttempts?: number; backoffMax
   const settings = integrationSettings({
     PROVISIONING_WEBHOOK_URL: receiver.url,
     PROVISIONING_WEBHOOK_SECRET: SECRET,
-    PROVISIONING_TIMEOUT_MS: '1000',
+    PROVISIONING_TIMEOUT_MS: '5000',
     INTEGRATION_MAX_ATTEMPTS: String(options.maxAttempts ?? 1000),
   });
   const open = (store: EventStore) =>

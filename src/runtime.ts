@@ -7,8 +7,7 @@
  * the processes; shutdown runs the other way round.
  */
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
-import { startProjections } from './projections/index.js';
+import { readModelFile, startProjections } from './projections/index.js';
 import type { RunningProjections } from './projections/runner.js';
 import { buildApp } from './app.js';
 import type { App } from './app.js';
@@ -56,12 +55,6 @@ export type Runtime = {
   operatorToken: string;
   close(): Promise<void>;
 };
-
-/** The read-model file: READMODELS_PATH, or beside the embedded store, or ./data for EventStoreDB. */
-export function readModelsPath(config: Config): string {
-  if (config.env.READMODELS_PATH) return resolve(config.env.READMODELS_PATH);
-  return resolve(config.store.kind === 'sqlite' ? config.store.dataDir : config.env.DATA_DIR, 'readmodels.db');
-}
 
 /** True when nothing says how to reach Microsoft: run against the built-in emulator. */
 export function usesEmulator(config: Config): boolean {
@@ -179,7 +172,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
         ...overrides.runner,
       },
     });
-    projections = startProjections({ store, path: readModelsPath(config), logger: logger.child({ component: 'projections' }) });
+    projections = startProjections({ store, path: readModelFile(config), logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: integrationConfig, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
   } catch (err) {
     await app.close();

@@ -59,5 +59,8 @@ export type NotificationProcessed = {
 
 export type NotificationEvent = NotificationReceived | OperationAcknowledged | NotificationProcessed;
 
+/** Every webhook action we act on (API.md §7.1); any other is recorded, answered 200 and ignored. */
+export const handledActions: readonly string[] = ['Subscribe', 'ChangePlan', 'ChangeQuantity', 'Renew', 'Suspend', 'Reinstate', 'Unsubscribe'];
+
 /** Actions whose change Microsoft waits for us to accept or refuse (API.md §7.1–7.2). */
 export const acknowledgeableActions = ['ChangePlan', 'ChangeQuantity'] as const;

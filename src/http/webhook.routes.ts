@@ -20,7 +20,7 @@ import Type from 'typebox';
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { evaluateChange } from '../application/change-policy.js';
 import type { ChangePolicyConfig } from '../application/change-policy.js';
-import { acknowledgeableActions, notificationStream } from '../application/notifications.js';
+import { acknowledgeableActions, handledActions, notificationStream } from '../application/notifications.js';
 import type { NotificationEvent, NotificationReceived } from '../application/notifications.js';
 import { DomainError } from '../domain/errors.js';
 import { resolveStore } from '../application/subscription-ledger.js';
@@ -173,7 +173,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
       return { status: 'duplicate' as const, operationId: payload.id, deliveryId };
     }
 
-    if (!['Subscribe', 'ChangePlan', 'ChangeQuantity', 'Renew', 'Suspend', 'Reinstate', 'Unsubscribe'].includes(payload.action)) {
+    if (!handledActions.includes(payload.action)) {
       log.warn('webhook: unknown action recorded; answering 200 so Microsoft does not retry');
     } else {
       log.info('webhook: notification recorded');

@@ -10,7 +10,7 @@
  */
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { detailsFromMicrosoft } from '../application/subscription-details.js';
-import { acknowledgeableActions, notificationCategory } from '../application/notifications.js';
+import { acknowledgeableActions, handledActions, notificationCategory } from '../application/notifications.js';
 import type { NotificationOutcome, NotificationReceived, OperationAcknowledged } from '../application/notifications.js';
 import { DomainError } from '../domain/errors.js';
 import type { SubscriptionCommand, Term } from '../domain/subscription/index.js';
@@ -144,8 +144,7 @@ export function notificationProcess(options: NotificationProcessOptions): Proces
 
   const process = async (event: RecordedEvent, received: NotificationReceived['data'], p: NormalisedWebhookPayload): Promise<Result> => {
     const correlationId = received.headers['x-ms-correlationid'] ?? received.deliveryId;
-    const known = ['Subscribe', 'ChangePlan', 'ChangeQuantity', 'Renew', 'Suspend', 'Reinstate', 'Unsubscribe'];
-    if (!known.includes(p.action)) return { outcome: 'ignored', detail: `unknown action ${p.action}: recorded, not acted on`, subscriptionEvents: [] };
+    if (!handledActions.includes(p.action)) return { outcome: 'ignored', detail: `unknown action ${p.action}: recorded, not acted on`, subscriptionEvents: [] };
     const verified = await verify(p, correlationId);
     if (!verified.ok) return { outcome: 'unverified', detail: verified.detail, subscriptionEvents: [] };
     const created = await ensureKnown(p, correlationId, event.id);

@@ -15,7 +15,7 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allProjections } from '../projections/index.js';
+import { allProjections } from '../src/projections/views/index.js';
 import type { RecordedEvent } from '../src/eventstore/eventstore.js';
 import { openSqliteStore } from '../src/eventstore/sqlite.store.js';
 import { createLogger } from '../src/logger.js';

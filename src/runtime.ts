@@ -21,11 +21,11 @@ import type { Logger } from './logger.js';
 import { createFulfillmentClient, DEFAULT_MARKETPLACE_API_URL } from './marketplace/fulfillment-client.js';
 import type { FulfillmentClient } from './marketplace/fulfillment-client.js';
 import { createTokenProvider } from './marketplace/token-provider.js';
-import type { Emulator, EmulatorOptions } from './marketplace/emulator/emulator.js';
+import type { Emulator, EmulatorOptions } from './emulator/emulator.js';
 import { startProcesses } from './processes/index.js';
 import type { ProcessesOptions, RunningProcesses } from './processes/index.js';
-import type { Provisioner } from './processes/provisioning.js';
-import { PublisherChanges } from './processes/publisher-changes.js';
+import type { Provisioner } from './application/provisioner.js';
+import { PublisherChanges } from './application/publisher-changes.js';
 import { startIntegrationEvents } from './processes/integration-events.process.js';
 import type { RunningIntegrationEvents } from './processes/integration-events.process.js';
 import { integrationSettings } from './integration/settings.js';
@@ -68,7 +68,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const sandbox = usesEmulator(config);
   let emulator: Emulator | undefined;
   if (sandbox) {
-    const { startEmulator } = await import('./marketplace/emulator/emulator.js');
+    const { startEmulator } = await import('./emulator/emulator.js');
     emulator = await startEmulator({ port: env.EMULATOR_PORT, logger: logger.child({ component: 'emulator' }), ...overrides.emulator });
   }
 

@@ -22,8 +22,8 @@ import { isSubscriptionEvent, subscriptionStream } from '../domain/subscription/
 import type { KnownSubscription, SubscriptionEvent } from '../domain/subscription/index.js';
 import { ConcurrencyError } from '../eventstore/eventstore.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
-import { ChangeNotSubmittedError } from '../processes/publisher-changes.js';
-import type { PublisherChange, PublisherChanges } from '../processes/publisher-changes.js';
+import { ChangeNotSubmittedError } from '../application/publisher-changes.js';
+import type { PublisherChange, PublisherChanges } from '../application/publisher-changes.js';
 import { createOperatorAuth } from './operator-auth.js';
 import {
   Accepted,

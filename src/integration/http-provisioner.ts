@@ -11,8 +11,8 @@
  */
 import type { KnownSubscription } from '../domain/subscription/index.js';
 import type { Logger } from '../logger.js';
-import { immediateProvisioner } from '../processes/provisioning.js';
-import type { Provisioner, ProvisioningReason } from '../processes/provisioning.js';
+import { immediateProvisioner } from '../application/provisioner.js';
+import type { Provisioner, ProvisioningReason } from '../application/provisioner.js';
 import { deterministicId } from './ids.js';
 import { INTEGRATION_EVENT_VERSION, subscriptionSnapshot } from './outbound-event.js';
 import type { SubscriptionSnapshot } from './outbound-event.js';

@@ -45,7 +45,10 @@ import type {
 import { waitForOperation } from './operation-poller.js';
 import type { OperationPollOptions, OperationPollResult } from './operation-poller.js';
 import type { TokenProvider } from './token-provider.js';
-import { sleep } from './sleep.js';
+import { sleep } from './transport.js';
+import type { AcceptedOperation, CallOptions } from './transport.js';
+
+export type { AcceptedOperation, CallOptions } from './transport.js';
 
 export const API_VERSION = '2018-08-31';
 export const DEFAULT_MARKETPLACE_API_URL = 'https://marketplaceapi.microsoft.com/api';
@@ -80,23 +83,6 @@ export type FulfillmentClientOptions = {
   /** Test hooks. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
-};
-
-export type CallOptions = {
-  /** A GUID tying this call to a wider operation; a new one is generated when absent. */
-  correlationId?: string;
-  signal?: AbortSignal;
-};
-
-/** What a 202 from PATCH/DELETE subscription gives: where to follow the operation. */
-export type AcceptedOperation = {
-  subscriptionId: string;
-  /** The `Operation-Location` URL as returned. */
-  operationLocation: string;
-  /** The operation ID from the `Operation-Location` path, when it has the documented shape. */
-  operationId?: string;
-  requestId: string;
-  correlationId: string;
 };
 
 export type SubscriptionsPage = {

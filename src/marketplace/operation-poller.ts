@@ -7,10 +7,10 @@
  */
 import type { Logger } from 'pino';
 import { MarketplaceOperationTimeoutError } from './errors.js';
-import type { AcceptedOperation, CallOptions } from './fulfillment-client.js';
+import type { AcceptedOperation, CallOptions } from './transport.js';
 import { isFinalOperationStatus } from './schemas.js';
 import type { FinalOperationStatus, NormalisedOperation } from './schemas.js';
-import { sleep } from './sleep.js';
+import { sleep } from './transport.js';
 
 export type OperationPollOptions = {
   /** First wait before polling; default 2 s. */

@@ -16,8 +16,8 @@ import type { RecordedEvent } from '../eventstore/eventstore.js';
 import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
 import { MarketplaceError, MarketplaceUnavailableError } from '../marketplace/errors.js';
 import type { Logger } from '../logger.js';
-import type { Provisioner } from './provisioning.js';
-import type { ProcessHandler } from './runner.js';
+import type { Provisioner } from '../application/provisioner.js';
+import type { ProcessHandler } from './runner/types.js';
 
 export type ActivationOptions = {
   ledger: SubscriptionLedger;

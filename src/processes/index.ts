@@ -6,10 +6,10 @@ import type { Logger } from '../logger.js';
 import { activationProcess } from './activation.process.js';
 import type { ActivationOptions } from './activation.process.js';
 import { notificationProcess } from './notification.process.js';
-import type { Provisioner } from './provisioning.js';
-import { newInstanceId } from './lease.js';
-import { startProcess } from './runner.js';
-import type { RunnerOptions, RunningProcess } from './runner.js';
+import type { Provisioner } from '../application/provisioner.js';
+import { newInstanceId } from './runner/lease.js';
+import { startProcess } from './runner/start.js';
+import type { RunnerOptions, RunningProcess } from './runner/types.js';
 
 export type ProcessesOptions = {
   store: EventStore;

@@ -19,8 +19,8 @@ import type { IntegrationSettings } from '../integration/settings.js';
 import { createWebhookSender } from '../integration/webhook-sender.js';
 import type { WebhookSenderOptions } from '../integration/webhook-sender.js';
 import type { Logger } from '../logger.js';
-import { startProcess } from './runner.js';
-import type { ProcessHandler, RunnerOptions, RunningProcess } from './runner.js';
+import { startProcess } from './runner/start.js';
+import type { ProcessHandler, RunnerOptions, RunningProcess } from './runner/types.js';
 
 export const INTEGRATION_PROCESS_NAME = 'integration-events';
 const prefix = `${subscriptionCategory}-`;

@@ -10,8 +10,8 @@
  */
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { detailsFromMicrosoft } from '../application/subscription-details.js';
-import { acknowledgeableActions, handledActions, notificationCategory } from '../application/notifications.js';
-import type { NotificationOutcome, NotificationReceived, OperationAcknowledged } from '../application/notifications.js';
+import { acknowledgeableActions, handledActions, notificationCategory } from '../domain/notification/notification.events.js';
+import type { NotificationOutcome, NotificationReceived, OperationAcknowledged } from '../domain/notification/notification.events.js';
 import { DomainError } from '../domain/errors.js';
 import type { SubscriptionCommand, Term } from '../domain/subscription/index.js';
 import type { EventStore, RecordedEvent } from '../eventstore/eventstore.js';
@@ -20,8 +20,8 @@ import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
 import { parseWebhookPayload } from '../marketplace/schemas.js';
 import type { NormalisedOperation, NormalisedWebhookPayload } from '../marketplace/schemas.js';
 import type { Logger } from '../logger.js';
-import type { Provisioner } from './provisioning.js';
-import type { ProcessHandler } from './runner.js';
+import type { Provisioner } from '../application/provisioner.js';
+import type { ProcessHandler } from './runner/types.js';
 
 export type NotificationProcessOptions = {
   store: () => EventStore;

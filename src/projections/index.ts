@@ -3,7 +3,7 @@
  * file, or rebuild some of them from scratch (the CLI and the benchmark).
  */
 import { resolve } from 'node:path';
-import { allProjections } from '../../projections/index.js';
+import { allProjections } from './views/index.js';
 import type { Config } from '../config.js';
 import type { EventStore } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';

@@ -17,14 +17,14 @@ import type { Browser, Page } from 'playwright-core';
 import { loadConfig } from '../../src/config.js';
 import type { KnownSubscription } from '../../src/domain/subscription/index.js';
 import { createLogger } from '../../src/logger.js';
-import type { Provisioner } from '../../src/processes/provisioning.js';
+import type { Provisioner } from '../../src/application/provisioner.js';
 import { startRuntime } from '../../src/runtime.js';
 import type { Runtime } from '../../src/runtime.js';
 import { tempDir } from '../support/temp.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const IN_CI = !!process.env.CI && !['0', 'false'].includes(process.env.CI.toLowerCase());
-const OUT = fileURLToPath(new URL('../../test-output/landing/', import.meta.url));
+const OUT = fileURLToPath(new URL('../../test-output/landing', import.meta.url));
 
 const CHROMIUM_ARGS = [
   '--headless=new',

@@ -19,10 +19,10 @@ import { SubscriptionLedger } from '../../src/application/subscription-ledger.js
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
 import { createLogger } from '../../src/logger.js';
-import { startEmulator } from '../../src/marketplace/emulator/emulator.js';
+import { startEmulator } from '../../src/emulator/emulator.js';
 import { FulfillmentClient } from '../../src/marketplace/fulfillment-client.js';
 import { StaticTokenProvider } from '../../src/marketplace/token-provider.js';
-import { PublisherChanges } from '../../src/processes/publisher-changes.js';
+import { PublisherChanges } from '../../src/application/publisher-changes.js';
 import { tempDir } from '../support/temp.js';
 
 const TOKEN = 'operator-token-for-the-emulator-test';

@@ -18,8 +18,8 @@ import { MarketplaceBadRequestError, MarketplaceConflictError, MarketplaceUnavai
 import type { AcceptedOperation, CallOptions } from '../../src/marketplace/fulfillment-client.js';
 import type { OperationPollOptions, OperationPollResult } from '../../src/marketplace/operation-poller.js';
 import type { NormalisedOperation, NormalisedSubscription } from '../../src/marketplace/schemas.js';
-import { PublisherChanges } from '../../src/processes/publisher-changes.js';
-import type { PublisherChangeClient } from '../../src/processes/publisher-changes.js';
+import { PublisherChanges } from '../../src/application/publisher-changes.js';
+import type { PublisherChangeClient } from '../../src/application/publisher-changes.js';
 
 const TOKEN = 'op-token-0123456789abcdef';
 const AUTH = { authorization: `Bearer ${TOKEN}` };

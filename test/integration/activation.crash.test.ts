@@ -17,7 +17,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
-import { startEmulator } from '../../src/marketplace/emulator/emulator.js';
+import { startEmulator } from '../../src/emulator/emulator.js';
 import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 

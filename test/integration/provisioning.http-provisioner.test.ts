@@ -8,7 +8,7 @@ import { evolve, initialState } from '../../src/domain/subscription/index.js';
 import type { KnownSubscription } from '../../src/domain/subscription/index.js';
 import { createHttpProvisioner, provisionerFor, provisioningKey, ProvisioningError } from '../../src/integration/http-provisioner.js';
 import { integrationSettings } from '../../src/integration/settings.js';
-import { immediateProvisioner } from '../../src/processes/provisioning.js';
+import { immediateProvisioner } from '../../src/application/provisioner.js';
 import { logger, purchase, SECRET } from '../support/integration-world.js';
 import { startReceiver } from '../support/isv-receiver.js';
 

@@ -7,7 +7,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { SignJWT, generateKeyPair } from 'jose';
 import { detailsFromMicrosoft } from '../../src/application/subscription-details.js';
-import { notificationStream } from '../../src/application/notifications.js';
+import { notificationStream } from '../../src/domain/notification/notification.events.js';
 import type { KnownSubscription } from '../../src/domain/subscription/index.js';
 import { StoreUnavailableError } from '../../src/eventstore/eventstore.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';

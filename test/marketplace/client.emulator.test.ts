@@ -10,7 +10,7 @@ import {
   MarketplaceForbiddenError,
   MarketplaceNotFoundError,
 } from '../../src/marketplace/errors.js';
-import { startEmulator } from '../../src/marketplace/emulator/emulator.js';
+import { startEmulator } from '../../src/emulator/emulator.js';
 import { FulfillmentClient } from '../../src/marketplace/fulfillment-client.js';
 import { NoTokenProvider, StaticTokenProvider } from '../../src/marketplace/token-provider.js';
 import { validateRequest, validateResponse } from '../support/openapi.js';

@@ -5,8 +5,8 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
-import { DEFAULT_CATALOGUE } from '../../src/marketplace/emulator/catalogue.js';
-import { createEmulator } from '../../src/marketplace/emulator/emulator.js';
+import { DEFAULT_CATALOGUE } from '../../src/emulator/catalogue.js';
+import { createEmulator } from '../../src/emulator/emulator.js';
 import { MARKETPLACE_APP_ID, TENANT_ID, startHarness, subscribed, waitFor } from './emulator.helpers.js';
 import type { Response } from './emulator.helpers.js';
 

@@ -6,9 +6,9 @@ import { createServer } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Test } from 'tap';
-import { startEmulator } from '../../src/marketplace/emulator/emulator.js';
-import { generateSigningKeyPair } from '../../src/marketplace/emulator/signing.js';
-import type { EmulatorOptions, RunningEmulator } from '../../src/marketplace/emulator/emulator.js';
+import { startEmulator } from '../../src/emulator/emulator.js';
+import { generateSigningKeyPair } from '../../src/emulator/signing.js';
+import type { EmulatorOptions, RunningEmulator } from '../../src/emulator/emulator.js';
 
 export const API_VERSION = '2018-08-31';
 export const TENANT_ID = '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e';

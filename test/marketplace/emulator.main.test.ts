@@ -2,10 +2,10 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { EmulatorConfigError, emulatorOptionsFromEnv } from '../../src/marketplace/emulator/config.js';
+import { EmulatorConfigError, emulatorOptionsFromEnv } from '../../src/emulator/config.js';
 import { TENANT_ID, startWebhookReceiver } from './emulator.helpers.js';
 
-const MAIN = fileURLToPath(new URL('../../src/marketplace/emulator/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../src/emulator/main.ts', import.meta.url));
 
 t.test('environment → options, with every problem listed at once', async (t) => {
   t.same(emulatorOptionsFromEnv({}), { port: 3978, host: '127.0.0.1' }, 'defaults');

@@ -1,12 +1,12 @@
 /** The emulator's state module without HTTP: statuses, legal transitions, the lock, the catalogue rules. */
 import t from 'tap';
 import type { Test } from 'tap';
-import { DEFAULT_CATALOGUE, parseCatalogue, CatalogueError } from '../../src/marketplace/emulator/catalogue.js';
-import type { Catalogue } from '../../src/marketplace/emulator/catalogue.js';
-import { addMonths, termFrom } from '../../src/marketplace/emulator/clock.js';
-import { EmulatorError } from '../../src/marketplace/emulator/errors.js';
-import { EmulatorState, urlUnsafeToken } from '../../src/marketplace/emulator/state.js';
-import type { StateOptions } from '../../src/marketplace/emulator/state.js';
+import { DEFAULT_CATALOGUE, parseCatalogue, CatalogueError } from '../../src/emulator/catalogue.js';
+import type { Catalogue } from '../../src/emulator/catalogue.js';
+import { addMonths, termFrom } from '../../src/emulator/clock.js';
+import { EmulatorError } from '../../src/emulator/errors.js';
+import { EmulatorState, urlUnsafeToken } from '../../src/emulator/state.js';
+import type { StateOptions } from '../../src/emulator/state.js';
 
 const T0 = new Date('2025-01-31T10:00:00Z');
 const later = (ms: number): Date => new Date(T0.getTime() + ms);

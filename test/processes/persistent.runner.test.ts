@@ -7,11 +7,11 @@
  */
 import t from 'tap';
 import type { Test } from 'tap';
-import { saveCheckpoint } from '../../src/eventstore/checkpoints.js';
+import { saveCheckpoint } from '../../src/processes/runner/checkpoints.js';
 import { openEsdbStore } from '../../src/eventstore/esdb.store.js';
 import type { EsdbEventStore } from '../../src/eventstore/esdb.store.js';
-import { startProcess } from '../../src/processes/runner.js';
-import type { RunnerOptions } from '../../src/processes/runner.js';
+import { startProcess } from '../../src/processes/runner/start.js';
+import type { RunnerOptions } from '../../src/processes/runner/start.js';
 import { startEsdbStandIn } from '../support/esdb-standin.js';
 import { waitFor } from '../support/wait.js';
 import { FakeOutside, capturingLogger, deferred, doneJobs, jobHandler, range, requestJobs, unique } from './support.js';

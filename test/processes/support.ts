@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { EventStore, RecordedEvent } from '../../src/eventstore/eventstore.js';
 import type { Logger } from '../../src/logger.js';
-import type { ProcessHandler } from '../../src/processes/runner.js';
+import type { ProcessHandler } from '../../src/processes/runner/start.js';
 
 export type LogLine = { level: number; msg: string; [key: string]: unknown };
 

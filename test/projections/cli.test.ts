@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { allProjections } from '../../projections/index.js';
+import { allProjections } from '../../src/projections/views/index.js';
 import { main } from '../../src/cli/rebuild-projections.js';
 import { createLogger } from '../../src/logger.js';
 import { startProjections } from '../../src/projections/index.js';

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { allProjections } from '../../projections/index.js';
+import { allProjections } from '../../src/projections/views/index.js';
 import { createLogger } from '../../src/logger.js';
 import { rebuildProjections } from '../../src/projections/index.js';
 import { openReadModelDb } from '../../src/projections/readmodel-db.js';

@@ -8,11 +8,11 @@
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { allProjections } from '../../projections/index.js';
+import { allProjections } from '../../src/projections/views/index.js';
 import { detailsFromMicrosoft } from '../../src/application/subscription-details.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import { createLogger } from '../../src/logger.js';
-import type { PurchaseInput } from '../../src/marketplace/emulator/state.js';
+import type { PurchaseInput } from '../../src/emulator/state.js';
 import { rebuildProjections, startProjections } from '../../src/projections/index.js';
 import { openReadModelDb } from '../../src/projections/readmodel-db.js';
 import { startSandbox } from '../support/sandbox.js';

@@ -3,7 +3,7 @@ import t from 'tap';
 import { subscriptionDecider, subscriptionStream } from '../../src/domain/subscription/index.js';
 import type { SubscriptionCommand, SubscriptionDetails, SubscriptionState } from '../../src/domain/subscription/index.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
-import { metricsProjection } from '../../projections/metrics.projection.js';
+import { metricsProjection } from '../../src/projections/views/metrics.projection.js';
 import { applyAll, dump, memoryDb, recorder } from './helpers.js';
 
 const base = (id: string, over: Partial<SubscriptionDetails> = {}): SubscriptionDetails => ({

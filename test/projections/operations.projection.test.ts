@@ -1,9 +1,9 @@
 /** The operations projection on its own: webhook operations, publisher-side changes, refusals, replays. */
 import t from 'tap';
-import { notificationStream } from '../../src/application/notifications.js';
+import { notificationStream } from '../../src/domain/notification/notification.events.js';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
-import { operationsProjection } from '../../projections/operations.projection.js';
+import { operationsProjection } from '../../src/projections/views/operations.projection.js';
 import { applyAll, dump, memoryDb, recorder } from './helpers.js';
 
 const SUB = '5d0c9a7e-1b2f-4c3d-9e8f-0a1b2c3d4e5f';

@@ -13,7 +13,7 @@ import { readModelRoutes } from '../../src/http/readmodel.routes.js';
 import { createLogger } from '../../src/logger.js';
 import { FulfillmentClient } from '../../src/marketplace/fulfillment-client.js';
 import { StaticTokenProvider } from '../../src/marketplace/token-provider.js';
-import { PublisherChanges } from '../../src/processes/publisher-changes.js';
+import { PublisherChanges } from '../../src/application/publisher-changes.js';
 import { csvField, csvLine } from '../../src/projections/csv.js';
 import { startProjections } from '../../src/projections/index.js';
 import type { RunningProjections } from '../../src/projections/runner.js';

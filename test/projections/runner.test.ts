@@ -6,8 +6,8 @@
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { allProjections } from '../../projections/index.js';
-import { subscriptionsProjection } from '../../projections/subscriptions.projection.js';
+import { allProjections } from '../../src/projections/views/index.js';
+import { subscriptionsProjection } from '../../src/projections/views/subscriptions.projection.js';
 import { openEsdbStore } from '../../src/eventstore/esdb.store.js';
 import type { EventStore, RecordedEvent } from '../../src/eventstore/eventstore.js';
 import { createLogger } from '../../src/logger.js';

@@ -3,7 +3,7 @@ import t from 'tap';
 import { subscriptionDecider, subscriptionStream } from '../../src/domain/subscription/index.js';
 import type { SubscriptionCommand, SubscriptionDetails, SubscriptionState } from '../../src/domain/subscription/index.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
-import { subscriptionsProjection } from '../../projections/subscriptions.projection.js';
+import { subscriptionsProjection } from '../../src/projections/views/subscriptions.projection.js';
 import { applyAll, dump, memoryDb, recorder } from './helpers.js';
 
 const ID = '3c1f6a2e-9b7d-4e51-8a0c-2d4f6b8e1a37';

@@ -7,7 +7,7 @@
  */
 import { subscriptionDecider, subscriptionStream } from '../../src/domain/subscription/index.js';
 import type { SubscriptionCommand, SubscriptionDetails, SubscriptionEvent, SubscriptionState } from '../../src/domain/subscription/index.js';
-import { notificationStream } from '../../src/application/notifications.js';
+import { notificationStream } from '../../src/domain/notification/notification.events.js';
 import type { NewEvent } from '../../src/eventstore/eventstore.js';
 
 export type Append = { at: number; streamId: string; events: NewEvent[] };

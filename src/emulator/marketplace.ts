@@ -13,7 +13,7 @@
  * - Notifications (Subscribe, Suspend, Renew, Unsubscribe) are `Succeeded` before they are sent.
  */
 import type { Logger } from 'pino';
-import type { SaaSOperation, UpdateOperationStatus } from '../schemas.js';
+import type { SaaSOperation, UpdateOperationStatus } from '../marketplace/schemas.js';
 import type { Clock, Timers } from './clock.js';
 import type { FaultInjector } from './faults.js';
 import { toOperationPayload, toResolvedPayload, toWebhookPayload } from './payloads.js';

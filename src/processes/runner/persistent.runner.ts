@@ -35,24 +35,14 @@
  * to change them (see docs/several-instances.md).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readCheckpoint } from '../eventstore/checkpoints.js';
-import type { EventStore } from '../eventstore/eventstore.js';
-import type { EsdbEventStore, PersistentDelivery, PersistentSubscriptionHandle } from '../eventstore/esdb.store.js';
-import type { Logger } from '../logger.js';
-import type { ProcessHandler, RunnerOptions, RunningProcess } from './runner.js';
+import { readCheckpoint } from './checkpoints.js';
+import type { EventStore } from '../../eventstore/eventstore.js';
+import type { EsdbEventStore, PersistentDelivery, PersistentSubscriptionHandle } from '../../eventstore/esdb.store.js';
+import type { Logger } from '../../logger.js';
+import type { PersistentRunnerOptions, ProcessHandler, RunnerOptions, RunningProcess } from './types.js';
 
-export type PersistentRunnerOptions = {
-  /** The group's name. Default: the process's name. */
-  group?: string;
-  /** Deliveries after which the server parks an event. Default 10. */
-  maxRetryCount?: number;
-  /** See the header. Default 10 minutes. */
-  messageTimeoutMs?: number;
-  /** Unacknowledged events the server may push to this instance ahead of time. Default 10. */
-  bufferSize?: number;
-  /** First wait before reconnecting after the group's connection failed (doubles up to 30 s). Default 500 ms. */
-  reconnectMs?: number;
-};
+export type { PersistentRunnerOptions } from './types.js';
+
 
 /** The EventStoreDB store offers competing consumers; other stores (and wrappers) do not. */
 export function hasPersistentSubscriptions(store: EventStore): store is EsdbEventStore {

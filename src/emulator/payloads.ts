@@ -3,7 +3,7 @@
  * spellings exactly as the Fulfillment API and the webhook send them. Types come from
  * `../schemas.ts`, so what the emulator sends is what our client parses.
  */
-import type { ResolvedSubscription, SaaSOperation, Subscription, WebhookPayload } from '../schemas.js';
+import type { ResolvedSubscription, SaaSOperation, Subscription, WebhookPayload } from '../marketplace/schemas.js';
 import type { OperationRecord, SubscriptionRecord } from './state.js';
 
 export function toSubscriptionPayload(sub: SubscriptionRecord): Subscription {

@@ -36,7 +36,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { CommandContext, SubscriptionLedger } from '../application/subscription-ledger.js';
+import type { CommandContext, SubscriptionLedger } from './subscription-ledger.js';
 import { DomainError } from '../domain/errors.js';
 import { subscriptionStream } from '../domain/subscription/index.js';
 import type { PendingChange, SubscriptionCommand } from '../domain/subscription/index.js';

@@ -1,6 +1,6 @@
 /** Small helpers the projections share: per-database prepared statements, times, booleans. */
 import type { Statement } from 'better-sqlite3';
-import type { ReadModelDb } from '../src/projections/projection.js';
+import type { ReadModelDb } from '../projection.js';
 
 /**
  * Prepared statements for one database, made once: `cached(db, key, sql)`. A rebuild drops and

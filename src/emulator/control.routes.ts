@@ -21,7 +21,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import { SANDBOX_TYPE_VALUES, SESSION_MODE_VALUES } from '../schemas.js';
+import { SANDBOX_TYPE_VALUES, SESSION_MODE_VALUES } from '../marketplace/schemas.js';
 import { EmulatorError, CONTROL_STATUS } from './errors.js';
 import { FaultConfigSchema } from './faults.js';
 import { acceptEmptyJson } from './json-body.js';

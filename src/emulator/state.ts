@@ -19,7 +19,7 @@ import type {
   SessionMode,
   TermUnit,
   UpdateOperationStatus,
-} from '../schemas.js';
+} from '../marketplace/schemas.js';
 import {
   availablePlans,
   findOffer,

@@ -1,5 +1,5 @@
 /** Every projection the service runs, in the order they are applied within a transaction. */
-import type { Projection } from '../src/projections/projection.js';
+import type { Projection } from '../projection.js';
 import { metricsProjection } from './metrics.projection.js';
 import { operationsProjection } from './operations.projection.js';
 import { subscriptionsProjection } from './subscriptions.projection.js';

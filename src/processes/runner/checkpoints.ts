@@ -3,7 +3,7 @@
  * a `checkpoint-<name>` stream so that they live in whichever store is configured. Only the last
  * event matters; readers take it.
  */
-import type { EventStore } from './eventstore.js';
+import type { EventStore } from '../../eventstore/eventstore.js';
 
 export const checkpointStream = (name: string): string => `checkpoint-${name}`;
 

@@ -6,11 +6,11 @@
  * checkpoint. An instance taking over therefore continues where the last checkpoint is: events handled after it
  * are handed to the handler again, which re-checks recorded state and does not repeat a completed outside call.
  */
-import type { EventStore } from '../eventstore/eventstore.js';
-import type { Logger } from '../logger.js';
+import type { EventStore } from '../../eventstore/eventstore.js';
+import type { Logger } from '../../logger.js';
 import { startCatchUpProcess } from './catch-up.runner.js';
 import { ProcessLease } from './lease.js';
-import type { ProcessHandler, RunnerOptions, RunningProcess } from './runner.js';
+import type { ProcessHandler, RunnerOptions, RunningProcess } from './types.js';
 
 export type LeasedProcess = RunningProcess & {
   /** The lease itself (tests, diagnostics). */

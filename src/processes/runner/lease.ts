@@ -31,9 +31,9 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConcurrencyError, streamName } from '../eventstore/eventstore.js';
-import type { EventStore, ExpectedRevision, RecordedEvent } from '../eventstore/eventstore.js';
-import type { Logger } from '../logger.js';
+import { ConcurrencyError, streamName } from '../../eventstore/eventstore.js';
+import type { EventStore, ExpectedRevision, RecordedEvent } from '../../eventstore/eventstore.js';
+import type { Logger } from '../../logger.js';
 
 export type LeaseOptions = {
   /** How often each instance reads the lease stream. Default 1000 ms. */

@@ -14,13 +14,13 @@
  *
  * v2: a refusal is not overwritten by a later notification outcome.
  */
-import { notificationCategory } from '../src/application/notifications.js';
-import type { NotificationProcessed, NotificationReceived, OperationAcknowledged } from '../src/application/notifications.js';
-import { isSubscriptionEvent, subscriptionCategory } from '../src/domain/subscription/index.js';
-import type { SubscriptionEvent } from '../src/domain/subscription/index.js';
-import type { RecordedEvent } from '../src/eventstore/eventstore.js';
-import { parseWebhookPayload } from '../src/marketplace/schemas.js';
-import type { Projection, ReadModelDb } from '../src/projections/projection.js';
+import { notificationCategory } from '../../domain/notification/notification.events.js';
+import type { NotificationProcessed, NotificationReceived, OperationAcknowledged } from '../../domain/notification/notification.events.js';
+import { isSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
+import type { SubscriptionEvent } from '../../domain/subscription/index.js';
+import type { RecordedEvent } from '../../eventstore/eventstore.js';
+import { parseWebhookPayload } from '../../marketplace/schemas.js';
+import type { Projection, ReadModelDb } from '../projection.js';
 import { cached, nullable, streamEntityId } from './support.js';
 
 const schemaSql = `

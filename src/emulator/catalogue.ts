@@ -8,8 +8,8 @@
 import { Type } from 'typebox';
 import type { Static } from 'typebox';
 import { Value } from 'typebox/value';
-import { TERM_UNIT_VALUES } from '../schemas.js';
-import type { Plan } from '../schemas.js';
+import { TERM_UNIT_VALUES } from '../marketplace/schemas.js';
+import type { Plan } from '../marketplace/schemas.js';
 
 const TermUnitSchema = Type.Enum(TERM_UNIT_VALUES);
 

@@ -12,55 +12,17 @@
  * Handlers must be idempotent: every mode hands an event over again after a crash between handling and
  * recording that it was handled. They re-check recorded state before any outside call.
  */
-import type { EventStore, RecordedEvent } from '../eventstore/eventstore.js';
-import type { Logger } from '../logger.js';
+import type { EventStore } from '../../eventstore/eventstore.js';
+import type { Logger } from '../../logger.js';
 import { startCatchUpProcess } from './catch-up.runner.js';
 import { newInstanceId } from './lease.js';
-import type { LeaseOptions } from './lease.js';
 import { startLeasedProcess } from './leased.runner.js';
 import { hasPersistentSubscriptions, startPersistentProcess } from './persistent.runner.js';
-import type { PersistentRunnerOptions } from './persistent.runner.js';
+import type { ProcessHandler, RunnerMode, RunnerOptions, RunningProcess } from './types.js';
 
 export type { LeaseOptions } from './lease.js';
 export type { PersistentRunnerOptions } from './persistent.runner.js';
-
-export type ProcessHandler = {
-  name: string;
-  streamPrefixes: string[];
-  handle(event: RecordedEvent): Promise<void>;
-};
-
-export type RunnerMode = 'catch-up' | 'lease' | 'persistent';
-
-export type RunnerOptions = {
-  /** Default: `persistent` on EventStoreDB, `lease` on any other store. */
-  mode?: RunnerMode;
-  /** Names this instance in leases and logs. Default `<host>:<pid>:<random>`, new on every start. */
-  instanceId?: string;
-  /** catch-up and lease: save the checkpoint after this many handled events… */
-  checkpointEvery?: number;
-  /** …or this long after the first unsaved one. */
-  checkpointAfterMs?: number;
-  /** Backoff after a handler failure: base and cap. */
-  retryBaseMs?: number;
-  retryMaxMs?: number;
-  lease?: LeaseOptions;
-  persistent?: PersistentRunnerOptions;
-};
-
-export type RunningProcess = {
-  name: string;
-  mode: RunnerMode;
-  instanceId: string;
-  /** Whether this instance is handling the process's events now (lease: it holds the lease; persistent: joined). */
-  active(): boolean;
-  /**
-   * Resolves once this instance has handled every event that existed when called. With `lease`, an instance that
-   * does not hold the lease is idle; with `persistent`, best effort (other instances share the work).
-   */
-  idle(): Promise<void>;
-  stop(): Promise<void>;
-};
+export type { ProcessHandler, RunnerMode, RunnerOptions, RunningProcess } from './types.js';
 
 /** The mode `startProcess` uses for this store when none is given. */
 export function defaultRunnerMode(store: EventStore): RunnerMode {

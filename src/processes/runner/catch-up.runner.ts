@@ -1,7 +1,7 @@
 /**
  * The catch-up runner: subscribe to all events from the process's stored checkpoint, hand each event to the
  * handler in order, and advance the checkpoint. Right for ONE instance; with several, wrap it in a lease
- * (leased.runner.ts) or use EventStoreDB's competing consumers (persistent.runner.ts). startProcess (runner.ts)
+ * (leased.runner.ts) or use EventStoreDB's competing consumers (persistent.runner.ts). startProcess (start.ts)
  * picks.
  *
  * Handlers must be idempotent (a crash between handling and checkpointing replays the event); they re-check
@@ -9,10 +9,10 @@
  * nothing is skipped.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EventStore, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
-import { readCheckpoint, saveCheckpoint } from '../eventstore/checkpoints.js';
-import type { Logger } from '../logger.js';
-import type { ProcessHandler, RunnerOptions, RunningProcess } from './runner.js';
+import type { EventStore, RecordedEvent, StoreSubscription } from '../../eventstore/eventstore.js';
+import { readCheckpoint, saveCheckpoint } from './checkpoints.js';
+import type { Logger } from '../../logger.js';
+import type { ProcessHandler, RunnerOptions, RunningProcess } from './types.js';
 
 export function startCatchUpProcess(
   store: EventStore,

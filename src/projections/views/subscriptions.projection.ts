@@ -10,10 +10,10 @@
  * changes what it writes but also when src/domain/subscription/subscription.state.ts changes what the
  * state holds: the rows are then rebuilt with the new fold instead of continuing from an old one.
  */
-import { evolve, initialState, isSubscriptionEvent, subscriptionCategory, subscriptionEventTypes } from '../src/domain/subscription/index.js';
-import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../src/domain/subscription/index.js';
-import type { RecordedEvent } from '../src/eventstore/eventstore.js';
-import type { Projection, ReadModelDb } from '../src/projections/projection.js';
+import { evolve, initialState, isSubscriptionEvent, subscriptionCategory, subscriptionEventTypes } from '../../domain/subscription/index.js';
+import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../../domain/subscription/index.js';
+import type { RecordedEvent } from '../../eventstore/eventstore.js';
+import type { Projection, ReadModelDb } from '../projection.js';
 import { bit, cached, insertRow, isoTime, nullable, streamEntityId, updateRow } from './support.js';
 
 const schemaSql = `

@@ -16,10 +16,10 @@
  * Suspended); a plan without seats counts 0. A free trial *converts* at its first renewal (the paid
  * term starts) and is *cancelled* when the subscription is cancelled before that.
  */
-import { isSubscriptionEvent, subscriptionCategory } from '../src/domain/subscription/index.js';
-import type { SubscriptionEvent } from '../src/domain/subscription/index.js';
-import type { RecordedEvent } from '../src/eventstore/eventstore.js';
-import type { Projection, ReadModelDb } from '../src/projections/projection.js';
+import { isSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
+import type { SubscriptionEvent } from '../../domain/subscription/index.js';
+import type { RecordedEvent } from '../../eventstore/eventstore.js';
+import type { Projection, ReadModelDb } from '../projection.js';
 import { bit, cached, insertRow, isoTime, nullable, secondsBetween, streamEntityId, updateRow, utcDay } from './support.js';
 
 const dailyCounters = [

@@ -118,16 +118,23 @@ export class WebhookSender {
       .map((d) => structuredClone(d));
   }
 
-  /** Sends held deliveries now (newest first), e.g. when the reorder fault is cleared. */
+  /**
+   * Sends held deliveries now (newest first), e.g. when the reorder fault is cleared. Each one's first
+   * attempt starts when the previous one's has been answered, so "newest first" is the order in which
+   * they reach the receiver, not merely the order in which they were started.
+   */
   flushHeld(): void {
     this.#cancelHoldTimer?.();
     this.#cancelHoldTimer = undefined;
     const held = this.#held.reverse();
     this.#held = [];
-    for (const d of held) {
-      d.state = 'pending';
-      this.#start(d);
-    }
+    for (const d of held) d.state = 'pending';
+    const next = (i: number): void => {
+      const d = held[i];
+      if (!d || this.#closed) return;
+      this.#start(d, () => next(i + 1));
+    };
+    next(0);
   }
 
   async close(): Promise<void> {
@@ -165,19 +172,23 @@ export class WebhookSender {
     }
   }
 
-  #start(d: WebhookDelivery): void {
+  /** `answered` runs once this first attempt has had its answer (whatever it was). */
+  #start(d: WebhookDelivery, answered?: () => void): void {
     const delay = this.options.faults.webhookDelayMs();
     if (delay > 0) {
       d.nextAttemptAt = new Date(this.options.now().getTime() + delay).toISOString();
-      this.options.timers.schedule(delay, () => this.#attempt(d));
+      this.options.timers.schedule(delay, () => this.#attempt(d, answered));
     } else {
-      this.#attempt(d);
+      this.#attempt(d, answered);
     }
   }
 
-  #attempt(d: WebhookDelivery): void {
+  #attempt(d: WebhookDelivery, answered?: () => void): void {
     if (this.#closed) return;
-    const p = this.#tryOnce(d).finally(() => this.#inFlight.delete(p));
+    const p = this.#tryOnce(d).finally(() => {
+      this.#inFlight.delete(p);
+      answered?.();
+    });
     this.#inFlight.add(p);
   }
 

@@ -1,3 +1,4 @@
 export * from './subscription.events.js';
 export * from './subscription.state.js';
 export * from './subscription.decide.js';
+export * from './subscription.codec.js';

@@ -49,6 +49,7 @@ import {
 } from '../marketplace/errors.js';
 import type { AcceptedOperation, FulfillmentClient } from '../marketplace/fulfillment-client.js';
 import type { OperationPollOptions } from '../marketplace/operation-poller.js';
+import { isGuid } from '../marketplace/schemas.js';
 import type { NormalisedOperation, NormalisedSubscription } from '../marketplace/schemas.js';
 
 /** What the workflow needs of the Fulfillment client. */
@@ -116,7 +117,6 @@ export class ChangeNotSubmittedError extends Error {
 export type ResumeOutcome = 'nothing-pending' | 'following' | 'failed' | 'needs-reconciliation';
 
 const ACTOR = 'system:publisher-changes';
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PENDING_AT_MICROSOFT = new Set(['NotStarted', 'InProgress']);
 const CHANGE_REQUESTED = new Set(['PlanChangeRequested', 'QuantityChangeRequested', 'CancellationRequested']);
 
@@ -187,7 +187,7 @@ export class PublisherChanges {
   async request(subscriptionId: string, change: PublisherChange, context: ChangeContext): Promise<SubmittedChange> {
     if (this.#stop.signal.aborted) throw new Error('publisher changes are shutting down');
     const requestId = randomUUID();
-    const correlationId = context.correlationId && GUID.test(context.correlationId) ? context.correlationId : randomUUID();
+    const correlationId = context.correlationId && isGuid(context.correlationId) ? context.correlationId : randomUUID();
     const log = this.#log.child({ subscriptionId, requestId, correlationId });
 
     // 1. The intent: this is where If-Match (412) and the one-change-at-a-time rule (409) bite.
@@ -240,7 +240,7 @@ export class PublisherChanges {
    * restart, and after a submission whose outcome was unknown. Following happens in the background.
    */
   async resume(subscriptionId: string, context: { correlationId?: string } = {}): Promise<ResumeOutcome> {
-    const correlationId = context.correlationId && GUID.test(context.correlationId) ? context.correlationId : randomUUID();
+    const correlationId = context.correlationId && isGuid(context.correlationId) ? context.correlationId : randomUUID();
     const { state, events } = await this.#ledger.load(subscriptionId);
     if (state.status === 'Initial' || !state.pendingChange) return 'nothing-pending';
     const p = state.pendingChange;

@@ -13,6 +13,7 @@
  *   EMULATOR_OPERATION_DELAY_MS   delay before a publisher PATCH/DELETE is processed (default 2000)
  */
 import { readFileSync } from 'node:fs';
+import { isGuid } from '../marketplace/schemas.js';
 import { parseCatalogue } from './catalogue.js';
 import type { EmulatorOptions } from './emulator.js';
 
@@ -23,7 +24,6 @@ export class EmulatorConfigError extends Error {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function emulatorOptionsFromEnv(env: Record<string, string | undefined>): EmulatorOptions {
   const problems: string[] = [];
@@ -56,7 +56,7 @@ export function emulatorOptionsFromEnv(env: Record<string, string | undefined>):
   };
   const guid = (name: string): string | undefined => {
     const v = value(name);
-    if (v !== undefined && !UUID.test(v)) problems.push(`${name} must be a GUID (got ${JSON.stringify(v)})`);
+    if (v !== undefined && !isGuid(v)) problems.push(`${name} must be a GUID (got ${JSON.stringify(v)})`);
     return v;
   };
 

@@ -26,6 +26,7 @@ import {
 import type { MarketplaceErrorDetails } from './errors.js';
 import {
   PayloadShapeError,
+  isGuid,
   parseOperation,
   parseOperationList,
   parseResolvedSubscription,
@@ -115,7 +116,6 @@ type Call = {
   options: CallOptions | undefined;
 };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_PAGES = 10_000;
 
 class NetworkFailure extends Error {
@@ -432,7 +432,7 @@ export class FulfillmentClient {
   private correlationIdFor(options: CallOptions | undefined): string {
     const given = options?.correlationId?.trim();
     if (given === undefined || given === '') return randomUUID();
-    if (!UUID.test(given)) throw new TypeError(`correlationId must be a GUID, got ${JSON.stringify(given)}`);
+    if (!isGuid(given)) throw new TypeError(`correlationId must be a GUID, got ${JSON.stringify(given)}`);
     return given;
   }
 

@@ -16,6 +16,16 @@ import type { Static, TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 
 // ------------------------------------------------------------------------------------------------
+// Identifiers
+
+/** Microsoft's identifiers (subscription, operation, request and correlation ids) are GUIDs: the one pattern. */
+export const GUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isGuid(value: unknown): value is string {
+  return typeof value === 'string' && GUID_PATTERN.test(value);
+}
+
+// ------------------------------------------------------------------------------------------------
 // Known enum values
 
 export const SUBSCRIPTION_STATUS_VALUES = [

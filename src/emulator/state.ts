@@ -237,7 +237,7 @@ export class EmulatorState {
     return { subscription: sub, token, operation };
   }
 
-  /** A fresh landing-page token for an existing subscription ("Manage account", §9). */
+  /** A fresh landing-page token for an existing subscription ("Manage account", docs/marketplace.md §9). */
   issueToken(subscriptionId: string, now: Date): PurchaseToken {
     this.subscription(subscriptionId);
     const token: PurchaseToken = {

@@ -38,7 +38,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CommandContext, SubscriptionLedger } from './subscription-ledger.js';
 import { DomainError } from '../domain/errors.js';
-import { subscriptionStream } from '../domain/subscription/index.js';
+import { decodeSubscriptionEvent, subscriptionStream } from '../domain/subscription/index.js';
 import type { PendingChange, SubscriptionCommand } from '../domain/subscription/index.js';
 import {
   MarketplaceAuthError,
@@ -534,10 +534,9 @@ function inPlace(change: PublisherChange, sub: NormalisedSubscription): boolean 
 }
 
 function cancellationReason(events: readonly { type: string; data: unknown }[], requestId: string): string | undefined {
-  for (const e of events) {
-    if (e.type !== 'CancellationRequested') continue;
-    const d = e.data as { requestId?: string; reason?: string };
-    if (d.requestId === requestId) return d.reason;
+  for (const stored of events) {
+    const e = decodeSubscriptionEvent(stored);
+    if (e?.type === 'CancellationRequested' && e.data.requestId === requestId) return e.data.reason;
   }
   return undefined;
 }

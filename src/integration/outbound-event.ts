@@ -10,6 +10,7 @@
  *   that subscription (0 is the purchase). Deliveries of one subscription arrive in this order.
  * - `subscription` is the subscription as it stood right after the event.
  */
+import { decodeSubscriptionEvent } from '../domain/subscription/index.js';
 import type { KnownSubscription, Party, SubscriptionEvent, SubscriptionState, Term } from '../domain/subscription/index.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
 
@@ -168,8 +169,10 @@ export function subscriptionSnapshot(state: KnownSubscription): SubscriptionSnap
  * after it. Ledger event types this contract does not know yet travel with an empty `data`.
  */
 export function toIntegrationEvent(recorded: RecordedEvent, subscriptionId: string, stateAfter: SubscriptionState): IntegrationEvent {
-  const known = recorded.type in integrationEventTypes;
-  const at = (recorded.data as { at?: unknown } | null)?.at;
+  const decoded = decodeSubscriptionEvent(recorded);
+  const known = decoded !== undefined && Object.hasOwn(integrationEventTypes, decoded.type);
+  // A ledger event type this version does not know keeps its own time, when it has one.
+  const at = decoded ? decoded.data.at : atOf(recorded.data);
   const event: IntegrationEvent = {
     id: recorded.id,
     type: integrationTypeOf(recorded.type),
@@ -177,8 +180,13 @@ export function toIntegrationEvent(recorded: RecordedEvent, subscriptionId: stri
     subscriptionId,
     sequence: Number(recorded.revision),
     occurredAt: typeof at === 'string' ? at : recorded.recordedAt,
-    data: known ? integrationData({ type: recorded.type, data: recorded.data } as SubscriptionEvent) : {},
+    data: decoded && known ? integrationData(decoded) : {},
   };
   if (stateAfter.status !== 'Initial') event.subscription = subscriptionSnapshot(stateAfter);
   return event;
+}
+
+function atOf(data: unknown): string | undefined {
+  if (typeof data !== 'object' || data === null || !('at' in data)) return undefined;
+  return typeof data.at === 'string' ? data.at : undefined;
 }

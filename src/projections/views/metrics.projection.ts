@@ -16,7 +16,7 @@
  * Suspended); a plan without seats counts 0. A free trial *converts* at its first renewal (the paid
  * term starts) and is *cancelled* when the subscription is cancelled before that.
  */
-import { isSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
+import { decodeSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
@@ -144,8 +144,8 @@ function bump(db: ReadModelDb, day: string, offerId: string, planId: string, isT
 const counted = (status: string): boolean => status === 'Subscribed' || status === 'Suspended';
 
 function apply(db: ReadModelDb, recorded: RecordedEvent): void {
-  if (!isSubscriptionEvent(recorded)) return;
-  const event = { type: recorded.type, data: recorded.data } as SubscriptionEvent;
+  const event = decodeSubscriptionEvent(recorded);
+  if (!event) return;
   const subscriptionId = streamEntityId(recorded.streamId);
   const facts = cached(db, 'SELECT * FROM metrics_subscriptions WHERE subscription_id = ?').get(subscriptionId) as Facts | undefined;
   const at = event.data.at;

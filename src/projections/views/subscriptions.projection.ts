@@ -10,7 +10,7 @@
  * changes what it writes but also when src/domain/subscription/subscription.state.ts changes what the
  * state holds: the rows are then rebuilt with the new fold instead of continuing from an old one.
  */
-import { evolve, initialState, isSubscriptionEvent, subscriptionCategory, subscriptionEventTypes } from '../../domain/subscription/index.js';
+import { evolve, initialState, decodeSubscriptionEvent, subscriptionCategory, subscriptionEventTypes } from '../../domain/subscription/index.js';
 import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../../domain/subscription/index.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
@@ -202,8 +202,8 @@ function rowOf(s: KnownSubscription, x: Extras, revision: bigint, position: bigi
 }
 
 function apply(db: ReadModelDb, recorded: RecordedEvent): void {
-  if (!isSubscriptionEvent(recorded)) return;
-  const event = { type: recorded.type, data: recorded.data } as SubscriptionEvent;
+  const event = decodeSubscriptionEvent(recorded);
+  if (!event) return;
   const subscriptionId = streamEntityId(recorded.streamId);
   const stored = cached(db, 'SELECT stream_revision, state FROM subscriptions_state WHERE subscription_id = ?').get(subscriptionId) as
     | { stream_revision: number; state: string }

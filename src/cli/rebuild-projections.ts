@@ -18,9 +18,10 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
+import type { Config } from '../config.js';
 import { openStore } from '../eventstore/open-store.js';
 import { loggerOptions } from '../logger.js';
-import { allProjections, openReadModelDb, readModelFile, rebuildProjections } from '../projections/index.js';
+import { allProjections, openReadModelDb, rebuildProjections } from '../projections/index.js';
 import { readStates } from '../projections/readmodel-db.js';
 
 export type CliIo = { out: (line: string) => void; err: (line: string) => void };
@@ -49,7 +50,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     return 64;
   }
 
-  let config: ReturnType<typeof loadConfig>;
+  let config: Config;
   try {
     config = loadConfig({ LOG_LEVEL: 'warn', ...environment });
   } catch (err) {
@@ -59,7 +60,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     }
     throw err;
   }
-  const path = args.values.into ? resolve(args.values.into) : readModelFile(config);
+  const path = args.values.into ? resolve(args.values.into) : config.projections.path;
 
   if (args.values.list) {
     const db = openReadModelDb(path);
@@ -77,7 +78,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     return 0;
   }
 
-  const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
+  const logger = pino(loggerOptions(config.log.level), pino.destination(2));
   const store = await openStore(config.store, logger);
   try {
     const names = args.positionals.length > 0 ? args.positionals : allProjections.map((p) => p.name);

@@ -27,14 +27,13 @@ async function main(): Promise<void> {
   try {
     service = await startRuntime(config, logger);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
     const line =
-      e.code === 'EADDRINUSE'
+      err instanceof Error && 'code' in err && err.code === 'EADDRINUSE'
         ? `PORT: ${config.http.port} is already in use on ${config.http.host}`
-        : e instanceof ConfigError
-          ? e.message
-          : `could not start: ${e.message}`;
-    logger.fatal({ err: e }, line);
+        : err instanceof ConfigError
+          ? err.message
+          : `could not start: ${err instanceof Error ? err.message : String(err)}`;
+    logger.fatal({ err }, line);
     process.stderr.write(`fulfillment-ledger: ${line}\n`);
     process.exit(1);
   }

@@ -1,7 +1,7 @@
 /**
  * The read-model API, for operators and analysts: registered inside the /api plugin (api.plugin.ts)
- * beside the operator API, behind the same bearer token (OPERATOR_TOKEN). Everything here reads the projections' SQLite file;
- * nothing reads the event store.
+ * beside the operator API, behind the same bearer token (OPERATOR_TOKEN). Everything here reads the
+ * projections' SQLite file; nothing reads the event store.
  *
  *   GET /api/read/status                   each projection: version, position, state
  *   GET /api/read/subscriptions            filters, sort, keyset pagination (opaque cursor)

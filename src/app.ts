@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { DomainError } from './domain/errors.js';
 import { ConcurrencyError, StoreUnavailableError } from './eventstore/eventstore.js';
 import type { EventStore } from './eventstore/eventstore.js';
+import { apiPlugin } from './http/api.plugin.js';
 import { healthRoutes } from './http/health.routes.js';
 import { webhookRoutes } from './http/webhook.routes.js';
 import { integrationRoutes } from './http/integration.routes.js';
@@ -28,19 +29,26 @@ export type AppDeps = {
   logger: Logger;
   /** The store once open; routes that need it answer 503 until then. */
   store: () => EventStore | undefined;
-  /** The operator API under /api, with /openapi.json and /docs; not served when absent. */
-  operator?: OperatorOptions;
+  /** The operator API under /api, behind OPERATOR_TOKEN, with /openapi.json and /docs; not served when absent. */
+  api?: ApiOptions;
   /** The customer landing page (GET /landing?token=…); not served when absent. */
   landing?: LandingOptions;
   /** Microsoft's webhook (POST /webhook); not served when absent. */
   webhook?: WebhookOptions;
+};
+
+/** The operator API: one token, the OpenAPI document, and the route modules served under /api. */
+export type ApiOptions = {
+  /** OPERATOR_TOKEN: the bearer token every /api request must carry. */
+  operatorToken: string;
+  openapi?: OpenApiOptions;
+  /** Subscriptions: state, history, publisher-side commands (/api/subscriptions/…); not served when absent. */
+  subscriptions?: OperatorRoutesOptions;
   /** Dead letters of the outbound integration events (/api/integration/…); not served when absent. */
   integration?: IntegrationRoutesOptions;
   /** Read models for operators and analysts (/api/read/…); not served when absent. */
   readModels?: ReadModelRoutesOptions;
 };
-
-export type OperatorOptions = OperatorRoutesOptions & { openapi?: OpenApiOptions };
 
 export async function buildApp(deps: AppDeps) {
   const app = Fastify({
@@ -81,13 +89,22 @@ export async function buildApp(deps: AppDeps) {
     reply.code(404).type(problemContentType).send(problem(404, 'not-found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
   );
 
-  if (deps.operator) await registerOpenApi(app, deps.operator.openapi); // before the routes it documents
+  const api = deps.api;
+  if (api) await registerOpenApi(app, api.openapi); // before the routes it documents
   await app.register(healthRoutes, { store: deps.store });
   if (deps.landing) await app.register(landingRoutes, deps.landing);
   if (deps.webhook) await app.register(webhookRoutes, deps.webhook);
-  if (deps.operator) await app.register(operatorRoutes, { ...deps.operator, prefix: '/api' });
-  if (deps.integration) await app.register(integrationRoutes, { ...deps.integration, prefix: '/api' });
-  if (deps.readModels) await app.register(readModelRoutes, { ...deps.readModels, prefix: '/api' });
+  if (api) {
+    await app.register(apiPlugin, {
+      prefix: '/api',
+      operatorToken: api.operatorToken,
+      routes: async (scope) => {
+        if (api.subscriptions) await scope.register(operatorRoutes, api.subscriptions);
+        if (api.integration) await scope.register(integrationRoutes, api.integration);
+        if (api.readModels) await scope.register(readModelRoutes, api.readModels);
+      },
+    });
+  }
   return app;
 }
 

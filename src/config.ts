@@ -1,15 +1,30 @@
 /**
- * Configuration: environment → TypeBox schema → typed config.
- * A bad value stops start-up with one line that names the variable (ConfigError), never a stack trace.
+ * Configuration: environment → TypeBox schema → one typed `Config`, in sections (http, log, store,
+ * marketplace, webhook, policy, operator, landing, emulator, runner, integration, projections).
+ * Nothing else in the service reads the environment. A bad value stops start-up with one line that
+ * names the variable (ConfigError), never a stack trace.
+ *
+ * Imports nothing of ours: every other module may import it.
  */
 import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import Type from 'typebox';
-import type { Static } from 'typebox';
+import type { Static, TObject } from 'typebox';
 import Value from 'typebox/value';
-import { IntegrationEnvSchema } from './integration/settings.schema.js';
 
 const LogLevel = Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)));
+
+/** Outbound integration events and provisioning requests to the ISV's product (docs/integration-events.md). */
+const IntegrationEnvSchema = Type.Object({
+  PROVISIONING_WEBHOOK_URL: Type.Optional(
+    Type.String({ minLength: 1, description: "The ISV application's endpoint for integration events and provisioning requests (https)" }),
+  ),
+  PROVISIONING_WEBHOOK_SECRET: Type.Optional(
+    Type.String({ minLength: 32, description: 'HMAC-SHA256 signing secret; several, comma-separated, while rotating (each signs)' }),
+  ),
+  PROVISIONING_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000, description: 'How long to wait for the ISV\'s 2xx' }),
+  INTEGRATION_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 1000, default: 40, description: 'Delivery attempts before an integration event is dead-lettered' }),
+});
 
 /** Every variable the service reads, with its default. The README's configuration table mirrors this. */
 export const EnvSchema = Type.Object({
@@ -26,7 +41,8 @@ export const EnvSchema = Type.Object({
   READMODELS_PATH: Type.Optional(Type.String({ minLength: 1, description: 'Read-model SQLite file; default <DATA_DIR>/readmodels.db' })),
   SQLITE_POLL_INTERVAL_MS: Type.Integer({ minimum: 5, maximum: 60000, default: 250 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 }),
-  // Microsoft's SaaS Fulfillment API. Without credentials the service runs against the built-in emulator.
+  // Microsoft's SaaS Fulfillment API. Without any of URL, client id, secret, certificate or static token the
+  // service runs as a sandbox against the built-in emulator.
   MARKETPLACE_API_URL: Type.Optional(Type.String({ minLength: 1 })),
   MARKETPLACE_TENANT_ID: Type.Optional(Type.String({ minLength: 1 })),
   MARKETPLACE_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
@@ -35,7 +51,7 @@ export const EnvSchema = Type.Object({
   MARKETPLACE_CLIENT_CERTIFICATE_THUMBPRINT_SHA256: Type.Optional(Type.String({ minLength: 1 })),
   MARKETPLACE_STATIC_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
   MARKETPLACE_AUTHORITY_HOST: Type.Optional(Type.String({ minLength: 1 })),
-  // Microsoft's webhook: who may call it (API.md §8). Defaults follow the MARKETPLACE_* identity.
+  // Microsoft's webhook: who may call it (docs/marketplace.md §8). Defaults follow the MARKETPLACE_* identity.
   WEBHOOK_TENANT_ID: Type.Optional(Type.String({ minLength: 1 })),
   WEBHOOK_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
   WEBHOOK_OPENID_METADATA_URL: Type.Optional(Type.String({ minLength: 1 })),
@@ -55,23 +71,119 @@ export const EnvSchema = Type.Object({
   PROCESS_LEASE_TAKEOVER_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 5000 }),
   PROCESS_LEASE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 3600000, default: 30000 }),
   PROCESS_LEASE_POLL_MS: Type.Integer({ minimum: 10, maximum: 60000, default: 1000 }),
-  // Outbound integration events and provisioning requests to the ISV's product (docs/integration-events.md).
-  ...IntegrationEnvSchema,
+  ...IntegrationEnvSchema.properties,
 });
 
-export type Env = Static<typeof EnvSchema>;
+type Env = Static<typeof EnvSchema>;
+
+/** The environment as given: process.env, or a plain object of strings (tests, the CLI). */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+export type HttpConfig = {
+  /** PORT */
+  port: number;
+  /** HOST */
+  host: string;
+  /** PUBLIC_URL: the service's public base URL; default the URL it listens on. */
+  publicUrl?: string;
+  /** SHUTDOWN_GRACE_MS */
+  shutdownGraceMs: number;
+};
+
+export type LogConfig = { level: Env['LOG_LEVEL'] };
 
 export type StoreConfig =
   | { kind: 'sqlite'; path: string; dataDir: string; pollIntervalMs: number }
   | { kind: 'eventstoredb'; connectionString: string };
 
-export type Config = {
+/** How to reach Microsoft's SaaS Fulfillment API; each field is its MARKETPLACE_* variable. */
+export type MarketplaceConfig = {
+  /** True when nothing says how to reach Microsoft: the service runs as a sandbox against the built-in emulator. */
+  sandbox: boolean;
+  apiUrl?: string;
+  tenantId?: string;
+  clientId?: string;
+  clientSecret?: string;
+  clientCertificatePath?: string;
+  clientCertificateThumbprintSha256?: string;
+  staticToken?: string;
+  authorityHost?: string;
+};
+
+/** Who may call the webhook, as configured; runtime.ts fills the gaps (the emulator's identity, then the MARKETPLACE_* one). */
+export type WebhookAuthConfig = {
+  /** WEBHOOK_TENANT_ID */
+  tenantId?: string;
+  /** WEBHOOK_AUDIENCE */
+  audience?: string;
+  /** WEBHOOK_OPENID_METADATA_URL */
+  metadataUrl?: string;
+  /** WEBHOOK_ALLOWED_CALLERS, split at commas; undefined = the marketplace's own app only. */
+  allowedCallers?: string[];
+};
+
+/** The ISV's rules for customer-side changes. */
+export type PolicyConfig = {
+  /** POLICY_RETIRED_PLANS, split at commas. */
+  retiredPlans: string[];
+  /** POLICY_MAX_SEATS; undefined = no limit. */
+  maxSeats?: number;
+};
+
+export type OperatorConfig = {
+  /** OPERATOR_TOKEN; runtime.ts generates one for a sandbox run and requires it otherwise. */
+  token?: string;
+};
+
+export type LandingConfig = {
+  /** LANDING_SECRET; default a random key per process. */
+  secret?: string;
+  /** PRODUCT_NAME */
+  productName: string;
+};
+
+export type EmulatorConfig = {
+  /** EMULATOR_PORT */
   port: number;
-  host: string;
-  logLevel: Env['LOG_LEVEL'];
-  shutdownGraceMs: number;
+};
+
+export type RunnerConfig = {
+  /** PROCESS_RUNNER; undefined = the store's default (lease on SQLite, persistent on EventStoreDB). */
+  mode?: 'lease' | 'persistent' | 'catch-up';
+  /** PROCESS_LEASE_TAKEOVER_MS, PROCESS_LEASE_HEARTBEAT_MS, PROCESS_LEASE_POLL_MS */
+  lease: { takeoverAfterMs: number; heartbeatMs: number; pollMs: number };
+};
+
+/** The ISV integration (outbound integration events and provisioning calls). */
+export type IntegrationConfig = {
+  url: string;
+  /** The first signs; all sign while rotating. */
+  secrets: string[];
+  timeoutMs: number;
+  maxAttempts: number;
+  /** True when the URL is plain http to a host that is not this machine. */
+  insecure: boolean;
+};
+
+export type ProjectionsConfig = {
+  /** The read-model SQLite file: READMODELS_PATH, else `readmodels.db` in DATA_DIR (beside the embedded store). */
+  path: string;
+};
+
+export type Config = {
+  http: HttpConfig;
+  log: LogConfig;
   store: StoreConfig;
-  env: Env;
+  marketplace: MarketplaceConfig;
+  webhook: WebhookAuthConfig;
+  policy: PolicyConfig;
+  operator: OperatorConfig;
+  landing: LandingConfig;
+  emulator: EmulatorConfig;
+  runner: RunnerConfig;
+  /** Undefined without PROVISIONING_WEBHOOK_URL: provisioning succeeds at once and no integration event is recorded or sent. */
+  integration?: IntegrationConfig;
+  projections: ProjectionsConfig;
 };
 
 export class ConfigError extends Error {
@@ -84,24 +196,49 @@ export class ConfigError extends Error {
   }
 }
 
-const ESDB_SCHEMES = /^(esdb|esdb\+discover):\/\/[^\s]+$/;
-
 /** Parse and check the environment. Pure apart from checking DATA_DIR on disk (creating it when missing). */
-export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Config {
-  const known = Object.keys(EnvSchema.properties);
-  const raw: Record<string, unknown> = {};
-  for (const key of known) {
-    const value = environment[key];
-    if (value !== undefined && value !== '') raw[key] = value.trim();
-  }
-  const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, raw)) as Env;
-  const first = Value.Errors(EnvSchema, env)[0];
-  if (first) {
-    const variable = first.instancePath.replace(/^\//, '') || '(environment)';
-    const given = variable in raw ? ` (got ${JSON.stringify(raw[variable])})` : '';
-    throw new ConfigError(variable, `${expectation[variable] ?? first.message}${given}`);
-  }
-  return { port: env.PORT, host: env.HOST, logLevel: env.LOG_LEVEL, shutdownGraceMs: env.SHUTDOWN_GRACE_MS, store: storeConfig(env), env };
+export function loadConfig(environment: Environment = process.env): Config {
+  const env = parseEnv(EnvSchema, environment);
+  const store = storeConfig(env);
+  const integration = integrationConfig(env);
+  return {
+    http: {
+      port: env.PORT,
+      host: env.HOST,
+      ...(env.PUBLIC_URL ? { publicUrl: env.PUBLIC_URL } : {}),
+      shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    },
+    log: { level: env.LOG_LEVEL },
+    store,
+    marketplace: marketplaceConfig(env),
+    webhook: {
+      ...(env.WEBHOOK_TENANT_ID ? { tenantId: env.WEBHOOK_TENANT_ID } : {}),
+      ...(env.WEBHOOK_AUDIENCE ? { audience: env.WEBHOOK_AUDIENCE } : {}),
+      ...(env.WEBHOOK_OPENID_METADATA_URL ? { metadataUrl: env.WEBHOOK_OPENID_METADATA_URL } : {}),
+      ...(env.WEBHOOK_ALLOWED_CALLERS ? { allowedCallers: list(env.WEBHOOK_ALLOWED_CALLERS) } : {}),
+    },
+    policy: {
+      retiredPlans: list(env.POLICY_RETIRED_PLANS ?? ''),
+      ...(env.POLICY_MAX_SEATS !== undefined ? { maxSeats: env.POLICY_MAX_SEATS } : {}),
+    },
+    operator: { ...(env.OPERATOR_TOKEN ? { token: env.OPERATOR_TOKEN } : {}) },
+    landing: { productName: env.PRODUCT_NAME, ...(env.LANDING_SECRET ? { secret: env.LANDING_SECRET } : {}) },
+    emulator: { port: env.EMULATOR_PORT },
+    runner: {
+      ...(env.PROCESS_RUNNER ? { mode: env.PROCESS_RUNNER } : {}),
+      lease: { takeoverAfterMs: env.PROCESS_LEASE_TAKEOVER_MS, heartbeatMs: env.PROCESS_LEASE_HEARTBEAT_MS, pollMs: env.PROCESS_LEASE_POLL_MS },
+    },
+    ...(integration ? { integration } : {}),
+    projections: { path: env.READMODELS_PATH ? resolve(env.READMODELS_PATH) : resolve(env.DATA_DIR, READ_MODEL_FILE) },
+  };
+}
+
+/**
+ * The integration section alone, from the PROVISIONING_* and INTEGRATION_* variables (tests and tools
+ * that run the integration without the rest of the service). undefined without PROVISIONING_WEBHOOK_URL.
+ */
+export function loadIntegrationConfig(environment: Environment): IntegrationConfig | undefined {
+  return integrationConfig(parseEnv(IntegrationEnvSchema, environment));
 }
 
 /** Plainer words than the schema validator's for the variables people get wrong most. */
@@ -116,6 +253,33 @@ const expectation: Record<string, string> = {
   POLICY_MAX_SEATS: 'must be a whole number ≥ 1',
 };
 
+/**
+ * The one environment parser: the schema's variables only, trimmed, empty meaning unset; then the
+ * schema's defaults, strings converted to numbers, and the check. The first bad variable is a ConfigError.
+ */
+function parseEnv<S extends TObject>(schema: S, environment: Environment): Static<S> {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.properties)) {
+    const value = environment[key];
+    if (value !== undefined && value !== '') raw[key] = value.trim();
+  }
+  const env = Value.Convert(schema, Value.Default(schema, raw));
+  if (Value.Check(schema, env)) return env;
+  const first = Value.Errors(schema, env)[0];
+  const variable = first?.instancePath.replace(/^\//, '') || '(environment)';
+  const given = variable in raw ? ` (got ${JSON.stringify(raw[variable])})` : '';
+  throw new ConfigError(variable, `${expectation[variable] ?? first?.message ?? 'is not valid'}${given}`);
+}
+
+/** A comma-separated list, without blanks. */
+function list(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+const ESDB_SCHEMES = /^(esdb|esdb\+discover):\/\/[^\s]+$/;
+const EVENTS_FILE = 'events.db';
+const READ_MODEL_FILE = 'readmodels.db';
+
 function storeConfig(env: Env): StoreConfig {
   const kind = env.EVENT_STORE ?? (env.EVENTSTORE_CONNECTION_STRING ? 'eventstoredb' : 'sqlite');
   if (kind === 'eventstoredb') {
@@ -128,14 +292,14 @@ function storeConfig(env: Env): StoreConfig {
   }
   const dataDir = resolve(env.DATA_DIR);
   usableDirectory(dataDir);
-  return { kind, dataDir, path: resolve(dataDir, 'events.db'), pollIntervalMs: env.SQLITE_POLL_INTERVAL_MS };
+  return { kind, dataDir, path: resolve(dataDir, EVENTS_FILE), pollIntervalMs: env.SQLITE_POLL_INTERVAL_MS };
 }
 
 function usableDirectory(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (err) {
-    throw new ConfigError('DATA_DIR', `cannot create ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ConfigError('DATA_DIR', `cannot create ${dir}: ${errorCode(err)}`);
   }
   if (!statSync(dir).isDirectory()) throw new ConfigError('DATA_DIR', `${dir} is not a directory`);
   try {
@@ -143,6 +307,70 @@ function usableDirectory(dir: string): void {
   } catch {
     throw new ConfigError('DATA_DIR', `${dir} is not readable and writable by this process`);
   }
+}
+
+function errorCode(err: unknown): string {
+  if (err instanceof Error) return 'code' in err && typeof err.code === 'string' ? err.code : err.message;
+  return String(err);
+}
+
+function marketplaceConfig(env: Env): MarketplaceConfig {
+  const sandbox = !(
+    env.MARKETPLACE_API_URL ||
+    env.MARKETPLACE_CLIENT_ID ||
+    env.MARKETPLACE_CLIENT_SECRET ||
+    env.MARKETPLACE_CLIENT_CERTIFICATE_PATH ||
+    env.MARKETPLACE_STATIC_TOKEN
+  );
+  return {
+    sandbox,
+    ...(env.MARKETPLACE_API_URL ? { apiUrl: env.MARKETPLACE_API_URL } : {}),
+    ...(env.MARKETPLACE_TENANT_ID ? { tenantId: env.MARKETPLACE_TENANT_ID } : {}),
+    ...(env.MARKETPLACE_CLIENT_ID ? { clientId: env.MARKETPLACE_CLIENT_ID } : {}),
+    ...(env.MARKETPLACE_CLIENT_SECRET ? { clientSecret: env.MARKETPLACE_CLIENT_SECRET } : {}),
+    ...(env.MARKETPLACE_CLIENT_CERTIFICATE_PATH ? { clientCertificatePath: env.MARKETPLACE_CLIENT_CERTIFICATE_PATH } : {}),
+    ...(env.MARKETPLACE_CLIENT_CERTIFICATE_THUMBPRINT_SHA256
+      ? { clientCertificateThumbprintSha256: env.MARKETPLACE_CLIENT_CERTIFICATE_THUMBPRINT_SHA256 }
+      : {}),
+    ...(env.MARKETPLACE_STATIC_TOKEN ? { staticToken: env.MARKETPLACE_STATIC_TOKEN } : {}),
+    ...(env.MARKETPLACE_AUTHORITY_HOST ? { authorityHost: env.MARKETPLACE_AUTHORITY_HOST } : {}),
+  };
+}
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** undefined when PROVISIONING_WEBHOOK_URL is not set; a ConfigError naming the variable on bad values. */
+function integrationConfig(env: Static<typeof IntegrationEnvSchema>): IntegrationConfig | undefined {
+  if (!env.PROVISIONING_WEBHOOK_URL) return undefined;
+  let url: URL;
+  try {
+    url = new URL(env.PROVISIONING_WEBHOOK_URL);
+  } catch {
+    throw new ConfigError('PROVISIONING_WEBHOOK_URL', `must be an absolute http(s) URL (got ${JSON.stringify(env.PROVISIONING_WEBHOOK_URL)})`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError('PROVISIONING_WEBHOOK_URL', `must be an https URL (got ${url.protocol})`);
+  }
+  if (url.username || url.password) {
+    throw new ConfigError('PROVISIONING_WEBHOOK_URL', 'must not carry credentials: requests are authenticated by their HMAC signature');
+  }
+  if (!env.PROVISIONING_WEBHOOK_SECRET) {
+    throw new ConfigError(
+      'PROVISIONING_WEBHOOK_SECRET',
+      'is required when PROVISIONING_WEBHOOK_URL is set (at least 32 characters; the receiver verifies the HMAC with it)',
+    );
+  }
+  const secrets = list(env.PROVISIONING_WEBHOOK_SECRET);
+  if (secrets.length === 0 || secrets.some((s) => s.length < 32)) {
+    throw new ConfigError('PROVISIONING_WEBHOOK_SECRET', 'each secret must be at least 32 characters');
+  }
+  return {
+    url: url.toString(),
+    secrets,
+    timeoutMs: env.PROVISIONING_TIMEOUT_MS,
+    maxAttempts: env.INTEGRATION_MAX_ATTEMPTS,
+    insecure: url.protocol === 'http:' && !LOOPBACK.has(url.hostname),
+  };
 }
 
 /** Hide credentials embedded in a connection string (user:password@). */

@@ -7,7 +7,7 @@
  * the processes; shutdown runs the other way round.
  */
 import { randomBytes } from 'node:crypto';
-import { readModelFile, startProjections } from './projections/index.js';
+import { startProjections } from './projections/index.js';
 import type { RunningProjections } from './projections/runner.js';
 import { buildApp } from './app.js';
 import type { App } from './app.js';
@@ -17,6 +17,7 @@ import { SubscriptionLedger } from './application/subscription-ledger.js';
 import type { EventStore } from './eventstore/eventstore.js';
 import { openStore } from './eventstore/open-store.js';
 import { createWebhookAuthenticator, MARKETPLACE_APP_ID } from './http/webhook-auth.js';
+import type { WebhookAuthenticator } from './http/webhook-auth.js';
 import type { Logger } from './logger.js';
 import { createFulfillmentClient, DEFAULT_MARKETPLACE_API_URL } from './marketplace/fulfillment-client.js';
 import type { FulfillmentClient } from './marketplace/fulfillment-client.js';
@@ -28,7 +29,6 @@ import type { Provisioner } from './application/provisioner.js';
 import { PublisherChanges } from './application/publisher-changes.js';
 import { startIntegrationEvents } from './processes/integration-events.process.js';
 import type { RunningIntegrationEvents } from './processes/integration-events.process.js';
-import { integrationSettings } from './integration/settings.js';
 import { provisionerFor } from './integration/http-provisioner.js';
 
 export type RuntimeOverrides = {
@@ -56,51 +56,47 @@ export type Runtime = {
   close(): Promise<void>;
 };
 
-/** True when nothing says how to reach Microsoft: run against the built-in emulator. */
-export function usesEmulator(config: Config): boolean {
-  const e = config.env;
-  return !(e.MARKETPLACE_API_URL || e.MARKETPLACE_CLIENT_ID || e.MARKETPLACE_CLIENT_SECRET || e.MARKETPLACE_CLIENT_CERTIFICATE_PATH || e.MARKETPLACE_STATIC_TOKEN);
-}
-
-export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
-  const env = config.env;
-  const integrationConfig = integrationSettings(env);
-  const sandbox = usesEmulator(config);
-  let emulator: Emulator | undefined;
-  if (sandbox) {
-    const { startEmulator } = await import('./emulator/emulator.js');
-    emulator = await startEmulator({ port: env.EMULATOR_PORT, logger: logger.child({ component: 'emulator' }), ...overrides.emulator });
-  }
-
-  const operatorToken = env.OPERATOR_TOKEN ?? (sandbox ? randomBytes(24).toString('base64url') : undefined);
-  if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
-
-  const tokenProvider = createTokenProvider({
-    ...(env.MARKETPLACE_TENANT_ID ? { tenantId: env.MARKETPLACE_TENANT_ID } : {}),
-    ...(env.MARKETPLACE_CLIENT_ID ? { clientId: env.MARKETPLACE_CLIENT_ID } : {}),
-    ...(env.MARKETPLACE_CLIENT_SECRET ? { clientSecret: env.MARKETPLACE_CLIENT_SECRET } : {}),
-    ...(env.MARKETPLACE_CLIENT_CERTIFICATE_PATH ? { clientCertificatePath: env.MARKETPLACE_CLIENT_CERTIFICATE_PATH } : {}),
-    ...(env.MARKETPLACE_CLIENT_CERTIFICATE_THUMBPRINT_SHA256 ? { clientCertificateThumbprintSha256: env.MARKETPLACE_CLIENT_CERTIFICATE_THUMBPRINT_SHA256 } : {}),
-    ...(env.MARKETPLACE_STATIC_TOKEN ? { staticToken: env.MARKETPLACE_STATIC_TOKEN } : sandbox ? { staticToken: 'sandbox' } : {}),
-    ...(env.MARKETPLACE_AUTHORITY_HOST ? { authorityHost: env.MARKETPLACE_AUTHORITY_HOST } : {}),
-  }, { logger });
-  const marketplace = createFulfillmentClient({
-    baseUrl: emulator?.apiBaseUrl ?? env.MARKETPLACE_API_URL ?? DEFAULT_MARKETPLACE_API_URL,
+/** The Fulfillment API client: the emulator's in a sandbox, else Microsoft's (or MARKETPLACE_API_URL's) with the configured credentials. */
+function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger): FulfillmentClient {
+  const { sandbox, apiUrl, ...credentials } = config;
+  const tokenProvider = createTokenProvider({ ...credentials, ...(!credentials.staticToken && sandbox ? { staticToken: 'sandbox' } : {}) }, { logger });
+  return createFulfillmentClient({
+    baseUrl: emulator?.apiBaseUrl ?? apiUrl ?? DEFAULT_MARKETPLACE_API_URL,
     tokenProvider,
     logger: logger.child({ component: 'marketplace' }),
   });
+}
 
-  const webhookTenant = env.WEBHOOK_TENANT_ID ?? emulator?.publisherTenantId ?? env.MARKETPLACE_TENANT_ID;
-  const webhookAudience = env.WEBHOOK_AUDIENCE ?? emulator?.publisherAppId ?? env.MARKETPLACE_CLIENT_ID;
-  if (!webhookTenant) throw new ConfigError('WEBHOOK_TENANT_ID', 'or MARKETPLACE_TENANT_ID is required to verify Microsoft\'s webhook tokens');
-  if (!webhookAudience) throw new ConfigError('WEBHOOK_AUDIENCE', 'or MARKETPLACE_CLIENT_ID is required to verify Microsoft\'s webhook tokens');
-  const authenticator = createWebhookAuthenticator({
-    tenantId: webhookTenant,
-    audience: webhookAudience,
-    ...(env.WEBHOOK_OPENID_METADATA_URL || emulator ? { metadataUrl: env.WEBHOOK_OPENID_METADATA_URL ?? emulator?.openIdConfigurationUrl } : {}),
+/** Who may call the webhook: the WEBHOOK_* settings, else the emulator's identity (sandbox), else the MARKETPLACE_* one. */
+function webhookAuthenticator(config: Config, emulator: Emulator | undefined): WebhookAuthenticator {
+  const { webhook, marketplace } = config;
+  const tenantId = webhook.tenantId ?? emulator?.publisherTenantId ?? marketplace.tenantId;
+  const audience = webhook.audience ?? emulator?.publisherAppId ?? marketplace.clientId;
+  if (!tenantId) throw new ConfigError('WEBHOOK_TENANT_ID', 'or MARKETPLACE_TENANT_ID is required to verify Microsoft\'s webhook tokens');
+  if (!audience) throw new ConfigError('WEBHOOK_AUDIENCE', 'or MARKETPLACE_CLIENT_ID is required to verify Microsoft\'s webhook tokens');
+  const metadataUrl = webhook.metadataUrl ?? emulator?.openIdConfigurationUrl;
+  return createWebhookAuthenticator({
+    tenantId,
+    audience,
+    ...(metadataUrl ? { metadataUrl } : {}),
     ...(emulator ? { issuers: [emulator.issuer] } : {}),
-    allowedCallers: env.WEBHOOK_ALLOWED_CALLERS ? env.WEBHOOK_ALLOWED_CALLERS.split(',').map((s) => s.trim()).filter(Boolean) : [MARKETPLACE_APP_ID],
+    allowedCallers: webhook.allowedCallers ?? [MARKETPLACE_APP_ID],
   });
+}
+
+export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
+  const sandbox = config.marketplace.sandbox;
+  let emulator: Emulator | undefined;
+  if (sandbox) {
+    const { startEmulator } = await import('./emulator/emulator.js');
+    emulator = await startEmulator({ port: config.emulator.port, logger: logger.child({ component: 'emulator' }), ...overrides.emulator });
+  }
+
+  const operatorToken = config.operator.token ?? (sandbox ? randomBytes(24).toString('base64url') : undefined);
+  if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
+
+  const marketplace = marketplaceClient(config.marketplace, emulator, logger);
+  const authenticator = webhookAuthenticator(config, emulator);
 
   let store: EventStore | undefined;
   let processes: RunningProcesses | undefined;
@@ -117,30 +113,31 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       store: storeRef,
       ledger,
       authenticator,
-      policy: {
-        retiredPlans: (env.POLICY_RETIRED_PLANS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
-        ...(env.POLICY_MAX_SEATS !== undefined ? { maxSeats: env.POLICY_MAX_SEATS } : {}),
-      },
+      policy: config.policy,
     },
     landing: {
       ledger,
       marketplace,
-      productName: env.PRODUCT_NAME,
-      ...(env.LANDING_SECRET ? { landingSecret: env.LANDING_SECRET } : {}),
+      productName: config.landing.productName,
+      ...(config.landing.secret ? { landingSecret: config.landing.secret } : {}),
     },
-    operator: { ledger, publisherChanges, operatorToken, openapi: { ...(env.PUBLIC_URL ? { serverUrl: env.PUBLIC_URL } : {}) } },
-    integration: { operatorToken, integration: () => integration?.admin },
-    readModels: { operatorToken, readModels: () => projections },
+    api: {
+      operatorToken,
+      openapi: { ...(config.http.publicUrl ? { serverUrl: config.http.publicUrl } : {}) },
+      subscriptions: { ledger, publisherChanges },
+      integration: { integration: () => integration?.admin },
+      readModels: { readModels: () => projections },
+    },
   });
 
   let url: string;
   try {
-    url = await app.listen({ port: config.port, host: config.host });
+    url = await app.listen({ port: config.http.port, host: config.http.host });
   } catch (err) {
     await emulator?.close();
     throw err;
   }
-  const publicUrl = (env.PUBLIC_URL ?? url).replace(/\/+$/, '');
+  const publicUrl = (config.http.publicUrl ?? url).replace(/\/+$/, '');
   logger.info(
     { url, store: config.store.kind, ...(config.store.kind === 'sqlite' ? { path: config.store.path } : { connection: redact(config.store.connectionString) }) },
     'listening; opening the event store',
@@ -153,7 +150,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       'no Microsoft credentials configured: running as a local sandbox against the built-in marketplace emulator. ' +
         'To use Microsoft, set MARKETPLACE_TENANT_ID, MARKETPLACE_CLIENT_ID and MARKETPLACE_CLIENT_SECRET (or a certificate), and OPERATOR_TOKEN',
     );
-    if (!env.OPERATOR_TOKEN) logger.warn({ operatorToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
+    if (!config.operator.token) logger.warn({ operatorToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
   }
 
   try {
@@ -163,17 +160,16 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       store,
       ledger,
       marketplace,
-      provisioner: overrides.provisioner ?? provisionerFor(integrationConfig, logger),
+      provisioner: overrides.provisioner ?? provisionerFor(config.integration, logger),
       logger,
       ...(overrides.activation ? { activation: overrides.activation } : {}),
       runner: {
-        ...(env.PROCESS_RUNNER ? { mode: env.PROCESS_RUNNER } : {}),
-        lease: { takeoverAfterMs: env.PROCESS_LEASE_TAKEOVER_MS, heartbeatMs: env.PROCESS_LEASE_HEARTBEAT_MS, pollMs: env.PROCESS_LEASE_POLL_MS },
+        ...config.runner,
         ...overrides.runner,
       },
     });
-    projections = startProjections({ store, path: readModelFile(config), logger: logger.child({ component: 'projections' }) });
-    integration = startIntegrationEvents({ store, settings: integrationConfig, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
+    projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
+    integration = startIntegrationEvents({ store, settings: config.integration, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
   } catch (err) {
     await app.close();
     await emulator?.close();

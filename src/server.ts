@@ -22,19 +22,18 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.log.level);
   let service: Runtime;
   try {
     service = await startRuntime(config, logger);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
     const line =
-      e.code === 'EADDRINUSE'
-        ? `PORT: ${config.port} is already in use on ${config.host}`
-        : e instanceof ConfigError
-          ? e.message
-          : `could not start: ${e.message}`;
-    logger.fatal({ err: e }, line);
+      err instanceof Error && 'code' in err && err.code === 'EADDRINUSE'
+        ? `PORT: ${config.http.port} is already in use on ${config.http.host}`
+        : err instanceof ConfigError
+          ? err.message
+          : `could not start: ${err instanceof Error ? err.message : String(err)}`;
+    logger.fatal({ err }, line);
     process.stderr.write(`fulfillment-ledger: ${line}\n`);
     process.exit(1);
   }
@@ -46,11 +45,11 @@ async function main(): Promise<void> {
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
-    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
+    logger.info({ signal, graceMs: config.http.shutdownGraceMs }, 'shutting down');
     const force = setTimeout(() => {
-      logger.error({ graceMs: config.shutdownGraceMs }, 'shutdown took longer than the grace period: exiting');
+      logger.error({ graceMs: config.http.shutdownGraceMs }, 'shutdown took longer than the grace period: exiting');
       process.exit(1);
-    }, config.shutdownGraceMs);
+    }, config.http.shutdownGraceMs);
     force.unref();
     service.close().then(
       () => {

@@ -7,10 +7,81 @@ import { tempDir } from './support/temp.js';
 t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t) => {
   const dir = tempDir(t);
   const c = loadConfig({ DATA_DIR: dir });
-  t.equal(c.port, 3000);
-  t.equal(c.host, '127.0.0.1');
-  t.equal(c.logLevel, 'info');
+  t.equal(c.http.port, 3000);
+  t.equal(c.http.host, '127.0.0.1');
+  t.equal(c.log.level, 'info');
   t.same(c.store, { kind: 'sqlite', dataDir: dir, path: join(dir, 'events.db'), pollIntervalMs: 250 });
+  t.same(c.http, { port: 3000, host: '127.0.0.1', shutdownGraceMs: 10000 }, 'no PUBLIC_URL: the listen URL is used');
+  t.same(c.marketplace, { sandbox: true }, 'no Microsoft credentials: a sandbox against the built-in emulator');
+  t.same(c.webhook, {});
+  t.same(c.policy, { retiredPlans: [] });
+  t.same(c.operator, {});
+  t.same(c.landing, { productName: 'Fulfillment Ledger sandbox' });
+  t.same(c.emulator, { port: 3978 });
+  t.same(c.runner, { lease: { takeoverAfterMs: 5000, heartbeatMs: 30000, pollMs: 1000 } });
+  t.equal(c.integration, undefined, 'no PROVISIONING_WEBHOOK_URL: no integration');
+  t.same(c.projections, { path: join(dir, 'readmodels.db') }, 'read models beside the embedded store');
+});
+
+t.test('every section from its variables', async (t) => {
+  const dir = tempDir(t);
+  const secret = 's'.repeat(32);
+  const c = loadConfig({
+    DATA_DIR: dir,
+    PORT: '8080',
+    HOST: ' 0.0.0.0 ',
+    PUBLIC_URL: 'https://ledger.example',
+    SHUTDOWN_GRACE_MS: '500',
+    LOG_LEVEL: 'debug',
+    READMODELS_PATH: join(dir, 'elsewhere.db'),
+    MARKETPLACE_TENANT_ID: 'tenant',
+    MARKETPLACE_CLIENT_ID: 'client',
+    MARKETPLACE_CLIENT_SECRET: 'secret',
+    MARKETPLACE_AUTHORITY_HOST: 'https://login.example',
+    WEBHOOK_TENANT_ID: 'webhook-tenant',
+    WEBHOOK_AUDIENCE: 'webhook-app',
+    WEBHOOK_OPENID_METADATA_URL: 'https://login.example/meta',
+    WEBHOOK_ALLOWED_CALLERS: 'a, b,,c',
+    POLICY_RETIRED_PLANS: 'old, older',
+    POLICY_MAX_SEATS: '50',
+    OPERATOR_TOKEN: 'operator-token-0123456789',
+    LANDING_SECRET: 'l'.repeat(32),
+    PRODUCT_NAME: 'Contoso',
+    EMULATOR_PORT: '0',
+    PROCESS_RUNNER: 'catch-up',
+    PROCESS_LEASE_TAKEOVER_MS: '200',
+    PROCESS_LEASE_HEARTBEAT_MS: '300',
+    PROCESS_LEASE_POLL_MS: '20',
+    PROVISIONING_WEBHOOK_URL: 'https://isv.example/ledger',
+    PROVISIONING_WEBHOOK_SECRET: secret,
+    PROVISIONING_TIMEOUT_MS: '2000',
+    INTEGRATION_MAX_ATTEMPTS: '3',
+  });
+  t.same(c.http, { port: 8080, host: '0.0.0.0', publicUrl: 'https://ledger.example', shutdownGraceMs: 500 }, 'values are trimmed and converted');
+  t.same(c.log, { level: 'debug' });
+  t.same(c.marketplace, { sandbox: false, tenantId: 'tenant', clientId: 'client', clientSecret: 'secret', authorityHost: 'https://login.example' });
+  t.same(c.webhook, { tenantId: 'webhook-tenant', audience: 'webhook-app', metadataUrl: 'https://login.example/meta', allowedCallers: ['a', 'b', 'c'] });
+  t.same(c.policy, { retiredPlans: ['old', 'older'], maxSeats: 50 });
+  t.same(c.operator, { token: 'operator-token-0123456789' });
+  t.same(c.landing, { secret: 'l'.repeat(32), productName: 'Contoso' });
+  t.same(c.emulator, { port: 0 });
+  t.same(c.runner, { mode: 'catch-up', lease: { takeoverAfterMs: 200, heartbeatMs: 300, pollMs: 20 } });
+  t.same(c.integration, { url: 'https://isv.example/ledger', secrets: [secret], timeoutMs: 2000, maxAttempts: 3, insecure: false });
+  t.same(c.projections, { path: join(dir, 'elsewhere.db') });
+});
+
+t.test('any of URL, client id, secret, certificate or static token connects to Microsoft instead of the emulator', async (t) => {
+  const dir = tempDir(t);
+  for (const variable of ['MARKETPLACE_API_URL', 'MARKETPLACE_CLIENT_ID', 'MARKETPLACE_CLIENT_SECRET', 'MARKETPLACE_CLIENT_CERTIFICATE_PATH', 'MARKETPLACE_STATIC_TOKEN']) {
+    t.equal(loadConfig({ DATA_DIR: dir, [variable]: 'x' }).marketplace.sandbox, false, variable);
+  }
+  t.equal(loadConfig({ DATA_DIR: dir, MARKETPLACE_TENANT_ID: 'x' }).marketplace.sandbox, true, 'a tenant alone says nothing about how to reach Microsoft');
+  t.equal(loadConfig({ DATA_DIR: dir, MARKETPLACE_API_URL: '' }).marketplace.sandbox, true, 'an empty variable is unset');
+});
+
+t.test('on EventStoreDB the read models are still in DATA_DIR', async (t) => {
+  const dir = tempDir(t);
+  t.same(loadConfig({ EVENTSTORE_CONNECTION_STRING: 'esdb://localhost:2113?tls=false', DATA_DIR: dir }).projections, { path: join(dir, 'readmodels.db') });
 });
 
 t.test('EVENTSTORE_CONNECTION_STRING selects EventStoreDB', async (t) => {
@@ -26,6 +97,10 @@ const bad: Array<[string, NodeJS.ProcessEnv, RegExp]> = [
   ['port not a number', { PORT: 'eighty' }, /^PORT: must be a whole number/],
   ['port out of range', { PORT: '70000' }, /^PORT: must be a whole number/],
   ['log level', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL: must be one of/],
+  ['short operator token', { OPERATOR_TOKEN: 'short' }, /^OPERATOR_TOKEN: must be at least 16 characters .* \(got "short"\)$/],
+  ['integration URL without a secret', { PROVISIONING_WEBHOOK_URL: 'https://isv.example/x' }, /^PROVISIONING_WEBHOOK_SECRET: is required when PROVISIONING_WEBHOOK_URL is set/],
+  ['integration URL not http(s)', { PROVISIONING_WEBHOOK_URL: 'ftp://isv.example/x', PROVISIONING_WEBHOOK_SECRET: 's'.repeat(32) }, /^PROVISIONING_WEBHOOK_URL: must be an https URL/],
+  ['integration timeout not a number', { PROVISIONING_TIMEOUT_MS: 'soon' }, /^PROVISIONING_TIMEOUT_MS: .* \(got "soon"\)$/],
 ];
 for (const [name, env, message] of bad) {
   t.test(`bad configuration stops with one line naming the variable: ${name}`, async (t) => {

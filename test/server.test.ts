@@ -53,3 +53,12 @@ t.test('bad configuration: one clear line naming the variable, no stack trace, e
     t.notMatch(exit.stderr, /\bat .*\(.*:\d+:\d+\)/, `${variable}: no stack trace`);
   }
 });
+
+t.test('the integration settings are checked with the rest of the configuration: exit 78, one line', async (t) => {
+  const s = start({ DATA_DIR: tempDir(t), PROVISIONING_WEBHOOK_URL: 'https://isv.example/ledger' });
+  const exit = await s.exited;
+  t.equal(exit.code, 78);
+  const lines = exit.stderr.trim().split('\n');
+  t.equal(lines.length, 1, exit.stderr.trim());
+  t.match(lines[0], /configuration error: PROVISIONING_WEBHOOK_SECRET: is required when PROVISIONING_WEBHOOK_URL is set/);
+});

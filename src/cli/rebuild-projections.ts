@@ -18,9 +18,10 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
+import type { Config } from '../config.js';
 import { openStore } from '../eventstore/open-store.js';
 import { loggerOptions } from '../logger.js';
-import { allProjections, openReadModelDb, readModelFile, rebuildProjections } from '../projections/index.js';
+import { allProjections, openReadModelDb, rebuildProjections } from '../projections/index.js';
 import { readStates } from '../projections/readmodel-db.js';
 
 export type CliIo = { out: (line: string) => void; err: (line: string) => void };
@@ -35,7 +36,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
   try {
     args = parse(argv);
   } catch (err) {
-    io.err(`projections:rebuild: ${(err as Error).message}\n${usage}`);
+    io.err(`projections:rebuild: ${messageOf(err)}\n${usage}`);
     return 64;
   }
   if (args.values.help) {
@@ -49,7 +50,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     return 64;
   }
 
-  let config: ReturnType<typeof loadConfig>;
+  let config: Config;
   try {
     config = loadConfig({ LOG_LEVEL: 'warn', ...environment });
   } catch (err) {
@@ -59,7 +60,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     }
     throw err;
   }
-  const path = args.values.into ? resolve(args.values.into) : readModelFile(config);
+  const path = args.values.into ? resolve(args.values.into) : config.projections.path;
 
   if (args.values.list) {
     const db = openReadModelDb(path);
@@ -77,7 +78,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     return 0;
   }
 
-  const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
+  const logger = pino(loggerOptions(config.log.level), pino.destination(2));
   const store = await openStore(config.store, logger);
   try {
     const names = args.positionals.length > 0 ? args.positionals : allProjections.map((p) => p.name);
@@ -87,7 +88,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     const db = openReadModelDb(path);
     try {
       for (const p of allProjections.filter((q) => names.includes(q.name))) {
-        const counts = p.tables.map((t) => `${t} ${db.prepare(`SELECT count(*) FROM "${t}"`).pluck().get() as number}`);
+        const counts = p.tables.map((t) => `${t} ${String(db.prepare(`SELECT count(*) FROM "${t}"`).pluck().get())}`);
         io.out(`  ${p.name} v${p.version}: ${counts.join(', ')}`);
       }
     } finally {
@@ -96,11 +97,15 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     return 0;
   } catch (err) {
     logger.error({ err }, 'rebuild failed');
-    io.err(`projections:rebuild: failed: ${(err as Error).message}`);
+    io.err(`projections:rebuild: failed: ${messageOf(err)}`);
     return 1;
   } finally {
     await store.close();
   }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function parse(argv: readonly string[]) {
@@ -115,7 +120,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   main(process.argv.slice(2), process.env, { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`projections:rebuild: ${(err as Error).stack ?? String(err)}\n`);
+      process.stderr.write(`projections:rebuild: ${err instanceof Error && err.stack ? err.stack : String(err)}\n`);
       process.exit(1);
     },
   );

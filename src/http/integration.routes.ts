@@ -1,6 +1,6 @@
 /**
- * The operator API for integration events that the ISV's application did not acknowledge; under
- * `/api`, behind the operator bearer token, problem+json errors, strict schemas.
+ * The operator API for integration events that the ISV's application did not acknowledge; inside the
+ * /api plugin (api.plugin.ts: the operator bearer token), problem+json errors, strict schemas.
  *
  *   GET  /api/integration/dead-letters                    every dead letter (?subscriptionId=)
  *   POST /api/integration/dead-letters/:eventId/retry     deliver it again now (a new round of attempts)
@@ -15,20 +15,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { StoreUnavailableError } from '../eventstore/eventstore.js';
 import type { DeadLetterAdmin } from '../integration/dispatcher.js';
-import { createOperatorAuth } from './operator-auth.js';
-import { OPERATOR_SECURITY_SCHEME } from './operator.routes.js';
-import { Problem } from './operator.schemas.js';
+import { operatorSecurity as security, problemResponse } from './api.plugin.js';
 import { problem, problemContentType } from './problem.js';
 
 export type IntegrationRoutesOptions = {
-  operatorToken: string;
   /** The running integration; undefined while the store is not open (503). */
   integration: () => DeadLetterAdmin | undefined;
 };
 
 const strict = { additionalProperties: false } as const;
 const TAG = 'integration';
-const security = [{ [OPERATOR_SECURITY_SCHEME]: [] }];
 
 const DeadLetterView = Type.Object(
   {
@@ -83,7 +79,6 @@ const Resolved = Type.Object(
   strict,
 );
 
-const problemResponse = (description: string) => ({ description, content: { 'application/problem+json': { schema: Problem } } });
 const errors = {
   400: problemResponse('Invalid request: unknown or malformed fields or parameters'),
   401: problemResponse('Missing or wrong operator bearer token'),
@@ -92,8 +87,6 @@ const errors = {
 const notADeadLetter = problemResponse('No dead letter with this event id (never dead-lettered, or already retried, skipped or delivered)');
 
 export const integrationRoutes: FastifyPluginAsyncTypebox<IntegrationRoutesOptions> = async (app, options) => {
-  app.addHook('onRequest', createOperatorAuth(options.operatorToken));
-
   /** Until the store is open there is no integration: the app's error handler answers 503 with Retry-After. */
   const admin = (): DeadLetterAdmin => {
     const running = options.integration();

@@ -8,7 +8,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyInstance, FastifyTypeProvider, RawServerDefault } from 'fastify';
-import { OPERATOR_SECURITY_SCHEME, OPTIONAL_BODY_OPERATIONS } from './operator.routes.js';
+import { OPERATOR_SECURITY_SCHEME } from './api.plugin.js';
+import { OPTIONAL_BODY_OPERATIONS } from './operator.routes.js';
 
 export type OpenApiOptions = {
   /** Shown in the document's info block; default the package's. */

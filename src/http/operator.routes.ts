@@ -1,6 +1,6 @@
 /**
- * The operator API, for the ISV's staff and systems; registered under `/api`, every route behind the
- * operator bearer token.
+ * The operator API for subscriptions, for the ISV's staff and systems; registered inside the /api
+ * plugin (api.plugin.ts), which puts every route behind the operator bearer token.
  *
  *   GET  /api/subscriptions/:id            current state + pending change, ETag "<revision>"
  *   GET  /api/subscriptions/:id/events     the full history (?fromRevision=)
@@ -24,7 +24,8 @@ import { ConcurrencyError } from '../eventstore/eventstore.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
 import { ChangeNotSubmittedError } from '../application/publisher-changes.js';
 import type { PublisherChange, PublisherChanges } from '../application/publisher-changes.js';
-import { createOperatorAuth } from './operator-auth.js';
+import { operatorSecurity as security, problemResponse } from './api.plugin.js';
+import type { ProblemResponse } from './api.plugin.js';
 import {
   Accepted,
   ActivateBody,
@@ -33,7 +34,6 @@ import {
   EventHistory,
   EventsQuery,
   PlanBody,
-  Problem,
   QuantityBody,
   SubscriptionParams,
   SubscriptionView,
@@ -45,15 +45,9 @@ import { problem, problemContentType } from './problem.js';
 export type OperatorRoutesOptions = {
   ledger: SubscriptionLedger;
   publisherChanges: PublisherChanges;
-  /** OPERATOR_TOKEN: the bearer token every /api request must carry. */
-  operatorToken: string;
 };
 
-/** The security scheme name used in the OpenAPI document (see openapi.ts). */
-export const OPERATOR_SECURITY_SCHEME = 'operatorToken';
-
 const TAG = 'subscriptions';
-const security = [{ [OPERATOR_SECURITY_SCHEME]: [] }];
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
@@ -67,14 +61,10 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   503: 'The event store or the Marketplace API is unavailable; retry later',
 };
 
-type ProblemResponse = { description: string; content: { 'application/problem+json': { schema: typeof Problem } } };
-
 /** Error responses, documented (and serialized) as application/problem+json. */
 function problems(...codes: number[]): Record<number, ProblemResponse> {
   const out: Record<number, ProblemResponse> = {};
-  for (const code of codes) {
-    out[code] = { description: PROBLEM_DESCRIPTIONS[code] ?? 'Problem', content: { 'application/problem+json': { schema: Problem } } };
-  }
+  for (const code of codes) out[code] = problemResponse(PROBLEM_DESCRIPTIONS[code] ?? 'Problem');
   return out;
 }
 
@@ -122,12 +112,6 @@ function commandContext(request: { id: string; headers: Static<typeof CommandHea
 
 export const operatorRoutes: FastifyPluginAsyncTypebox<OperatorRoutesOptions> = async (app, options) => {
   const { ledger, publisherChanges } = options;
-  const auth = createOperatorAuth(options.operatorToken);
-  app.addHook('onRequest', auth);
-  // Unknown paths under /api are refused like the others before they are a 404.
-  app.setNotFoundHandler({ preHandler: auth }, (request, reply) =>
-    reply.code(404).type(problemContentType).send(problem(404, 'not-found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
-  );
 
   const locationOf = (subscriptionId: string) => `${app.prefix}/subscriptions/${encodeURIComponent(subscriptionId)}`;
 

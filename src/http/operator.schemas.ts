@@ -88,17 +88,7 @@ export type CancelBody = Static<typeof CancelBody>;
 // ------------------------------------------------------------------------------------------------
 // Responses
 
-export const Problem = Type.Object(
-  {
-    type: Type.String(),
-    title: Type.String(),
-    status: Type.Integer(),
-    detail: Type.Optional(Type.String()),
-    currentRevision: Type.Optional(Type.String({ description: '412: the revision the subscription is at now' })),
-    requestId: Type.Optional(Type.String({ description: 'the publisher-side change request concerned, or the HTTP request id of a 500' })),
-  },
-  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
-);
+// The problem schema of error responses is the /api plugin's (api.plugin.ts).
 
 const Party = Type.Object(
   {

@@ -1,7 +1,7 @@
 /**
- * The read-model API, for operators and analysts: registered under `/api` beside the operator API,
- * behind the same bearer token (OPERATOR_TOKEN). Everything here reads the projections' SQLite file;
- * nothing reads the event store.
+ * The read-model API, for operators and analysts: registered inside the /api plugin (api.plugin.ts)
+ * beside the operator API, behind the same bearer token (OPERATOR_TOKEN). Everything here reads the
+ * projections' SQLite file; nothing reads the event store.
  *
  *   GET /api/read/status                   each projection: version, position, state
  *   GET /api/read/subscriptions            filters, sort, keyset pagination (opaque cursor)
@@ -22,9 +22,7 @@ import { csvStream } from '../projections/csv.js';
 import { InvalidQueryError, columnsOf, exportableTables, iterateSubscriptions, iterateTable, listOperations, listSubscriptions, metrics } from '../projections/queries.js';
 import type { ExportName, OperationRow, SubscriptionFilter, SubscriptionRow, SubscriptionSort } from '../projections/queries.js';
 import type { RunningProjections } from '../projections/runner.js';
-import { createOperatorAuth } from './operator-auth.js';
-import { OPERATOR_SECURITY_SCHEME } from './operator.routes.js';
-import { Problem } from './operator.schemas.js';
+import { operatorSecurity as security, problemResponse } from './api.plugin.js';
 import { problem, problemContentType } from './problem.js';
 import {
   MetricsQuery,
@@ -39,21 +37,18 @@ import {
 import type { OperationItem, SubscriptionItem } from './readmodel.schemas.js';
 
 export type ReadModelRoutesOptions = {
-  /** OPERATOR_TOKEN: the bearer token every /api request must carry. */
-  operatorToken: string;
   /** The running projections once started; the routes answer 503 until then. */
   readModels: () => RunningProjections | undefined;
 };
 
 const TAG = 'read-models';
-const security = [{ [OPERATOR_SECURITY_SCHEME]: [] }];
 const DEFAULT_LIMIT = 50;
 const NoQuery = Type.Object({}, { additionalProperties: false });
 
 const problemResponses = {
-  400: { description: 'Unknown or malformed query parameter, or a cursor issued for another sort', content: { 'application/problem+json': { schema: Problem } } },
-  401: { description: 'Missing or wrong operator bearer token', content: { 'application/problem+json': { schema: Problem } } },
-  503: { description: 'The read models are not open yet; retry later', content: { 'application/problem+json': { schema: Problem } } },
+  400: problemResponse('Unknown or malformed query parameter, or a cursor issued for another sort'),
+  401: problemResponse('Missing or wrong operator bearer token'),
+  503: problemResponse('The read models are not open yet; retry later'),
 };
 const csvResponse = { description: 'CSV (RFC 4180), header row of column names as in the SQLite file', content: { 'text/csv': { schema: Type.String() } } };
 
@@ -165,9 +160,6 @@ function sendCsv(reply: FastifyReply, name: string, columns: string[], rows: Ite
 }
 
 export const readModelRoutes: FastifyPluginAsyncTypebox<ReadModelRoutesOptions> = async (app, options) => {
-  const auth = createOperatorAuth(options.operatorToken);
-  app.addHook('onRequest', auth);
-
   const running = (reply: FastifyReply): RunningProjections => {
     const r = options.readModels();
     if (!r || !r.db.open) throw new ReadModelsUnavailable();

@@ -2,13 +2,11 @@
  * The read models: start the projections the service runs over an event store and a read-model
  * file, or rebuild some of them from scratch (the CLI and the benchmark).
  */
-import { resolve } from 'node:path';
 import { allProjections } from './views/index.js';
-import type { Config } from '../config.js';
 import type { EventStore } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
 import type { Projection, ReadModelDb } from './projection.js';
-import { openReadModelDb, prepareProjections, readModelPath, resetProjection } from './readmodel-db.js';
+import { openReadModelDb, prepareProjections, resetProjection } from './readmodel-db.js';
 import { runProjections } from './runner.js';
 import type { RunProjectionsOptions, RunningProjections } from './runner.js';
 
@@ -16,12 +14,6 @@ export { allProjections };
 export type { Projection, ReadModelDb } from './projection.js';
 export { openReadModelDb, readModelPath, READ_MODEL_FILE } from './readmodel-db.js';
 export type { ProjectionStatus, RunningProjections } from './runner.js';
-
-/** The read-model file of a configuration: READMODELS_PATH, else `readmodels.db` in DATA_DIR (beside the embedded store). */
-export function readModelFile(config: Config): string {
-  if (config.env.READMODELS_PATH) return resolve(config.env.READMODELS_PATH);
-  return readModelPath(config.store.kind === 'sqlite' ? config.store.dataDir : resolve(config.env.DATA_DIR));
-}
 
 export type StartProjectionsOptions = Omit<RunProjectionsOptions, 'projections'> & {
   /** Default: every projection of `projections/`. */

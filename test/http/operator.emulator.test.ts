@@ -90,7 +90,7 @@ async function setup(t: Test) {
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   emulator.setWebhookUrl(`http://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhook`);
 
-  const app = await buildApp({ logger, store: () => store, operator: { ledger, publisherChanges, operatorToken: TOKEN } });
+  const app = await buildApp({ logger, store: () => store, api: { operatorToken: TOKEN, subscriptions: { ledger, publisherChanges } } });
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
     await app.close();

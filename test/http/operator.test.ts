@@ -105,7 +105,7 @@ async function setup(t: Test) {
   const microsoft = new ScriptedMicrosoft();
   const logger = createLogger('silent');
   const publisherChanges = new PublisherChanges({ ledger, client: microsoft, logger, recheckDelayMs: 10 });
-  const app = await buildApp({ logger, store: () => store, operator: { ledger, publisherChanges, operatorToken: TOKEN } });
+  const app = await buildApp({ logger, store: () => store, api: { operatorToken: TOKEN, subscriptions: { ledger, publisherChanges } } });
   t.teardown(async () => {
     await app.close();
     await publisherChanges.close();
@@ -166,7 +166,7 @@ t.test('refusals are logged with ip and route, never the token', async (t) => {
   const store = openSqliteStore({ path: ':memory:' });
   const ledger = new SubscriptionLedger(store);
   const publisherChanges = new PublisherChanges({ ledger, client: new ScriptedMicrosoft(), logger });
-  const app = await buildApp({ logger, store: () => store, operator: { ledger, publisherChanges, operatorToken: TOKEN } });
+  const app = await buildApp({ logger, store: () => store, api: { operatorToken: TOKEN, subscriptions: { ledger, publisherChanges } } });
   t.teardown(async () => {
     await app.close();
     await store.close();
@@ -184,7 +184,7 @@ t.test('the operator API does not start without a token', async (t) => {
   const ledger = new SubscriptionLedger(store);
   const publisherChanges = new PublisherChanges({ ledger, client: new ScriptedMicrosoft(), logger: createLogger('silent') });
   await t.rejects(
-    buildApp({ logger: createLogger('silent'), store: () => store, operator: { ledger, publisherChanges, operatorToken: ' ' } }),
+    buildApp({ logger: createLogger('silent'), store: () => store, api: { operatorToken: ' ', subscriptions: { ledger, publisherChanges } } }),
     /non-empty OPERATOR_TOKEN/,
   );
 });
@@ -707,7 +707,7 @@ t.test('503 while the store is not open', async (t) => {
   t.teardown(() => store.close());
   const ledger = new SubscriptionLedger(() => (open ? store : undefined));
   const publisherChanges = new PublisherChanges({ ledger, client: new ScriptedMicrosoft(), logger: createLogger('silent') });
-  const app = await buildApp({ logger: createLogger('silent'), store: () => (open ? store : undefined), operator: { ledger, publisherChanges, operatorToken: TOKEN } });
+  const app = await buildApp({ logger: createLogger('silent'), store: () => (open ? store : undefined), api: { operatorToken: TOKEN, subscriptions: { ledger, publisherChanges } } });
   t.teardown(() => app.close());
   const res = await app.inject({ method: 'GET', url: `/api/subscriptions/${SUB}`, headers: AUTH });
   t.equal(res.statusCode, 503);

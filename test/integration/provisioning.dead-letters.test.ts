@@ -7,7 +7,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { buildApp } from '../../src/app.js';
-import { integrationRoutes } from '../../src/http/integration.routes.js';
 import type { IntegrationRoutesOptions } from '../../src/http/integration.routes.js';
 import { outboxStream } from '../../src/integration/outbox.js';
 import { startIntegrationEvents } from '../../src/processes/integration-events.process.js';
@@ -19,8 +18,7 @@ const TOKEN = 'operator-token-0123456789abcdef';
 const auth = { authorization: `Bearer ${TOKEN}` };
 
 async function api(t: Test, integration: IntegrationRoutesOptions['integration'], w?: World) {
-  const app = await buildApp({ logger, store: () => w?.store });
-  await app.register(integrationRoutes, { prefix: '/api', operatorToken: TOKEN, integration });
+  const app = await buildApp({ logger, store: () => w?.store, api: { operatorToken: TOKEN, integration: { integration } } });
   await app.ready();
   t.teardown(() => app.close());
   return app;

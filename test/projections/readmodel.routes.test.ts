@@ -9,7 +9,6 @@ import type { Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { SubscriptionLedger } from '../../src/application/subscription-ledger.js';
 import type { EventStore } from '../../src/eventstore/eventstore.js';
-import { readModelRoutes } from '../../src/http/readmodel.routes.js';
 import { createLogger } from '../../src/logger.js';
 import { FulfillmentClient } from '../../src/marketplace/fulfillment-client.js';
 import { StaticTokenProvider } from '../../src/marketplace/token-provider.js';
@@ -27,8 +26,7 @@ async function appWith(t: Test, store: EventStore | undefined, readModels: () =>
   const ledger = new SubscriptionLedger(() => store);
   const client = new FulfillmentClient({ baseUrl: 'http://127.0.0.1:9/unused', tokenProvider: new StaticTokenProvider('unused'), logger });
   const publisherChanges = new PublisherChanges({ ledger, client, logger });
-  const app = await buildApp({ logger, store: () => store, operator: { ledger, publisherChanges, operatorToken: TOKEN } });
-  await app.register(readModelRoutes, { prefix: '/api', operatorToken: TOKEN, readModels });
+  const app = await buildApp({ logger, store: () => store, api: { operatorToken: TOKEN, subscriptions: { ledger, publisherChanges }, readModels: { readModels } } });
   t.teardown(() => app.close());
   return app;
 }

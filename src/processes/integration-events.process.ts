@@ -62,7 +62,7 @@ export function integrationEventsProcess(options: { store: EventStore; outbox: S
 
 export type IntegrationEventsOptions = {
   store: EventStore;
-  /** From `integrationSettings(env)`; undefined (no PROVISIONING_WEBHOOK_URL) disables the integration. */
+  /** From `config.integration`; undefined (no PROVISIONING_WEBHOOK_URL) disables the integration. */
   settings: IntegrationSettings | undefined;
   logger: Logger;
   runner?: RunnerOptions;

@@ -12,7 +12,7 @@ import type { RunProjectionsOptions, RunningProjections } from './runner.js';
 
 export { allProjections };
 export type { Projection, ReadModelDb } from './projection.js';
-export { openReadModelDb, readModelPath, READ_MODEL_FILE } from './readmodel-db.js';
+export { openReadModelDb } from './readmodel-db.js';
 export type { ProjectionStatus, RunningProjections } from './runner.js';
 
 export type StartProjectionsOptions = Omit<RunProjectionsOptions, 'projections'> & {

@@ -11,13 +11,6 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Projection, ReadModelDb } from './projection.js';
 
-export const READ_MODEL_FILE = 'readmodels.db';
-
-/** `<dataDir>/readmodels.db`: where the service keeps its read models (the embedded store's directory, DATA_DIR). */
-export function readModelPath(dataDir: string): string {
-  return join(dataDir, READ_MODEL_FILE);
-}
-
 const stateSchema = `
 CREATE TABLE IF NOT EXISTS projection_state (
   name           TEXT PRIMARY KEY,

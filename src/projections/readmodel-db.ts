@@ -7,7 +7,7 @@
  * a change always commits with its checkpoint, so the projections simply re-apply what was lost.
  */
 import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Projection, ReadModelDb } from './projection.js';
 

@@ -17,7 +17,8 @@ import type { ActivationInput, ActivationState, ActivationStep, ActivationTrigge
 
 export type ActivationOptions = {
   ledger: SubscriptionLedger;
-  marketplace: FulfillmentClient;
+  /** The two calls activation makes to Microsoft. */
+  marketplace: Pick<FulfillmentClient, 'getSubscription' | 'activateSubscription'>;
   provisioner: Provisioner;
   logger: Logger;
   /** Default 5. */

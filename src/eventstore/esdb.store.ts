@@ -244,18 +244,7 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
 
   /** The revision of the stream's last event, -1n when there is none. */
   async function lastRevision(streamId: string): Promise<bigint> {
-    const read = client.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 });
-    try {
-      for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
-        if (resolved.event) return resolved.event.revision;
-      }
-      return -1n;
-    } catch (err) {
-      if (err instanceof StreamNotFoundError) return -1n;
-      throw mapError(err, { streamId });
-    } finally {
-      await read.cancel().catch(() => undefined);
-    }
+    return (await readLastEvent(streamId))?.revision ?? -1n;
   }
 
   async function lastPosition(): Promise<bigint> {

@@ -3,9 +3,9 @@
  * On a concurrency conflict it re-reads and decides again (bounded), unless the caller pinned
  * the revision (If-Match), in which case the conflict is the caller's answer.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Decider } from '../domain/decider.js';
 import { ConcurrencyError } from './eventstore.js';
+import { jitteredPause, retryOnConflict } from './conflict-retry.js';
 import type { EventMetadata, EventStore, ExpectedRevision, RecordedEvent } from './eventstore.js';
 
 type DomainEvent = { type: string; data: unknown };
@@ -53,8 +53,9 @@ export async function handleCommand<C, S, E extends DomainEvent>(
   command: C,
   options: HandleOptions = {},
 ): Promise<HandleResult<S, E>> {
+  // A pinned revision is the caller's own check: its conflict is the answer, not something to retry.
   const maxRetries = options.expectedRevision === undefined ? (options.maxRetries ?? 5) : 0;
-  for (let attempt = 1; ; attempt++) {
+  return retryOnConflict({ maxAttempts: maxRetries + 1, pauseMs: jitteredPause }, async (attempt) => {
     const { state, revision } = await loadAggregate(store, streamId, decider);
     if (options.expectedRevision !== undefined && options.expectedRevision !== revision) {
       throw new ConcurrencyError(streamId, options.expectedRevision, revision ?? -1n);
@@ -62,17 +63,12 @@ export async function handleCommand<C, S, E extends DomainEvent>(
     const events = decider.decide(command, state);
     if (events.length === 0) return { events, state, revision, attempts: attempt };
     const expected: ExpectedRevision = revision === undefined ? 'no_stream' : revision;
-    try {
-      const result = await store.appendToStream(
-        streamId,
-        events.map((e) => ({ type: e.type, data: e.data, metadata: options.metadata })),
-        { expectedRevision: expected },
-      );
-      const next = events.reduce(decider.evolve, state);
-      return { events, state: next, revision: result.nextExpectedRevision, position: result.position, attempts: attempt };
-    } catch (err) {
-      if (!(err instanceof ConcurrencyError) || attempt > maxRetries) throw err;
-      await sleep(Math.floor(Math.random() * 10 * attempt)); // spread racing retries apart
-    }
-  }
+    const result = await store.appendToStream(
+      streamId,
+      events.map((e) => ({ type: e.type, data: e.data, metadata: options.metadata })),
+      { expectedRevision: expected },
+    );
+    const next = events.reduce(decider.evolve, state);
+    return { events, state: next, revision: result.nextExpectedRevision, position: result.position, attempts: attempt };
+  });
 }

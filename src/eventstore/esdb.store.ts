@@ -66,6 +66,7 @@ import {
   StoreUnavailableError,
 } from './eventstore.js';
 import type {
+  AppendOptions,
   AppendResult,
   EventMetadata,
   EventStore,
@@ -182,13 +183,16 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
   const pingTimeoutMs = opts.pingTimeoutMs ?? 5_000;
   const closeTimeoutMs = opts.closeTimeoutMs ?? 5_000;
   const subscriptions = new Set<{ close(): Promise<void> }>();
+  /** Streams whose `$maxCount` this process has set or found set: stream id → the bound. */
+  const bounded = new Map<string, number>();
 
   async function appendToStream(
     streamId: string,
     events: readonly NewEvent[],
-    options: { expectedRevision?: ExpectedRevision } = {},
+    options: AppendOptions = {},
   ): Promise<AppendResult> {
     const expected = options.expectedRevision ?? 'any';
+    if (options.keepLast !== undefined) await bound(streamId, options.keepLast);
     if (events.length === 0) return checkWithoutAppending(streamId, expected);
     try {
       const result = await client.appendToStream(streamId, events.map(toEventData), {
@@ -202,6 +206,25 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
     } catch (err) {
       throw mapError(err, { streamId, expected });
     }
+  }
+
+  /**
+   * A bounded stream is a stream with `$maxCount` metadata: the server hides the older events from stream reads at
+   * once and drops them at the next scavenge. Set before the first bounded append of this process (read first, so a
+   * restart does not add a metadata event each time), remembered afterwards.
+   */
+  async function bound(streamId: string, keepLast: number): Promise<void> {
+    if (!Number.isInteger(keepLast) || keepLast < 1) {
+      throw new StoreError(`stream ${streamId}: keepLast must be a whole number of at least 1, not ${keepLast}`);
+    }
+    if (bounded.get(streamId) === keepLast) return;
+    try {
+      const { metadata } = await client.getStreamMetadata(streamId);
+      if (metadata?.maxCount !== keepLast) await client.setStreamMetadata(streamId, { ...metadata, maxCount: keepLast });
+    } catch (err) {
+      throw mapError(err, { streamId });
+    }
+    bounded.set(streamId, keepLast);
   }
 
   /**
@@ -221,18 +244,7 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
 
   /** The revision of the stream's last event, -1n when there is none. */
   async function lastRevision(streamId: string): Promise<bigint> {
-    const read = client.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 });
-    try {
-      for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
-        if (resolved.event) return resolved.event.revision;
-      }
-      return -1n;
-    } catch (err) {
-      if (err instanceof StreamNotFoundError) return -1n;
-      throw mapError(err, { streamId });
-    } finally {
-      await read.cancel().catch(() => undefined);
-    }
+    return (await readLastEvent(streamId))?.revision ?? -1n;
   }
 
   async function lastPosition(): Promise<bigint> {
@@ -244,6 +256,22 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
       return UNKNOWN_POSITION;
     } catch (err) {
       throw mapError(err, {});
+    } finally {
+      await read.cancel().catch(() => undefined);
+    }
+  }
+
+  async function readLastEvent(streamId: string): Promise<RecordedEvent | undefined> {
+    const read = client.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 });
+    try {
+      for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
+        const event = fromResolved(resolved);
+        if (event) return event;
+      }
+      return undefined;
+    } catch (err) {
+      if (err instanceof StreamNotFoundError) return undefined;
+      throw mapError(err, { streamId });
     } finally {
       await read.cancel().catch(() => undefined);
     }
@@ -429,6 +457,7 @@ function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): Es
     kind: 'eventstoredb',
     appendToStream,
     readStream,
+    readLastEvent,
     readAll,
     subscribeToAll,
     persistentSubscription,

@@ -54,6 +54,21 @@ export type AppendResult = {
   position: bigint;
 };
 
+export type AppendOptions = {
+  expectedRevision?: ExpectedRevision;
+  /**
+   * Bound the stream to its last `keepLast` events (at least 1): older events may go, the revisions of those kept
+   * do not change, and the next append continues the numbering. For streams where only the latest event matters
+   * (process checkpoints): pass it on every append to such a stream. Readers must not rely on the older events
+   * being gone either (EventStoreDB hides them from stream reads at once but keeps them in $all until a scavenge),
+   * only on the last `keepLast` being there.
+   * - SQLite: the older events of the stream are deleted in the same transaction as the append.
+   * - EventStoreDB: the stream's `$maxCount` metadata is set to `keepLast` (once per stream and process, and only
+   *   when it differs), before the append.
+   */
+  keepLast?: number;
+};
+
 export type ReadStreamOptions = {
   /** First revision to return (inclusive). Default 0. */
   fromRevision?: bigint;
@@ -81,13 +96,11 @@ export interface StoreSubscription extends AsyncIterable<RecordedEvent> {
 
 export interface EventStore {
   readonly kind: 'sqlite' | 'eventstoredb';
-  appendToStream(
-    streamId: string,
-    events: readonly NewEvent[],
-    options?: { expectedRevision?: ExpectedRevision },
-  ): Promise<AppendResult>;
+  appendToStream(streamId: string, events: readonly NewEvent[], options?: AppendOptions): Promise<AppendResult>;
   /** The stream's events in order; an empty array when the stream does not exist. */
   readStream(streamId: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  /** The stream's last event (one backwards read, whatever the stream's length); undefined when it has none. */
+  readLastEvent(streamId: string): Promise<RecordedEvent | undefined>;
   /** Events across all streams in global order. */
   readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent>;
   /** Catch up from `after`, then deliver new events as they are appended, in order, each once. */
@@ -136,4 +149,10 @@ export function streamName(category: string, id: string): string {
 export function streamCategory(streamId: string): string {
   const i = streamId.indexOf('-');
   return i < 0 ? streamId : streamId.slice(0, i);
+}
+
+/** The id part of `<category>-<id>`: everything after the first '-' (the whole id when there is none). */
+export function entityIdOf(streamId: string): string {
+  const i = streamId.indexOf('-');
+  return i < 0 ? streamId : streamId.slice(i + 1);
 }

@@ -23,6 +23,7 @@ import {
   describeExpected,
 } from './eventstore.js';
 import type {
+  AppendOptions,
   AppendResult,
   EventMetadata,
   EventStore,
@@ -126,6 +127,8 @@ export class SqliteEventStore implements EventStore {
     insert: Statement<[string, string, number, string, string, string, string]>;
     upsertStream: Statement<[string, number]>;
     readStream: Statement<[string, number, number], EventRow>;
+    lastEvent: Statement<[string], EventRow>;
+    pruneStream: Statement<[string, number]>;
   };
 
   constructor(options: SqliteStoreOptions) {
@@ -150,17 +153,23 @@ export class SqliteEventStore implements EventStore {
       readStream: this.db.prepare(
         'SELECT * FROM events WHERE stream_id = ? AND revision >= ? ORDER BY revision LIMIT ?',
       ),
+      lastEvent: this.db.prepare('SELECT * FROM events WHERE stream_id = ? ORDER BY revision DESC LIMIT 1'),
+      pruneStream: this.db.prepare('DELETE FROM events WHERE stream_id = ? AND revision <= ?'),
     };
   }
 
   async appendToStream(
     streamId: string,
     events: readonly NewEvent[],
-    options: { expectedRevision?: ExpectedRevision } = {},
+    options: AppendOptions = {},
   ): Promise<AppendResult> {
     this.assertOpen();
     if (!streamId) throw new StoreError('a stream id is required');
     const expected = options.expectedRevision ?? 'any';
+    const keepLast = options.keepLast;
+    if (keepLast !== undefined && (!Number.isInteger(keepLast) || keepLast < 1)) {
+      throw new StoreError(`stream ${streamId}: keepLast must be a whole number of at least 1, not ${keepLast}`);
+    }
     const rows = events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, ...serialise(e, streamId) }));
     const append = this.db.transaction((): AppendResult => {
       const current = this.stmt.streamRevision.get(streamId)?.revision ?? -1;
@@ -179,6 +188,8 @@ export class SqliteEventStore implements EventStore {
         position = Number(info.lastInsertRowid);
       }
       this.stmt.upsertStream.run(streamId, revision);
+      // A bounded stream: its older events go with this append, or not at all.
+      if (keepLast !== undefined) this.stmt.pruneStream.run(streamId, revision - keepLast);
       return { nextExpectedRevision: BigInt(revision), position: BigInt(position) };
     });
     let result: AppendResult;
@@ -240,6 +251,12 @@ export class SqliteEventStore implements EventStore {
     const from = Number(options.fromRevision ?? 0n);
     const limit = options.maxCount ?? -1;
     return this.stmt.readStream.all(streamId, from, limit).map(toRecorded);
+  }
+
+  async readLastEvent(streamId: string): Promise<RecordedEvent | undefined> {
+    this.assertOpen();
+    const row = this.stmt.lastEvent.get(streamId);
+    return row ? toRecorded(row) : undefined;
   }
 
   /** One page of events after `after`, in global order. */

@@ -19,7 +19,7 @@
  *   outcomes for one attempt; where several are active at once (EventStoreDB persistent
  *   subscriptions) they may both POST the same event, which the idempotency key makes harmless.
  */
-import { ConcurrencyError } from '../eventstore/eventstore.js';
+import { retryOnConflict } from '../eventstore/conflict-retry.js';
 import type { EventStore, NewEvent, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
 import { deterministicId } from './ids.js';
@@ -312,8 +312,8 @@ export class OutboxDispatcher implements DeadLetterAdmin {
    * instance wrote), read again and decide again. Returns false when there was nothing to write.
    */
   private write(q: Queue, decide: (state: OutboxState) => OutboxEvent[] | undefined, firstEventId?: string): Promise<boolean> {
-    return this.locked(q, async () => {
-      for (let attempt = 1; ; attempt++) {
+    return this.locked(q, () =>
+      retryOnConflict({ maxAttempts: 10 }, async () => {
         await this.refresh(q);
         const events = decide(q.state);
         if (!events || events.length === 0) return false;
@@ -323,15 +323,11 @@ export class OutboxDispatcher implements DeadLetterAdmin {
           data: e.data,
           metadata: { actor, causationId: e.data.eventId },
         }));
-        try {
-          await this.options.store.appendToStream(outboxStream(q.subscriptionId), batch, { expectedRevision: q.revision ?? 'no_stream' });
-          await this.refresh(q);
-          return true;
-        } catch (err) {
-          if (!(err instanceof ConcurrencyError) || attempt >= 10) throw err;
-        }
-      }
-    });
+        await this.options.store.appendToStream(outboxStream(q.subscriptionId), batch, { expectedRevision: q.revision ?? 'no_stream' });
+        await this.refresh(q);
+        return true;
+      }),
+    );
   }
 
   private async resolve(eventId: string, record: (entry: OutboxEntry) => OutboxEvent): Promise<Resolution | undefined> {

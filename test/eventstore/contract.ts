@@ -90,6 +90,57 @@ export function eventStoreContract(t: Test, name: string, open: OpenStore): void
       t.same(part.map((e) => e.data), [{ n: 2 }, { n: 3 }, { n: 4 }]);
     });
 
+    t.test('readLastEvent: the last event of a stream, undefined for a missing one', async (t) => {
+      const s = stream('last');
+      t.equal(await store.readLastEvent(s), undefined, 'a missing stream has no last event');
+      await store.appendToStream(s, [1, 2, 3].map((n) => ev('E', n)));
+      await store.appendToStream(s, [ev('Last', 4)]);
+      const last = await store.readLastEvent(s);
+      t.equal(last?.type, 'Last');
+      t.same(last?.data, { n: 4 });
+      t.equal(last?.revision, 3n, 'with its revision');
+      t.equal(last?.streamId, s);
+      t.equal(last?.metadata.actor, 'contract-test', 'and its metadata');
+      t.same(last, (await store.readStream(s))[3], 'the same event a forward read returns');
+    });
+
+    t.test('keepLast bounds a stream to its last events; revisions and expected revisions carry on', async (t) => {
+      const s = stream('bounded');
+      await store.appendToStream(s, [1, 2, 3, 4].map((n) => ev('E', n)), { expectedRevision: 'no_stream' });
+      t.equal((await store.readStream(s)).length, 4, 'unbounded so far');
+      const r = await store.appendToStream(s, [ev('E', 5)], { expectedRevision: 3n, keepLast: 2 });
+      t.equal(r.nextExpectedRevision, 4n, 'the revision counts every event ever appended');
+      const kept = await store.readStream(s);
+      t.same(kept.map((e) => e.data), [{ n: 4 }, { n: 5 }], 'only the last two remain');
+      t.same(kept.map((e) => e.revision), [3n, 4n], 'at their own revisions');
+      for (let n = 6; n <= 9; n++) await store.appendToStream(s, [ev('E', n)], { expectedRevision: BigInt(n - 2), keepLast: 2 });
+      t.same((await store.readStream(s)).map((e) => e.data), [{ n: 8 }, { n: 9 }], 'still two after more appends');
+      t.same((await store.readLastEvent(s))?.data, { n: 9 });
+      t.same((await store.readStream(s, { fromRevision: 8n })).map((e) => e.revision), [8n], 'read from a kept revision');
+      await t.rejects(store.appendToStream(s, [ev('X', 0)], { expectedRevision: 7n, keepLast: 2 }), ConcurrencyError, 'a stale revision still conflicts');
+      await t.rejects(store.appendToStream(s, [ev('X', 0)], { expectedRevision: 'no_stream', keepLast: 2 }), ConcurrencyError, 'the stream still exists');
+      const one = await store.appendToStream(s, [ev('E', 10)], { keepLast: 1 });
+      t.equal(one.nextExpectedRevision, 9n);
+      t.same((await store.readStream(s)).map((e) => e.data), [{ n: 10 }], 'keepLast 1: only the newest');
+    });
+
+    t.test('keepLast on a new stream, and on a batch longer than the bound', async (t) => {
+      const s = stream('boundednew');
+      await store.appendToStream(s, [1, 2, 3].map((n) => ev('E', n)), { expectedRevision: 'no_stream', keepLast: 1 });
+      t.same((await store.readStream(s)).map((e) => [e.revision, e.data]), [[2n, { n: 3 }]], 'the last of the batch');
+      t.same((await store.readLastEvent(s))?.data, { n: 3 });
+      await t.rejects(store.appendToStream(s, [ev('X', 0)], { keepLast: 0 }), 'keepLast must be at least 1');
+      t.same((await store.readStream(s)).map((e) => e.data), [{ n: 3 }], 'a refused bound writes nothing');
+    });
+
+    t.test('keepLast leaves other streams alone', async (t) => {
+      const s = stream('boundedself');
+      const other = stream('boundedother');
+      await store.appendToStream(other, [1, 2, 3].map((n) => ev('O', n)));
+      await store.appendToStream(s, [1, 2, 3].map((n) => ev('E', n)), { keepLast: 1 });
+      t.equal((await store.readStream(other)).length, 3);
+    });
+
     t.test('two writers racing on one stream: exactly one wins', async (t) => {
       const s = stream('race');
       await store.appendToStream(s, [ev('Start', 0)], { expectedRevision: 'no_stream' });

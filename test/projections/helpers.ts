@@ -74,6 +74,7 @@ export function storeUntil(store: EventStore, until: bigint): EventStore {
     kind: store.kind,
     appendToStream: (s, e, o) => store.appendToStream(s, e, o),
     readStream: (s, o) => store.readStream(s, o),
+    readLastEvent: (s) => store.readLastEvent(s),
     ping: () => store.ping(),
     close: async () => undefined,
     readAll: (options) => filtered(store.readAll(options), until),

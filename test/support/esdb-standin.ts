@@ -15,7 +15,8 @@
  *   WrongExpectedVersionError, and idempotent retries (the same event ids at the same place succeed again
  *   without writing twice).
  * - Streams.Read of one stream (forwards/backwards, from a revision, count) with the in-band `stream_not_found`
- *   answer; of $all (forwards from a position, inclusive as the server is; backwards); catch-up subscriptions to
+ *   answer, hiding all but the last `$maxCount` events of a stream whose metadata (`$$<stream>`) sets one;
+ *   of $all (forwards from a position, inclusive as the server is; backwards); catch-up subscriptions to
  *   $all and to a stream (confirmation, history strictly after the position, `caught_up`, then live events), with
  *   the stream-name and event-type filters (prefixes or regex).
  * - PersistentSubscriptions.Create, Read and Delete for $all: one group cursor shared by its consumers, buffer
@@ -198,6 +199,25 @@ class InMemoryLog {
     });
     for (const event of written) for (const listener of this.listeners) listener(event);
     return written;
+  }
+
+  /**
+   * The first revision of the stream that reads return: the server hides all but the last `$maxCount` events of a
+   * stream whose metadata (the last `$metadata` event in `$$<stream>`) sets one, until a scavenge removes them.
+   * $all keeps them, as it does before a scavenge.
+   */
+  firstKept(streamId: string): number {
+    const length = this.streams.get(streamId)?.length ?? 0;
+    const metadata = this.streams.get(`$$${streamId}`)?.at(-1);
+    if (!metadata) return 0;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(metadata.data));
+    } catch {
+      return 0;
+    }
+    const maxCount = typeof parsed === 'object' && parsed !== null && '$maxCount' in parsed ? parsed.$maxCount : undefined;
+    return typeof maxCount === 'number' && maxCount >= 0 ? Math.max(0, length - maxCount) : 0;
   }
 
   writeDirect(streamId: string, events: readonly { type: string; data: unknown }[]): StandInEvent[] {
@@ -547,7 +567,7 @@ function handleRead(log: InMemoryLog, call: ServerWritableStream<ReadReq, ReadRe
     const streamId = streamName(streamOptions.getStreamIdentifier()!);
     const stream = log.stream(streamId);
     if (!stream) return notFound(call, streamOptions.getStreamIdentifier()!);
-    const events = sliceStream(stream, streamOptions, backwards, count);
+    const events = sliceStream(stream, streamOptions, backwards, count, log.firstKept(streamId));
     for (const event of events) call.write(readEvent(event, false));
   } else {
     const events = sliceAll(log.all, options.getAll()!, backwards).filter(filter).slice(0, count);
@@ -556,19 +576,22 @@ function handleRead(log: InMemoryLog, call: ServerWritableStream<ReadReq, ReadRe
   call.end();
 }
 
+/** `first`: the first revision a read may return (events before it are hidden by the stream's `$maxCount`). */
 function sliceStream(
   stream: readonly StandInEvent[],
   options: ReadReq.Options.StreamOptions,
   backwards: boolean,
   count: number,
+  first: number,
 ): StandInEvent[] {
   const revision = options.hasRevision() ? Number(BigInt(options.getRevision())) : undefined;
   if (!backwards) {
-    const from = revision ?? (options.hasEnd() ? stream.length : 0);
+    const from = Math.max(first, revision ?? (options.hasEnd() ? stream.length : 0));
     return stream.slice(from, from + count);
   }
-  const from = options.hasStart() ? 0 : Math.min(revision ?? stream.length - 1, stream.length - 1);
-  return stream.slice(Math.max(0, from - count + 1), from + 1).reverse();
+  const from = options.hasStart() ? first : Math.min(revision ?? stream.length - 1, stream.length - 1);
+  if (from < first) return [];
+  return stream.slice(Math.max(first, from - count + 1), from + 1).reverse();
 }
 
 function sliceAll(all: readonly StandInEvent[], options: ReadReq.Options.AllOptions, backwards: boolean): StandInEvent[] {

@@ -12,8 +12,9 @@
  *
  * Why "on request" and not a plain heartbeat: the holder only writes when another instance is waiting. A single
  * instance (the usual deployment) appends one event when it starts and one when it stops, instead of a renewal
- * every few seconds forever: the port has no way to truncate a stream, so a plain heartbeat would grow the event
- * log by thousands of events a day per process manager. With a waiting instance the cost is two small events per
+ * every few seconds forever: a plain heartbeat would grow the event log by thousands of events a day per process
+ * manager, and the port's only way to trim a stream (`keepLast`) would not do here, since a LeaseRequested only
+ * means something after the LeaseAcquired or LeaseRenewed before it. With a waiting instance the cost is two small events per
  * `heartbeatMs`.
  *
  * Timing (all instances should use the same settings; `at`/`takeoverAt` are compared with the local clock, so

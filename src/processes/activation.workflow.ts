@@ -1,0 +1,262 @@
+/**
+ * Activation as a pure workflow: given what has happened so far in one run (the workflow's state) and what the
+ * last step found out (the input), what to do next. The executor (activation.process.ts) does the I/O each step
+ * names and turns its outcome into the next input; nothing here reads a clock, a store or the network.
+ *
+ * One run handles one event of a subscription stream:
+ * - ActivationRequested: load the subscription (still pending and still this request, or stop: activated,
+ *   cancelled or superseded meanwhile) → provision in the ISV's product → ask Microsoft where the subscription
+ *   is → activate with the plan and seats the customer confirmed → wait for Microsoft to report Subscribed →
+ *   Get subscription and record the confirmation (Activated, with Microsoft's term).
+ * - Activated with autoActivated (Microsoft activated it at purchase): Microsoft needs nothing from us; the
+ *   product needs the customer, so only provision.
+ *
+ * Crash-safe without repeating what was done: before activating, the run asks Microsoft where the subscription
+ * is. Subscribed (or Suspended) already → confirm without activating again, so a run killed after Microsoft
+ * accepted the activation but before we recorded it confirms on restart. Unsubscribed → a final failure.
+ *
+ * A failed attempt is recorded (RecordActivationFailure); a transient one is retried after a backoff that
+ * doubles from `backoffMs`; after `maxAttempts` attempts, or at once when the failure is not transient, the
+ * failure is final and an operator has to look.
+ */
+import type { KnownSubscription, SubscriptionCommand, SubscriptionState } from '../domain/subscription/index.js';
+import { isSubscriptionEvent } from '../domain/subscription/index.js';
+import type { RecordedEvent } from '../eventstore/eventstore.js';
+import type { NormalisedTerm } from '../marketplace/schemas.js';
+
+export type ActivationPolicy = {
+  /** Attempts in all before a transient failure becomes final. */
+  maxAttempts: number;
+  /** Pause after the first failed attempt; doubles after each further one. */
+  backoffMs: number;
+  /** How long to wait for Microsoft to report Subscribed after an accepted activate. */
+  confirmTimeoutMs: number;
+};
+
+export const defaultActivationPolicy: ActivationPolicy = { maxAttempts: 5, backoffMs: 1000, confirmTimeoutMs: 30_000 };
+
+/** While waiting for Subscribed: the first pause between two Get subscription calls, and the longest. */
+export const subscribedPoll = { firstMs: 250, maxMs: 5000 } as const;
+
+/** The event a run handles. */
+export type ActivationTrigger = {
+  kind: 'requested' | 'auto-activated';
+  eventId: string;
+  /** The request's correlation id (the triggering event's, else its id); sent with every call to Microsoft. */
+  correlationId: string;
+  /** ActivationRequested's `at`: which request this run serves (a newer one supersedes it). */
+  requestedAt?: string;
+};
+
+/** Where a Get subscription answer comes from: the check before activating, the wait, or the confirmation. */
+export type GetPurpose = 'locate' | 'await' | 'confirm';
+
+type ConfirmActivation = Extract<SubscriptionCommand, { type: 'ConfirmActivation' }>;
+type RecordActivationFailure = Extract<SubscriptionCommand, { type: 'RecordActivationFailure' }>;
+
+/** What the last step found out. */
+export type ActivationInput =
+  | { type: 'Triggered'; trigger: ActivationTrigger }
+  | { type: 'SubscriptionLoaded'; subscription: SubscriptionState }
+  | { type: 'Provisioned' }
+  /** `atMs`: the executor's clock when the answer arrived (for the wait's deadline). */
+  | { type: 'MicrosoftAnswered'; purpose: GetPurpose; status: string | undefined; term?: NormalisedTerm; atMs: number }
+  | { type: 'ActivationAccepted'; atMs: number }
+  | { type: 'ActivationConfirmed' }
+  /** A step of the attempt failed; `transient` failures may be retried. */
+  | { type: 'AttemptFailed'; reason: string; transient: boolean }
+  | { type: 'FailureRecorded'; final: boolean }
+  | { type: 'BackedOff' };
+
+export type ActivationOutcome =
+  | 'unknown-subscription' // the stream has no subscription (nothing to activate)
+  | 'not-pending' // activated (or cancelled) meanwhile
+  | 'superseded' // given up on, or a newer request replaced this one
+  | 'provisioned' // auto-activated: provisioning was all there was to do
+  | 'activated'
+  | 'gave-up'; // a final failure is recorded
+
+/** What to do next. Commands come without `now`: the executor stamps them. */
+export type ActivationStep =
+  | { kind: 'done'; outcome: ActivationOutcome }
+  | { kind: 'load' }
+  | { kind: 'provision'; subscription: KnownSubscription }
+  /** `alreadyActive`: Microsoft has it active already, so this confirms without activating. */
+  | { kind: 'get-subscription'; purpose: 'locate' | 'confirm'; alreadyActive?: string }
+  | { kind: 'activate'; planId: string; quantity?: number }
+  /** Pause `afterMs`, then Get subscription to see whether Microsoft reports Subscribed yet. */
+  | { kind: 'await-subscribed'; afterMs: number }
+  | { kind: 'confirm'; command: Omit<ConfirmActivation, 'now'> }
+  | { kind: 'record-failure'; attempt: number; command: Omit<RecordActivationFailure, 'now'> }
+  | { kind: 'back-off'; ms: number };
+
+export type ActivationState = {
+  trigger?: ActivationTrigger;
+  /** The attempt under way (1-based); 0 before the first. */
+  attempt: number;
+  /** The subscription as loaded at the start of the attempt. */
+  subscription?: KnownSubscription;
+  /** While waiting for Subscribed: when to stop, and the pause before the next Get. */
+  wait?: { deadlineMs: number; nextMs: number };
+};
+
+export type ActivationWorkflow = {
+  initialState(): ActivationState;
+  evolve(state: ActivationState, input: ActivationInput): ActivationState;
+  /** The next step after `input`, given the state before it. */
+  decide(input: ActivationInput, state: ActivationState): ActivationStep;
+  /** Whether a failure of this step fails the attempt (recorded, perhaps retried) rather than the whole run. */
+  failsTheAttempt(step: ActivationStep, state: ActivationState): boolean;
+};
+
+/** The event a run handles, or undefined for the events this process ignores. */
+export function activationTrigger(event: RecordedEvent): ActivationTrigger | undefined {
+  if (!isSubscriptionEvent(event)) return undefined;
+  const ids = { eventId: event.id, correlationId: event.metadata.correlationId ?? event.id };
+  if (event.type === 'ActivationRequested') return { kind: 'requested', ...ids, requestedAt: event.data.at };
+  if (event.type === 'Activated' && event.data.autoActivated) return { kind: 'auto-activated', ...ids };
+  return undefined;
+}
+
+const isActive = (status: string | undefined): boolean => status === 'Subscribed' || status === 'Suspended';
+
+export function activationWorkflow(policy: ActivationPolicy = defaultActivationPolicy): ActivationWorkflow {
+  const failure = (state: ActivationState, reason: string, transient: boolean): ActivationStep => ({
+    kind: 'record-failure',
+    attempt: state.attempt,
+    command: { type: 'RecordActivationFailure', source: 'process', reason, final: !transient || state.attempt >= policy.maxAttempts },
+  });
+
+  function decide(input: ActivationInput, state: ActivationState): ActivationStep {
+    switch (input.type) {
+      case 'Triggered':
+        return { kind: 'load' };
+      case 'SubscriptionLoaded': {
+        const s = input.subscription;
+        const trigger = triggerOf(state);
+        if (s.status === 'Initial') return { kind: 'done', outcome: 'unknown-subscription' };
+        if (trigger.kind === 'auto-activated') return { kind: 'provision', subscription: s };
+        if (s.status !== 'PendingFulfillmentStart') return { kind: 'done', outcome: 'not-pending' };
+        if (s.activation.gaveUp || s.activation.requestedAt !== trigger.requestedAt) return { kind: 'done', outcome: 'superseded' };
+        return { kind: 'provision', subscription: s };
+      }
+      case 'Provisioned':
+        return triggerOf(state).kind === 'auto-activated' ? { kind: 'done', outcome: 'provisioned' } : { kind: 'get-subscription', purpose: 'locate' };
+      case 'MicrosoftAnswered':
+        return afterAnswer(input, state);
+      case 'ActivationAccepted':
+        return { kind: 'await-subscribed', afterMs: 0 };
+      case 'ActivationConfirmed':
+        return { kind: 'done', outcome: 'activated' };
+      case 'AttemptFailed':
+        return failure(state, input.reason, input.transient);
+      case 'FailureRecorded':
+        return input.final ? { kind: 'done', outcome: 'gave-up' } : { kind: 'back-off', ms: policy.backoffMs * 2 ** (state.attempt - 1) };
+      case 'BackedOff':
+        return { kind: 'load' };
+      default: {
+        const _exhaustive: never = input;
+        return _exhaustive;
+      }
+    }
+  }
+
+  function afterAnswer(input: Extract<ActivationInput, { type: 'MicrosoftAnswered' }>, state: ActivationState): ActivationStep {
+    const { planId, quantity } = activationPlan(subscriptionOf(state));
+    switch (input.purpose) {
+      case 'locate':
+        if (input.status === 'Unsubscribed') return failure(state, 'the subscription is Unsubscribed at Microsoft; it cannot be activated', false);
+        if (isActive(input.status)) return { kind: 'get-subscription', purpose: 'confirm', ...(input.status ? { alreadyActive: input.status } : {}) };
+        return { kind: 'activate', planId, ...(quantity !== undefined ? { quantity } : {}) };
+      case 'await': {
+        if (isActive(input.status)) return { kind: 'get-subscription', purpose: 'confirm' };
+        const wait = state.wait;
+        if (!wait) throw new Error('activation workflow: waiting for Subscribed before Microsoft accepted an activation');
+        if (input.atMs + wait.nextMs > wait.deadlineMs) {
+          return failure(state, `Microsoft accepted the activation but did not report Subscribed within ${policy.confirmTimeoutMs} ms`, true);
+        }
+        return { kind: 'await-subscribed', afterMs: wait.nextMs };
+      }
+      case 'confirm': {
+        const term = input.term;
+        return {
+          kind: 'confirm',
+          command: {
+            type: 'ConfirmActivation',
+            source: 'process',
+            ...(planId ? { planId } : {}),
+            ...(quantity !== undefined ? { quantity } : {}),
+            ...(term
+              ? {
+                  term: {
+                    ...(term.termUnit ? { termUnit: term.termUnit } : {}),
+                    ...(term.startDate ? { startDate: term.startDate } : {}),
+                    ...(term.endDate ? { endDate: term.endDate } : {}),
+                  },
+                }
+              : {}),
+          },
+        };
+      }
+      default: {
+        const _exhaustive: never = input.purpose;
+        return _exhaustive;
+      }
+    }
+  }
+
+  function evolve(state: ActivationState, input: ActivationInput): ActivationState {
+    switch (input.type) {
+      case 'Triggered':
+        return { attempt: 0, trigger: input.trigger };
+      case 'SubscriptionLoaded': {
+        const s = input.subscription;
+        return {
+          ...(state.trigger ? { trigger: state.trigger } : {}),
+          // Every load of a requested activation starts an attempt (or ends the run).
+          attempt: state.trigger?.kind === 'requested' ? state.attempt + 1 : state.attempt,
+          ...(s.status === 'Initial' ? {} : { subscription: s }),
+        };
+      }
+      case 'ActivationAccepted':
+        return { ...state, wait: { deadlineMs: input.atMs + policy.confirmTimeoutMs, nextMs: subscribedPoll.firstMs } };
+      case 'MicrosoftAnswered':
+        if (input.purpose !== 'await' || !state.wait) return state;
+        return { ...state, wait: { ...state.wait, nextMs: Math.min(state.wait.nextMs * 2, subscribedPoll.maxMs) } };
+      default:
+        return state;
+    }
+  }
+
+  function failsTheAttempt(step: ActivationStep, state: ActivationState): boolean {
+    if (state.trigger?.kind !== 'requested') return false;
+    switch (step.kind) {
+      case 'provision':
+      case 'get-subscription':
+      case 'activate':
+      case 'await-subscribed':
+      case 'confirm':
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  return { initialState: () => ({ attempt: 0 }), evolve, decide, failsTheAttempt };
+}
+
+/** The plan and seats to activate with: what the customer confirmed when requesting, else what was bought. */
+export function activationPlan(s: KnownSubscription): { planId: string; quantity?: number } {
+  const quantity = s.activation.quantity ?? s.quantity;
+  return { planId: s.activation.planId ?? s.planId, ...(quantity !== undefined ? { quantity } : {}) };
+}
+
+function triggerOf(state: ActivationState): ActivationTrigger {
+  if (!state.trigger) throw new Error('activation workflow: an input arrived before the run was triggered');
+  return state.trigger;
+}
+
+function subscriptionOf(state: ActivationState): KnownSubscription {
+  if (!state.subscription) throw new Error('activation workflow: Microsoft answered before the subscription was loaded');
+  return state.subscription;
+}

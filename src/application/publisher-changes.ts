@@ -37,6 +37,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CommandContext, SubscriptionLedger } from './subscription-ledger.js';
+import { entityIdOf } from '../eventstore/eventstore.js';
 import { DomainError } from '../domain/errors.js';
 import { decodeSubscriptionEvent, subscriptionStream } from '../domain/subscription/index.js';
 import type { PendingChange, SubscriptionCommand } from '../domain/subscription/index.js';
@@ -292,7 +293,7 @@ export class PublisherChanges {
     const candidates = new Set<string>();
     const prefix = subscriptionStream('');
     for await (const e of this.#ledger.store.readAll({ streamPrefixes: [prefix] })) {
-      if (CHANGE_REQUESTED.has(e.type)) candidates.add(e.streamId.slice(prefix.length));
+      if (CHANGE_REQUESTED.has(e.type)) candidates.add(entityIdOf(e.streamId));
     }
     const results: { subscriptionId: string; outcome: ResumeOutcome | 'error' }[] = [];
     for (const subscriptionId of candidates) {

@@ -19,6 +19,7 @@
  *   outcomes for one attempt; where several are active at once (EventStoreDB persistent
  *   subscriptions) they may both POST the same event, which the idempotency key makes harmless.
  */
+import { entityIdOf } from '../eventstore/eventstore.js';
 import { retryOnConflict } from '../eventstore/conflict-retry.js';
 import type { EventStore, NewEvent, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
@@ -139,7 +140,7 @@ export class OutboxDispatcher implements DeadLetterAdmin {
       for await (const e of this.options.store.readAll({ streamPrefixes: [`${outboxCategory}-`] })) {
         last = e.position;
         if (!isOutboxEvent(e)) continue;
-        const id = e.streamId.slice(outboxCategory.length + 1);
+        const id = entityIdOf(e.streamId);
         const current = found.get(id) ?? { state: initialOutbox(id), revision: -1n };
         found.set(id, { state: evolveOutbox(current.state, { type: e.type, data: e.data } as OutboxEvent), revision: e.revision });
       }
@@ -266,7 +267,7 @@ export class OutboxDispatcher implements DeadLetterAdmin {
         if (this.stopped) await this.followSubscription.close();
         for await (const e of this.followSubscription) {
           from = e.position;
-          const q = this.queue(e.streamId.slice(outboxCategory.length + 1));
+          const q = this.queue(entityIdOf(e.streamId));
           await this.locked(q, () => this.refresh(q));
           if (wakingTypes.has(e.type)) this.wake(q.subscriptionId);
         }

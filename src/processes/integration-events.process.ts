@@ -10,6 +10,7 @@
  */
 import { evolve, initialState, isSubscriptionEvent, subscriptionCategory } from '../domain/subscription/index.js';
 import type { SubscriptionState } from '../domain/subscription/index.js';
+import { entityIdOf } from '../eventstore/eventstore.js';
 import type { EventStore, RecordedEvent } from '../eventstore/eventstore.js';
 import { OutboxDispatcher } from '../integration/dispatcher.js';
 import type { DeadLetterAdmin, DispatcherOptions, OutboxStatus } from '../integration/dispatcher.js';
@@ -53,7 +54,7 @@ export function integrationEventsProcess(options: { store: EventStore; outbox: S
     name: INTEGRATION_PROCESS_NAME,
     streamPrefixes: [prefix],
     async handle(event) {
-      const subscriptionId = event.streamId.slice(prefix.length);
+      const subscriptionId = entityIdOf(event.streamId);
       const state = await stateAfter(subscriptionId, event);
       await options.outbox.schedule(toIntegrationEvent(event, subscriptionId, state));
     },

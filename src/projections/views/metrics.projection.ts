@@ -18,9 +18,10 @@
  */
 import { decodeSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
+import { entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { bit, cached, insertRow, isoTime, nullable, secondsBetween, streamEntityId, updateRow, utcDay } from './support.js';
+import { bit, cached, insertRow, isoTime, nullable, secondsBetween, updateRow, utcDay } from './support.js';
 
 const dailyCounters = [
   'purchases',
@@ -146,7 +147,7 @@ const counted = (status: string): boolean => status === 'Subscribed' || status =
 function apply(db: ReadModelDb, recorded: RecordedEvent): void {
   const event = decodeSubscriptionEvent(recorded);
   if (!event) return;
-  const subscriptionId = streamEntityId(recorded.streamId);
+  const subscriptionId = entityIdOf(recorded.streamId);
   const facts = cached(db, 'SELECT * FROM metrics_subscriptions WHERE subscription_id = ?').get(subscriptionId) as Facts | undefined;
   const at = event.data.at;
   const day = utcDay(at);

@@ -18,10 +18,11 @@ import { notificationCategory } from '../../domain/notification/notification.eve
 import type { NotificationProcessed, NotificationReceived, OperationAcknowledged } from '../../domain/notification/notification.events.js';
 import { isSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
+import { entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import { parseWebhookPayload } from '../../marketplace/schemas.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { cached, nullable, streamEntityId } from './support.js';
+import { cached, nullable } from './support.js';
 
 const schemaSql = `
 CREATE TABLE IF NOT EXISTS operations (
@@ -231,7 +232,7 @@ function settleRequests(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEv
 function subscriptionEvent(db: ReadModelDb, e: RecordedEvent): void {
   if (!isSubscriptionEvent(e)) return;
   const event = { type: e.type, data: e.data } as SubscriptionEvent;
-  const subscriptionId = streamEntityId(e.streamId);
+  const subscriptionId = entityIdOf(e.streamId);
   const at = event.data.at;
   switch (event.type) {
     case 'PlanChangeRequested':

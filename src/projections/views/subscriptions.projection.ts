@@ -12,9 +12,10 @@
  */
 import { evolve, initialState, decodeSubscriptionEvent, subscriptionCategory, subscriptionEventTypes } from '../../domain/subscription/index.js';
 import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../../domain/subscription/index.js';
+import { entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { bit, cached, insertRow, isoTime, nullable, streamEntityId, updateRow } from './support.js';
+import { bit, cached, insertRow, isoTime, nullable, updateRow } from './support.js';
 
 const schemaSql = `
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -204,7 +205,7 @@ function rowOf(s: KnownSubscription, x: Extras, revision: bigint, position: bigi
 function apply(db: ReadModelDb, recorded: RecordedEvent): void {
   const event = decodeSubscriptionEvent(recorded);
   if (!event) return;
-  const subscriptionId = streamEntityId(recorded.streamId);
+  const subscriptionId = entityIdOf(recorded.streamId);
   const stored = cached(db, 'SELECT stream_revision, state FROM subscriptions_state WHERE subscription_id = ?').get(subscriptionId) as
     | { stream_revision: number; state: string }
     | undefined;

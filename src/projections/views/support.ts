@@ -42,11 +42,6 @@ export function secondsBetween(from: string | undefined, to: string | undefined)
 /** `undefined` → NULL for a bound parameter. */
 export const nullable = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
 
-/** The id after the first '-' of `<category>-<id>`. */
-export function streamEntityId(streamId: string): string {
-  const i = streamId.indexOf('-');
-  return i < 0 ? streamId : streamId.slice(i + 1);
-}
 
 /** A row update from a record of column → value, as `UPDATE table SET a = @a, … WHERE key = @key` (cached per column set). */
 export function updateRow(db: ReadModelDb, table: string, key: string, keyValue: string, values: Record<string, unknown>): void {

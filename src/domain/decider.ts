@@ -4,6 +4,11 @@ export type Decider<C, S, E> = {
   decide: (command: C, state: S) => E[];
   evolve: (state: S, event: E) => S;
   initialState: () => S;
+  /**
+   * The one way from a stored `{ type, data }` to an event of this aggregate: undefined for a type that is
+   * not one of its events (it is skipped when folding); an error for one of its types with the wrong shape.
+   */
+  decode: (stored: { type: string; data: unknown }) => E | undefined;
 };
 
 /** Fold a history into state. */

@@ -41,7 +41,10 @@ export async function loadAggregate<C, S, E extends DomainEvent>(
 ): Promise<Aggregate<S>> {
   const events = await store.readStream(streamId);
   let state = decider.initialState();
-  for (const e of events) state = decider.evolve(state, { type: e.type, data: e.data } as E);
+  for (const e of events) {
+    const event = decider.decode(e);
+    if (event) state = decider.evolve(state, event);
+  }
   const last = events[events.length - 1];
   return { state, revision: last?.revision, events };
 }

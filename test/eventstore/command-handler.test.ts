@@ -16,6 +16,11 @@ const counter: Decider<Cmd, number, Ev> = {
     if (s + c.n > 1000) throw new DomainError('too-big', 'over 1000');
     return [{ type: 'Added', data: { n: c.n } }];
   },
+  decode: (stored) => {
+    const d = stored.data;
+    if (stored.type !== 'Added' || typeof d !== 'object' || d === null || !('n' in d) || typeof d.n !== 'number') return undefined;
+    return { type: 'Added', data: { n: d.n } };
+  },
 };
 
 t.test('read → fold → decide → append', async (t) => {

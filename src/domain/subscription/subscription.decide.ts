@@ -8,6 +8,7 @@ import type {
   SubscriptionEvent,
   Term,
 } from './subscription.events.js';
+import { decodeSubscriptionEvent } from './subscription.codec.js';
 import { evolve, initialState } from './subscription.state.js';
 import type { KnownSubscription, SubscriptionState } from './subscription.state.js';
 
@@ -443,4 +444,5 @@ export const subscriptionDecider: Decider<SubscriptionCommand, SubscriptionState
   decide,
   evolve,
   initialState,
+  decode: decodeSubscriptionEvent,
 };

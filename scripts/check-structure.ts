@@ -14,11 +14,19 @@
  * A file may import files of its own folder, and files of folders on a lower floor; never a folder on
  * its own floor or above. And no import cycle anywhere, inside a folder or across.
  *
+ * No function in src/ (declaration, method, accessor, constructor, function expression or arrow
+ * function) is longer than MAX_FUNCTION_LINES lines, counted from its first to its last line, nested
+ * functions included: a longer one is listed with its file, line and length.
+ *
+ * And every test file belongs to exactly one test level (scripts/test-levels.ts).
+ *
  *   npx tsx scripts/check-structure.ts        # prints what is wrong and exits 1, or one line and exits 0
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+import { testLevelProblems } from './test-levels.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
@@ -131,10 +139,52 @@ function connect(v: string): void {
 for (const file of files) if (!indices.has(file)) connect(file);
 for (const cycle of cycles) problems.push(`import cycle: ${cycle.map((f) => relative(root, f)).sort().join(' ↔ ')}`);
 
+// Long functions.
+const MAX_FUNCTION_LINES = 120;
+
+/** A readable name for a function node: its own name, or the variable / property / call it stands in. */
+function nameOf(node: ts.SignatureDeclaration, source: ts.SourceFile): string {
+  if (node.name) return node.name.getText(source);
+  if (ts.isConstructorDeclaration(node)) return 'constructor';
+  const parent = node.parent;
+  if (ts.isVariableDeclaration(parent) || ts.isPropertyAssignment(parent) || ts.isPropertyDeclaration(parent)) {
+    return parent.name.getText(source);
+  }
+  if (ts.isCallExpression(parent)) return `(argument of ${parent.expression.getText(source).slice(0, 60)})`;
+  return '(anonymous)';
+}
+
+type LongFunction = { file: string; line: number; lines: number; name: string };
+
+function longFunctions(file: string): LongFunction[] {
+  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+  const found: LongFunction[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+      const first = source.getLineAndCharacterOfPosition(node.getStart(source)).line;
+      const last = source.getLineAndCharacterOfPosition(node.getEnd()).line;
+      const lines = last - first + 1;
+      if (lines > MAX_FUNCTION_LINES) found.push({ file: relative(root, file), line: first + 1, lines, name: nameOf(node, source) });
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
+for (const long of files.flatMap(longFunctions).sort((a, b) => b.lines - a.lines)) {
+  problems.push(`${long.file}:${long.line}: ${long.name} is ${long.lines} lines long (at most ${MAX_FUNCTION_LINES})`);
+}
+
+// Test levels.
+problems.push(...testLevelProblems(root));
+
 const edges = [...graph.values()].reduce((n, targets) => n + targets.length, 0);
 if (problems.length) {
   for (const p of problems) console.log(p);
   console.log(`structure: ${problems.length} problem(s) in ${files.length} files, ${edges} imports`);
   process.exit(1);
 }
-console.log(`structure: ${files.length} files, ${edges} imports: no cycle, nothing imports sideways or upward`);
+console.log(
+  `structure: ${files.length} files, ${edges} imports: no cycle, nothing imports sideways or upward, no function over ${MAX_FUNCTION_LINES} lines; every test file in one level`,
+);

@@ -19,7 +19,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
-import type { FastifyReply } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { SANDBOX_TYPE_VALUES, SESSION_MODE_VALUES } from '../marketplace/schemas.js';
 import { EmulatorError, CONTROL_STATUS } from './errors.js';
@@ -104,84 +104,56 @@ function operationResponse(op: OperationRecord): { operation: ReturnType<typeof 
   return { operation: toOperationPayload(op), source: op.source };
 }
 
-export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = async (app, opts) => {
-  const { marketplace, faults } = opts;
-  app.setValidatorCompiler(TypeBoxValidatorCompiler);
-  acceptEmptyJson(app);
+type Api = Parameters<FastifyPluginAsyncTypebox<ControlRoutesOptions>>[0];
 
-  app.setErrorHandler((err, req, reply) => {
-    if (err instanceof EmulatorError) {
-      return sendProblem(reply, { status: CONTROL_STATUS[err.kind], code: err.code, detail: err.message });
-    }
-    const e = err as {
-      statusCode?: number;
-      code?: string;
-      message: string;
-      validation?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[];
-      validationContext?: string;
-    };
-    if (e.validation !== undefined) {
-      const seen = new Set<string>();
-      const errors = e.validation
-        .map((v) => {
-          const extra = v.params?.additionalProperties;
-          const allowed = v.params?.allowedValues;
-          const message = Array.isArray(extra)
-            ? `must not have additional properties: ${extra.join(', ')}`
-            : Array.isArray(allowed)
-              ? `must be one of: ${allowed.map((a) => JSON.stringify(a)).join(', ')}`
-              : (v.message ?? 'is invalid');
-          return { in: e.validationContext ?? 'body', path: v.instancePath || '/', message };
-        })
-        .filter((x) => x.message !== 'schema is false')
-        .filter((x) => {
-          const key = `${x.in}${x.path}${x.message}`;
-          if (seen.has(key)) return false;
-          seen.add(key);
-          return true;
-        });
-      const detail = errors.map((x) => `${x.in}${x.path === '/' ? '' : x.path} ${x.message}`).join('; ');
-      return sendProblem(reply, { status: 400, code: 'ValidationFailed', detail, errors });
-    }
-    const status = e.statusCode ?? 500;
-    if (status >= 500) {
-      req.log.error({ err }, 'emulator control route failed');
-      return sendProblem(reply, { status: 500, code: 'InternalError', detail: 'An internal error occurred; see the emulator log.' });
-    }
-    if (status === 415) {
-      return sendProblem(reply, { status, code: 'UnsupportedMediaType', detail: 'send the body as application/json' });
-    }
-    return sendProblem(reply, { status, code: e.code ?? 'BadRequest', detail: e.message });
-  });
+/** Emulator errors with their status, validation errors listed one by one, the rest as Fastify says (500s logged). */
+function controlErrorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof EmulatorError) {
+    return sendProblem(reply, { status: CONTROL_STATUS[err.kind], code: err.code, detail: err.message });
+  }
+  const e = err as {
+    statusCode?: number;
+    code?: string;
+    message: string;
+    validation?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[];
+    validationContext?: string;
+  };
+  if (e.validation !== undefined) {
+    const seen = new Set<string>();
+    const errors = e.validation
+      .map((v) => {
+        const extra = v.params?.additionalProperties;
+        const allowed = v.params?.allowedValues;
+        const message = Array.isArray(extra)
+          ? `must not have additional properties: ${extra.join(', ')}`
+          : Array.isArray(allowed)
+            ? `must be one of: ${allowed.map((a) => JSON.stringify(a)).join(', ')}`
+            : (v.message ?? 'is invalid');
+        return { in: e.validationContext ?? 'body', path: v.instancePath || '/', message };
+      })
+      .filter((x) => x.message !== 'schema is false')
+      .filter((x) => {
+        const key = `${x.in}${x.path}${x.message}`;
+        if (seen.has(key)) return false;
+        seen.add(key);
+        return true;
+      });
+    const detail = errors.map((x) => `${x.in}${x.path === '/' ? '' : x.path} ${x.message}`).join('; ');
+    return sendProblem(reply, { status: 400, code: 'ValidationFailed', detail, errors });
+  }
+  const status = e.statusCode ?? 500;
+  if (status >= 500) {
+    req.log.error({ err }, 'emulator control route failed');
+    return sendProblem(reply, { status: 500, code: 'InternalError', detail: 'An internal error occurred; see the emulator log.' });
+  }
+  if (status === 415) {
+    return sendProblem(reply, { status, code: 'UnsupportedMediaType', detail: 'send the body as application/json' });
+  }
+  return sendProblem(reply, { status, code: e.code ?? 'BadRequest', detail: e.message });
+}
 
-  app.get('/emulator', async () => opts.info());
-
-  app.get('/emulator/catalogue', async () => marketplace.state.catalogue);
-
-  app.post('/emulator/purchases', { schema: { body: PurchaseBody } }, async (req, reply) => {
-    const result = marketplace.purchase(req.body);
-    const body: Record<string, unknown> = {
-      subscriptionId: result.subscription.id,
-      token: result.token,
-      tokenExpiresAt: result.tokenExpiresAt.toISOString(),
-      landingPageUrl: result.landingPageUrl,
-      subscription: toSubscriptionPayload(result.subscription),
-    };
-    if (result.operation) body.operation = toOperationPayload(result.operation);
-    return reply.code(201).send(body);
-  });
-
-  app.get('/emulator/subscriptions/:subscriptionId', { schema: { params: SubscriptionParams } }, async (req) => {
-    const id = req.params.subscriptionId;
-    const sub = marketplace.state.subscription(id);
-    return {
-      subscription: toSubscriptionPayload(sub),
-      locked: marketplace.state.isLocked(id),
-      operations: marketplace.state.operations(id).map((op) => ({ ...toOperationPayload(op), operationRequestSource: op.source })),
-      deliveries: marketplace.deliveries({ subscriptionId: id }),
-    };
-  });
-
+/** What the customer (or Microsoft) does to a subscription: a fresh landing token, changes, status, auto-renew. */
+function subscriptionActionRoutes(app: Api, marketplace: EmulatedMarketplace): void {
   app.post(
     '/emulator/subscriptions/:subscriptionId/landing-token',
     { schema: { params: SubscriptionParams, body: NoBody } },
@@ -238,6 +210,44 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
     },
     async (req) => toSubscriptionPayload(marketplace.setAutoRenew(req.params.subscriptionId, req.body.autoRenew)),
   );
+}
+
+export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = async (app, opts) => {
+  const { marketplace, faults } = opts;
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  acceptEmptyJson(app);
+
+  app.setErrorHandler(controlErrorHandler);
+
+  app.get('/emulator', async () => opts.info());
+
+  app.get('/emulator/catalogue', async () => marketplace.state.catalogue);
+
+  app.post('/emulator/purchases', { schema: { body: PurchaseBody } }, async (req, reply) => {
+    const result = marketplace.purchase(req.body);
+    const body: Record<string, unknown> = {
+      subscriptionId: result.subscription.id,
+      token: result.token,
+      tokenExpiresAt: result.tokenExpiresAt.toISOString(),
+      landingPageUrl: result.landingPageUrl,
+      subscription: toSubscriptionPayload(result.subscription),
+    };
+    if (result.operation) body.operation = toOperationPayload(result.operation);
+    return reply.code(201).send(body);
+  });
+
+  app.get('/emulator/subscriptions/:subscriptionId', { schema: { params: SubscriptionParams } }, async (req) => {
+    const id = req.params.subscriptionId;
+    const sub = marketplace.state.subscription(id);
+    return {
+      subscription: toSubscriptionPayload(sub),
+      locked: marketplace.state.isLocked(id),
+      operations: marketplace.state.operations(id).map((op) => ({ ...toOperationPayload(op), operationRequestSource: op.source })),
+      deliveries: marketplace.deliveries({ subscriptionId: id }),
+    };
+  });
+
+  subscriptionActionRoutes(app, marketplace);
 
   app.get(
     '/emulator/deliveries',

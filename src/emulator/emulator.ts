@@ -12,7 +12,7 @@
  */
 import Fastify, { LogController } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance, RawServerDefault } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -116,35 +116,86 @@ export async function createEmulator(options: EmulatorOptions = {}, baseUrl = 'h
   return (await buildEmulator(options, baseUrl)).emulator;
 }
 
+function timingsOf(options: EmulatorOptions): MarketplaceTimings {
+  return {
+    ackWindowMs: options.ackWindowMs ?? DEFAULT_TIMINGS.ackWindowMs,
+    operationDelayMs: options.operationDelayMs ?? DEFAULT_TIMINGS.operationDelayMs,
+    webhookTimeoutMs: options.webhookTimeoutMs ?? DEFAULT_TIMINGS.webhookTimeoutMs,
+    redelivery: { ...DEFAULT_TIMINGS.redelivery, ...options.redelivery },
+  };
+}
+
+/** The signer of the emulator's Entra ID tokens (webhook bearer tokens, the JWKS). */
+function createSigner(
+  options: EmulatorOptions,
+  base: Pick<SignerOptions, 'tenantId' | 'appId' | 'now' | 'baseUrl'>,
+): Promise<TokenSigner> {
+  const signerOptions: SignerOptions = { ...base, version: options.tokenVersion ?? 'v2' };
+  if (options.issuerV1 !== undefined) signerOptions.issuerV1 = options.issuerV1;
+  if (options.issuerV2 !== undefined) signerOptions.issuerV2 = options.issuerV2;
+  if (options.signingKeyPair !== undefined) signerOptions.keyPair = options.signingKeyPair;
+  return TokenSigner.create(signerOptions);
+}
+
+/** Unknown routes: in Microsoft's error shape under /api, a problem elsewhere. */
+function notFound(req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (req.url.startsWith('/api/')) {
+    return sendMicrosoftError(reply, 404, 'NotFound', `${req.method} ${req.url.split('?')[0]} is not an operation of the Fulfillment API`);
+  }
+  return sendProblem(reply, { status: 404, code: 'RouteNotFound', detail: `${req.method} ${req.url.split('?')[0]} is not a route of the emulator` });
+}
+
+/** Errors no route handled itself. */
+function lastResortError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const status = (err as { statusCode?: number }).statusCode ?? 500;
+  if (status >= 500) req.log.error({ err }, 'emulator route failed');
+  return sendProblem(reply, {
+    status,
+    code: 'Error',
+    detail: status >= 500 ? 'An internal error occurred; see the emulator log.' : (err as Error).message,
+  });
+}
+
+/** What GET /emulator answers: the configuration, the URLs as they are now, the timings. */
+function infoOf(
+  emulator: Emulator,
+  fixed: { publisherId?: string; publisherTenantId: string; publisherAppId: string; requireAuth: boolean; pageSize?: number; purchaseTokenTtlMs?: number },
+): Record<string, unknown> {
+  const { signer } = emulator;
+  return {
+    url: emulator.url,
+    apiBaseUrl: emulator.apiBaseUrl,
+    apiVersion: API_VERSION,
+    publisherId: fixed.publisherId,
+    publisherTenantId: fixed.publisherTenantId,
+    publisherAppId: fixed.publisherAppId,
+    webhookUrl: emulator.webhookUrl ?? null,
+    landingPageUrl: emulator.landingPageUrl,
+    tokenVersion: signer.version,
+    issuer: signer.issuer(),
+    openIdConfigurationUrl: signer.metadataUrl(),
+    jwksUrl: signer.jwksUrl(),
+    requireAuth: fixed.requireAuth,
+    pageSize: fixed.pageSize,
+    purchaseTokenTtlMs: fixed.purchaseTokenTtlMs,
+    timings: emulator.timings,
+  };
+}
+
 async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise<{ emulator: Emulator; setUrl: (u: string) => void }> {
   const now = options.now ?? systemClock;
   const log = options.logger ?? pino({ level: 'silent' });
   const catalogue = parseCatalogue(options.catalogue ?? DEFAULT_CATALOGUE);
   const publisherTenantId = options.publisherTenantId ?? DEFAULT_PUBLISHER_TENANT_ID;
   const publisherAppId = options.publisherAppId ?? DEFAULT_PUBLISHER_APP_ID;
-  const timings: MarketplaceTimings = {
-    ackWindowMs: options.ackWindowMs ?? DEFAULT_TIMINGS.ackWindowMs,
-    operationDelayMs: options.operationDelayMs ?? DEFAULT_TIMINGS.operationDelayMs,
-    webhookTimeoutMs: options.webhookTimeoutMs ?? DEFAULT_TIMINGS.webhookTimeoutMs,
-    redelivery: { ...DEFAULT_TIMINGS.redelivery, ...options.redelivery },
-  };
+  const timings = timingsOf(options);
   let url = (options.publicUrl ?? baseUrl).replace(/\/+$/, '');
   let webhookUrl = options.webhookUrl;
   let landingPageUrl = options.landingPageUrl;
 
   const timers = new Timers();
   const faults = new FaultInjector(options.faults ?? {}, options.random);
-  const signerOptions: SignerOptions = {
-    tenantId: publisherTenantId,
-    appId: publisherAppId,
-    version: options.tokenVersion ?? 'v2',
-    now,
-    baseUrl: () => url,
-  };
-  if (options.issuerV1 !== undefined) signerOptions.issuerV1 = options.issuerV1;
-  if (options.issuerV2 !== undefined) signerOptions.issuerV2 = options.issuerV2;
-  if (options.signingKeyPair !== undefined) signerOptions.keyPair = options.signingKeyPair;
-  const signer = await TokenSigner.create(signerOptions);
+  const signer = await createSigner(options, { tenantId: publisherTenantId, appId: publisherAppId, now, baseUrl: () => url });
   const stateOptions: ConstructorParameters<typeof EmulatorState>[0] = {
     catalogue,
     publisherId: options.publisherId ?? 'contoso',
@@ -216,40 +267,11 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
     },
   };
 
-  const info = (): Record<string, unknown> => ({
-    url,
-    apiBaseUrl: emulator.apiBaseUrl,
-    apiVersion: API_VERSION,
-    publisherId: stateOptions.publisherId,
-    publisherTenantId,
-    publisherAppId,
-    webhookUrl: webhookUrl ?? null,
-    landingPageUrl: emulator.landingPageUrl,
-    tokenVersion: signer.version,
-    issuer: signer.issuer(),
-    openIdConfigurationUrl: signer.metadataUrl(),
-    jwksUrl: signer.jwksUrl(),
-    requireAuth: options.requireAuth ?? true,
-    pageSize: stateOptions.pageSize,
-    purchaseTokenTtlMs: stateOptions.purchaseTokenTtlMs,
-    timings,
-  });
+  const info = (): Record<string, unknown> =>
+    infoOf(emulator, { ...stateOptions, publisherTenantId, publisherAppId, requireAuth: options.requireAuth ?? true });
 
-  app.setNotFoundHandler((req, reply) => {
-    if (req.url.startsWith('/api/')) {
-      return sendMicrosoftError(reply, 404, 'NotFound', `${req.method} ${req.url.split('?')[0]} is not an operation of the Fulfillment API`);
-    }
-    return sendProblem(reply, { status: 404, code: 'RouteNotFound', detail: `${req.method} ${req.url.split('?')[0]} is not a route of the emulator` });
-  });
-  app.setErrorHandler((err, req, reply) => {
-    const status = (err as { statusCode?: number }).statusCode ?? 500;
-    if (status >= 500) req.log.error({ err }, 'emulator route failed');
-    return sendProblem(reply, {
-      status,
-      code: 'Error',
-      detail: status >= 500 ? 'An internal error occurred; see the emulator log.' : (err as Error).message,
-    });
-  });
+  app.setNotFoundHandler(notFound);
+  app.setErrorHandler(lastResortError);
 
   await app.register(fulfillmentRoutes, {
     prefix: '/api',

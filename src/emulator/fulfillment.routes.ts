@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { UPDATE_OPERATION_STATUS_VALUES } from '../marketplace/schemas.js';
 import type { UpdateOperationStatus } from '../marketplace/schemas.js';
 import type { Timers } from './clock.js';
@@ -87,29 +87,31 @@ function optionalInteger(body: Record<string, unknown>, field: string): number |
   return v;
 }
 
-export const fulfillmentRoutes: FastifyPluginAsyncTypebox<FulfillmentRoutesOptions> = async (app, opts) => {
-  const { marketplace, faults, timers } = opts;
-  const operationLocation = (subscriptionId: string, operationId: string): string =>
-    `${opts.baseUrl()}/api/saas/subscriptions/${subscriptionId}/operations/${operationId}?api-version=${API_VERSION}`;
+type Api = Parameters<FastifyPluginAsyncTypebox<FulfillmentRoutesOptions>>[0];
 
-  acceptEmptyJson(app);
+/** Every error in Microsoft's shape (`{ error: { code, message } }`); 500s logged. */
+function fulfillmentErrorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof EmulatorError) {
+    const code = err.code === 'InvalidJson' ? 'BadArgument' : err.code;
+    return sendMicrosoftError(reply, FULFILLMENT_STATUS[err.kind], code, err.message);
+  }
+  const e = err as { statusCode?: number; message: string; validation?: unknown };
+  if (e.validation !== undefined) return sendMicrosoftError(reply, 400, 'BadArgument', e.message);
+  const status = e.statusCode ?? 500;
+  if (status >= 500) {
+    req.log.error({ err }, 'fulfillment route failed');
+    return sendMicrosoftError(reply, 500, 'InternalServerError', 'An internal error occurred.');
+  }
+  return sendMicrosoftError(reply, status, 'BadArgument', e.message);
+}
 
-  app.setErrorHandler((err, req, reply) => {
-    if (err instanceof EmulatorError) {
-      const code = err.code === 'InvalidJson' ? 'BadArgument' : err.code;
-      return sendMicrosoftError(reply, FULFILLMENT_STATUS[err.kind], code, err.message);
-    }
-    const e = err as { statusCode?: number; message: string; validation?: unknown };
-    if (e.validation !== undefined) return sendMicrosoftError(reply, 400, 'BadArgument', e.message);
-    const status = e.statusCode ?? 500;
-    if (status >= 500) {
-      req.log.error({ err }, 'fulfillment route failed');
-      return sendMicrosoftError(reply, 500, 'InternalServerError', 'An internal error occurred.');
-    }
-    return sendMicrosoftError(reply, status, 'BadArgument', e.message);
-  });
-
-  app.addHook('onRequest', async (req, reply) => {
+/**
+ * Before every fulfillment call: Microsoft's request and correlation id headers, the api-version, the bearer
+ * token when required, and the injected faults (delay, throttling, server errors).
+ */
+function requestGate(opts: FulfillmentRoutesOptions): (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined> {
+  const { faults, timers } = opts;
+  return async (req, reply) => {
     reply.header('x-ms-requestid', headerString(req.headers['x-ms-requestid']) ?? randomUUID());
     reply.header('x-ms-correlationid', headerString(req.headers['x-ms-correlationid']) ?? randomUUID());
     const query = req.query as Record<string, string | string[] | undefined>;
@@ -144,7 +146,61 @@ export const fulfillmentRoutes: FastifyPluginAsyncTypebox<FulfillmentRoutesOptio
     if (faults.serverError(name)) {
       return sendMicrosoftError(reply, 500, 'InternalServerError', 'An internal error occurred (injected fault).');
     }
-  });
+  };
+}
+
+/** 3.9 – 3.11: a subscription's operations. */
+function operationRoutes(app: Api, marketplace: EmulatedMarketplace): void {
+  // 3.9 List outstanding operations (`{}` when nothing is pending: "empty JSON")
+  app.get(
+    '/saas/subscriptions/:subscriptionId/operations',
+    { schema: { querystring: VersionQuery, params: SubscriptionParams } },
+    async (req, reply) => {
+      const pending = marketplace.state.pendingOperations(req.params.subscriptionId);
+      return reply.code(200).send(pending.length === 0 ? {} : { operations: pending.map(toOperationPayload) });
+    },
+  );
+
+  // 3.10 Get operation status
+  app.get(
+    '/saas/subscriptions/:subscriptionId/operations/:operationId',
+    { schema: { querystring: VersionQuery, params: OperationParams } },
+    async (req, reply) =>
+      reply.code(200).send(toOperationPayload(marketplace.state.operation(req.params.subscriptionId, req.params.operationId))),
+  );
+
+  // 3.11 Update operation status (planId/quantity, which the spec allows, are accepted and ignored)
+  app.patch(
+    '/saas/subscriptions/:subscriptionId/operations/:operationId',
+    { schema: { querystring: VersionQuery, params: OperationParams } },
+    async (req, reply) => {
+      const body = bodyObject(req.body);
+      const status = body.status;
+      if (!(UPDATE_OPERATION_STATUS_VALUES as readonly unknown[]).includes(status)) {
+        throw new EmulatorError(
+          'bad-request',
+          'BadArgument',
+          `status must be "Success" or "Failure" (got ${JSON.stringify(status)}); "Succeeded"/"Failed" are operation statuses, not PATCH values`,
+        );
+      }
+      optionalString(body, 'planId');
+      optionalInteger(body, 'quantity');
+      marketplace.updateOperation(req.params.subscriptionId, req.params.operationId, status as UpdateOperationStatus);
+      return reply.code(200).send();
+    },
+  );
+}
+
+export const fulfillmentRoutes: FastifyPluginAsyncTypebox<FulfillmentRoutesOptions> = async (app, opts) => {
+  const { marketplace } = opts;
+  const operationLocation = (subscriptionId: string, operationId: string): string =>
+    `${opts.baseUrl()}/api/saas/subscriptions/${subscriptionId}/operations/${operationId}?api-version=${API_VERSION}`;
+
+  acceptEmptyJson(app);
+
+  app.setErrorHandler(fulfillmentErrorHandler);
+
+  app.addHook('onRequest', requestGate(opts));
 
   // 3.1 Resolve
   app.post('/saas/subscriptions/resolve', { schema: { querystring: VersionQuery } }, async (req, reply) => {
@@ -231,42 +287,5 @@ export const fulfillmentRoutes: FastifyPluginAsyncTypebox<FulfillmentRoutesOptio
     },
   );
 
-  // 3.9 List outstanding operations (`{}` when nothing is pending: "empty JSON")
-  app.get(
-    '/saas/subscriptions/:subscriptionId/operations',
-    { schema: { querystring: VersionQuery, params: SubscriptionParams } },
-    async (req, reply) => {
-      const pending = marketplace.state.pendingOperations(req.params.subscriptionId);
-      return reply.code(200).send(pending.length === 0 ? {} : { operations: pending.map(toOperationPayload) });
-    },
-  );
-
-  // 3.10 Get operation status
-  app.get(
-    '/saas/subscriptions/:subscriptionId/operations/:operationId',
-    { schema: { querystring: VersionQuery, params: OperationParams } },
-    async (req, reply) =>
-      reply.code(200).send(toOperationPayload(marketplace.state.operation(req.params.subscriptionId, req.params.operationId))),
-  );
-
-  // 3.11 Update operation status (planId/quantity, which the spec allows, are accepted and ignored)
-  app.patch(
-    '/saas/subscriptions/:subscriptionId/operations/:operationId',
-    { schema: { querystring: VersionQuery, params: OperationParams } },
-    async (req, reply) => {
-      const body = bodyObject(req.body);
-      const status = body.status;
-      if (!(UPDATE_OPERATION_STATUS_VALUES as readonly unknown[]).includes(status)) {
-        throw new EmulatorError(
-          'bad-request',
-          'BadArgument',
-          `status must be "Success" or "Failure" (got ${JSON.stringify(status)}); "Succeeded"/"Failed" are operation statuses, not PATCH values`,
-        );
-      }
-      optionalString(body, 'planId');
-      optionalInteger(body, 'quantity');
-      marketplace.updateOperation(req.params.subscriptionId, req.params.operationId, status as UpdateOperationStatus);
-      return reply.code(200).send();
-    },
-  );
+  operationRoutes(app, marketplace);
 };

@@ -110,12 +110,15 @@ function commandContext(request: { id: string; headers: Static<typeof CommandHea
   };
 }
 
+type Api = Parameters<FastifyPluginAsyncTypebox<OperatorRoutesOptions>>[0];
+type Accept = (reply: FastifyReply, body: Omit<Static<typeof Accepted>, 'status' | 'location'>) => FastifyReply;
+
 export const operatorRoutes: FastifyPluginAsyncTypebox<OperatorRoutesOptions> = async (app, options) => {
   const { ledger, publisherChanges } = options;
 
   const locationOf = (subscriptionId: string) => `${app.prefix}/subscriptions/${encodeURIComponent(subscriptionId)}`;
 
-  const accepted = (reply: FastifyReply, body: Omit<Static<typeof Accepted>, 'status' | 'location'>) => {
+  const accepted: Accept = (reply, body) => {
     const location = locationOf(body.subscriptionId);
     return reply
       .code(202)
@@ -202,68 +205,73 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<OperatorRoutesOptions> = 
     },
   );
 
-  const changeRoute = <B extends typeof PlanBody | typeof QuantityBody | typeof CancelBody>(
-    path: 'plan' | 'quantity' | 'cancel',
-    operationId: string,
-    summary: string,
-    body: B,
-    toChange: (body: Static<B>) => PublisherChange,
-  ) =>
-    app.post(
-      `/subscriptions/:id/${path}`,
-      {
-        schema: {
-          tags: [TAG],
-          operationId,
-          summary,
-          description:
-            `Records the request, asks Microsoft (${path === 'cancel' ? 'DELETE' : 'PATCH'} subscription) and answers 202 once Microsoft accepted it. ` +
-            'The change is applied to the subscription only when Microsoft confirms it; until then it is its `pendingChange`, ' +
-            'and `lastChange` tells how it ended. One publisher-side change at a time (409 while one is pending).',
-          security,
-          params: SubscriptionParams,
-          headers: CommandHeaders,
-          body,
-          response: { 202: AcceptedResponse, ...problems(400, 401, 404, 409, 412, 422, 502, 503) },
-        },
-        // `{ reason? }` may be left out altogether: no body reads as `{}`.
-        preValidation: async (request) => {
-          if (path === 'cancel' && request.body === undefined) request.body = {} as typeof request.body;
-        },
-      },
-      async (request, reply) => {
-        const { id } = request.params;
-        const context = commandContext(request);
-        try {
-          const submitted = await onKnownSubscription(id, () =>
-            publisherChanges.request(id, toChange(request.body as Static<B>), context),
-          );
-          return accepted(reply, {
-            subscriptionId: id,
-            command: path,
-            requestId: submitted.requestId,
-            ...(submitted.operationId ? { operationId: submitted.operationId } : {}),
-            revision: (submitted.revision ?? 0n).toString(),
-          });
-        } catch (err) {
-          if (err instanceof ChangeNotSubmittedError) return sendNotSubmitted(reply, err);
-          throw err;
-        }
-      },
-    );
-
-  changeRoute('plan', 'changeSubscriptionPlan', 'Change the plan (publisher-initiated, confirmed by Microsoft)', PlanBody, (b) => ({
+  changeRoute(app, publisherChanges, accepted, 'plan', 'changeSubscriptionPlan', 'Change the plan (publisher-initiated, confirmed by Microsoft)', PlanBody, (b) => ({
     kind: 'plan',
     planId: b.planId,
   }));
-  changeRoute('quantity', 'changeSubscriptionQuantity', 'Change the number of seats (publisher-initiated, confirmed by Microsoft)', QuantityBody, (b) => ({
+  changeRoute(app, publisherChanges, accepted, 'quantity', 'changeSubscriptionQuantity', 'Change the number of seats (publisher-initiated, confirmed by Microsoft)', QuantityBody, (b) => ({
     kind: 'quantity',
     quantity: b.quantity,
   }));
-  changeRoute('cancel', 'cancelSubscription', 'Cancel the subscription at Microsoft (publisher-initiated)', CancelBody, (b) =>
+  changeRoute(app, publisherChanges, accepted, 'cancel', 'cancelSubscription', 'Cancel the subscription at Microsoft (publisher-initiated)', CancelBody, (b) =>
     b.reason === undefined ? { kind: 'cancel' } : { kind: 'cancel', reason: b.reason },
   );
 };
+
+/** One publisher-side change (plan, quantity, cancel): Microsoft is asked, 202 once it accepted. */
+function changeRoute<B extends typeof PlanBody | typeof QuantityBody | typeof CancelBody>(
+  api: Api,
+  publisherChanges: OperatorRoutesOptions['publisherChanges'],
+  accepted: Accept,
+  path: 'plan' | 'quantity' | 'cancel',
+  operationId: string,
+  summary: string,
+  body: B,
+  toChange: (body: Static<B>) => PublisherChange,
+): void {
+  api.post(
+    `/subscriptions/:id/${path}`,
+    {
+      schema: {
+        tags: [TAG],
+        operationId,
+        summary,
+        description:
+          `Records the request, asks Microsoft (${path === 'cancel' ? 'DELETE' : 'PATCH'} subscription) and answers 202 once Microsoft accepted it. ` +
+          'The change is applied to the subscription only when Microsoft confirms it; until then it is its `pendingChange`, ' +
+          'and `lastChange` tells how it ended. One publisher-side change at a time (409 while one is pending).',
+        security,
+        params: SubscriptionParams,
+        headers: CommandHeaders,
+        body,
+        response: { 202: AcceptedResponse, ...problems(400, 401, 404, 409, 412, 422, 502, 503) },
+      },
+      // `{ reason? }` may be left out altogether: no body reads as `{}`.
+      preValidation: async (request) => {
+        if (path === 'cancel' && request.body === undefined) request.body = {} as typeof request.body;
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const context = commandContext(request);
+      try {
+        const submitted = await onKnownSubscription(id, () =>
+          publisherChanges.request(id, toChange(request.body as Static<B>), context),
+        );
+        return accepted(reply, {
+          subscriptionId: id,
+          command: path,
+          requestId: submitted.requestId,
+          ...(submitted.operationId ? { operationId: submitted.operationId } : {}),
+          revision: (submitted.revision ?? 0n).toString(),
+        });
+      } catch (err) {
+        if (err instanceof ChangeNotSubmittedError) return sendNotSubmitted(reply, err);
+        throw err;
+      }
+    },
+  );
+}
 
 function sendNotSubmitted(reply: FastifyReply, err: ChangeNotSubmittedError): FastifyReply {
   const send = (status: number, title: string, headers: Record<string, string> = {}) =>

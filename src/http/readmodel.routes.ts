@@ -159,54 +159,27 @@ function sendCsv(reply: FastifyReply, name: string, columns: string[], rows: Ite
     .send(stream);
 }
 
-export const readModelRoutes: FastifyPluginAsyncTypebox<ReadModelRoutesOptions> = async (app, options) => {
-  const running = (reply: FastifyReply): RunningProjections => {
-    const r = options.readModels();
-    if (!r || !r.db.open) throw new ReadModelsUnavailable();
-    const states = r.status().map((s) => s.state);
-    const state = states.includes('rebuilding') ? 'rebuilding' : states.every((s) => s === 'live') ? 'live' : states.includes('failing') ? 'failing' : 'catching-up';
-    reply.header('x-read-model-state', state);
-    return r;
-  };
+type Api = Parameters<FastifyPluginAsyncTypebox<ReadModelRoutesOptions>>[0];
+/** The running read models (and their state in the reply's `x-read-model-state` header); throws ReadModelsUnavailable (a 503) before they are open. */
+type Running = (reply: FastifyReply) => RunningProjections;
 
-  app.setErrorHandler((error, request, reply) => {
-    if (error instanceof ReadModelsUnavailable) {
-      return reply.header('retry-after', '5').code(503).type(problemContentType).send(problem(503, 'read-models-unavailable', 'the read models are not open yet; retry later'));
-    }
-    if (error instanceof InvalidQueryError) return reply.code(400).type(problemContentType).send(problem(400, 'invalid-query', error.message));
-    throw error; // the app's handler: validation errors, 500s
-  });
+const subscriptionFilter = (q: SubscriptionsCsvQuery): SubscriptionFilter => ({
+  ...(q.status ? { status: q.status.split(',') } : {}),
+  ...(q.offerId !== undefined ? { offerId: q.offerId } : {}),
+  ...(q.planId !== undefined ? { planId: q.planId } : {}),
+  ...(q.tenantId !== undefined ? { tenantId: q.tenantId } : {}),
+  ...(q.email !== undefined ? { email: q.email } : {}),
+  ...(q.freeTrial !== undefined ? { freeTrial: flag(q.freeTrial) } : {}),
+  ...(q.test !== undefined ? { test: flag(q.test) } : {}),
+  ...(q.csp !== undefined ? { csp: flag(q.csp) } : {}),
+  ...(q.createdFrom !== undefined ? { createdFrom: q.createdFrom } : {}),
+  ...(q.createdTo !== undefined ? { createdTo: q.createdTo } : {}),
+  ...(q.activatedFrom !== undefined ? { activatedFrom: q.activatedFrom } : {}),
+  ...(q.activatedTo !== undefined ? { activatedTo: q.activatedTo } : {}),
+});
 
-  app.get(
-    '/read/status',
-    {
-      schema: {
-        tags: [TAG],
-        operationId: 'readModelStatus',
-        summary: 'The projections: code version, last position applied, state',
-        security,
-        querystring: NoQuery,
-        response: { 200: ProjectionStatusView, ...problemResponses },
-      },
-    },
-    async (_request, reply) => ({ projections: running(reply).status() }),
-  );
-
-  const subscriptionFilter = (q: SubscriptionsCsvQuery): SubscriptionFilter => ({
-    ...(q.status ? { status: q.status.split(',') } : {}),
-    ...(q.offerId !== undefined ? { offerId: q.offerId } : {}),
-    ...(q.planId !== undefined ? { planId: q.planId } : {}),
-    ...(q.tenantId !== undefined ? { tenantId: q.tenantId } : {}),
-    ...(q.email !== undefined ? { email: q.email } : {}),
-    ...(q.freeTrial !== undefined ? { freeTrial: flag(q.freeTrial) } : {}),
-    ...(q.test !== undefined ? { test: flag(q.test) } : {}),
-    ...(q.csp !== undefined ? { csp: flag(q.csp) } : {}),
-    ...(q.createdFrom !== undefined ? { createdFrom: q.createdFrom } : {}),
-    ...(q.createdTo !== undefined ? { createdTo: q.createdTo } : {}),
-    ...(q.activatedFrom !== undefined ? { activatedFrom: q.activatedFrom } : {}),
-    ...(q.activatedTo !== undefined ? { activatedTo: q.activatedTo } : {}),
-  });
-
+/** GET /read/subscriptions, /read/operations, /read/metrics. */
+function queryRoutes(app: Api, running: Running): void {
   app.get(
     '/read/subscriptions',
     {
@@ -302,7 +275,10 @@ export const readModelRoutes: FastifyPluginAsyncTypebox<ReadModelRoutesOptions> 
       return { filters: { offerId: q.offerId ?? null, planId: q.planId ?? null, from: q.from ?? null, to: q.to ?? null, includeTest }, ...m };
     },
   );
+}
 
+/** GET /read/<table>.csv: every exportable read model, from a snapshot of the file. */
+function csvExportRoutes(app: Api, running: Running): void {
   app.get(
     '/read/subscriptions.csv',
     {
@@ -357,4 +333,41 @@ export const readModelRoutes: FastifyPluginAsyncTypebox<ReadModelRoutesOptions> 
       },
     );
   }
+}
+
+export const readModelRoutes: FastifyPluginAsyncTypebox<ReadModelRoutesOptions> = async (app, options) => {
+  const running = (reply: FastifyReply): RunningProjections => {
+    const r = options.readModels();
+    if (!r || !r.db.open) throw new ReadModelsUnavailable();
+    const states = r.status().map((s) => s.state);
+    const state = states.includes('rebuilding') ? 'rebuilding' : states.every((s) => s === 'live') ? 'live' : states.includes('failing') ? 'failing' : 'catching-up';
+    reply.header('x-read-model-state', state);
+    return r;
+  };
+
+  app.setErrorHandler((error, request, reply) => {
+    if (error instanceof ReadModelsUnavailable) {
+      return reply.header('retry-after', '5').code(503).type(problemContentType).send(problem(503, 'read-models-unavailable', 'the read models are not open yet; retry later'));
+    }
+    if (error instanceof InvalidQueryError) return reply.code(400).type(problemContentType).send(problem(400, 'invalid-query', error.message));
+    throw error; // the app's handler: validation errors, 500s
+  });
+
+  app.get(
+    '/read/status',
+    {
+      schema: {
+        tags: [TAG],
+        operationId: 'readModelStatus',
+        summary: 'The projections: code version, last position applied, state',
+        security,
+        querystring: NoQuery,
+        response: { 200: ProjectionStatusView, ...problemResponses },
+      },
+    },
+    async (_request, reply) => ({ projections: running(reply).status() }),
+  );
+
+  queryRoutes(app, running);
+  csvExportRoutes(app, running);
 };

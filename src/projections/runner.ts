@@ -94,15 +94,297 @@ function behind(a: bigint | undefined, b: bigint | undefined): boolean {
   return a === undefined || a < b;
 }
 
-export function runProjections(options: RunProjectionsOptions): RunningProjections {
+type RebuildRequest = { names: string[]; done: () => void; failed: (err: unknown) => void };
+
+/** One running runner: its settings and the state its loop, its commits and its callers share. */
+type Runner = {
+  readonly store: EventStore;
+  readonly projections: readonly Projection[];
+  readonly byName: ReadonlyMap<string, Projection>;
+  readonly log: Logger;
+  readonly db: ReadModelDb;
+  readonly ownsDb: boolean;
+  readonly batchSize: number;
+  readonly flushAfterMs: number;
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  readonly now: () => string;
+  /** Each projection's last applied position, as far as this runner knows. */
+  readonly cursor: Map<string, bigint | undefined>;
+  /** Projections another process changed under us, and why. */
+  readonly superseded: Map<string, string>;
+  readonly rebuilding: Set<string>;
+  readonly waiters: Array<{ target: bigint; resolve: () => void }>;
+  readonly rebuildRequests: RebuildRequest[];
+  readonly stopSignal: AbortController;
+  stopped: boolean;
+  live: boolean;
+  failures: number;
+  lastError: string | undefined;
+  seen: number;
+  current: StoreSubscription | undefined;
+};
+
+const active = (r: Runner): Projection[] => r.projections.filter((p) => !r.superseded.has(p.name));
+
+function lowest(r: Runner): bigint | undefined {
+  let low: bigint | undefined;
+  let first = true;
+  for (const p of active(r)) {
+    const c = r.cursor.get(p.name);
+    if (first || behind(c, low)) low = c;
+    first = false;
+  }
+  return low;
+}
+
+function settleWaiters(r: Runner): void {
+  const low = lowest(r);
+  for (let i = r.waiters.length - 1; i >= 0; i--) {
+    const w = r.waiters[i] as { target: bigint; resolve: () => void };
+    if (low !== undefined && low >= w.target) {
+      r.waiters.splice(i, 1);
+      w.resolve();
+    }
+  }
+}
+
+function supersede(r: Runner, p: Projection, storedVersion: number | undefined): void {
+  if (r.superseded.has(p.name)) return;
+  const why = storedVersion === undefined ? 'its state row is gone' : `the file holds version ${storedVersion}, this code has ${p.version}`;
+  r.superseded.set(p.name, why);
+  r.log.error({ projection: p.name, storedVersion, codeVersion: p.version }, 'projection superseded by another process; no longer applied here (restart to rebuild)');
+}
+
+/** Cursor := what the file says; projections changed under us are superseded. */
+function syncFromFile(r: Runner): void {
+  const stored = readStates(r.db);
+  for (const p of active(r)) {
+    const s = stored.get(p.name);
+    if (!s || s.version !== p.version) supersede(r, p, s?.version);
+    else r.cursor.set(p.name, s.position);
+  }
+}
+
+/** Applies to `p` the events of `batch` after `from` (inside the batch's transaction); returns where it got and how many it applied. */
+function applyBatch(r: Runner, p: Projection, batch: readonly RecordedEvent[], from: bigint | undefined): { position: bigint | undefined; applied: number } {
+  let position = from;
+  let applied = 0;
+  for (const e of batch) {
+    if (position !== undefined && e.position <= position) continue; // already applied (by us or another runner)
+    if (p.handles.has(e.type) && p.streamPrefixes.some((prefix) => e.streamId.startsWith(prefix))) {
+      try {
+        p.apply(r.db, e);
+      } catch (err) {
+        throw new ProjectionApplyError(p.name, { type: e.type, streamId: e.streamId, position: e.position.toString() }, { cause: err });
+      }
+      applied++;
+    }
+    position = e.position;
+  }
+  return { position, applied };
+}
+
+/** One batch, one transaction: every running projection's share of it and its new checkpoint. */
+function commit(r: Runner, batch: readonly RecordedEvent[], running: readonly Projection[]): void {
+  const at = r.now();
+  const tx = r.db.transaction((): Array<[string, bigint | undefined]> => {
+    const stored = readStates(r.db);
+    const moved: Array<[string, bigint | undefined]> = [];
+    for (const p of running) {
+      if (r.superseded.has(p.name)) continue;
+      const s = stored.get(p.name);
+      if (!s || s.version !== p.version) {
+        supersede(r, p, s?.version);
+        continue;
+      }
+      if (behind(s.position, r.cursor.get(p.name))) throw new CheckpointMovedBack(p.name);
+      const { position, applied } = applyBatch(r, p, batch, s.position);
+      if (position !== undefined && position !== s.position) saveProgress(r.db, p.name, position, applied, at);
+      moved.push([p.name, position]);
+    }
+    return moved;
+  });
+  const moved = tx.immediate();
+  for (const [name, position] of moved) r.cursor.set(name, position);
+  r.seen += batch.length;
+  if (r.failures > 0) r.log.info({ after: r.failures }, 'projections recovered');
+  r.failures = 0;
+  r.lastError = undefined;
+  settleWaiters(r);
+}
+
+function markLive(r: Runner): void {
+  if (r.live) return;
+  r.live = true;
+  if (r.rebuilding.size > 0) r.log.info({ projections: [...r.rebuilding] }, 'projections rebuilt and live');
+  r.rebuilding.clear();
+}
+
+/** Reads the subscription in batches of up to `batchSize`, a partial batch committed after `flushAfterMs` of quiet. */
+async function consume(r: Runner, sub: StoreSubscription, running: readonly Projection[]): Promise<void> {
+  const it = sub[Symbol.asyncIterator]();
+  let batch: RecordedEvent[] = [];
+  let tick: Promise<typeof TICK> | undefined;
+  let next = it.next();
+  next.catch(noop);
+  for (;;) {
+    const waitTick = batch.length > 0 || !r.live;
+    const res = waitTick ? await Promise.race([next, (tick ??= sleep(r.flushAfterMs).then(() => TICK))]) : await next;
+    if (res === TICK) {
+      tick = undefined;
+      if (batch.length > 0) commit(r, batch, running);
+      batch = [];
+      markLive(r);
+      continue;
+    }
+    if (res.done) break;
+    batch.push(res.value);
+    next = it.next();
+    next.catch(noop);
+    if (batch.length >= r.batchSize) {
+      tick = undefined;
+      commit(r, batch, running);
+      batch = [];
+    }
+  }
+  if (batch.length > 0) commit(r, batch, running);
+}
+
+function runRebuilds(r: Runner): void {
+  for (const request of r.rebuildRequests.splice(0)) {
+    try {
+      for (const name of request.names) {
+        const p = r.byName.get(name) as Projection;
+        resetProjection(r.db, p, r.now());
+        r.superseded.delete(name);
+        r.cursor.set(name, undefined);
+        r.rebuilding.add(name);
+        r.log.info({ projection: name, version: p.version }, 'projection reset; rebuilding from the first event');
+      }
+      request.done();
+    } catch (err) {
+      request.failed(err);
+    }
+  }
+}
+
+/** One subscription, from the lowest checkpoint, until it ends, fails or is closed (stop, rebuild). */
+async function subscribeOnce(r: Runner, running: readonly Projection[]): Promise<void> {
+  const from = lowest(r);
+  const prefixes = [...new Set(running.flatMap((p) => p.streamPrefixes))];
+  r.live = false;
+  const sub = r.store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes });
+  r.current = sub;
+  if (r.stopped || r.rebuildRequests.length > 0) await sub.close();
+  r.log.info({ from: from?.toString() ?? 'start', projections: running.map((p) => p.name) }, 'projections subscribed');
+  try {
+    await consume(r, sub, running);
+  } catch (err) {
+    if (err instanceof CheckpointMovedBack) {
+      r.log.warn({ projection: err.message }, 'a checkpoint was set back by another process (rebuild): following it');
+      return;
+    }
+    r.failures++;
+    r.lastError = (err as Error).message;
+    const delay = Math.min(r.retryMaxMs, r.retryBaseMs * 2 ** Math.min(r.failures - 1, 10));
+    r.log.error({ err, attempt: r.failures, retryInMs: delay }, 'projection batch failed and was rolled back; retrying from the stored checkpoint');
+    await sleep(delay, undefined, { signal: r.stopSignal.signal }).catch(noop);
+  } finally {
+    r.current = undefined;
+    await sub.close().catch(noop);
+  }
+}
+
+async function loop(r: Runner): Promise<void> {
+  while (!r.stopped) {
+    runRebuilds(r);
+    syncFromFile(r);
+    const running = active(r);
+    if (running.length === 0) {
+      r.log.error('no projection left to run');
+      await sleep(1000, undefined, { signal: r.stopSignal.signal }).catch(noop);
+      continue;
+    }
+    await subscribeOnce(r, running);
+  }
+}
+
+async function headPosition(r: Runner): Promise<bigint | undefined> {
+  const prefixes = [...new Set(active(r).flatMap((p) => p.streamPrefixes))];
+  const from = lowest(r);
+  let last: bigint | undefined;
+  for await (const e of r.store.readAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes })) last = e.position;
+  return last;
+}
+
+function waitForPosition(r: Runner, target: bigint): Promise<void> {
+  if (r.stopped) return Promise.resolve();
+  const low = lowest(r);
+  if (low !== undefined && low >= target) return Promise.resolve();
+  return new Promise<void>((resolve) => r.waiters.push({ target, resolve }));
+}
+
+async function idle(r: Runner): Promise<void> {
+  const head = await headPosition(r);
+  if (head !== undefined) await waitForPosition(r, head);
+}
+
+async function rebuild(r: Runner, names: string | readonly string[] | undefined): Promise<void> {
+  const list = names === undefined ? r.projections.map((p) => p.name) : typeof names === 'string' ? [names] : [...names];
+  const unknown = list.filter((n) => !r.byName.has(n));
+  if (unknown.length > 0) throw new Error(`unknown projection(s): ${unknown.join(', ')} (known: ${[...r.byName.keys()].join(', ')})`);
+  if (r.stopped) throw new Error('the projection runner is stopped');
+  await new Promise<void>((done, failed) => {
+    r.rebuildRequests.push({ names: list, done, failed });
+    void r.current?.close();
+  });
+  await idle(r);
+}
+
+function runStateOf(r: Runner, p: Projection): ProjectionRunState {
+  if (r.stopped) return 'stopped';
+  if (r.superseded.has(p.name)) return 'superseded';
+  if (r.failures > 0) return 'failing';
+  if (r.rebuilding.has(p.name)) return 'rebuilding';
+  return r.live ? 'live' : 'catching-up';
+}
+
+function statusOf(r: Runner): ProjectionStatus[] {
+  const stored = r.db.open ? readStates(r.db) : new Map();
+  return r.projections.map((p): ProjectionStatus => {
+    const s = stored.get(p.name);
+    return {
+      name: p.name,
+      version: p.version,
+      description: p.description,
+      state: runStateOf(r, p),
+      ...(s?.position !== undefined ? { position: s.position.toString() } : {}),
+      eventsApplied: s?.eventsApplied ?? 0,
+      ...(s ? { rebuiltAt: s.rebuiltAt, updatedAt: s.updatedAt } : {}),
+      ...(r.failures > 0 && r.lastError ? { lastError: r.lastError } : r.superseded.has(p.name) ? { lastError: r.superseded.get(p.name) } : {}),
+    };
+  });
+}
+
+async function stop(r: Runner, running: Promise<void>): Promise<void> {
+  if (r.stopped) return;
+  r.stopped = true;
+  r.stopSignal.abort();
+  await r.current?.close();
+  await running;
+  for (const w of r.waiters.splice(0)) w.resolve();
+  for (const req of r.rebuildRequests.splice(0)) req.failed(new Error('the projection runner stopped'));
+  if (r.ownsDb) r.db.close();
+  r.log.info('projections stopped');
+}
+
+/** The runner's settings and initial state; creates or rebuilds the projections' tables as their versions say. */
+function createRunner(options: RunProjectionsOptions): Runner {
   const { store, projections } = options;
   const log = options.logger.bindings().component === undefined ? options.logger.child({ component: 'projections' }) : options.logger;
   if (!options.db && !options.path) throw new Error('runProjections needs a read-model path or an open database');
-  const ownsDb = !options.db;
   const db = options.db ?? openReadModelDb(options.path as string);
-  const batchSize = options.batchSize ?? 500;
-  const flushAfterMs = options.flushAfterMs ?? 5;
-  const now = () => (options.now?.() ?? new Date()).toISOString();
   const byName = new Map(projections.map((p) => [p.name, p]));
   if (byName.size !== projections.length) throw new Error('projection names must be unique');
 
@@ -111,265 +393,44 @@ export function runProjections(options: RunProjectionsOptions): RunningProjectio
     log.info({ projection: prepared.name, action: prepared.action, reason: prepared.reason }, prepared.action === 'rebuilt' ? 'projection will be rebuilt from the first event' : 'projection created');
   }
 
-  const cursor = new Map<string, bigint | undefined>();
-  const superseded = new Map<string, string>();
-  const rebuilding = new Set<string>([...readStates(db)].filter(([, s]) => s.position === undefined).map(([n]) => n));
-  const waiters: Array<{ target: bigint; resolve: () => void }> = [];
-  const rebuildRequests: Array<{ names: string[]; done: () => void; failed: (err: unknown) => void }> = [];
-  const stopSignal = new AbortController();
-  let stopped = false;
-  let live = false;
-  let failures = 0;
-  let lastError: string | undefined;
-  let seen = 0;
-  let current: StoreSubscription | undefined;
-
-  const active = (): Projection[] => projections.filter((p) => !superseded.has(p.name));
-
-  const lowest = (): bigint | undefined => {
-    let low: bigint | undefined;
-    let first = true;
-    for (const p of active()) {
-      const c = cursor.get(p.name);
-      if (first || behind(c, low)) low = c;
-      first = false;
-    }
-    return low;
-  };
-
-  const settleWaiters = () => {
-    const low = lowest();
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      const w = waiters[i] as { target: bigint; resolve: () => void };
-      if (low !== undefined && low >= w.target) {
-        waiters.splice(i, 1);
-        w.resolve();
-      }
-    }
-  };
-
-  const supersede = (p: Projection, storedVersion: number | undefined) => {
-    if (superseded.has(p.name)) return;
-    const why = storedVersion === undefined ? 'its state row is gone' : `the file holds version ${storedVersion}, this code has ${p.version}`;
-    superseded.set(p.name, why);
-    log.error({ projection: p.name, storedVersion, codeVersion: p.version }, 'projection superseded by another process; no longer applied here (restart to rebuild)');
-  };
-
-  /** Cursor := what the file says; projections changed under us are superseded. */
-  const syncFromFile = () => {
-    const stored = readStates(db);
-    for (const p of active()) {
-      const s = stored.get(p.name);
-      if (!s || s.version !== p.version) supersede(p, s?.version);
-      else cursor.set(p.name, s.position);
-    }
-  };
-
-  const commit = (batch: readonly RecordedEvent[], running: readonly Projection[]) => {
-    const at = now();
-    const tx = db.transaction((): Array<[string, bigint | undefined]> => {
-      const stored = readStates(db);
-      const moved: Array<[string, bigint | undefined]> = [];
-      for (const p of running) {
-        if (superseded.has(p.name)) continue;
-        const s = stored.get(p.name);
-        if (!s || s.version !== p.version) {
-          supersede(p, s?.version);
-          continue;
-        }
-        if (behind(s.position, cursor.get(p.name))) throw new CheckpointMovedBack(p.name);
-        let position = s.position;
-        let applied = 0;
-        for (const e of batch) {
-          if (position !== undefined && e.position <= position) continue; // already applied (by us or another runner)
-          if (p.handles.has(e.type) && p.streamPrefixes.some((prefix) => e.streamId.startsWith(prefix))) {
-            try {
-              p.apply(db, e);
-            } catch (err) {
-              throw new ProjectionApplyError(p.name, { type: e.type, streamId: e.streamId, position: e.position.toString() }, { cause: err });
-            }
-            applied++;
-          }
-          position = e.position;
-        }
-        if (position !== undefined && position !== s.position) saveProgress(db, p.name, position, applied, at);
-        moved.push([p.name, position]);
-      }
-      return moved;
-    });
-    const moved = tx.immediate();
-    for (const [name, position] of moved) cursor.set(name, position);
-    seen += batch.length;
-    if (failures > 0) log.info({ after: failures }, 'projections recovered');
-    failures = 0;
-    lastError = undefined;
-    settleWaiters();
-  };
-
-  const markLive = () => {
-    if (live) return;
-    live = true;
-    if (rebuilding.size > 0) log.info({ projections: [...rebuilding] }, 'projections rebuilt and live');
-    rebuilding.clear();
-  };
-
-  const consume = async (sub: StoreSubscription, running: readonly Projection[]) => {
-    const it = sub[Symbol.asyncIterator]();
-    let batch: RecordedEvent[] = [];
-    let tick: Promise<typeof TICK> | undefined;
-    let next = it.next();
-    next.catch(noop);
-    for (;;) {
-      const waitTick = batch.length > 0 || !live;
-      const r = waitTick ? await Promise.race([next, (tick ??= sleep(flushAfterMs).then(() => TICK))]) : await next;
-      if (r === TICK) {
-        tick = undefined;
-        if (batch.length > 0) commit(batch, running);
-        batch = [];
-        markLive();
-        continue;
-      }
-      if (r.done) break;
-      batch.push(r.value);
-      next = it.next();
-      next.catch(noop);
-      if (batch.length >= batchSize) {
-        tick = undefined;
-        commit(batch, running);
-        batch = [];
-      }
-    }
-    if (batch.length > 0) commit(batch, running);
-  };
-
-  const runRebuilds = () => {
-    for (const request of rebuildRequests.splice(0)) {
-      try {
-        for (const name of request.names) {
-          const p = byName.get(name) as Projection;
-          resetProjection(db, p, now());
-          superseded.delete(name);
-          cursor.set(name, undefined);
-          rebuilding.add(name);
-          log.info({ projection: name, version: p.version }, 'projection reset; rebuilding from the first event');
-        }
-        request.done();
-      } catch (err) {
-        request.failed(err);
-      }
-    }
-  };
-
-  const loop = (async () => {
-    while (!stopped) {
-      runRebuilds();
-      syncFromFile();
-      const running = active();
-      if (running.length === 0) {
-        log.error('no projection left to run');
-        await sleep(1000, undefined, { signal: stopSignal.signal }).catch(noop);
-        continue;
-      }
-      const from = lowest();
-      const prefixes = [...new Set(running.flatMap((p) => p.streamPrefixes))];
-      live = false;
-      const sub = store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes });
-      current = sub;
-      if (stopped || rebuildRequests.length > 0) await sub.close();
-      log.info({ from: from?.toString() ?? 'start', projections: running.map((p) => p.name) }, 'projections subscribed');
-      try {
-        await consume(sub, running);
-      } catch (err) {
-        if (err instanceof CheckpointMovedBack) {
-          log.warn({ projection: err.message }, 'a checkpoint was set back by another process (rebuild): following it');
-          continue;
-        }
-        failures++;
-        lastError = (err as Error).message;
-        const delay = Math.min(options.retryMaxMs ?? 30_000, (options.retryBaseMs ?? 200) * 2 ** Math.min(failures - 1, 10));
-        log.error({ err, attempt: failures, retryInMs: delay }, 'projection batch failed and was rolled back; retrying from the stored checkpoint');
-        await sleep(delay, undefined, { signal: stopSignal.signal }).catch(noop);
-      } finally {
-        current = undefined;
-        await sub.close().catch(noop);
-      }
-    }
-  })().catch((err: unknown) => log.fatal({ err }, 'projection runner stopped unexpectedly'));
-
-  const headPosition = async (): Promise<bigint | undefined> => {
-    const prefixes = [...new Set(active().flatMap((p) => p.streamPrefixes))];
-    const from = lowest();
-    let last: bigint | undefined;
-    for await (const e of store.readAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes })) last = e.position;
-    return last;
-  };
-
-  const waitForPosition = (target: bigint): Promise<void> => {
-    if (stopped) return Promise.resolve();
-    const low = lowest();
-    if (low !== undefined && low >= target) return Promise.resolve();
-    return new Promise<void>((resolve) => waiters.push({ target, resolve }));
-  };
-
-  const idle = async (): Promise<void> => {
-    const head = await headPosition();
-    if (head !== undefined) await waitForPosition(head);
-  };
-
   return {
-    db,
+    store,
     projections,
-    idle,
-    waitForPosition,
-    async rebuild(names) {
-      const list = names === undefined ? projections.map((p) => p.name) : typeof names === 'string' ? [names] : [...names];
-      const unknown = list.filter((n) => !byName.has(n));
-      if (unknown.length > 0) throw new Error(`unknown projection(s): ${unknown.join(', ')} (known: ${[...byName.keys()].join(', ')})`);
-      if (stopped) throw new Error('the projection runner is stopped');
-      await new Promise<void>((done, failed) => {
-        rebuildRequests.push({ names: list, done, failed });
-        void current?.close();
-      });
-      await idle();
-    },
-    status() {
-      const stored = db.open ? readStates(db) : new Map();
-      return projections.map((p): ProjectionStatus => {
-        const s = stored.get(p.name);
-        const state: ProjectionRunState = stopped
-          ? 'stopped'
-          : superseded.has(p.name)
-            ? 'superseded'
-            : failures > 0
-              ? 'failing'
-              : rebuilding.has(p.name)
-                ? 'rebuilding'
-                : live
-                  ? 'live'
-                  : 'catching-up';
-        return {
-          name: p.name,
-          version: p.version,
-          description: p.description,
-          state,
-          ...(s?.position !== undefined ? { position: s.position.toString() } : {}),
-          eventsApplied: s?.eventsApplied ?? 0,
-          ...(s ? { rebuiltAt: s.rebuiltAt, updatedAt: s.updatedAt } : {}),
-          ...(failures > 0 && lastError ? { lastError } : superseded.has(p.name) ? { lastError: superseded.get(p.name) } : {}),
-        };
-      });
-    },
-    eventsSeen: () => seen,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      stopSignal.abort();
-      await current?.close();
-      await loop;
-      for (const w of waiters.splice(0)) w.resolve();
-      for (const r of rebuildRequests.splice(0)) r.failed(new Error('the projection runner stopped'));
-      if (ownsDb) db.close();
-      log.info('projections stopped');
-    },
+    byName,
+    log,
+    db,
+    ownsDb: !options.db,
+    batchSize: options.batchSize ?? 500,
+    flushAfterMs: options.flushAfterMs ?? 5,
+    retryBaseMs: options.retryBaseMs ?? 200,
+    retryMaxMs: options.retryMaxMs ?? 30_000,
+    now: () => (options.now?.() ?? new Date()).toISOString(),
+    cursor: new Map(),
+    superseded: new Map(),
+    rebuilding: new Set<string>([...readStates(db)].filter(([, s]) => s.position === undefined).map(([n]) => n)),
+    waiters: [],
+    rebuildRequests: [],
+    stopSignal: new AbortController(),
+    stopped: false,
+    live: false,
+    failures: 0,
+    lastError: undefined,
+    seen: 0,
+    current: undefined,
+  };
+}
+
+export function runProjections(options: RunProjectionsOptions): RunningProjections {
+  const r = createRunner(options);
+  const running = loop(r).catch((err: unknown) => r.log.fatal({ err }, 'projection runner stopped unexpectedly'));
+  return {
+    db: r.db,
+    projections: r.projections,
+    idle: () => idle(r),
+    waitForPosition: (position) => waitForPosition(r, position),
+    rebuild: (names) => rebuild(r, names),
+    status: () => statusOf(r),
+    eventsSeen: () => r.seen,
+    stop: () => stop(r, running),
   };
 }

@@ -152,287 +152,357 @@ function purchaseEvents(
   return events;
 }
 
-export function decide(command: SubscriptionCommand, state: SubscriptionState): SubscriptionEvent[] {
-  // A Microsoft operation already applied to this subscription is a no-op, whatever it asks.
-  if (
+type Command<T extends SubscriptionCommandType> = Extract<SubscriptionCommand, { type: T }>;
+
+/** The `at` and `source` every event of one decision carries. */
+type Because = { at: string; source: ChangeSource };
+
+// ── Purchase and activation ─────────────────────────────────────────────────────────────────────
+
+function recordPurchase(command: Command<'RecordPurchase'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  if (state.status !== 'Initial') {
+    // A second Resolve (Microsoft's "Manage account") or a repeated Subscribe: already recorded.
+    if (command.subscription.subscriptionId !== state.subscriptionId) {
+      throw new DomainError('subscription-mismatch', 'RecordPurchase: subscription id does not match this stream', 400);
+    }
+    // A purchase we recorded as pending that Microsoft now reports further on: catch up.
+    if (state.status === 'PendingFulfillmentStart' && ['Subscribed', 'Suspended'].includes(command.microsoftStatus)) {
+      const events: SubscriptionEvent[] = [
+        {
+          type: 'Activated',
+          data: {
+            ...because,
+            ...(command.operationId ? { operationId: command.operationId } : {}),
+            planId: command.subscription.planId,
+            quantity: command.subscription.quantity,
+            // Activated by our own request that we had not confirmed yet, or by Microsoft at purchase.
+            autoActivated: !state.activation.requestedAt,
+            term: command.subscription.term,
+          },
+        },
+      ];
+      if (command.microsoftStatus === 'Suspended') events.push({ type: 'Suspended', data: because });
+      return events;
+    }
+    return [];
+  }
+  if (!command.subscription.subscriptionId) {
+    throw new DomainError('invalid-purchase', 'RecordPurchase: subscriptionId is required', 400);
+  }
+  return purchaseEvents(command);
+}
+
+function requestActivation(command: Command<'RequestActivation'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  if (s.status === 'Subscribed' || s.status === 'Suspended') {
+    throw new DomainError('already-active', `RequestActivation: the subscription is already ${s.status}; it is never activated twice`);
+  }
+  requireStatus(s, command, 'PendingFulfillmentStart');
+  if (!command.contact.email) throw new DomainError('contact-required', 'RequestActivation: a contact email is required', 400);
+  if (s.activation.requestedAt && !s.activation.gaveUp) return []; // already under way
+  if (command.quantity !== undefined) quantityValid(command.quantity, command);
+  return [
+    {
+      type: 'ActivationRequested',
+      data: { ...because, planId: command.planId ?? s.planId, quantity: command.quantity ?? s.quantity, contact: command.contact },
+    },
+  ];
+}
+
+function recordActivationFailure(
+  command: Command<'RecordActivationFailure'>,
+  state: SubscriptionState,
+  because: Because,
+): SubscriptionEvent[] {
+  const s = known(state, command);
+  requireStatus(s, command, 'PendingFulfillmentStart');
+  if (!s.activation.requestedAt) refuse(s, command, 'an activation has been requested');
+  return [
+    {
+      type: 'ActivationFailed',
+      data: { ...because, reason: command.reason, attempt: s.activation.failures + 1, final: command.final },
+    },
+  ];
+}
+
+function confirmActivation(command: Command<'ConfirmActivation'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  // Confirmed before a crash (and perhaps suspended since): nothing more to record.
+  if (s.status === 'Subscribed' || s.status === 'Suspended') return [];
+  requireStatus(s, command, 'PendingFulfillmentStart');
+  return [
+    {
+      type: 'Activated',
+      data: {
+        ...because,
+        planId: command.planId ?? s.activation.planId ?? s.planId,
+        quantity: command.quantity ?? s.activation.quantity ?? s.quantity,
+        autoActivated: false,
+        term: command.term,
+      },
+    },
+  ];
+}
+
+// ── Publisher-side requests (ours, sent to Microsoft) ───────────────────────────────────────────
+
+/** The request is pending already, or has settled: repeating it records nothing. */
+function seenRequest(s: KnownSubscription, requestId: string): boolean {
+  return s.pendingChange?.requestId === requestId || s.settledRequests.includes(requestId);
+}
+
+function requestPlanChange(command: Command<'RequestPlanChange'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  if (seenRequest(s, command.requestId)) return [];
+  requireStatus(s, command, 'Subscribed');
+  allowsCustomerOperation(s, command, 'Update');
+  noPendingChange(s, command);
+  if (!command.planId) throw new DomainError('invalid-plan', 'RequestPlanChange: planId is required', 400);
+  if (command.planId === s.planId) {
+    throw new DomainError('same-plan', `RequestPlanChange: the subscription is already on plan ${s.planId}`, 400);
+  }
+  return [
+    { type: 'PlanChangeRequested', data: { ...because, requestId: command.requestId, planId: command.planId, previousPlanId: s.planId } },
+  ];
+}
+
+function requestQuantityChange(
+  command: Command<'RequestQuantityChange'>,
+  state: SubscriptionState,
+  because: Because,
+): SubscriptionEvent[] {
+  const s = known(state, command);
+  if (seenRequest(s, command.requestId)) return [];
+  requireStatus(s, command, 'Subscribed');
+  allowsCustomerOperation(s, command, 'Update');
+  noPendingChange(s, command);
+  quantityValid(command.quantity, command);
+  if (command.quantity === s.quantity) {
+    throw new DomainError('same-quantity', `RequestQuantityChange: the subscription already has ${s.quantity} seats`, 400);
+  }
+  return [
+    {
+      type: 'QuantityChangeRequested',
+      data: { ...because, requestId: command.requestId, quantity: command.quantity, previousQuantity: s.quantity },
+    },
+  ];
+}
+
+function requestCancellation(command: Command<'RequestCancellation'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  if (seenRequest(s, command.requestId)) return [];
+  requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
+  allowsCustomerOperation(s, command, 'Delete');
+  noPendingChange(s, command);
+  return [{ type: 'CancellationRequested', data: { ...because, requestId: command.requestId, reason: command.reason } }];
+}
+
+function recordChangeSubmitted(
+  command: Command<'RecordChangeSubmitted'>,
+  state: SubscriptionState,
+  because: Because,
+): SubscriptionEvent[] {
+  const s = known(state, command);
+  const p = s.pendingChange;
+  if (!p || p.requestId !== command.requestId) {
+    throw new DomainError('no-such-request', `RecordChangeSubmitted: request ${command.requestId} is not pending`);
+  }
+  if (p.operationId === command.operationId) return [];
+  if (p.operationId) {
+    throw new DomainError('already-submitted', `RecordChangeSubmitted: request ${command.requestId} already has operation ${p.operationId}`);
+  }
+  return [{ type: 'ChangeSubmitted', data: { ...because, requestId: command.requestId, operationId: command.operationId } }];
+}
+
+function recordChangeRequestFailure(
+  command: Command<'RecordChangeRequestFailure'>,
+  state: SubscriptionState,
+  because: Because,
+): SubscriptionEvent[] {
+  const s = known(state, command);
+  if (s.pendingChange?.requestId !== command.requestId) return []; // settled already (by success or a previous failure)
+  return [
+    {
+      type: 'ChangeRequestFailed',
+      data: {
+        ...because,
+        ...(command.operationId ? { operationId: command.operationId } : {}),
+        requestId: command.requestId,
+        status: command.status,
+        reason: command.reason,
+      },
+    },
+  ];
+}
+
+// ── Changes Microsoft reports (webhook notifications) ───────────────────────────────────────────
+
+function applyPlanChange(command: Command<'ApplyPlanChange'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  requireStatus(s, command, 'Subscribed');
+  if (!command.planId) throw new DomainError('invalid-plan', 'ApplyPlanChange: the notification names no planId', 400);
+  superseded(command, command.occurredAt, s.planChangedAt);
+  if (command.planId === s.planId) return []; // a "revert" notification: already on that plan
+  return [
+    {
+      type: 'PlanChanged',
+      data: {
+        ...because,
+        operationId: command.operationId,
+        planId: command.planId,
+        previousPlanId: s.planId,
+        requestSource: command.requestSource,
+        ...(command.occurredAt ? { occurredAt: command.occurredAt } : {}),
+      },
+    },
+  ];
+}
+
+function applyQuantityChange(command: Command<'ApplyQuantityChange'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  requireStatus(s, command, 'Subscribed');
+  quantityValid(command.quantity, command);
+  superseded(command, command.occurredAt, s.quantityChangedAt);
+  if (command.quantity === s.quantity) return []; // a "revert" notification
+  return [
+    {
+      type: 'QuantityChanged',
+      data: {
+        ...because,
+        operationId: command.operationId,
+        quantity: command.quantity,
+        previousQuantity: s.quantity,
+        requestSource: command.requestSource,
+        ...(command.occurredAt ? { occurredAt: command.occurredAt } : {}),
+      },
+    },
+  ];
+}
+
+function rejectChange(command: Command<'RejectChange'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  requireStatus(s, command, 'Subscribed');
+  return [
+    {
+      type: 'ChangeRejected',
+      data: {
+        ...because,
+        operationId: command.operationId,
+        action: command.action,
+        planId: command.planId,
+        quantity: command.quantity,
+        reason: command.reason,
+      },
+    },
+  ];
+}
+
+// ── Status ──────────────────────────────────────────────────────────────────────────────────────
+
+function suspend(command: Command<'Suspend'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  requireStatus(s, command, 'Subscribed');
+  return [{ type: 'Suspended', data: { ...because, operationId: command.operationId } }];
+}
+
+function reinstate(command: Command<'Reinstate'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  requireStatus(s, command, 'Suspended');
+  return [{ type: 'Reinstated', data: { ...because, operationId: command.operationId } }];
+}
+
+function renew(command: Command<'Renew'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  // A renewal reported after a suspension (notifications are not ordered) still moves the term.
+  requireStatus(s, command, 'Subscribed', 'Suspended');
+  return [{ type: 'Renewed', data: { ...because, operationId: command.operationId, term: command.term } }];
+}
+
+function unsubscribe(command: Command<'Unsubscribe'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  if (s.status === 'Unsubscribed') return []; // terminal, and already where the command wants it
+  requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
+  return [
+    {
+      type: 'Unsubscribed',
+      data: { ...because, ...(command.operationId ? { operationId: command.operationId } : {}), reason: command.reason },
+    },
+  ];
+}
+
+function reconcileStatus(command: Command<'ReconcileStatus'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+  const s = known(state, command);
+  const target = command.microsoftStatus;
+  if (target === s.status || !['PendingFulfillmentStart', 'Subscribed', 'Suspended', 'Unsubscribed'].includes(target)) return [];
+  if (s.status === 'Unsubscribed' || target === 'PendingFulfillmentStart') {
+    throw new DomainError(
+      'cannot-reconcile',
+      `ReconcileStatus: Microsoft reports ${target} but the subscription is ${s.status} here, and there is no way back`,
+    );
+  }
+  if (target === 'Unsubscribed') {
+    return [{ type: 'Unsubscribed', data: { ...because, reason: `Microsoft reports Unsubscribed (was ${s.status} here)` } }];
+  }
+  if (s.status === 'PendingFulfillmentStart') {
+    const events: SubscriptionEvent[] = [
+      { type: 'Activated', data: { ...because, planId: s.planId, quantity: s.quantity, autoActivated: !s.activation.requestedAt } },
+    ];
+    if (target === 'Suspended') events.push({ type: 'Suspended', data: because });
+    return events;
+  }
+  return [{ type: target === 'Suspended' ? 'Suspended' : 'Reinstated', data: because }];
+}
+
+/** A Microsoft operation already applied to this subscription is a no-op, whatever it asks. */
+function alreadyApplied(command: SubscriptionCommand, state: SubscriptionState): boolean {
+  return (
     state.status !== 'Initial' &&
     'operationId' in command &&
     command.operationId !== undefined &&
     command.type !== 'RecordChangeSubmitted' &&
     state.appliedOperations.includes(command.operationId)
-  ) {
-    return [];
-  }
-  const because = { at: command.now, source: command.source };
+  );
+}
+
+export function decide(command: SubscriptionCommand, state: SubscriptionState): SubscriptionEvent[] {
+  if (alreadyApplied(command, state)) return [];
+  const because: Because = { at: command.now, source: command.source };
 
   switch (command.type) {
-    case 'RecordPurchase': {
-      if (state.status !== 'Initial') {
-        // A second Resolve (Microsoft's "Manage account") or a repeated Subscribe: already recorded.
-        if (command.subscription.subscriptionId !== state.subscriptionId) {
-          throw new DomainError('subscription-mismatch', 'RecordPurchase: subscription id does not match this stream', 400);
-        }
-        // A purchase we recorded as pending that Microsoft now reports further on: catch up.
-        if (state.status === 'PendingFulfillmentStart' && ['Subscribed', 'Suspended'].includes(command.microsoftStatus)) {
-          const events: SubscriptionEvent[] = [
-            {
-              type: 'Activated',
-              data: {
-                ...because,
-                ...(command.operationId ? { operationId: command.operationId } : {}),
-                planId: command.subscription.planId,
-                quantity: command.subscription.quantity,
-                // Activated by our own request that we had not confirmed yet, or by Microsoft at purchase.
-                autoActivated: !state.activation.requestedAt,
-                term: command.subscription.term,
-              },
-            },
-          ];
-          if (command.microsoftStatus === 'Suspended') events.push({ type: 'Suspended', data: because });
-          return events;
-        }
-        return [];
-      }
-      if (!command.subscription.subscriptionId) {
-        throw new DomainError('invalid-purchase', 'RecordPurchase: subscriptionId is required', 400);
-      }
-      return purchaseEvents(command);
-    }
-
-    case 'RequestActivation': {
-      const s = known(state, command);
-      if (s.status === 'Subscribed' || s.status === 'Suspended') {
-        throw new DomainError('already-active', `RequestActivation: the subscription is already ${s.status}; it is never activated twice`);
-      }
-      requireStatus(s, command, 'PendingFulfillmentStart');
-      if (!command.contact.email) throw new DomainError('contact-required', 'RequestActivation: a contact email is required', 400);
-      if (s.activation.requestedAt && !s.activation.gaveUp) return []; // already under way
-      if (command.quantity !== undefined) quantityValid(command.quantity, command);
-      return [
-        {
-          type: 'ActivationRequested',
-          data: { ...because, planId: command.planId ?? s.planId, quantity: command.quantity ?? s.quantity, contact: command.contact },
-        },
-      ];
-    }
-
-    case 'RecordActivationFailure': {
-      const s = known(state, command);
-      requireStatus(s, command, 'PendingFulfillmentStart');
-      if (!s.activation.requestedAt) refuse(s, command, 'an activation has been requested');
-      return [
-        {
-          type: 'ActivationFailed',
-          data: { ...because, reason: command.reason, attempt: s.activation.failures + 1, final: command.final },
-        },
-      ];
-    }
-
-    case 'ConfirmActivation': {
-      const s = known(state, command);
-      // Confirmed before a crash (and perhaps suspended since): nothing more to record.
-      if (s.status === 'Subscribed' || s.status === 'Suspended') return [];
-      requireStatus(s, command, 'PendingFulfillmentStart');
-      return [
-        {
-          type: 'Activated',
-          data: {
-            ...because,
-            planId: command.planId ?? s.activation.planId ?? s.planId,
-            quantity: command.quantity ?? s.activation.quantity ?? s.quantity,
-            autoActivated: false,
-            term: command.term,
-          },
-        },
-      ];
-    }
-
-    case 'RequestPlanChange': {
-      const s = known(state, command);
-      if (s.pendingChange?.requestId === command.requestId || s.settledRequests.includes(command.requestId)) return [];
-      requireStatus(s, command, 'Subscribed');
-      allowsCustomerOperation(s, command, 'Update');
-      noPendingChange(s, command);
-      if (!command.planId) throw new DomainError('invalid-plan', 'RequestPlanChange: planId is required', 400);
-      if (command.planId === s.planId) {
-        throw new DomainError('same-plan', `RequestPlanChange: the subscription is already on plan ${s.planId}`, 400);
-      }
-      return [
-        { type: 'PlanChangeRequested', data: { ...because, requestId: command.requestId, planId: command.planId, previousPlanId: s.planId } },
-      ];
-    }
-
-    case 'RequestQuantityChange': {
-      const s = known(state, command);
-      if (s.pendingChange?.requestId === command.requestId || s.settledRequests.includes(command.requestId)) return [];
-      requireStatus(s, command, 'Subscribed');
-      allowsCustomerOperation(s, command, 'Update');
-      noPendingChange(s, command);
-      quantityValid(command.quantity, command);
-      if (command.quantity === s.quantity) {
-        throw new DomainError('same-quantity', `RequestQuantityChange: the subscription already has ${s.quantity} seats`, 400);
-      }
-      return [
-        {
-          type: 'QuantityChangeRequested',
-          data: { ...because, requestId: command.requestId, quantity: command.quantity, previousQuantity: s.quantity },
-        },
-      ];
-    }
-
-    case 'RequestCancellation': {
-      const s = known(state, command);
-      if (s.pendingChange?.requestId === command.requestId || s.settledRequests.includes(command.requestId)) return [];
-      requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
-      allowsCustomerOperation(s, command, 'Delete');
-      noPendingChange(s, command);
-      return [{ type: 'CancellationRequested', data: { ...because, requestId: command.requestId, reason: command.reason } }];
-    }
-
-    case 'RecordChangeSubmitted': {
-      const s = known(state, command);
-      const p = s.pendingChange;
-      if (!p || p.requestId !== command.requestId) {
-        throw new DomainError('no-such-request', `RecordChangeSubmitted: request ${command.requestId} is not pending`);
-      }
-      if (p.operationId === command.operationId) return [];
-      if (p.operationId) {
-        throw new DomainError('already-submitted', `RecordChangeSubmitted: request ${command.requestId} already has operation ${p.operationId}`);
-      }
-      return [{ type: 'ChangeSubmitted', data: { ...because, requestId: command.requestId, operationId: command.operationId } }];
-    }
-
-    case 'RecordChangeRequestFailure': {
-      const s = known(state, command);
-      if (s.pendingChange?.requestId !== command.requestId) return []; // settled already (by success or a previous failure)
-      return [
-        {
-          type: 'ChangeRequestFailed',
-          data: {
-            ...because,
-            ...(command.operationId ? { operationId: command.operationId } : {}),
-            requestId: command.requestId,
-            status: command.status,
-            reason: command.reason,
-          },
-        },
-      ];
-    }
-
-    case 'ApplyPlanChange': {
-      const s = known(state, command);
-      requireStatus(s, command, 'Subscribed');
-      if (!command.planId) throw new DomainError('invalid-plan', 'ApplyPlanChange: the notification names no planId', 400);
-      superseded(command, command.occurredAt, s.planChangedAt);
-      if (command.planId === s.planId) return []; // a "revert" notification: already on that plan
-      return [
-        {
-          type: 'PlanChanged',
-          data: {
-            ...because,
-            operationId: command.operationId,
-            planId: command.planId,
-            previousPlanId: s.planId,
-            requestSource: command.requestSource,
-            ...(command.occurredAt ? { occurredAt: command.occurredAt } : {}),
-          },
-        },
-      ];
-    }
-
-    case 'ApplyQuantityChange': {
-      const s = known(state, command);
-      requireStatus(s, command, 'Subscribed');
-      quantityValid(command.quantity, command);
-      superseded(command, command.occurredAt, s.quantityChangedAt);
-      if (command.quantity === s.quantity) return []; // a "revert" notification
-      return [
-        {
-          type: 'QuantityChanged',
-          data: {
-            ...because,
-            operationId: command.operationId,
-            quantity: command.quantity,
-            previousQuantity: s.quantity,
-            requestSource: command.requestSource,
-            ...(command.occurredAt ? { occurredAt: command.occurredAt } : {}),
-          },
-        },
-      ];
-    }
-
-    case 'RejectChange': {
-      const s = known(state, command);
-      requireStatus(s, command, 'Subscribed');
-      return [
-        {
-          type: 'ChangeRejected',
-          data: {
-            ...because,
-            operationId: command.operationId,
-            action: command.action,
-            planId: command.planId,
-            quantity: command.quantity,
-            reason: command.reason,
-          },
-        },
-      ];
-    }
-
-    case 'Suspend': {
-      const s = known(state, command);
-      requireStatus(s, command, 'Subscribed');
-      return [{ type: 'Suspended', data: { ...because, operationId: command.operationId } }];
-    }
-
-    case 'Reinstate': {
-      const s = known(state, command);
-      requireStatus(s, command, 'Suspended');
-      return [{ type: 'Reinstated', data: { ...because, operationId: command.operationId } }];
-    }
-
-    case 'Renew': {
-      const s = known(state, command);
-      // A renewal reported after a suspension (notifications are not ordered) still moves the term.
-      requireStatus(s, command, 'Subscribed', 'Suspended');
-      return [{ type: 'Renewed', data: { ...because, operationId: command.operationId, term: command.term } }];
-    }
-
-    case 'Unsubscribe': {
-      const s = known(state, command);
-      if (s.status === 'Unsubscribed') return []; // terminal, and already where the command wants it
-      requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
-      return [
-        {
-          type: 'Unsubscribed',
-          data: { ...because, ...(command.operationId ? { operationId: command.operationId } : {}), reason: command.reason },
-        },
-      ];
-    }
-
-    case 'ReconcileStatus': {
-      const s = known(state, command);
-      const target = command.microsoftStatus;
-      if (target === s.status || !['PendingFulfillmentStart', 'Subscribed', 'Suspended', 'Unsubscribed'].includes(target)) return [];
-      if (s.status === 'Unsubscribed' || target === 'PendingFulfillmentStart') {
-        throw new DomainError(
-          'cannot-reconcile',
-          `ReconcileStatus: Microsoft reports ${target} but the subscription is ${s.status} here, and there is no way back`,
-        );
-      }
-      if (target === 'Unsubscribed') {
-        return [{ type: 'Unsubscribed', data: { ...because, reason: `Microsoft reports Unsubscribed (was ${s.status} here)` } }];
-      }
-      if (s.status === 'PendingFulfillmentStart') {
-        const events: SubscriptionEvent[] = [
-          { type: 'Activated', data: { ...because, planId: s.planId, quantity: s.quantity, autoActivated: !s.activation.requestedAt } },
-        ];
-        if (target === 'Suspended') events.push({ type: 'Suspended', data: because });
-        return events;
-      }
-      return [{ type: target === 'Suspended' ? 'Suspended' : 'Reinstated', data: because }];
-    }
-
+    case 'RecordPurchase':
+      return recordPurchase(command, state, because);
+    case 'RequestActivation':
+      return requestActivation(command, state, because);
+    case 'RecordActivationFailure':
+      return recordActivationFailure(command, state, because);
+    case 'ConfirmActivation':
+      return confirmActivation(command, state, because);
+    case 'RequestPlanChange':
+      return requestPlanChange(command, state, because);
+    case 'RequestQuantityChange':
+      return requestQuantityChange(command, state, because);
+    case 'RequestCancellation':
+      return requestCancellation(command, state, because);
+    case 'RecordChangeSubmitted':
+      return recordChangeSubmitted(command, state, because);
+    case 'RecordChangeRequestFailure':
+      return recordChangeRequestFailure(command, state, because);
+    case 'ApplyPlanChange':
+      return applyPlanChange(command, state, because);
+    case 'ApplyQuantityChange':
+      return applyQuantityChange(command, state, because);
+    case 'RejectChange':
+      return rejectChange(command, state, because);
+    case 'Suspend':
+      return suspend(command, state, because);
+    case 'Reinstate':
+      return reinstate(command, state, because);
+    case 'Renew':
+      return renew(command, state, because);
+    case 'Unsubscribe':
+      return unsubscribe(command, state, because);
+    case 'ReconcileStatus':
+      return reconcileStatus(command, state, because);
     default: {
       const _exhaustive: never = command;
       throw new DomainError('unknown-command', `unknown command ${(command as { type: string }).type}`, 400);

@@ -73,31 +73,8 @@ export function startPersistentProcess(
   const backoff = (retryCount: number) =>
     Math.min(options.retryMaxMs ?? 30_000, (options.retryBaseMs ?? 200) * 2 ** Math.min(retryCount, 10));
 
-  const settle = async (delivery: PersistentDelivery): Promise<void> => {
-    const { event, retryCount } = delivery;
-    const where = { eventType: event.type, streamId: event.streamId, position: event.position.toString(), retryCount };
-    try {
-      await handler.handle(event);
-    } catch (err) {
-      const last = retryCount >= maxRetryCount;
-      const delay = last ? 0 : backoff(retryCount);
-      if (last) log.error({ err, ...where }, 'handler failed on the last retry: the server parks the event for an operator to replay');
-      else log.error({ err, ...where, retryInMs: delay }, 'handler failed; the event goes back to the group after a backoff');
-      await sleep(delay, undefined, { signal: stopSignal.signal }).catch(() => undefined);
-      await delivery.nack(describe(err)).catch((nackErr: unknown) =>
-        log.warn({ err: nackErr, ...where }, 'nack failed; the server hands the event out again when this connection ends'),
-      );
-      if (last) noteSettled(event.position);
-      return;
-    }
-    try {
-      await delivery.ack();
-    } catch (err) {
-      // The work is done and recorded; the server will hand the event out again and the handler will see that.
-      log.warn({ err, ...where }, 'ack failed; the event will be delivered again and found already handled');
-    }
-    noteSettled(event.position);
-  };
+  const settle = (delivery: PersistentDelivery): Promise<void> =>
+    settleDelivery(delivery, { handler, maxRetryCount, backoff, log, stopSignal: stopSignal.signal, noteSettled });
 
   const noteSettled = (position: bigint) => {
     if (position > settledUpTo) settledUpTo = position;
@@ -185,6 +162,42 @@ export function startPersistentProcess(
       for (const wake of waiters) wake();
     },
   };
+}
+
+type Settling = {
+  handler: ProcessHandler;
+  maxRetryCount: number;
+  backoff: (retryCount: number) => number;
+  log: Logger;
+  stopSignal: AbortSignal;
+  noteSettled: (position: bigint) => void;
+};
+
+/** Handles one delivery: ack on success; on failure wait the backoff, then nack (the server parks it after the last retry). */
+async function settleDelivery(delivery: PersistentDelivery, s: Settling): Promise<void> {
+  const { event, retryCount } = delivery;
+  const where = { eventType: event.type, streamId: event.streamId, position: event.position.toString(), retryCount };
+  try {
+    await s.handler.handle(event);
+  } catch (err) {
+    const last = retryCount >= s.maxRetryCount;
+    const delay = last ? 0 : s.backoff(retryCount);
+    if (last) s.log.error({ err, ...where }, 'handler failed on the last retry: the server parks the event for an operator to replay');
+    else s.log.error({ err, ...where, retryInMs: delay }, 'handler failed; the event goes back to the group after a backoff');
+    await sleep(delay, undefined, { signal: s.stopSignal }).catch(() => undefined);
+    await delivery.nack(describe(err)).catch((nackErr: unknown) =>
+      s.log.warn({ err: nackErr, ...where }, 'nack failed; the server hands the event out again when this connection ends'),
+    );
+    if (last) s.noteSettled(event.position);
+    return;
+  }
+  try {
+    await delivery.ack();
+  } catch (err) {
+    // The work is done and recorded; the server will hand the event out again and the handler will see that.
+    s.log.warn({ err, ...where }, 'ack failed; the event will be delivered again and found already handled');
+  }
+  s.noteSettled(event.position);
 }
 
 function describe(err: unknown): string {

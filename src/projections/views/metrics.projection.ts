@@ -144,6 +144,53 @@ function bump(db: ReadModelDb, day: string, offerId: string, planId: string, isT
 /** Seats count while activated and not cancelled. */
 const counted = (status: string): boolean => status === 'Subscribed' || status === 'Suspended';
 
+/** The first event of a subscription: its facts row, and the purchase counted on the day it was created. */
+function purchased(
+  db: ReadModelDb,
+  event: Extract<SubscriptionEvent, { type: 'Purchased' }>,
+  subscriptionId: string,
+  facts: Facts | undefined,
+  recorded: RecordedEvent,
+): void {
+  const at = event.data.at;
+  const position = recorded.position;
+  const revision = recorded.revision;
+  if (facts) {
+    if (BigInt(facts.stream_revision) < revision) updateRow(db, 'metrics_subscriptions', 'subscription_id', subscriptionId, { stream_revision: revision, position });
+    return;
+  }
+  const d = event.data;
+  const createdAt = isoTime(d.created) ?? at;
+  insertRow(db, 'metrics_subscriptions', {
+    subscription_id: subscriptionId,
+    offer_id: d.offerId,
+    plan_id: d.planId,
+    purchased_plan_id: d.planId,
+    quantity: nullable(d.quantity),
+    status: 'PendingFulfillmentStart',
+    is_test: bit(d.isTest),
+    auto_activated: 0,
+    started_as_free_trial: bit(d.isFreeTrial),
+    trial_outcome: d.isFreeTrial ? 'in-trial' : null,
+    trial_ended_at: null,
+    created_at: createdAt,
+    activation_requested_at: null,
+    activated_at: null,
+    purchase_to_activation_s: null,
+    request_to_activation_s: null,
+    suspended_at: null,
+    suspensions: 0,
+    reinstatements: 0,
+    renewals: 0,
+    plan_changes: 0,
+    cancelled_at: null,
+    cancelled_while_suspended: 0,
+    stream_revision: revision,
+    position,
+  });
+  bump(db, utcDay(createdAt), d.offerId, d.planId, bit(d.isTest), { purchases: 1, trial_starts: d.isFreeTrial ? 1 : 0 });
+}
+
 function apply(db: ReadModelDb, recorded: RecordedEvent): void {
   const event = decodeSubscriptionEvent(recorded);
   if (!event) return;
@@ -154,43 +201,7 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
   const position = recorded.position;
   const revision = recorded.revision;
 
-  if (event.type === 'Purchased') {
-    if (facts) {
-      if (BigInt(facts.stream_revision) < revision) updateRow(db, 'metrics_subscriptions', 'subscription_id', subscriptionId, { stream_revision: revision, position });
-      return;
-    }
-    const d = event.data;
-    const createdAt = isoTime(d.created) ?? at;
-    insertRow(db, 'metrics_subscriptions', {
-      subscription_id: subscriptionId,
-      offer_id: d.offerId,
-      plan_id: d.planId,
-      purchased_plan_id: d.planId,
-      quantity: nullable(d.quantity),
-      status: 'PendingFulfillmentStart',
-      is_test: bit(d.isTest),
-      auto_activated: 0,
-      started_as_free_trial: bit(d.isFreeTrial),
-      trial_outcome: d.isFreeTrial ? 'in-trial' : null,
-      trial_ended_at: null,
-      created_at: createdAt,
-      activation_requested_at: null,
-      activated_at: null,
-      purchase_to_activation_s: null,
-      request_to_activation_s: null,
-      suspended_at: null,
-      suspensions: 0,
-      reinstatements: 0,
-      renewals: 0,
-      plan_changes: 0,
-      cancelled_at: null,
-      cancelled_while_suspended: 0,
-      stream_revision: revision,
-      position,
-    });
-    bump(db, utcDay(createdAt), d.offerId, d.planId, bit(d.isTest), { purchases: 1, trial_starts: d.isFreeTrial ? 1 : 0 });
-    return;
-  }
+  if (event.type === 'Purchased') return purchased(db, event, subscriptionId, facts, recorded);
   if (!facts || BigInt(facts.stream_revision) >= revision) return; // unknown subscription, or a replay
   const { offer_id: offer, plan_id: plan, is_test: test } = facts;
   const seats = facts.quantity ?? 0;

@@ -26,6 +26,7 @@ import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { DomainError } from '../domain/errors.js';
 import type { Contact, KnownSubscription, SubscriptionState } from '../domain/subscription/index.js';
 import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
+import { isGuid } from '../marketplace/schemas.js';
 import type { NormalisedSubscription } from '../marketplace/schemas.js';
 import { problem, problemContentType } from './problem.js';
 import { pageErrorHandler, statusErrorHandler } from './landing.errors.js';
@@ -63,7 +64,6 @@ export type LandingOptions = {
 
 const DEFAULT_PRODUCT_NAME = 'Our service';
 const DEFAULT_LINK_TTL_MS = 2 * 60 * 60 * 1000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const EMAIL = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+\.[^\s@<>()[\]\\,;:"]+$/;
 
 const SubscriptionParams = Type.Object({ subscriptionId: Type.String({ pattern: '^[A-Za-z0-9-]{1,100}$' }) });
@@ -105,7 +105,7 @@ function trimmed(value: string | undefined, max: number): string {
 }
 
 const correlationOf = (request: FastifyRequest): { correlationId?: string } =>
-  UUID.test(request.id) ? { correlationId: request.id } : {};
+  isGuid(request.id) ? { correlationId: request.id } : {};
 
 const known = (state: SubscriptionState): KnownSubscription | undefined => (state.status === 'Initial' ? undefined : state);
 

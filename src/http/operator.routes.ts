@@ -38,6 +38,7 @@ import {
   SubscriptionParams,
   SubscriptionView,
 } from './operator.schemas.js';
+import { isGuid } from '../marketplace/schemas.js';
 import type { LastChangeView, RecordedEventView } from './operator.schemas.js';
 import type { Static } from 'typebox';
 import { problem, problemContentType } from './problem.js';
@@ -48,7 +49,6 @@ export type OperatorRoutesOptions = {
 };
 
 const TAG = 'subscriptions';
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   400: 'Invalid request: unknown or malformed fields, parameters or headers, or a value the subscription cannot take',
@@ -105,7 +105,7 @@ function commandContext(request: { id: string; headers: Static<typeof CommandHea
   const expectedRevision = parseIfMatch(request.headers['if-match']);
   return {
     actor: `operator:${request.headers['x-operator-id'] ?? 'api'}`,
-    correlationId: GUID.test(request.id) ? request.id : randomUUID(),
+    correlationId: isGuid(request.id) ? request.id : randomUUID(),
     ...(expectedRevision !== undefined ? { expectedRevision } : {}),
   };
 }

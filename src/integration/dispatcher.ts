@@ -25,7 +25,7 @@ import type { EventStore, NewEvent, RecordedEvent, StoreSubscription } from '../
 import type { Logger } from '../logger.js';
 import { deterministicId } from './ids.js';
 import type { IntegrationEvent } from './outbound-event.js';
-import { backoffDelay, evolveOutbox, initialOutbox, isOutboxEvent, nextStep, outboxCategory, outboxStream } from './outbox.js';
+import { backoffDelay, decodeOutboxEvent, evolveOutbox, initialOutbox, nextStep, outboxCategory, outboxStream } from './outbox.js';
 import type { OutboxEntry, OutboxEvent, OutboxState } from './outbox.js';
 import type { SendResult, WebhookSender } from './webhook-sender.js';
 
@@ -139,10 +139,11 @@ export class OutboxDispatcher implements DeadLetterAdmin {
       let last: bigint | undefined;
       for await (const e of this.options.store.readAll({ streamPrefixes: [`${outboxCategory}-`] })) {
         last = e.position;
-        if (!isOutboxEvent(e)) continue;
+        const event = decodeOutboxEvent(e);
+        if (!event) continue;
         const id = entityIdOf(e.streamId);
         const current = found.get(id) ?? { state: initialOutbox(id), revision: -1n };
-        found.set(id, { state: evolveOutbox(current.state, { type: e.type, data: e.data } as OutboxEvent), revision: e.revision });
+        found.set(id, { state: evolveOutbox(current.state, event), revision: e.revision });
       }
       let resumed = 0;
       for (const [id, { state, revision }] of found) {
@@ -303,7 +304,8 @@ export class OutboxDispatcher implements DeadLetterAdmin {
     const from = q.revision === undefined ? 0n : q.revision + 1n;
     const events: RecordedEvent[] = await this.options.store.readStream(outboxStream(q.subscriptionId), { fromRevision: from });
     for (const e of events) {
-      if (isOutboxEvent(e)) q.state = evolveOutbox(q.state, { type: e.type, data: e.data } as OutboxEvent);
+      const event = decodeOutboxEvent(e);
+      if (event) q.state = evolveOutbox(q.state, event);
       q.revision = e.revision;
     }
   }

@@ -7,6 +7,10 @@
  * Delivered or, by an operator, DeadLetterSkipped; a DeadLettered head stays and blocks the queue
  * until an operator retries (DeadLetterRetried starts a new round of attempts) or skips it.
  */
+import Type from 'typebox';
+import type { Static, TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+import { INTEGRATION_EVENT_VERSION } from './outbound-event.js';
 import type { IntegrationEvent } from './outbound-event.js';
 
 export const outboxCategory = 'outbox';
@@ -148,4 +152,61 @@ export function backoffDelay(attempt: number, options: { baseMs: number; maxMs: 
   const jittered = exp / 2 + (options.random ?? Math.random)() * (exp / 2);
   const floor = options.retryAfterMs !== undefined ? Math.min(options.retryAfterMs, options.maxMs) : 0;
   return Math.round(Math.max(jittered, floor));
+}
+
+// ------------------------------------------------------------------------------------------------
+// The one decode from a stored event to an outbox event (no casts): compiled TypeBox schemas whose
+// static types are checked against the event types above at compile time.
+
+const Str = Type.String();
+const Num = Type.Number();
+const Opt = <T extends TSchema>(schema: T) => Type.Optional(schema);
+const Party = Type.Object({ emailId: Opt(Str), objectId: Opt(Str), tenantId: Opt(Str), puid: Opt(Type.Union([Str, Type.Null()])) });
+const Term = Type.Object({ termUnit: Opt(Str), startDate: Opt(Str), endDate: Opt(Str), chargeDuration: Opt(Type.Union([Str, Type.Null()])) });
+const Snapshot = Type.Object({
+  status: Type.Union([Type.Literal('PendingFulfillmentStart'), Type.Literal('Subscribed'), Type.Literal('Suspended'), Type.Literal('Unsubscribed')]),
+  name: Str,
+  offerId: Str,
+  planId: Str,
+  quantity: Opt(Num),
+  term: Term,
+  autoRenew: Type.Boolean(),
+  isFreeTrial: Type.Boolean(),
+  isTest: Type.Boolean(),
+  purchaser: Party,
+  beneficiary: Party,
+  contact: Opt(Type.Object({ email: Str, name: Opt(Str), company: Opt(Str), phone: Opt(Str) })),
+});
+const IntegrationEventSchema = Type.Object({
+  id: Str,
+  type: Type.TemplateLiteral('subscription.${string}'),
+  version: Type.Literal(INTEGRATION_EVENT_VERSION),
+  subscriptionId: Str,
+  sequence: Num,
+  occurredAt: Str,
+  data: Type.Record(Type.String(), Type.Unknown()),
+  subscription: Opt(Snapshot),
+});
+const outboxSchema = Type.Union([
+  Type.Object({ type: Type.Literal('DeliveryScheduled'), data: Type.Object({ eventId: Str, sequence: Num, at: Str, event: IntegrationEventSchema }) }),
+  Type.Object({ type: Type.Literal('DeliveryFailed'), data: Type.Object({ eventId: Str, attempt: Num, at: Str, error: Str, status: Opt(Num), nextAttemptAt: Str }) }),
+  Type.Object({ type: Type.Literal('Delivered'), data: Type.Object({ eventId: Str, attempt: Num, at: Str, status: Num, durationMs: Num }) }),
+  Type.Object({ type: Type.Literal('DeadLettered'), data: Type.Object({ eventId: Str, attempts: Num, at: Str, error: Str, status: Opt(Num) }) }),
+  Type.Object({ type: Type.Literal('DeadLetterRetried'), data: Type.Object({ eventId: Str, at: Str, actor: Str }) }),
+  Type.Object({ type: Type.Literal('DeadLetterSkipped'), data: Type.Object({ eventId: Str, at: Str, actor: Str, reason: Opt(Str) }) }),
+]);
+const decodedIsOutboxEvent: [Static<typeof outboxSchema>] extends [OutboxEvent] ? true : false = true;
+void decodedIsOutboxEvent;
+
+const compileOutbox = () => Compile(outboxSchema);
+let outboxValidator: ReturnType<typeof compileOutbox> | undefined;
+
+/** The outbox event a stored `{ type, data }` is; undefined for other types; an Error for an outbox type of the wrong shape. */
+export function decodeOutboxEvent(stored: { type: string; data: unknown }): OutboxEvent | undefined {
+  if (!isOutboxEvent(stored)) return undefined;
+  const candidate = { type: stored.type, data: stored.data };
+  const validator = (outboxValidator ??= compileOutbox());
+  if (validator.Check(candidate)) return candidate;
+  const first = validator.Errors(candidate)[0];
+  throw new Error(`stored ${stored.type} outbox event does not match its schema: ${first ? `${first.instancePath || '/'} ${first.message}` : 'invalid'}`);
 }

@@ -4,11 +4,35 @@
  * stream BEFORE anything acts on it; what we then did is recorded in the same stream.
  * The operation id is the idempotency key: a stream that has `NotificationProcessed` is done.
  */
+import type { Term } from '../subscription/subscription.events.js';
+
 export const notificationCategory = 'notification';
 
 export function notificationStream(operationId: string): string {
   return `${notificationCategory}-${operationId}`;
 }
+
+/** Microsoft's notification as the domain reads it: the webhook's fields, trimmed and normalised once at the edge. */
+export type NotificationPayload = {
+  /** The operation id (the stream's key). */
+  id: string;
+  subscriptionId: string;
+  /** Microsoft's action; unknown actions are kept as sent (trimmed). */
+  action: string;
+  activityId?: string;
+  publisherId?: string;
+  offerId?: string;
+  planId?: string;
+  quantity?: number;
+  /** Microsoft's time of the operation. */
+  timeStamp?: string;
+  /** The operation's status as the notification reports it (`InProgress`, `Succeeded`, …). */
+  status?: string;
+  /** Who asked for the change: `Azure` (the customer) or `Partner` (the ISV). */
+  operationRequestSource?: string;
+  /** The subscription's term as the notification reports it (a Renew carries the new one). */
+  term?: Term;
+};
 
 export type NotificationReceived = {
   type: 'NotificationReceived';
@@ -20,6 +44,11 @@ export type NotificationReceived = {
     action?: string;
     /** The body exactly as it arrived. */
     body: string;
+    /**
+     * The body read as a notification at receipt. Deliveries recorded before this field existed do
+     * not have it: decodeNotificationEvent (src/application/notification-events.ts) reads their body.
+     */
+    payload?: NotificationPayload;
     headers: Record<string, string>;
     caller?: { tokenVersion: string; issuer: string; caller: string; tenantId: string };
     /** Why the body could not be read as a notification, when it could not. */
@@ -59,8 +88,13 @@ export type NotificationProcessed = {
 
 export type NotificationEvent = NotificationReceived | OperationAcknowledged | NotificationProcessed;
 
-/** Every webhook action we act on (API.md §7.1); any other is recorded, answered 200 and ignored. */
+/** Every webhook action we act on (docs/marketplace.md §7.1); any other is recorded, answered 200 and ignored. */
 export const handledActions: readonly string[] = ['Subscribe', 'ChangePlan', 'ChangeQuantity', 'Renew', 'Suspend', 'Reinstate', 'Unsubscribe'];
 
-/** Actions whose change Microsoft waits for us to accept or refuse (API.md §7.1–7.2). */
+/** Actions whose change Microsoft waits for us to accept or refuse (docs/marketplace.md §7.1–7.2). */
 export const acknowledgeableActions = ['ChangePlan', 'ChangeQuantity'] as const;
+export type AcknowledgeableAction = (typeof acknowledgeableActions)[number];
+
+export function isAcknowledgeable(action: string): action is AcknowledgeableAction {
+  return acknowledgeableActions.some((a) => a === action);
+}

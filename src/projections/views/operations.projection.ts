@@ -14,13 +14,12 @@
  *
  * v2: a refusal is not overwritten by a later notification outcome.
  */
+import { decodeNotificationEvent } from '../../application/notification-events.js';
 import { notificationCategory } from '../../domain/notification/notification.events.js';
-import type { NotificationProcessed, NotificationReceived, OperationAcknowledged } from '../../domain/notification/notification.events.js';
 import { isSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
 import { entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
-import { parseWebhookPayload } from '../../marketplace/schemas.js';
 import type { Projection, ReadModelDb } from '../projection.js';
 import { cached, nullable } from './support.js';
 
@@ -96,21 +95,11 @@ const actionOfRequest: Record<string, string> = { plan: 'ChangePlan', quantity: 
 const ifNewer = 'WHERE excluded.position > operations.position';
 
 function received(db: ReadModelDb, e: RecordedEvent): void {
-  const d = e.data as NotificationReceived['data'];
+  const event = decodeNotificationEvent(e);
+  if (event?.type !== 'NotificationReceived') return;
+  const d = event.data;
   if (!d.operationId) return; // an unreadable delivery: no operation to file it under
-  let source: string | undefined;
-  let status: string | undefined;
-  let planId: string | undefined;
-  let quantity: number | undefined;
-  try {
-    const p = parseWebhookPayload(JSON.parse(d.body) as unknown);
-    source = p.operationRequestSource;
-    status = p.status;
-    planId = p.planId ?? undefined;
-    quantity = p.quantity;
-  } catch {
-    // recorded as received; the body says nothing more we can read
-  }
+  const p = d.payload; // absent when the body says nothing more we can read
   cached(
     db,
     `INSERT INTO operations (operation_id, subscription_id, action, source, microsoft_status, plan_id, quantity, first_received_at, last_received_at,
@@ -132,17 +121,19 @@ function received(db: ReadModelDb, e: RecordedEvent): void {
     id: d.operationId,
     subscriptionId: nullable(d.subscriptionId),
     action: nullable(d.action),
-    source: nullable(source),
-    status: nullable(status),
-    planId: nullable(planId),
-    quantity: nullable(quantity),
+    source: nullable(p?.operationRequestSource),
+    status: nullable(p?.status),
+    planId: nullable(p?.planId),
+    quantity: nullable(p?.quantity),
     at: d.receivedAt,
     position: e.position,
   });
 }
 
 function acknowledged(db: ReadModelDb, e: RecordedEvent): void {
-  const d = e.data as OperationAcknowledged['data'];
+  const event = decodeNotificationEvent(e);
+  if (event?.type !== 'OperationAcknowledged') return;
+  const d = event.data;
   cached(
     db,
     `INSERT INTO operations (operation_id, subscription_id, deliveries, acknowledged_at, ack_status, ack_latency_ms, ack_note, outcome, updated_at, position)
@@ -157,7 +148,9 @@ function acknowledged(db: ReadModelDb, e: RecordedEvent): void {
 }
 
 function processed(db: ReadModelDb, e: RecordedEvent): void {
-  const d = e.data as NotificationProcessed['data'];
+  const event = decodeNotificationEvent(e);
+  if (event?.type !== 'NotificationProcessed') return;
+  const d = event.data;
   cached(
     db,
     `INSERT INTO operations (operation_id, subscription_id, action, deliveries, processed_at, notification_outcome, outcome, outcome_detail, subscription_events, updated_at, position)

@@ -1,0 +1,3 @@
+export * from './notification.events.js';
+export * from './notification.state.js';
+export * from './notification.decide.js';

@@ -3,7 +3,7 @@
  * On a concurrency conflict it re-reads and decides again (bounded), unless the caller pinned
  * the revision (If-Match), in which case the conflict is the caller's answer.
  */
-import type { Decider } from '../domain/decider.js';
+import type { Decider, EventDecoder } from '../domain/decider.js';
 import { ConcurrencyError } from './eventstore.js';
 import { jitteredPause, retryOnConflict } from './conflict-retry.js';
 import type { EventMetadata, EventStore, ExpectedRevision, RecordedEvent } from './eventstore.js';
@@ -37,7 +37,7 @@ export type HandleResult<S, E> = {
 export async function loadAggregate<C, S, E extends DomainEvent>(
   store: EventStore,
   streamId: string,
-  decider: Decider<C, S, E>,
+  decider: Decider<C, S, E> & EventDecoder<E>,
 ): Promise<Aggregate<S>> {
   const events = await store.readStream(streamId);
   let state = decider.initialState();
@@ -52,7 +52,7 @@ export async function loadAggregate<C, S, E extends DomainEvent>(
 export async function handleCommand<C, S, E extends DomainEvent>(
   store: EventStore,
   streamId: string,
-  decider: Decider<C, S, E>,
+  decider: Decider<C, S, E> & EventDecoder<E>,
   command: C,
   options: HandleOptions = {},
 ): Promise<HandleResult<S, E>> {

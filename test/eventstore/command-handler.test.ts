@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { Decider } from '../../src/domain/decider.js';
+import type { Decider, EventDecoder } from '../../src/domain/decider.js';
 import { DomainError } from '../../src/domain/errors.js';
 import { ConcurrencyError } from '../../src/eventstore/eventstore.js';
 import { handleCommand, loadAggregate } from '../../src/eventstore/command-handler.js';
@@ -8,7 +8,7 @@ import { subscriptionDecider, subscriptionStream } from '../../src/domain/subscr
 
 type Cmd = { type: 'Add'; n: number } | { type: 'Noop' };
 type Ev = { type: 'Added'; data: { n: number } };
-const counter: Decider<Cmd, number, Ev> = {
+const counter: Decider<Cmd, number, Ev> & EventDecoder<Ev> = {
   initialState: () => 0,
   evolve: (s, e) => s + e.data.n,
   decide: (c, s) => {

@@ -1,4 +1,4 @@
-import type { Decider } from '../decider.js';
+import type { Decider, EventDecoder } from '../decider.js';
 import { DomainError } from '../errors.js';
 import type {
   ChangeSource,
@@ -510,7 +510,7 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
   }
 }
 
-export const subscriptionDecider: Decider<SubscriptionCommand, SubscriptionState, SubscriptionEvent> = {
+export const subscriptionDecider: Decider<SubscriptionCommand, SubscriptionState, SubscriptionEvent> & EventDecoder<SubscriptionEvent> = {
   decide,
   evolve,
   initialState,

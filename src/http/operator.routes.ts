@@ -18,8 +18,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { DomainError } from '../domain/errors.js';
-import { isSubscriptionEvent, subscriptionStream } from '../domain/subscription/index.js';
-import type { KnownSubscription, SubscriptionEvent } from '../domain/subscription/index.js';
+import { decodeSubscriptionEvent, latestChangeRequest, subscriptionStream } from '../domain/subscription/index.js';
+import type { ChangeRequest, KnownSubscription, SubscriptionEvent } from '../domain/subscription/index.js';
 import { ConcurrencyError } from '../eventstore/eventstore.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
 import { ChangeNotSubmittedError } from '../application/publisher-changes.js';
@@ -330,54 +330,32 @@ export function toSubscriptionView(state: KnownSubscription, revision: bigint, e
 
 type LastChange = Static<typeof LastChangeView>;
 
-/** The most recent publisher-side change request and how it ended, folded from the history. */
+/** The most recent publisher-side change request and how it ended, folded from the history (`latestChangeRequest`). */
 export function lastChangeOf(events: readonly { type: string; data: unknown }[]): LastChange | undefined {
-  let last: LastChange | undefined;
+  const history: SubscriptionEvent[] = [];
   for (const recorded of events) {
-    if (!isSubscriptionEvent(recorded)) continue;
-    const e = { type: recorded.type, data: recorded.data } as SubscriptionEvent;
-    switch (e.type) {
-      case 'PlanChangeRequested':
-        last = { kind: 'plan', requestId: e.data.requestId, planId: e.data.planId, requestedAt: e.data.at, outcome: 'pending' };
-        break;
-      case 'QuantityChangeRequested':
-        last = { kind: 'quantity', requestId: e.data.requestId, quantity: e.data.quantity, requestedAt: e.data.at, outcome: 'pending' };
-        break;
-      case 'CancellationRequested':
-        last = {
-          kind: 'cancel',
-          requestId: e.data.requestId,
-          requestedAt: e.data.at,
-          outcome: 'pending',
-          ...(e.data.reason !== undefined ? { reason: e.data.reason } : {}),
-        };
-        break;
-      case 'ChangeSubmitted':
-        if (last?.requestId === e.data.requestId) last = { ...last, operationId: e.data.operationId };
-        break;
-      case 'ChangeRequestFailed':
-        if (last?.requestId === e.data.requestId && last.outcome === 'pending') {
-          last = { ...last, outcome: 'failed', settledAt: e.data.at, failure: { status: e.data.status, reason: e.data.reason } };
-          if (e.data.operationId && !last.operationId) last.operationId = e.data.operationId;
-        }
-        break;
-      case 'PlanChanged':
-      case 'QuantityChanged':
-        if (last?.outcome === 'pending' && last.operationId !== undefined && last.operationId === e.data.operationId) {
-          last = { ...last, outcome: 'applied', settledAt: e.data.at };
-        }
-        break;
-      case 'Unsubscribed':
-        if (last?.outcome === 'pending') {
-          const ours = last.kind === 'cancel';
-          last = { ...last, outcome: ours ? 'applied' : 'abandoned', settledAt: e.data.at };
-        }
-        break;
-      default:
-        break;
-    }
+    const event = decodeSubscriptionEvent(recorded);
+    if (event) history.push(event);
   }
-  return last;
+  const request = latestChangeRequest(history);
+  return request && toLastChangeView(request);
+}
+
+/** The API's view of a request: `submitted` (Microsoft accepted it, the outcome is awaited) is still `pending` here. */
+function toLastChangeView(request: ChangeRequest): LastChange {
+  const view: LastChange = {
+    kind: request.kind,
+    requestId: request.requestId,
+    requestedAt: request.requestedAt,
+    outcome: request.outcome === 'submitted' ? 'pending' : request.outcome,
+  };
+  if (request.kind === 'plan') view.planId = request.planId;
+  if (request.kind === 'quantity') view.quantity = request.quantity;
+  if (request.kind === 'cancel' && request.reason !== undefined) view.reason = request.reason;
+  if (request.operationId !== undefined) view.operationId = request.operationId;
+  if (request.settledAt !== undefined) view.settledAt = request.settledAt;
+  if (request.failure !== undefined) view.failure = { ...request.failure };
+  return view;
 }
 
 function toEventView(e: RecordedEvent): RecordedEventView {

@@ -16,11 +16,12 @@
  */
 import { decodeNotificationEvent } from '../../application/notification-events.js';
 import { notificationCategory } from '../../domain/notification/notification.events.js';
-import { isSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
+import { decodeSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
 import { entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
+import { evolveRequestRow, requestRow, subscriptionRequestRows } from './change-requests.table.js';
 import { cached, nullable } from './support.js';
 
 const schemaSql = `
@@ -204,58 +205,32 @@ function appliedBy(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, 
   });
 }
 
+/** Every request of the subscription, evolved with an event that names no request (the fold settles the ones it concerns). */
 function settleRequests(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string): void {
-  const at = event.data.at;
-  if ((event.type === 'PlanChanged' || event.type === 'QuantityChanged') && event.data.operationId) {
-    cached(
-      db,
-      `UPDATE change_requests SET outcome = 'applied', settled_at = @at, updated_at = @at, position = @position
-       WHERE operation_id = @operationId AND outcome IN ('pending', 'submitted') AND position < @position`,
-    ).run({ operationId: event.data.operationId, at, position: e.position });
-  }
-  if (event.type === 'Unsubscribed') {
-    cached(
-      db,
-      `UPDATE change_requests SET outcome = CASE kind WHEN 'cancel' THEN 'applied' ELSE 'abandoned' END, settled_at = @at, updated_at = @at, position = @position
-       WHERE subscription_id = @subscriptionId AND outcome IN ('pending', 'submitted') AND position < @position`,
-    ).run({ subscriptionId, at, position: e.position });
-  }
+  for (const row of subscriptionRequestRows(db, subscriptionId)) evolveRequestRow(db, e, event, subscriptionId, row);
+}
+
+/** When a subscription event applied the operation (its `applied_at`), if one did. */
+function appliedAtOf(db: ReadModelDb, operationId: string): string | undefined {
+  const at: unknown = cached(db, 'SELECT applied_at FROM operations WHERE operation_id = ? AND applied_event IS NOT NULL').pluck().get(operationId);
+  return typeof at === 'string' ? at : undefined;
 }
 
 function subscriptionEvent(db: ReadModelDb, e: RecordedEvent): void {
-  if (!isSubscriptionEvent(e)) return;
-  const event = { type: e.type, data: e.data } as SubscriptionEvent;
+  const event = decodeSubscriptionEvent(e);
+  if (!event) return;
   const subscriptionId = entityIdOf(e.streamId);
   const at = event.data.at;
   switch (event.type) {
     case 'PlanChangeRequested':
     case 'QuantityChangeRequested':
-    case 'CancellationRequested': {
-      const d = event.data;
-      cached(
-        db,
-        `INSERT INTO change_requests (request_id, subscription_id, kind, plan_id, previous_plan_id, quantity, previous_quantity, reason, requested_at, outcome, updated_at, position)
-         VALUES (@requestId, @subscriptionId, @kind, @planId, @previousPlanId, @quantity, @previousQuantity, @reason, @at, 'pending', @at, @position)
-         ON CONFLICT (request_id) DO NOTHING`,
-      ).run({
-        requestId: d.requestId,
-        subscriptionId,
-        kind: event.type === 'PlanChangeRequested' ? 'plan' : event.type === 'QuantityChangeRequested' ? 'quantity' : 'cancel',
-        planId: 'planId' in d ? d.planId : null,
-        previousPlanId: 'previousPlanId' in d ? d.previousPlanId : null,
-        quantity: 'quantity' in d ? d.quantity : null,
-        previousQuantity: 'previousQuantity' in d ? nullable(d.previousQuantity) : null,
-        reason: 'reason' in d ? nullable(d.reason) : null,
-        at,
-        position: e.position,
-      });
+    case 'CancellationRequested':
+      evolveRequestRow(db, e, event, subscriptionId, requestRow(db, event.data.requestId));
       return;
-    }
     case 'ChangeSubmitted': {
       const d = event.data;
-      const request = cached(db, 'SELECT kind, plan_id, quantity, requested_at FROM change_requests WHERE request_id = ?').get(d.requestId) as
-        | { kind: string; plan_id: string | null; quantity: number | null; requested_at: string }
-        | undefined;
+      const row = requestRow(db, d.requestId);
+      const request = row?.request;
       cached(
         db,
         `INSERT INTO operations (operation_id, subscription_id, action, source, plan_id, quantity, request_id, requested_at, submitted_at, deliveries, outcome, updated_at, position)
@@ -273,34 +248,20 @@ function subscriptionEvent(db: ReadModelDb, e: RecordedEvent): void {
         id: d.operationId,
         subscriptionId,
         action: nullable(request ? actionOfRequest[request.kind] : undefined),
-        planId: request?.plan_id ?? null,
-        quantity: request?.quantity ?? null,
+        planId: request?.kind === 'plan' ? request.planId : null,
+        quantity: request?.kind === 'quantity' ? request.quantity : null,
         requestId: d.requestId,
-        requestedAt: request?.requested_at ?? null,
+        requestedAt: request?.requestedAt ?? null,
         at,
         position: e.position,
       });
-      // Microsoft's notification may have applied the operation before its 202 was recorded.
-      const applied = cached(db, 'SELECT applied_at FROM operations WHERE operation_id = ? AND applied_event IS NOT NULL').get(d.operationId) as
-        | { applied_at: string }
-        | undefined;
-      cached(
-        db,
-        `UPDATE change_requests SET operation_id = @operationId, submitted_at = @at,
-           outcome = CASE WHEN @appliedAt IS NOT NULL THEN 'applied' ELSE 'submitted' END,
-           settled_at = coalesce(settled_at, @appliedAt), updated_at = @at, position = @position
-         WHERE request_id = @requestId AND outcome = 'pending' AND position < @position`,
-      ).run({ operationId: d.operationId, at, appliedAt: applied?.applied_at ?? null, requestId: d.requestId, position: e.position });
+      // Microsoft's notification may have applied the operation before its 202 was recorded: the fold settles the request then.
+      evolveRequestRow(db, e, event, subscriptionId, row, (operationId) => appliedAtOf(db, operationId));
       return;
     }
     case 'ChangeRequestFailed': {
       const d = event.data;
-      cached(
-        db,
-        `UPDATE change_requests SET operation_id = coalesce(operation_id, @operationId), outcome = 'failed', failure_status = @status,
-           failure_reason = @reason, settled_at = @at, updated_at = @at, position = @position
-         WHERE request_id = @requestId AND outcome IN ('pending', 'submitted') AND position < @position`,
-      ).run({ operationId: nullable(d.operationId), status: d.status, reason: d.reason, at, requestId: d.requestId, position: e.position });
+      evolveRequestRow(db, e, event, subscriptionId, requestRow(db, d.requestId));
       if (d.operationId) {
         cached(
           db,

@@ -1,5 +1,5 @@
 /**
- * Publisher-initiated changes (API.md §3.6–3.8, §7.5): change plan, change quantity, cancel.
+ * Publisher-initiated changes (docs/marketplace.md §3.6–3.8, §7.5): change plan, change quantity, cancel.
  *
  * Microsoft decides; we apply locally only what Microsoft confirmed:
  *

@@ -47,7 +47,7 @@ export const PlanDefinitionSchema = Type.Object(
     price: Type.Optional(Type.Number({ minimum: 0 })),
     currency: Type.Optional(Type.String()),
     meteringDimensions: Type.Optional(Type.Array(MeteringDimensionSchema)),
-    /** Auto-activation (API.md §7.6): Subscribed at purchase, `Subscribe` webhook, no Activate needed. */
+    /** Auto-activation (docs/marketplace.md §7.6): Subscribed at purchase, `Subscribe` webhook, no Activate needed. */
     autoActivate: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
@@ -226,7 +226,7 @@ function termDescription(unit: string): string {
   }
 }
 
-/** The `Plan` object of `listAvailablePlans` (API.md §4.3). */
+/** The `Plan` object of `listAvailablePlans` (docs/marketplace.md §4.3). */
 export function toPlanPayload(plan: PlanDefinition, options: { withSourceOffers?: boolean } = {}): Plan {
   const currency = plan.currency ?? 'USD';
   const termUnit = plan.termUnit ?? 'P1M';

@@ -80,7 +80,7 @@ export function termMonths(termUnit: string): number {
   return m[2] === 'Y' ? n * 12 : n;
 }
 
-/** A term starting at UTC midnight of `start`; it ends the day before the next term starts (API.md §4.1). */
+/** A term starting at UTC midnight of `start`; it ends the day before the next term starts (docs/marketplace.md §4.1). */
 export function termFrom(start: Date, termUnit: string): { startDate: Date; endDate: Date } {
   const startDate = startOfUtcDay(start);
   return { startDate, endDate: addDays(addMonths(startDate, termMonths(termUnit)), -1) };

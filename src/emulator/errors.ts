@@ -31,7 +31,7 @@ export class EmulatorError extends Error {
   }
 }
 
-/** Status the Fulfillment API routes answer with (Microsoft's semantics, API.md §10). */
+/** Status the Fulfillment API routes answer with (Microsoft's semantics, docs/marketplace.md §10). */
 export const FULFILLMENT_STATUS: Record<EmulatorErrorKind, number> = {
   'bad-request': 400,
   'wrong-state': 400,

@@ -1,5 +1,5 @@
 /**
- * The SaaS Fulfillment API v2 (API.md §3) under Microsoft's paths, registered with prefix `/api`
+ * The SaaS Fulfillment API v2 (docs/marketplace.md §3) under Microsoft's paths, registered with prefix `/api`
  * (Microsoft's base URL is `https://marketplaceapi.microsoft.com/api`).
  *
  * Thin on purpose: check `api-version`, the bearer header and the body's shape, call the

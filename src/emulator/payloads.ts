@@ -1,5 +1,5 @@
 /**
- * The emulator's records as Microsoft's wire shapes (API.md §4, §7.3): field names and value
+ * The emulator's records as Microsoft's wire shapes (docs/marketplace.md §4, §7.3): field names and value
  * spellings exactly as the Fulfillment API and the webhook send them. Types come from
  * `../schemas.ts`, so what the emulator sends is what our client parses.
  */
@@ -64,7 +64,7 @@ export function toOperationPayload(op: OperationRecord): SaaSOperation {
 }
 
 /**
- * The webhook body (API.md §7.3). `subscription` is the subscription as it is when the webhook is
+ * The webhook body (docs/marketplace.md §7.3). `subscription` is the subscription as it is when the webhook is
  * built: before the change for ChangePlan/ChangeQuantity/Reinstate, after it for the notifications.
  */
 export type EmulatorWebhookPayload = WebhookPayload & {

@@ -1,7 +1,7 @@
 /**
  * The emulator's identity provider: an RSA key generated at start, bearer JWTs for webhook calls
- * with the claims Microsoft's marketplace puts in them (API.md §8.2), and the OpenID metadata and
- * JWKS that a webhook verifier fetches (API.md §8.3), so that verification is tested for real.
+ * with the claims Microsoft's marketplace puts in them (docs/marketplace.md §8.2), and the OpenID metadata and
+ * JWKS that a webhook verifier fetches (docs/marketplace.md §8.3), so that verification is tested for real.
  *
  * Webhook token: `aud` = the publisher's app ID, `tid` = the publisher's tenant, `appid` (v1) or
  * `azp` (v2) = the marketplace's first-party app `20e940b3-…`, `iss` per token version, `exp`/`nbf`/`iat`.
@@ -19,7 +19,7 @@ import type { CryptoKey, JWK } from 'jose';
 import type { Clock } from './clock.js';
 import type { TokenFault } from './faults.js';
 
-/** The marketplace's first-party application: `appid`/`azp` of the webhook token (API.md §2.2, §8.2). */
+/** The marketplace's first-party application: `appid`/`azp` of the webhook token (docs/marketplace.md §2.2, §8.2). */
 export const MARKETPLACE_APP_ID = '20e940b3-4c77-4b0b-9a53-9e16a1b010a7';
 
 export type TokenVersion = 'v1' | 'v2';

@@ -1,6 +1,6 @@
 /**
  * Microsoft's side of the marketplace as plain state: subscriptions, their operations and purchase
- * tokens, and the legal transitions between statuses (API.md §5, §6). No I/O and no timers: time
+ * tokens, and the legal transitions between statuses (docs/marketplace.md §5, §6). No I/O and no timers: time
  * arrives as `now`, and the caller (`marketplace.ts`) decides when webhooks go out and when
  * acknowledgement windows close. Every refusal is an `EmulatorError`.
  *
@@ -124,7 +124,7 @@ export type IdSource = { uuid(): string; purchaseToken(): string };
 /**
  * Purchase tokens are opaque and deliberately URL-unsafe: standard base64 with `+`, `/` and `=`
  * always present, so that a caller that decodes the landing page's `?token=` twice (or turns `+`
- * into a space) sends a token that does not resolve (API.md §14.1).
+ * into a space) sends a token that does not resolve (docs/marketplace.md §14.1).
  */
 export function urlUnsafeToken(): string {
   const bytes = Buffer.concat([randomBytes(42), Buffer.from([0xfb, 0xff, 0xbf]), randomBytes(2)]);
@@ -250,7 +250,7 @@ export class EmulatorState {
     return token;
   }
 
-  /** Resolve works in every status (API.md §3.1). */
+  /** Resolve works in every status (docs/marketplace.md §3.1). */
   resolve(token: string | undefined, now: Date): SubscriptionRecord {
     if (token === undefined || token.trim() === '') {
       throw new EmulatorError('bad-request', 'MissingToken', 'the x-ms-marketplace-token header is required');
@@ -393,7 +393,7 @@ export class EmulatorState {
   }
 
   /**
-   * PATCH operation (API.md §3.11). Success on a pending change applies it; Failure refuses it.
+   * PATCH operation (docs/marketplace.md §3.11). Success on a pending change applies it; Failure refuses it.
    * Repeating the status an operation already has is harmless; contradicting it is a 409.
    */
   acknowledge(subscriptionId: string, operationId: string, status: UpdateOperationStatus, now: Date): OperationRecord {
@@ -479,7 +479,7 @@ export class EmulatorState {
     return this.#changeOperation(sub, change, 'Azure', now, 'InProgress');
   }
 
-  /** Payment failed: Subscribed → Suspended, then the publisher is told (API.md §5). */
+  /** Payment failed: Subscribed → Suspended, then the publisher is told (docs/marketplace.md §5). */
   suspend(subscriptionId: string, now: Date): OperationRecord {
     const sub = this.subscription(subscriptionId);
     this.#assertStatus(sub, 'Subscribed');

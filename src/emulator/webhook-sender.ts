@@ -1,5 +1,5 @@
 /**
- * Sends webhook calls the way Microsoft does (API.md §7): a JSON POST to the configured URL with a
+ * Sends webhook calls the way Microsoft does (docs/marketplace.md §7): a JSON POST to the configured URL with a
  * fresh bearer JWT per attempt, and redelivery with exponential backoff until the publisher answers
  * 200 (Microsoft: up to 500 attempts over 8 hours). For ChangePlan/ChangeQuantity a 4xx answer is a
  * refusal, not a failure, and stops redelivery.

@@ -46,7 +46,7 @@ export function html(strings: TemplateStringsArray, ...values: Interpolation[]):
 // ------------------------------------------------------------------------------------------------
 // Wording
 
-/** Microsoft's suggested wording for a token that expired or does not resolve (API.md §3.1, §9). */
+/** Microsoft's suggested wording for a token that expired or does not resolve (docs/marketplace.md §3.1, §9). */
 export const EXPIRED_LINK_MESSAGE =
   'This link has expired or is not valid. Open your subscription again from the Azure portal or the Microsoft 365 admin center and select Configure account / Manage account.';
 
@@ -262,7 +262,7 @@ function party(p: Party): SafeHtml {
 export function detailsList(s: KnownSubscription, productName: string): SafeHtml {
   const start = day(s.term.startDate);
   const end = day(s.term.endDate);
-  // CSP purchases are read-only for the customer (API.md §4.1, §14.16): the partner bought it for them.
+  // CSP purchases are read-only for the customer (docs/marketplace.md §4.1, §14.16): the partner bought it for them.
   const csp = s.allowedCustomerOperations.length > 0 && s.allowedCustomerOperations.every((op) => op === 'Read');
   return html`<dl class="details">
 <dt>Subscription</dt><dd>${s.name || 'Unnamed subscription'}</dd>

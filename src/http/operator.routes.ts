@@ -10,7 +10,7 @@
  *   POST /api/subscriptions/:id/cancel     { reason? }    → 202 once Microsoft accepted (DELETE)
  *
  * Commands honour `If-Match: "<revision>"` (412 with the current revision when stale). A publisher
- * change is applied locally only when Microsoft confirms it (API.md §7.5): the 202 says it was
+ * change is applied locally only when Microsoft confirms it (docs/marketplace.md §7.5): the 202 says it was
  * accepted; `pendingChange` / `lastChange` of the subscription say how it ends.
  */
 import { randomUUID } from 'node:crypto';

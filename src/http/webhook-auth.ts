@@ -1,7 +1,7 @@
 /**
  * Authenticates Microsoft's webhook calls: a bearer JWT minted by the marketplace's first-party app
  * for the publisher's app, verified against the signing keys of the publisher's tenant
- * (API.md §8). Both token versions are accepted:
+ * (docs/marketplace.md §8). Both token versions are accepted:
  *   v1: iss https://sts.windows.net/<tid>/,               caller in `appid`
  *   v2: iss https://login.microsoftonline.com/<tid>/v2.0, caller in `azp`
  * Keys come from the OpenID metadata's `jwks_uri`, cached; an unknown `kid` triggers a refetch

@@ -1,7 +1,7 @@
 /**
  * Typed errors of the Marketplace Fulfillment API client.
  *
- * Error bodies are opaque text (API.md §4.5): they are carried for logs and support tickets, and the
+ * Error bodies are opaque text (docs/marketplace.md §4.5): they are carried for logs and support tickets, and the
  * type of error is decided by the HTTP status only. Every error carries the `x-ms-requestid` and
  * `x-ms-correlationid` that Microsoft support asks for.
  */
@@ -88,7 +88,7 @@ export class MarketplaceBadRequestError extends MarketplaceError {
 }
 
 /**
- * 403: authentication or authorisation failed (API.md §2, §14.3). Also used for an (undocumented) 401,
+ * 403: authentication or authorisation failed (docs/marketplace.md §2, §14.3). Also used for an (undocumented) 401,
  * keeping the real status.
  */
 export class MarketplaceForbiddenError extends MarketplaceError {

@@ -1,5 +1,5 @@
 /**
- * Client for Microsoft's SaaS Fulfillment API v2 (api-version 2018-08-31), API.md §1–§3, §10.
+ * Client for Microsoft's SaaS Fulfillment API v2 (api-version 2018-08-31), docs/marketplace.md §1–§3, §10.
  *
  * - Works against Microsoft (`https://marketplaceapi.microsoft.com/api`) or any implementation of the
  *   API by base URL (the emulator), with an MSAL, static or no token (`TokenProvider`).
@@ -159,7 +159,7 @@ export class FulfillmentClient {
   // Subscriptions
 
   /**
-   * Resolve (API.md §3.1). `marketplaceToken` is the landing page's `token` query value, either as a
+   * Resolve (docs/marketplace.md §3.1). `marketplaceToken` is the landing page's `token` query value, either as a
    * query parser returns it (decoded once) or still percent-encoded as it stands in the URL; it is
    * sent decoded exactly once (`decodeMarketplaceToken`).
    */
@@ -178,7 +178,7 @@ export class FulfillmentClient {
     return this.parse('resolve', out, parseResolvedSubscription);
   }
 
-  /** All subscriptions of the publisher, following every page (API.md §3.3). */
+  /** All subscriptions of the publisher, following every page (docs/marketplace.md §3.3). */
   async listSubscriptions(options?: CallOptions): Promise<NormalisedSubscription[]> {
     const all: NormalisedSubscription[] = [];
     for await (const page of this.listSubscriptionPages(options)) all.push(...page.subscriptions);
@@ -223,7 +223,7 @@ export class FulfillmentClient {
     }
   }
 
-  /** Get subscription (API.md §3.4). */
+  /** Get subscription (docs/marketplace.md §3.4). */
   async getSubscription(subscriptionId: string, options?: CallOptions): Promise<NormalisedSubscription> {
     const out = await this.send({
       operation: 'getSubscription',
@@ -237,7 +237,7 @@ export class FulfillmentClient {
   }
 
   /**
-   * Plans the subscription can move to, including the current one (API.md §3.5). With `planId` (the
+   * Plans the subscription can move to, including the current one (docs/marketplace.md §3.5). With `planId` (the
    * purchased plan) the response also carries `sourceOffers`. An empty body means no plans.
    */
   async listAvailablePlans(
@@ -258,8 +258,8 @@ export class FulfillmentClient {
   }
 
   /**
-   * Activate (API.md §3.2) with `{planId, quantity}` as resolved. 200 means the request was received:
-   * verify with getSubscription later. Not retried on 5xx (re-read first, API.md §10).
+   * Activate (docs/marketplace.md §3.2) with `{planId, quantity}` as resolved. 200 means the request was received:
+   * verify with getSubscription later. Not retried on 5xx (re-read first, docs/marketplace.md §10).
    */
   async activateSubscription(
     subscriptionId: string,
@@ -280,18 +280,18 @@ export class FulfillmentClient {
     });
   }
 
-  /** Change plan (API.md §3.6): 202 + Operation-Location; follow it with `waitForOperation`. */
+  /** Change plan (docs/marketplace.md §3.6): 202 + Operation-Location; follow it with `waitForOperation`. */
   async changePlan(subscriptionId: string, planId: string, options?: CallOptions): Promise<AcceptedOperation> {
     if (!planId) throw new TypeError('changePlan needs a planId');
     return this.patchSubscription('changePlan', subscriptionId, { planId }, options);
   }
 
-  /** Change quantity (API.md §3.7): one of plan or quantity per call. */
+  /** Change quantity (docs/marketplace.md §3.7): one of plan or quantity per call. */
   async changeQuantity(subscriptionId: string, quantity: number, options?: CallOptions): Promise<AcceptedOperation> {
     return this.patchSubscription('changeQuantity', subscriptionId, { quantity: checkQuantity(quantity) }, options);
   }
 
-  /** Cancel (API.md §3.8): 202 + Operation-Location. 409 while another operation is pending. */
+  /** Cancel (docs/marketplace.md §3.8): 202 + Operation-Location. 409 while another operation is pending. */
   async deleteSubscription(subscriptionId: string, options?: CallOptions): Promise<AcceptedOperation> {
     const out = await this.send({
       operation: 'deleteSubscription',
@@ -325,7 +325,7 @@ export class FulfillmentClient {
   // ----------------------------------------------------------------------------------------------
   // Operations
 
-  /** Outstanding operations of a subscription (API.md §3.9); an empty body means none. */
+  /** Outstanding operations of a subscription (docs/marketplace.md §3.9); an empty body means none. */
   async listOperations(subscriptionId: string, options?: CallOptions): Promise<NormalisedOperation[]> {
     const out = await this.send({
       operation: 'listOperations',
@@ -338,7 +338,7 @@ export class FulfillmentClient {
     return this.parse('listOperations', out, parseOperationList);
   }
 
-  /** Get operation status (API.md §3.10); also the validation step for webhooks. */
+  /** Get operation status (docs/marketplace.md §3.10); also the validation step for webhooks. */
   async getOperation(subscriptionId: string, operationId: string, options?: CallOptions): Promise<NormalisedOperation> {
     return this.getOperationAt(this.url(`saas/subscriptions/${id(subscriptionId)}/operations/${id(operationId)}`), options);
   }
@@ -363,7 +363,7 @@ export class FulfillmentClient {
   }
 
   /**
-   * Acknowledge an operation (API.md §3.11) with `Success` or `Failure` (not Succeeded/Failed).
+   * Acknowledge an operation (docs/marketplace.md §3.11) with `Success` or `Failure` (not Succeeded/Failed).
    * Retried: setting the same status again is harmless; a 409 means a newer update already won.
    */
   async updateOperationStatus(
@@ -656,7 +656,7 @@ export function createFulfillmentClient(options: FulfillmentClientOptions): Fulf
 }
 
 /**
- * The purchase token to send in `x-ms-marketplace-token`, decoded exactly once (API.md §3.1, §14.1).
+ * The purchase token to send in `x-ms-marketplace-token`, decoded exactly once (docs/marketplace.md §3.1, §14.1).
  * Accepts the value as it stands in the landing URL (percent-encoded: `ab%2Bcd%2Fef`) or as a query
  * parser returns it (already decoded: `ab+cd/ef`). Tokens are base64-like and never contain `%` or
  * spaces, so a `%XX` means "still encoded" (decode once, keeping `+`), and a space is a `+` that a

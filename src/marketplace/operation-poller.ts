@@ -1,6 +1,6 @@
 /**
  * Follows an `Operation-Location` (202 from PATCH/DELETE subscription) to a final status:
- * `Succeeded`, `Failed` or `Conflict` (API.md §3.6, §6). Polls every few seconds with a gentle
+ * `Succeeded`, `Failed` or `Conflict` (docs/marketplace.md §3.6, §6). Polls every few seconds with a gentle
  * backoff, bounded by a total wait; unknown statuses (a new value Microsoft adds) keep it polling.
  *
  * Each poll is an ordinary client call (so it is retried on 429/5xx within the client's budget).

@@ -1,7 +1,7 @@
 /**
- * TypeBox schemas for Microsoft's SaaS Fulfillment API v2 payloads (saasapi.v2.json, API.md §4, §7.3).
+ * TypeBox schemas for Microsoft's SaaS Fulfillment API v2 payloads (saasapi.v2.json, docs/marketplace.md §4, §7.3).
  *
- * These describe what we *accept*, and they are deliberately tolerant (API.md §14.12):
+ * These describe what we *accept*, and they are deliberately tolerant (docs/marketplace.md §14.12):
  * - objects allow unknown properties (TypeBox objects do not set `additionalProperties: false`);
  * - enums are plain strings; the known values are listed in `*_VALUES` arrays and the `normalise*`
  *   functions trim spaces (`" Subscribed "`) and fix the case, but let unknown values through;
@@ -40,7 +40,7 @@ export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUS_VALUES)[number];
 export const TERM_UNIT_VALUES = ['P1M', 'P1Y', 'P2Y', 'P3Y', 'P4Y', 'P5Y'] as const;
 export type TermUnit = (typeof TERM_UNIT_VALUES)[number];
 
-/** The spec's six actions plus `Subscribe` (auto-activation, newest webhook docs, API.md §7.1). */
+/** The spec's six actions plus `Subscribe` (auto-activation, newest webhook docs, docs/marketplace.md §7.1). */
 export const OPERATION_ACTION_VALUES = [
   'Subscribe',
   'Unsubscribe',
@@ -55,11 +55,11 @@ export type OperationAction = (typeof OPERATION_ACTION_VALUES)[number];
 export const OPERATION_STATUS_VALUES = ['NotStarted', 'InProgress', 'Succeeded', 'Failed', 'Conflict'] as const;
 export type OperationStatus = (typeof OPERATION_STATUS_VALUES)[number];
 
-/** Statuses at which polling an operation stops (API.md §6). */
+/** Statuses at which polling an operation stops (docs/marketplace.md §6). */
 export const FINAL_OPERATION_STATUS_VALUES = ['Succeeded', 'Failed', 'Conflict'] as const;
 export type FinalOperationStatus = (typeof FINAL_OPERATION_STATUS_VALUES)[number];
 
-/** Values for PATCH operation (API.md §3.11); not to be mixed up with OperationStatus. */
+/** Values for PATCH operation (docs/marketplace.md §3.11); not to be mixed up with OperationStatus. */
 export const UPDATE_OPERATION_STATUS_VALUES = ['Success', 'Failure'] as const;
 export type UpdateOperationStatus = (typeof UPDATE_OPERATION_STATUS_VALUES)[number];
 
@@ -139,7 +139,7 @@ export function isFinalOperationStatus(value: string | null | undefined): value 
 }
 
 /**
- * `quantity` arrives as `10`, `"20"`, `""`, `null` or not at all (API.md §4.1).
+ * `quantity` arrives as `10`, `"20"`, `""`, `null` or not at all (docs/marketplace.md §4.1).
  * Returns a non-negative integer or `undefined` (not per-seat, or unreadable).
  */
 export function normaliseQuantity(value: unknown): number | undefined {
@@ -298,7 +298,7 @@ export const OperationList = Type.Object({
 });
 export type OperationList = Static<typeof OperationList>;
 
-/** Webhook POST body (API.md §7.3). `operationRequestedSource` is the emulator's spelling. */
+/** Webhook POST body (docs/marketplace.md §7.3). `operationRequestedSource` is the emulator's spelling. */
 export const WebhookPayload = Type.Object({
   id: Type.String(),
   activityId: OptString(),
@@ -344,7 +344,7 @@ export type UpdateOperation = {
   quantity?: number;
 };
 
-/** Microsoft's declared 500 body; real error bodies are often plain text (API.md §4.5). */
+/** Microsoft's declared 500 body; real error bodies are often plain text (docs/marketplace.md §4.5). */
 export const FulfillmentErrorResponse = Type.Object({
   error: Type.Optional(Nullable(Type.Object({ code: OptString(), message: OptString() }))),
 });
@@ -492,7 +492,7 @@ export class PayloadShapeError extends Error {
 }
 
 /**
- * Trims whitespace around object keys, recursively (`"id  "` → `"id"`, API.md §3.10). If both a
+ * Trims whitespace around object keys, recursively (`"id  "` → `"id"`, docs/marketplace.md §3.10). If both a
  * padded and a clean key exist, the clean one wins unless it is null/undefined.
  */
 export function trimKeys(value: unknown): unknown {

@@ -3,7 +3,7 @@
  *
  * - `MsalTokenProvider`: client credentials (secret or certificate) with `@azure/msal-node` against the
  *   tenant-specific authority and the scope `20e940b3-4c77-4b0b-9a53-9e16a1b010a7/.default`
- *   (API.md §2). One `ConfidentialClientApplication` per provider; MSAL caches the token in memory and
+ *   (docs/marketplace.md §2). One `ConfidentialClientApplication` per provider; MSAL caches the token in memory and
  *   renews it when it is within 5 minutes of expiry.
  * - `StaticTokenProvider`: a fixed bearer token (emulators, `MARKETPLACE_STATIC_TOKEN`).
  * - `NoTokenProvider`: no `authorization` header at all (emulators without auth).
@@ -86,7 +86,7 @@ export class MsalTokenProvider implements TokenProvider {
     if (!tenantId) throw new Error('MARKETPLACE_TENANT_ID is required for Entra ID authentication');
     if (MULTI_TENANT_ALIASES.has(tenantId.toLowerCase())) {
       throw new Error(
-        `MARKETPLACE_TENANT_ID must be the publisher app's own tenant ID, not "${tenantId}" (API.md §2.2)`,
+        `MARKETPLACE_TENANT_ID must be the publisher app's own tenant ID, not "${tenantId}" (docs/marketplace.md §2.2)`,
       );
     }
     if (!clientId) throw new Error('MARKETPLACE_CLIENT_ID is required for Entra ID authentication');

@@ -1,5 +1,5 @@
 /**
- * The lifecycle under Microsoft's unordered, repeated notifications (API.md §5, §7.1): late notifications
+ * The lifecycle under Microsoft's unordered, repeated notifications (docs/marketplace.md §5, §7.1): late notifications
  * after a cancellation are refused without touching the state; a renewal reported during a suspension
  * still moves the term; Unsubscribed is terminal.
  */

@@ -1,5 +1,5 @@
 /**
- * Publisher-side changes (API.md §7.5): we ask Microsoft first (PATCH / DELETE → 202 + operation id),
+ * Publisher-side changes (docs/marketplace.md §7.5): we ask Microsoft first (PATCH / DELETE → 202 + operation id),
  * record the request as pending, which locks further publisher changes, and apply the change only
  * when Microsoft's notification for that operation arrives; a failure settles the request too.
  * Also: Microsoft-side changes, "revert" notifications, CSP (Read-only) subscriptions, invalid input.

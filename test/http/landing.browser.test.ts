@@ -211,7 +211,7 @@ t.test('landing page in chromium: purchase → landing → form → Active', { s
   await t.test('without scripts: the form posts and the status page refreshes itself until Active', async (t) => {
     const emulator = runtime.emulator;
     if (!emulator) throw new Error('no emulator');
-    // Microsoft gave no email (API.md §14.17): the customer must type one.
+    // Microsoft gave no email (docs/marketplace.md §14.17): the customer must type one.
     const bought = emulator.marketplace.purchase({ planId: 'premium', quantity: 5, subscriptionName: 'Contoso legal', beneficiary: { emailId: '' } });
     const id = bought.subscription.id;
     provisioner.hold(id);

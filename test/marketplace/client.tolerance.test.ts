@@ -1,5 +1,5 @@
 /**
- * Tolerant reading of Microsoft's payloads (API.md §14.12): unknown fields pass, unknown enum
+ * Tolerant reading of Microsoft's payloads (docs/marketplace.md §14.12): unknown fields pass, unknown enum
  * values do not crash, quantity as number/string/""/null, padded status strings and keys.
  */
 import t from 'tap';
@@ -113,7 +113,7 @@ t.test('a payload without what we cannot do without is a shape error', async (t)
   t.throws(() => parseSubscription({ id: SUB_ID, autoRenew: 'maybe' }), PayloadShapeError);
 });
 
-t.test('webhook payloads (API.md §7.3)', async (t) => {
+t.test('webhook payloads (docs/marketplace.md §7.3)', async (t) => {
   const p = parseWebhookPayload({
     ...operation({ action: ' ChangePlan ', status: 'InProgress' }),
     operationRequestSource: 'Partner',

@@ -178,293 +178,311 @@ function redactPassword(message: string, connectionString: string): string {
   return connectionString.includes('@') ? withoutPassword.replace(/"[^"]*"/g, '"***"') : withoutPassword;
 }
 
+/** What the store's operations share: the client, the logger, and what this process remembers about the server. */
+type EsdbContext = {
+  client: EventStoreDBClient;
+  log: EsdbLogger | undefined;
+  /** The open subscriptions (to $all and persistent): close() closes them. */
+  subscriptions: Set<{ close(): Promise<void> }>;
+  /** Streams whose `$maxCount` this process has set or found set: stream id → the bound. */
+  bounded: Map<string, number>;
+};
+
 function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): EsdbEventStore {
-  const log = opts.logger;
+  const esdb: EsdbContext = { client, log: opts.logger, subscriptions: new Set(), bounded: new Map() };
   const pingTimeoutMs = opts.pingTimeoutMs ?? 5_000;
   const closeTimeoutMs = opts.closeTimeoutMs ?? 5_000;
-  const subscriptions = new Set<{ close(): Promise<void> }>();
-  /** Streams whose `$maxCount` this process has set or found set: stream id → the bound. */
-  const bounded = new Map<string, number>();
-
-  async function appendToStream(
-    streamId: string,
-    events: readonly NewEvent[],
-    options: AppendOptions = {},
-  ): Promise<AppendResult> {
-    const expected = options.expectedRevision ?? 'any';
-    if (options.keepLast !== undefined) await bound(streamId, options.keepLast);
-    if (events.length === 0) return checkWithoutAppending(streamId, expected);
-    try {
-      const result = await client.appendToStream(streamId, events.map(toEventData), {
-        expectedRevision: toEsdbExpected(expected),
-      });
-      if (!result.position) log?.warn({ streamId }, 'EventStoreDB did not report the position of an append');
-      return {
-        nextExpectedRevision: result.nextExpectedRevision,
-        position: result.position?.commit ?? UNKNOWN_POSITION,
-      };
-    } catch (err) {
-      throw mapError(err, { streamId, expected });
-    }
-  }
-
-  /**
-   * A bounded stream is a stream with `$maxCount` metadata: the server hides the older events from stream reads at
-   * once and drops them at the next scavenge. Set before the first bounded append of this process (read first, so a
-   * restart does not add a metadata event each time), remembered afterwards.
-   */
-  async function bound(streamId: string, keepLast: number): Promise<void> {
-    if (!Number.isInteger(keepLast) || keepLast < 1) {
-      throw new StoreError(`stream ${streamId}: keepLast must be a whole number of at least 1, not ${keepLast}`);
-    }
-    if (bounded.get(streamId) === keepLast) return;
-    try {
-      const { metadata } = await client.getStreamMetadata(streamId);
-      if (metadata?.maxCount !== keepLast) await client.setStreamMetadata(streamId, { ...metadata, maxCount: keepLast });
-    } catch (err) {
-      throw mapError(err, { streamId });
-    }
-    bounded.set(streamId, keepLast);
-  }
-
-  /**
-   * An empty append only checks the expectation. We do it ourselves: for a missing stream the client reports revision
-   * 0 instead of -1. Like the SQLite store, the position is the last one in the store.
-   */
-  async function checkWithoutAppending(streamId: string, expected: ExpectedRevision): Promise<AppendResult> {
-    const current = await lastRevision(streamId);
-    const ok =
-      expected === 'any' ||
-      (expected === 'no_stream' && current < 0n) ||
-      (expected === 'stream_exists' && current >= 0n) ||
-      expected === current;
-    if (!ok) throw new ConcurrencyError(streamId, expected, current);
-    return { nextExpectedRevision: current, position: await lastPosition() };
-  }
-
-  /** The revision of the stream's last event, -1n when there is none. */
-  async function lastRevision(streamId: string): Promise<bigint> {
-    return (await readLastEvent(streamId))?.revision ?? -1n;
-  }
-
-  async function lastPosition(): Promise<bigint> {
-    const read = client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 });
-    try {
-      for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
-        if (resolved.event) return resolved.event.position.commit;
-      }
-      return UNKNOWN_POSITION;
-    } catch (err) {
-      throw mapError(err, {});
-    } finally {
-      await read.cancel().catch(() => undefined);
-    }
-  }
-
-  async function readLastEvent(streamId: string): Promise<RecordedEvent | undefined> {
-    const read = client.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 });
-    try {
-      for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
-        const event = fromResolved(resolved);
-        if (event) return event;
-      }
-      return undefined;
-    } catch (err) {
-      if (err instanceof StreamNotFoundError) return undefined;
-      throw mapError(err, { streamId });
-    } finally {
-      await read.cancel().catch(() => undefined);
-    }
-  }
-
-  async function readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
-    if (options.maxCount === 0) return [];
-    const events: RecordedEvent[] = [];
-    try {
-      const read = client.readStream(streamId, {
-        direction: FORWARDS,
-        fromRevision: options.fromRevision ?? START,
-        ...(options.maxCount === undefined ? {} : { maxCount: options.maxCount }),
-      });
-      for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
-        const event = fromResolved(resolved);
-        if (event) events.push(event);
-      }
-      return events;
-    } catch (err) {
-      // The client reports a missing stream while iterating, not when the read is made.
-      if (err instanceof StreamNotFoundError) return [];
-      throw mapError(err, { streamId });
-    }
-  }
-
-  async function* readAll(options: ReadAllOptions = {}): AsyncGenerator<RecordedEvent> {
-    const { after, maxCount, streamPrefixes } = options;
-    if (maxCount === 0) return;
-    let fromPosition = startFor(after);
-    let delivered = 0;
-    for (let retried = false; ; retried = true) {
-      // The client's readAll has no server-side filter, so we filter here and stop once we have maxCount events.
-      const read = client.readAll({ direction: FORWARDS, fromPosition });
-      let received = false;
-      try {
-        for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
-          received = true;
-          const event = fromResolved(resolved);
-          if (!event || !isOurs(event, after, streamPrefixes)) continue;
-          yield event;
-          if (maxCount !== undefined && ++delivered >= maxCount) return;
-        }
-        return;
-      } catch (err) {
-        if (after === undefined || received || retried || !isInvalidPosition(err)) throw mapError(err, {});
-        fromPosition = await boundaryAtOrBefore(after);
-      } finally {
-        // Stops the server from sending the rest of $all when the caller stops early.
-        await read.cancel().catch(() => undefined);
-      }
-    }
-  }
-
-  function subscribeToAll(options: SubscribeOptions = {}): StoreSubscription {
-    const { after, streamPrefixes } = options;
-    const filter = serverFilter(streamPrefixes);
-    const open = (fromPosition: ReadPosition) => client.subscribeToAll({ fromPosition, filter });
-    let current = open(startFor(after));
-    let closed = false;
-    const handle: StoreSubscription = {
-      async close() {
-        if (closed) return;
-        closed = true;
-        subscriptions.delete(handle);
-        await current.unsubscribe().catch(() => undefined);
-        // Cancelling the gRPC call does not end the client's stream: destroy it so a pending `for await` returns.
-        current.destroy();
-      },
-      async *[Symbol.asyncIterator]() {
-        try {
-          for (let retried = false; ; retried = true) {
-            let received = false;
-            try {
-              for await (const resolved of current as AsyncIterable<AllStreamResolvedEvent>) {
-                received = true;
-                const event = fromResolved(resolved);
-                if (event && isOurs(event, after, streamPrefixes)) yield event;
-              }
-              if (closed) return;
-              throw new StoreUnavailableError('EventStoreDB ended the subscription to $all');
-            } catch (err) {
-              if (closed) return; // "premature close" after close() is how a closed subscription ends
-              if (after !== undefined && !received && !retried && isInvalidPosition(err)) {
-                const from = await boundaryAtOrBefore(after);
-                if (closed) return;
-                current = open(from);
-                continue;
-              }
-              log?.warn({ err }, 'EventStoreDB subscription to $all failed');
-              throw err instanceof StoreError ? err : mapError(err, {});
-            }
-          }
-        } finally {
-          await handle.close();
-        }
-      },
-    };
-    subscriptions.add(handle);
-    return handle;
-  }
-
-  /**
-   * The position of the last event at or before `after`, found by reading $all backwards from the end: a position
-   * the server accepts, with nothing of ours between it and `after`. Needed when `after` is not where an event
-   * starts (the server then refuses it as an "invalid position"); costs a read of the events after `after`.
-   */
-  async function boundaryAtOrBefore(after: bigint): Promise<ReadPosition> {
-    const read = client.readAll({ direction: BACKWARDS, fromPosition: END });
-    try {
-      for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
-        const position = resolved.event?.position;
-        if (position && position.commit <= after) return position;
-      }
-      return START;
-    } catch (err) {
-      throw mapError(err, {});
-    } finally {
-      await read.cancel().catch(() => undefined);
-    }
-  }
-
-  function persistentSubscription(
-    groupName: string,
-    psOpts: PersistentSubscriptionOptions = {},
-  ): PersistentSubscriptionHandle {
-    const handle = openPersistentSubscription(client, groupName, psOpts, log, () => subscriptions.delete(handle));
-    subscriptions.add(handle);
-    return handle;
-  }
-
-  async function deletePersistentSubscription(groupName: string): Promise<void> {
-    try {
-      await client.deletePersistentSubscriptionToAll(groupName);
-    } catch (err) {
-      if (!(err instanceof PersistentSubscriptionDoesNotExistError)) throw mapError(err, {});
-    }
-  }
-
-  async function ping(): Promise<void> {
-    const read = client.readStream(PING_STREAM, { maxCount: 1 });
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new StoreUnavailableError(`EventStoreDB did not answer within ${pingTimeoutMs} ms`)),
-        pingTimeoutMs,
-      );
-    });
-    const drain = (async () => {
-      for await (const _ of read as AsyncIterable<ResolvedEvent>) void _;
-    })();
-    try {
-      await Promise.race([drain, timeout]);
-    } catch (err) {
-      if (err instanceof StreamNotFoundError) return; // the server answered: that is all a ping needs
-      if (err instanceof StoreError) throw err;
-      throw toUnavailable(err) ?? new StoreUnavailableError(`EventStoreDB ping failed: ${describe(err)}`, { cause: err });
-    } finally {
-      clearTimeout(timer);
-      drain.catch(() => undefined);
-      await read.cancel().catch(() => undefined);
-    }
-  }
-
-  /**
-   * dispose() cancels the client's open calls and waits for each to finish; a call the client lost track of would
-   * make it wait forever, and shutdown must not hang on that, so the wait is bounded.
-   */
-  async function close(): Promise<void> {
-    await Promise.allSettled([...subscriptions].map((s) => s.close()));
-    let timer: NodeJS.Timeout | undefined;
-    const gaveUp = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), closeTimeoutMs);
-      timer.unref();
-    });
-    const outcome = await Promise.race([client.dispose().then(() => 'disposed' as const), gaveUp]);
-    clearTimeout(timer);
-    if (outcome === 'timeout') log?.warn({ closeTimeoutMs }, 'EventStoreDB client did not close in time; moving on');
-    else log?.info({ store: 'eventstoredb' }, 'EventStoreDB client disposed');
-  }
-
   return {
     kind: 'eventstoredb',
-    appendToStream,
-    readStream,
-    readLastEvent,
-    readAll,
-    subscribeToAll,
-    persistentSubscription,
-    deletePersistentSubscription,
-    ping,
-    close,
+    appendToStream: (streamId, events, options) => appendToStream(esdb, streamId, events, options),
+    readStream: (streamId, options) => readStream(client, streamId, options),
+    readLastEvent: (streamId) => readLastEvent(client, streamId),
+    readAll: (options) => readAll(client, options),
+    subscribeToAll: (options) => subscribeToAll(esdb, options),
+    persistentSubscription: (groupName, options) => persistentSubscription(esdb, groupName, options),
+    deletePersistentSubscription: (groupName) => deletePersistentSubscription(client, groupName),
+    ping: () => ping(client, pingTimeoutMs),
+    close: () => close(esdb, closeTimeoutMs),
   };
+}
+
+async function appendToStream(
+  esdb: EsdbContext,
+  streamId: string,
+  events: readonly NewEvent[],
+  options: AppendOptions = {},
+): Promise<AppendResult> {
+  const { client, log } = esdb;
+  const expected = options.expectedRevision ?? 'any';
+  if (options.keepLast !== undefined) await bound(esdb, streamId, options.keepLast);
+  if (events.length === 0) return checkWithoutAppending(client, streamId, expected);
+  try {
+    const result = await client.appendToStream(streamId, events.map(toEventData), {
+      expectedRevision: toEsdbExpected(expected),
+    });
+    if (!result.position) log?.warn({ streamId }, 'EventStoreDB did not report the position of an append');
+    return {
+      nextExpectedRevision: result.nextExpectedRevision,
+      position: result.position?.commit ?? UNKNOWN_POSITION,
+    };
+  } catch (err) {
+    throw mapError(err, { streamId, expected });
+  }
+}
+
+/**
+ * A bounded stream is a stream with `$maxCount` metadata: the server hides the older events from stream reads at
+ * once and drops them at the next scavenge. Set before the first bounded append of this process (read first, so a
+ * restart does not add a metadata event each time), remembered afterwards.
+ */
+async function bound({ client, bounded }: EsdbContext, streamId: string, keepLast: number): Promise<void> {
+  if (!Number.isInteger(keepLast) || keepLast < 1) {
+    throw new StoreError(`stream ${streamId}: keepLast must be a whole number of at least 1, not ${keepLast}`);
+  }
+  if (bounded.get(streamId) === keepLast) return;
+  try {
+    const { metadata } = await client.getStreamMetadata(streamId);
+    if (metadata?.maxCount !== keepLast) await client.setStreamMetadata(streamId, { ...metadata, maxCount: keepLast });
+  } catch (err) {
+    throw mapError(err, { streamId });
+  }
+  bounded.set(streamId, keepLast);
+}
+
+/**
+ * An empty append only checks the expectation. We do it ourselves: for a missing stream the client reports revision
+ * 0 instead of -1. Like the SQLite store, the position is the last one in the store.
+ */
+async function checkWithoutAppending(
+  client: EventStoreDBClient,
+  streamId: string,
+  expected: ExpectedRevision,
+): Promise<AppendResult> {
+  const current = await lastRevision(client, streamId);
+  const ok =
+    expected === 'any' ||
+    (expected === 'no_stream' && current < 0n) ||
+    (expected === 'stream_exists' && current >= 0n) ||
+    expected === current;
+  if (!ok) throw new ConcurrencyError(streamId, expected, current);
+  return { nextExpectedRevision: current, position: await lastPosition(client) };
+}
+
+/** The revision of the stream's last event, -1n when there is none. */
+async function lastRevision(client: EventStoreDBClient, streamId: string): Promise<bigint> {
+  return (await readLastEvent(client, streamId))?.revision ?? -1n;
+}
+
+async function lastPosition(client: EventStoreDBClient): Promise<bigint> {
+  const read = client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 });
+  try {
+    for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
+      if (resolved.event) return resolved.event.position.commit;
+    }
+    return UNKNOWN_POSITION;
+  } catch (err) {
+    throw mapError(err, {});
+  } finally {
+    await read.cancel().catch(() => undefined);
+  }
+}
+
+async function readLastEvent(client: EventStoreDBClient, streamId: string): Promise<RecordedEvent | undefined> {
+  const read = client.readStream(streamId, { direction: BACKWARDS, fromRevision: END, maxCount: 1 });
+  try {
+    for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
+      const event = fromResolved(resolved);
+      if (event) return event;
+    }
+    return undefined;
+  } catch (err) {
+    if (err instanceof StreamNotFoundError) return undefined;
+    throw mapError(err, { streamId });
+  } finally {
+    await read.cancel().catch(() => undefined);
+  }
+}
+
+async function readStream(
+  client: EventStoreDBClient,
+  streamId: string,
+  options: ReadStreamOptions = {},
+): Promise<RecordedEvent[]> {
+  if (options.maxCount === 0) return [];
+  const events: RecordedEvent[] = [];
+  try {
+    const read = client.readStream(streamId, {
+      direction: FORWARDS,
+      fromRevision: options.fromRevision ?? START,
+      ...(options.maxCount === undefined ? {} : { maxCount: options.maxCount }),
+    });
+    for await (const resolved of read as AsyncIterable<ResolvedEvent>) {
+      const event = fromResolved(resolved);
+      if (event) events.push(event);
+    }
+    return events;
+  } catch (err) {
+    // The client reports a missing stream while iterating, not when the read is made.
+    if (err instanceof StreamNotFoundError) return [];
+    throw mapError(err, { streamId });
+  }
+}
+
+async function* readAll(client: EventStoreDBClient, options: ReadAllOptions = {}): AsyncGenerator<RecordedEvent> {
+  const { after, maxCount, streamPrefixes } = options;
+  if (maxCount === 0) return;
+  let fromPosition = startFor(after);
+  let delivered = 0;
+  for (let retried = false; ; retried = true) {
+    // The client's readAll has no server-side filter, so we filter here and stop once we have maxCount events.
+    const read = client.readAll({ direction: FORWARDS, fromPosition });
+    let received = false;
+    try {
+      for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
+        received = true;
+        const event = fromResolved(resolved);
+        if (!event || !isOurs(event, after, streamPrefixes)) continue;
+        yield event;
+        if (maxCount !== undefined && ++delivered >= maxCount) return;
+      }
+      return;
+    } catch (err) {
+      if (after === undefined || received || retried || !isInvalidPosition(err)) throw mapError(err, {});
+      fromPosition = await boundaryAtOrBefore(client, after);
+    } finally {
+      // Stops the server from sending the rest of $all when the caller stops early.
+      await read.cancel().catch(() => undefined);
+    }
+  }
+}
+
+function subscribeToAll(esdb: EsdbContext, options: SubscribeOptions = {}): StoreSubscription {
+  const { client, log, subscriptions } = esdb;
+  const { after, streamPrefixes } = options;
+  const filter = serverFilter(streamPrefixes);
+  const open = (fromPosition: ReadPosition) => client.subscribeToAll({ fromPosition, filter });
+  let current = open(startFor(after));
+  let closed = false;
+  const handle: StoreSubscription = {
+    async close() {
+      if (closed) return;
+      closed = true;
+      subscriptions.delete(handle);
+      await current.unsubscribe().catch(() => undefined);
+      // Cancelling the gRPC call does not end the client's stream: destroy it so a pending `for await` returns.
+      current.destroy();
+    },
+    async *[Symbol.asyncIterator]() {
+      try {
+        for (let retried = false; ; retried = true) {
+          let received = false;
+          try {
+            for await (const resolved of current as AsyncIterable<AllStreamResolvedEvent>) {
+              received = true;
+              const event = fromResolved(resolved);
+              if (event && isOurs(event, after, streamPrefixes)) yield event;
+            }
+            if (closed) return;
+            throw new StoreUnavailableError('EventStoreDB ended the subscription to $all');
+          } catch (err) {
+            if (closed) return; // "premature close" after close() is how a closed subscription ends
+            if (after !== undefined && !received && !retried && isInvalidPosition(err)) {
+              const from = await boundaryAtOrBefore(client, after);
+              if (closed) return;
+              current = open(from);
+              continue;
+            }
+            log?.warn({ err }, 'EventStoreDB subscription to $all failed');
+            throw err instanceof StoreError ? err : mapError(err, {});
+          }
+        }
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+  subscriptions.add(handle);
+  return handle;
+}
+
+/**
+ * The position of the last event at or before `after`, found by reading $all backwards from the end: a position
+ * the server accepts, with nothing of ours between it and `after`. Needed when `after` is not where an event
+ * starts (the server then refuses it as an "invalid position"); costs a read of the events after `after`.
+ */
+async function boundaryAtOrBefore(client: EventStoreDBClient, after: bigint): Promise<ReadPosition> {
+  const read = client.readAll({ direction: BACKWARDS, fromPosition: END });
+  try {
+    for await (const resolved of read as AsyncIterable<AllStreamResolvedEvent>) {
+      const position = resolved.event?.position;
+      if (position && position.commit <= after) return position;
+    }
+    return START;
+  } catch (err) {
+    throw mapError(err, {});
+  } finally {
+    await read.cancel().catch(() => undefined);
+  }
+}
+
+function persistentSubscription(
+  { client, log, subscriptions }: EsdbContext,
+  groupName: string,
+  psOpts: PersistentSubscriptionOptions = {},
+): PersistentSubscriptionHandle {
+  const handle = openPersistentSubscription(client, groupName, psOpts, log, () => subscriptions.delete(handle));
+  subscriptions.add(handle);
+  return handle;
+}
+
+async function deletePersistentSubscription(client: EventStoreDBClient, groupName: string): Promise<void> {
+  try {
+    await client.deletePersistentSubscriptionToAll(groupName);
+  } catch (err) {
+    if (!(err instanceof PersistentSubscriptionDoesNotExistError)) throw mapError(err, {});
+  }
+}
+
+async function ping(client: EventStoreDBClient, pingTimeoutMs: number): Promise<void> {
+  const read = client.readStream(PING_STREAM, { maxCount: 1 });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StoreUnavailableError(`EventStoreDB did not answer within ${pingTimeoutMs} ms`)),
+      pingTimeoutMs,
+    );
+  });
+  const drain = (async () => {
+    for await (const _ of read as AsyncIterable<ResolvedEvent>) void _;
+  })();
+  try {
+    await Promise.race([drain, timeout]);
+  } catch (err) {
+    if (err instanceof StreamNotFoundError) return; // the server answered: that is all a ping needs
+    if (err instanceof StoreError) throw err;
+    throw toUnavailable(err) ?? new StoreUnavailableError(`EventStoreDB ping failed: ${describe(err)}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
+    drain.catch(() => undefined);
+    await read.cancel().catch(() => undefined);
+  }
+}
+
+/**
+ * dispose() cancels the client's open calls and waits for each to finish; a call the client lost track of would
+ * make it wait forever, and shutdown must not hang on that, so the wait is bounded.
+ */
+async function close({ client, log, subscriptions }: EsdbContext, closeTimeoutMs: number): Promise<void> {
+  await Promise.allSettled([...subscriptions].map((s) => s.close()));
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), closeTimeoutMs);
+    timer.unref();
+  });
+  const outcome = await Promise.race([client.dispose().then(() => 'disposed' as const), gaveUp]);
+  clearTimeout(timer);
+  if (outcome === 'timeout') log?.warn({ closeTimeoutMs }, 'EventStoreDB client did not close in time; moving on');
+  else log?.info({ store: 'eventstoredb' }, 'EventStoreDB client disposed');
 }
 
 function openPersistentSubscription(

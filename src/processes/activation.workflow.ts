@@ -121,12 +121,6 @@ export function activationTrigger(event: RecordedEvent): ActivationTrigger | und
 const isActive = (status: string | undefined): boolean => status === 'Subscribed' || status === 'Suspended';
 
 export function activationWorkflow(policy: ActivationPolicy = defaultActivationPolicy): ActivationWorkflow {
-  const failure = (state: ActivationState, reason: string, transient: boolean): ActivationStep => ({
-    kind: 'record-failure',
-    attempt: state.attempt,
-    command: { type: 'RecordActivationFailure', source: 'process', reason, final: !transient || state.attempt >= policy.maxAttempts },
-  });
-
   function decide(input: ActivationInput, state: ActivationState): ActivationStep {
     switch (input.type) {
       case 'Triggered':
@@ -143,63 +137,19 @@ export function activationWorkflow(policy: ActivationPolicy = defaultActivationP
       case 'Provisioned':
         return triggerOf(state).kind === 'auto-activated' ? { kind: 'done', outcome: 'provisioned' } : { kind: 'get-subscription', purpose: 'locate' };
       case 'MicrosoftAnswered':
-        return afterAnswer(input, state);
+        return afterAnswer(policy, input, state);
       case 'ActivationAccepted':
         return { kind: 'await-subscribed', afterMs: 0 };
       case 'ActivationConfirmed':
         return { kind: 'done', outcome: 'activated' };
       case 'AttemptFailed':
-        return failure(state, input.reason, input.transient);
+        return failure(policy, state, input.reason, input.transient);
       case 'FailureRecorded':
         return input.final ? { kind: 'done', outcome: 'gave-up' } : { kind: 'back-off', ms: policy.backoffMs * 2 ** (state.attempt - 1) };
       case 'BackedOff':
         return { kind: 'load' };
       default: {
         const _exhaustive: never = input;
-        return _exhaustive;
-      }
-    }
-  }
-
-  function afterAnswer(input: Extract<ActivationInput, { type: 'MicrosoftAnswered' }>, state: ActivationState): ActivationStep {
-    const { planId, quantity } = activationPlan(subscriptionOf(state));
-    switch (input.purpose) {
-      case 'locate':
-        if (input.status === 'Unsubscribed') return failure(state, 'the subscription is Unsubscribed at Microsoft; it cannot be activated', false);
-        if (isActive(input.status)) return { kind: 'get-subscription', purpose: 'confirm', ...(input.status ? { alreadyActive: input.status } : {}) };
-        return { kind: 'activate', planId, ...(quantity !== undefined ? { quantity } : {}) };
-      case 'await': {
-        if (isActive(input.status)) return { kind: 'get-subscription', purpose: 'confirm' };
-        const wait = state.wait;
-        if (!wait) throw new Error('activation workflow: waiting for Subscribed before Microsoft accepted an activation');
-        if (input.atMs + wait.nextMs > wait.deadlineMs) {
-          return failure(state, `Microsoft accepted the activation but did not report Subscribed within ${policy.confirmTimeoutMs} ms`, true);
-        }
-        return { kind: 'await-subscribed', afterMs: wait.nextMs };
-      }
-      case 'confirm': {
-        const term = input.term;
-        return {
-          kind: 'confirm',
-          command: {
-            type: 'ConfirmActivation',
-            source: 'process',
-            ...(planId ? { planId } : {}),
-            ...(quantity !== undefined ? { quantity } : {}),
-            ...(term
-              ? {
-                  term: {
-                    ...(term.termUnit ? { termUnit: term.termUnit } : {}),
-                    ...(term.startDate ? { startDate: term.startDate } : {}),
-                    ...(term.endDate ? { endDate: term.endDate } : {}),
-                  },
-                }
-              : {}),
-          },
-        };
-      }
-      default: {
-        const _exhaustive: never = input.purpose;
         return _exhaustive;
       }
     }
@@ -228,21 +178,87 @@ export function activationWorkflow(policy: ActivationPolicy = defaultActivationP
     }
   }
 
-  function failsTheAttempt(step: ActivationStep, state: ActivationState): boolean {
-    if (state.trigger?.kind !== 'requested') return false;
-    switch (step.kind) {
-      case 'provision':
-      case 'get-subscription':
-      case 'activate':
-      case 'await-subscribed':
-      case 'confirm':
-        return true;
-      default:
-        return false;
+  return { initialState: () => ({ attempt: 0 }), evolve, decide, failsTheAttempt };
+}
+
+/**
+ * The decisions after a Get subscription, by its purpose. Before activating (locate): activate, or confirm without
+ * activating when Microsoft has the subscription active already, or fail for good when it is Unsubscribed. While
+ * waiting (await): confirm once it is active, else wait on, or fail (transiently) past the deadline. For the
+ * confirmation (confirm): record it with the plan and seats it activated with and Microsoft's term.
+ */
+function afterAnswer(
+  policy: ActivationPolicy,
+  input: Extract<ActivationInput, { type: 'MicrosoftAnswered' }>,
+  state: ActivationState,
+): ActivationStep {
+  const { planId, quantity } = activationPlan(subscriptionOf(state));
+  switch (input.purpose) {
+    case 'locate':
+      if (input.status === 'Unsubscribed') {
+        return failure(policy, state, 'the subscription is Unsubscribed at Microsoft; it cannot be activated', false);
+      }
+      if (isActive(input.status)) return { kind: 'get-subscription', purpose: 'confirm', ...(input.status ? { alreadyActive: input.status } : {}) };
+      return { kind: 'activate', planId, ...(quantity !== undefined ? { quantity } : {}) };
+    case 'await': {
+      if (isActive(input.status)) return { kind: 'get-subscription', purpose: 'confirm' };
+      const wait = state.wait;
+      if (!wait) throw new Error('activation workflow: waiting for Subscribed before Microsoft accepted an activation');
+      if (input.atMs + wait.nextMs > wait.deadlineMs) {
+        return failure(policy, state, `Microsoft accepted the activation but did not report Subscribed within ${policy.confirmTimeoutMs} ms`, true);
+      }
+      return { kind: 'await-subscribed', afterMs: wait.nextMs };
+    }
+    case 'confirm': {
+      const term = input.term;
+      return {
+        kind: 'confirm',
+        command: {
+          type: 'ConfirmActivation',
+          source: 'process',
+          ...(planId ? { planId } : {}),
+          ...(quantity !== undefined ? { quantity } : {}),
+          ...(term
+            ? {
+                term: {
+                  ...(term.termUnit ? { termUnit: term.termUnit } : {}),
+                  ...(term.startDate ? { startDate: term.startDate } : {}),
+                  ...(term.endDate ? { endDate: term.endDate } : {}),
+                },
+              }
+            : {}),
+        },
+      };
+    }
+    default: {
+      const _exhaustive: never = input.purpose;
+      return _exhaustive;
     }
   }
+}
 
-  return { initialState: () => ({ attempt: 0 }), evolve, decide, failsTheAttempt };
+/** Whether a failure of this step fails the attempt (recorded, perhaps retried) rather than the whole run. */
+function failsTheAttempt(step: ActivationStep, state: ActivationState): boolean {
+  if (state.trigger?.kind !== 'requested') return false;
+  switch (step.kind) {
+    case 'provision':
+    case 'get-subscription':
+    case 'activate':
+    case 'await-subscribed':
+    case 'confirm':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Records a failed attempt: final when the failure is not transient or the attempts are used up. */
+function failure(policy: ActivationPolicy, state: ActivationState, reason: string, transient: boolean): ActivationStep {
+  return {
+    kind: 'record-failure',
+    attempt: state.attempt,
+    command: { type: 'RecordActivationFailure', source: 'process', reason, final: !transient || state.attempt >= policy.maxAttempts },
+  };
 }
 
 /** The plan and seats to activate with: what the customer confirmed when requesting, else what was bought. */

@@ -8,7 +8,7 @@
  * global checkpoint advances even while the ISV is down; delivery state lives in the outboxes.
  * Without PROVISIONING_WEBHOOK_URL nothing is recorded and nothing is sent (the local sandbox).
  */
-import { evolve, initialState, isSubscriptionEvent, subscriptionCategory } from '../domain/subscription/index.js';
+import { decodeSubscriptionEvent, evolve, initialState, subscriptionCategory } from '../domain/subscription/index.js';
 import type { SubscriptionState } from '../domain/subscription/index.js';
 import { entityIdOf } from '../eventstore/eventstore.js';
 import type { EventStore, RecordedEvent } from '../eventstore/eventstore.js';
@@ -38,11 +38,15 @@ export function integrationEventsProcess(options: { store: EventStore; outbox: S
     const cached = cache.get(subscriptionId);
     let state: SubscriptionState;
     if (cached && cached.revision === event.revision - 1n) {
-      state = isSubscriptionEvent(event) ? evolve(cached.state, { type: event.type, data: event.data } as Parameters<typeof evolve>[1]) : cached.state;
+      const decoded = decodeSubscriptionEvent(event);
+      state = decoded ? evolve(cached.state, decoded) : cached.state;
     } else {
       const history = await options.store.readStream(event.streamId, { maxCount: Number(event.revision) + 1 });
       state = initialState();
-      for (const e of history) if (isSubscriptionEvent(e)) state = evolve(state, { type: e.type, data: e.data } as Parameters<typeof evolve>[1]);
+      for (const e of history) {
+        const decoded = decodeSubscriptionEvent(e);
+        if (decoded) state = evolve(state, decoded);
+      }
     }
     cache.delete(subscriptionId);
     cache.set(subscriptionId, { revision: event.revision, state });

@@ -8,20 +8,10 @@
 import Type from 'typebox';
 import { Value } from 'typebox/value';
 import type { NotificationEvent, NotificationPayload, NotificationReading } from '../domain/notification/index.js';
-import type { Term } from '../domain/subscription/index.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
-import { parseWebhookPayload } from '../marketplace/schemas.js';
-import type { NormalisedTerm, NormalisedWebhookPayload } from '../marketplace/schemas.js';
-
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-function termOf(t: NormalisedTerm): Term {
-  return {
-    ...(t.termUnit ? { termUnit: t.termUnit } : {}),
-    ...(t.startDate ? { startDate: t.startDate } : {}),
-    ...(t.endDate ? { endDate: t.endDate } : {}),
-  };
-}
+import { isGuid, parseWebhookPayload } from '../marketplace/schemas.js';
+import type { NormalisedWebhookPayload } from '../marketplace/schemas.js';
+import { termFromMicrosoft } from './subscription-details.js';
 
 /** Microsoft's payload, normalised by the marketplace schemas, in the domain's words. */
 export function notificationPayloadOf(p: NormalisedWebhookPayload): NotificationPayload {
@@ -37,7 +27,7 @@ export function notificationPayloadOf(p: NormalisedWebhookPayload): Notification
     ...(typeof p.timeStamp === 'string' ? { timeStamp: p.timeStamp } : {}),
     ...(p.status !== undefined ? { status: p.status } : {}),
     ...(p.operationRequestSource !== undefined ? { operationRequestSource: p.operationRequestSource } : {}),
-    ...(p.subscription?.term ? { term: termOf(p.subscription.term) } : {}),
+    ...(p.subscription?.term ? { term: termFromMicrosoft(p.subscription.term) } : {}),
   };
 }
 
@@ -54,7 +44,7 @@ function parseBody(body: string): NormalisedWebhookPayload | string {
 export function readNotification(body: string): NotificationReading {
   const payload = parseBody(body);
   if (typeof payload === 'string') return { readable: false, reason: payload };
-  if (!GUID.test(payload.id) || !GUID.test(payload.subscriptionId)) {
+  if (!isGuid(payload.id) || !isGuid(payload.subscriptionId)) {
     return {
       readable: false,
       reason: `id and subscriptionId must be GUIDs (got ${JSON.stringify(payload.id).slice(0, 80)}, ${JSON.stringify(payload.subscriptionId).slice(0, 80)})`,

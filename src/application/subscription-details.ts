@@ -10,9 +10,9 @@ export function detailsFromMicrosoft(sub: NormalisedSubscription): SubscriptionD
     offerId: sub.offerId ?? '',
     planId: sub.planId ?? '',
     ...(sub.quantity !== undefined ? { quantity: sub.quantity } : {}),
-    purchaser: party(sub.purchaser),
-    beneficiary: party(sub.beneficiary),
-    term: term(sub.term),
+    purchaser: partyFromMicrosoft(sub.purchaser),
+    beneficiary: partyFromMicrosoft(sub.beneficiary),
+    term: termFromMicrosoft(sub.term),
     autoRenew: sub.autoRenew ?? true,
     isFreeTrial: sub.isFreeTrial ?? false,
     isTest: sub.isTest ?? false,
@@ -23,7 +23,8 @@ export function detailsFromMicrosoft(sub: NormalisedSubscription): SubscriptionD
   };
 }
 
-function party(p: NormalisedSubscription['purchaser']): SubscriptionDetails['purchaser'] {
+/** Microsoft's purchaser or beneficiary → the domain's Party: only the fields Microsoft gave. */
+export function partyFromMicrosoft(p: NormalisedSubscription['purchaser']): SubscriptionDetails['purchaser'] {
   if (!p) return {};
   const out: SubscriptionDetails['purchaser'] = {};
   if (p.emailId) out.emailId = p.emailId;
@@ -33,7 +34,8 @@ function party(p: NormalisedSubscription['purchaser']): SubscriptionDetails['pur
   return out;
 }
 
-function term(t: NormalisedSubscription['term']): SubscriptionDetails['term'] {
+/** Microsoft's term → the domain's Term: the one mapping (purchase, activation, notifications). */
+export function termFromMicrosoft(t: NormalisedSubscription['term']): SubscriptionDetails['term'] {
   const out: SubscriptionDetails['term'] = {};
   if (!t) return out;
   if (t.termUnit) out.termUnit = t.termUnit;

@@ -19,6 +19,7 @@
  * doubles from `backoffMs`; after `maxAttempts` attempts, or at once when the failure is not transient, the
  * failure is final and an operator has to look.
  */
+import { termFromMicrosoft } from '../application/subscription-details.js';
 import type { KnownSubscription, SubscriptionCommand, SubscriptionState } from '../domain/subscription/index.js';
 import { isSubscriptionEvent } from '../domain/subscription/index.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
@@ -218,15 +219,7 @@ function afterAnswer(
           source: 'process',
           ...(planId ? { planId } : {}),
           ...(quantity !== undefined ? { quantity } : {}),
-          ...(term
-            ? {
-                term: {
-                  ...(term.termUnit ? { termUnit: term.termUnit } : {}),
-                  ...(term.startDate ? { startDate: term.startDate } : {}),
-                  ...(term.endDate ? { endDate: term.endDate } : {}),
-                },
-              }
-            : {}),
+          ...(term ? { term: termFromMicrosoft(term) } : {}),
         },
       };
     }

@@ -69,7 +69,7 @@ t.test('pending at Microsoft: provision, ask, activate, wait for Subscribed, con
   const events = await w.events();
   t.strictSame(events.map((e) => e.type), ['Purchased', 'ActivationRequested', 'Activated']);
   t.match(events[2], { data: { planId: 'gold', quantity: 7, autoActivated: false, term: FIRST_TERM, at: '2026-03-01T09:06:00.000Z' }, metadata: { actor: 'system:activation', correlationId: 'corr-1', causationId: w.requested.id } });
-  t.notOk('chargeDuration' in ((events[2]?.data as { term?: object }).term ?? {}), 'the term as the ledger records it');
+  t.strictSame(events[2]?.data, { ...(events[2]?.data ?? {}), term: { ...FIRST_TERM, chargeDuration: 'P1M' } }, "the term as Microsoft reported it, through the one term mapper (chargeDuration included, as at purchase)");
   t.ok(w.lines.some((l) => l.msg === 'Microsoft accepted the activation'));
 });
 

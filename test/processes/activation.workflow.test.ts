@@ -211,8 +211,8 @@ t.test("confirm: record the activation with the plan, the seats and Microsoft's 
     .when(read({ ...FIRST_TERM, chargeDuration: 'P1M' }))
     .then({
       kind: 'confirm',
-      command: { type: 'ConfirmActivation', source: 'process', planId: 'gold', quantity: 7, term: FIRST_TERM },
-    });
+      command: { type: 'ConfirmActivation', source: 'process', planId: 'gold', quantity: 7, term: { ...FIRST_TERM, chargeDuration: 'P1M' } },
+    }, "Microsoft's term as the one term mapper gives it (chargeDuration included, as at purchase)");
   given(t, toConfirm).when(read()).then({ kind: 'confirm', command: { type: 'ConfirmActivation', source: 'process', planId: 'gold', quantity: 7 } }, 'no term: none recorded');
   given(t, toConfirm).when(read({ termUnit: 'P1Y' })).then(
     { kind: 'confirm', command: { type: 'ConfirmActivation', source: 'process', planId: 'gold', quantity: 7, term: { termUnit: 'P1Y' } } },

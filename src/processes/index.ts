@@ -33,7 +33,7 @@ export type RunningProcesses = {
 export function startProcesses(options: ProcessesOptions): RunningProcesses {
   const { store, ledger, marketplace, provisioner, logger } = options;
   // How each process coordinates with other instances (a lease on SQLite, a persistent subscription group on
-  // EventStoreDB) is the runner's choice: see runner.ts and docs/several-instances.md.
+  // EventStoreDB) is the runner's choice: see runner/start.ts and docs/several-instances.md.
   const runner = { ...options.runner, instanceId: options.runner?.instanceId ?? newInstanceId() };
   const all = [
     startProcess(store, activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }), logger, runner),

@@ -99,7 +99,7 @@ export class NotificationInbox {
       const result = await this.options.ledger.execute(
         n.subscriptionId,
         {
-          type: 'RejectChange',
+          type: 'RefuseChange',
           now: delivery.receivedAt,
           source: 'webhook',
           operationId: n.id,

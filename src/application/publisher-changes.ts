@@ -3,7 +3,7 @@
  *
  * Microsoft decides; we apply locally only what Microsoft confirmed:
  *
- *   1. record the intent        RequestPlanChange / RequestQuantityChange / RequestCancellation with a
+ *   1. record the intent        RequestPlanChange / RequestQuantityChange / RequestUnsubscribe with a
  *                               fresh requestId → *Requested (a stale If-Match fails here with 412, a
  *                               change already pending with 409; nothing has been sent yet)
  *   2. ask Microsoft            PATCH / DELETE subscription → 202 + Operation-Location
@@ -333,7 +333,7 @@ export class PublisherChanges {
       case 'quantity':
         return { ...meta, type: 'RequestQuantityChange', quantity: change.quantity };
       case 'cancel':
-        return { ...meta, type: 'RequestCancellation', ...(change.reason !== undefined ? { reason: change.reason } : {}) };
+        return { ...meta, type: 'RequestUnsubscribe', ...(change.reason !== undefined ? { reason: change.reason } : {}) };
       default: {
         const _exhaustive: never = change;
         throw new TypeError(`unknown change ${JSON.stringify(_exhaustive)}`);

@@ -55,7 +55,7 @@ const life: Array<{ command: SubscriptionCommand; events: SubscriptionEvent[] }>
   },
   {
     command: {
-      type: 'RejectChange',
+      type: 'RefuseChange',
       now: at(20),
       source: 'webhook',
       operationId: 'op-x1',

@@ -555,7 +555,7 @@ t.test('after a restart, resumeAll continues every pending change from where it 
   ];
   await ledger.execute(ids.afterIntentLost, { type: 'RequestQuantityChange', requestId: 'req-2', quantity: 9, now: at, source: 'operator' }, ctx);
   // Stopped after step 3: the operation id is known.
-  await ledger.execute(ids.afterSubmit, { type: 'RequestCancellation', requestId: 'req-3', reason: 'moving on', now: at, source: 'operator' }, ctx);
+  await ledger.execute(ids.afterSubmit, { type: 'RequestUnsubscribe', requestId: 'req-3', reason: 'moving on', now: at, source: 'operator' }, ctx);
   await ledger.execute(ids.afterSubmit, { type: 'RecordChangeSubmitted', requestId: 'req-3', operationId: ops.submitted, now: at, source: 'process' }, ctx);
   // Settled long ago.
   await ledger.execute(ids.settled, { type: 'RequestQuantityChange', requestId: 'req-4', quantity: 2, now: at, source: 'operator' }, ctx);

@@ -76,7 +76,7 @@ function stripQuery(url: string): string {
   return q >= 0 ? url.slice(0, q) : url;
 }
 
-/** 400: the request was refused as invalid (bad token, plan not available, same plan/quantity, not Subscribed, ...). */
+/** 400: Microsoft rejected the request as invalid (bad token, plan not available, same plan/quantity, not Subscribed, ...). */
 export class MarketplaceBadRequestError extends MarketplaceError {
   override readonly name = 'MarketplaceBadRequestError';
   constructor(details: MarketplaceErrorDetails) {

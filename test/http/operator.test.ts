@@ -159,7 +159,7 @@ t.test('every /api route refuses a request without the token, or with a wrong on
   t.equal(ok.statusCode, 200, 'the scheme is case-insensitive');
 });
 
-t.test('refusals are logged with ip and route, never the token', async (t) => {
+t.test('unauthenticated requests are logged with ip and route, never the token', async (t) => {
   const lines: string[] = [];
   const { pino } = await import('pino');
   const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
@@ -172,8 +172,8 @@ t.test('refusals are logged with ip and route, never the token', async (t) => {
     await store.close();
   });
   await app.inject({ method: 'GET', url: `/api/subscriptions/${SUB}?x=1`, headers: { authorization: 'Bearer guess-1234' } });
-  const refusal = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'operator API request refused');
-  t.match(refusal, { ip: '127.0.0.1', route: '/api/subscriptions/:id', method: 'GET', reason: 'invalid-token' });
+  const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'operator API request unauthenticated');
+  t.match(logged, { ip: '127.0.0.1', route: '/api/subscriptions/:id', method: 'GET', reason: 'invalid-token' });
   t.notOk(lines.join('\n').includes('guess-1234'), 'the presented token is not logged');
   t.notOk(lines.join('\n').includes(TOKEN), 'the real token is not logged');
 });

@@ -118,7 +118,7 @@ export type ChangeSubmitted = {
   data: Because & { requestId: string; operationId: string };
 };
 
-/** A publisher-side change did not happen at Microsoft (refused, `Failed`, `Conflict`). */
+/** A publisher-side change did not happen at Microsoft: rejected (a 4xx answer), or its operation `Failed` or `Conflict`. */
 export type ChangeRequestFailed = {
   type: 'ChangeRequestFailed';
   data: Because & { requestId: string; status: string; reason: string };

@@ -479,20 +479,20 @@ t.test('Microsoft reports Failed or Conflict: ChangeRequestFailed, the lock is r
 t.test("Microsoft refuses the PATCH/DELETE: ChangeRequestFailed and a problem saying why", async (t) => {
   const cases = [
     {
-      error: (m: string) => new MarketplaceBadRequestError({ operation: m, method: 'PATCH', url: 'u', requestId: 'ms-req-1', correlationId: 'c', body: 'PlanNotAvailable' }),
+      error: (m: string) => new MarketplaceBadRequestError({ call: m, method: 'PATCH', url: 'u', requestId: 'ms-req-1', correlationId: 'c', body: 'PlanNotAvailable' }),
       status: 422,
       title: 'refused-by-microsoft',
       failure: '400',
     },
     {
-      error: (m: string) => new MarketplaceConflictError({ operation: m, method: 'DELETE', url: 'u', requestId: 'ms-req-2', correlationId: 'c', body: 'locked' }),
+      error: (m: string) => new MarketplaceConflictError({ call: m, method: 'DELETE', url: 'u', requestId: 'ms-req-2', correlationId: 'c', body: 'locked' }),
       status: 409,
       title: 'microsoft-conflict',
       failure: '409',
     },
     {
       error: (m: string) =>
-        new MarketplaceUnavailableError({ operation: m, method: 'PATCH', url: 'u', requestId: 'r', correlationId: 'c', status: 429, attempts: 5, reason: 'throttled' }),
+        new MarketplaceUnavailableError({ call: m, method: 'PATCH', url: 'u', requestId: 'r', correlationId: 'c', status: 429, attempts: 5, reason: 'throttled' }),
       status: 503,
       title: 'marketplace-unavailable',
       failure: 'NotSent',
@@ -522,7 +522,7 @@ t.test('an outcome Microsoft may or may not have seen stays pending and is check
   const { app, ledger, microsoft, publisherChanges, purchase } = await setup(t);
   await purchase(SUB);
   microsoft.submit = async (m) => {
-    throw new MarketplaceUnavailableError({ operation: m, method: 'PATCH', url: 'u', requestId: 'r', correlationId: 'c', status: 500, attempts: 1, reason: 'status 500' });
+    throw new MarketplaceUnavailableError({ call: m, method: 'PATCH', url: 'u', requestId: 'r', correlationId: 'c', status: 500, attempts: 1, reason: 'status 500' });
   };
   const res = await app.inject({ method: 'POST', url: `/api/subscriptions/${SUB}/quantity`, headers: AUTH, payload: { quantity: 9 } });
   t.equal(res.statusCode, 502);

@@ -68,7 +68,7 @@ export class NotificationInbox {
 
     const refusal = n ? policyRefusal(state, n, this.options.policy) : undefined;
     if (n && refusal !== undefined) {
-      const subscriptionEvents = await this.recordRejection(n, refusal, delivery, log);
+      const subscriptionEvents = await this.recordRefusal(n, refusal, delivery, log);
       const events = notificationDecider.decide({ type: 'RefuseChange', delivery, notification: n, reason: refusal, subscriptionEvents, now: this.now() }, state);
       await append(store, stream, delivery, events);
       log.warn({ reason: refusal }, 'webhook: change refused by policy');
@@ -93,13 +93,13 @@ export class NotificationInbox {
   }
 
   /** Record the refusal on the subscription; an unknown subscription is refused all the same. */
-  private async recordRejection(n: NotificationPayload, reason: string, delivery: Delivery, log: InboxLog): Promise<string[]> {
+  private async recordRefusal(n: NotificationPayload, reason: string, delivery: Delivery, log: InboxLog): Promise<string[]> {
     if (!isAcknowledgeable(n.action)) return [];
     try {
       const result = await this.options.ledger.execute(
         n.subscriptionId,
         {
-          type: 'RejectChange',
+          type: 'RefuseChange',
           now: delivery.receivedAt,
           source: 'webhook',
           operationId: n.id,

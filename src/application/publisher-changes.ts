@@ -1,9 +1,10 @@
 /**
- * Publisher-initiated changes (docs/marketplace.md §3.6–3.8, §7.5): change plan, change quantity, cancel.
+ * Publisher-side changes (docs/marketplace.md §3.6–3.8, §7.5): change plan, change quantity, unsubscribe
+ * (the operator API's `cancel`, kind `cancel` here as in the pending change).
  *
  * Microsoft decides; we apply locally only what Microsoft confirmed:
  *
- *   1. record the intent        RequestPlanChange / RequestQuantityChange / RequestCancellation with a
+ *   1. record the intent        RequestPlanChange / RequestQuantityChange / RequestUnsubscribe with a
  *                               fresh requestId → *Requested (a stale If-Match fails here with 412, a
  *                               change already pending with 409; nothing has been sent yet)
  *   2. ask Microsoft            PATCH / DELETE subscription → 202 + Operation-Location
@@ -95,7 +96,9 @@ export type SubmittedChange = {
 
 /**
  * Why a change was not submitted to Microsoft.
- * - `refused`: Microsoft answered 4xx (`microsoftStatus`); recorded as ChangeRequestFailed.
+ * - `rejected`: Microsoft answered 4xx (`microsoftStatus`); recorded as ChangeRequestFailed. The
+ *   message keeps saying "Microsoft refused …": it is the operator API's `detail` and the recorded
+ *   failure's `reason`, which API users read.
  * - `not-sent`: it certainly never reached Microsoft (throttled to the end, connection refused, no
  *   token); recorded as ChangeRequestFailed.
  * - `unknown`: it may have reached Microsoft (5xx, timeout); the change stays pending and `resume`
@@ -104,7 +107,7 @@ export type SubmittedChange = {
 export class ChangeNotSubmittedError extends Error {
   override readonly name = 'ChangeNotSubmittedError';
   constructor(
-    readonly outcome: 'refused' | 'not-sent' | 'unknown',
+    readonly outcome: 'rejected' | 'not-sent' | 'unknown',
     readonly subscriptionId: string,
     readonly requestId: string,
     message: string,
@@ -333,7 +336,7 @@ export class PublisherChanges {
       case 'quantity':
         return { ...meta, type: 'RequestQuantityChange', quantity: change.quantity };
       case 'cancel':
-        return { ...meta, type: 'RequestCancellation', ...(change.reason !== undefined ? { reason: change.reason } : {}) };
+        return { ...meta, type: 'RequestUnsubscribe', ...(change.reason !== undefined ? { reason: change.reason } : {}) };
       default: {
         const _exhaustive: never = change;
         throw new TypeError(`unknown change ${JSON.stringify(_exhaustive)}`);
@@ -371,8 +374,8 @@ export class PublisherChanges {
     if (err instanceof MarketplaceError && err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 429) {
       const reason = `Microsoft refused ${action} with ${err.status}${shortBody(err)} (x-ms-requestid ${err.requestId})`;
       await this.#recordFailureQuietly(subscriptionId, requestId, correlationId, String(err.status), reason);
-      log.warn({ status: err.status, microsoftRequestId: err.requestId }, 'Microsoft refused the publisher change');
-      return new ChangeNotSubmittedError('refused', subscriptionId, requestId, reason, err.status, { cause: err });
+      log.warn({ status: err.status, microsoftRequestId: err.requestId }, 'Microsoft rejected the publisher change');
+      return new ChangeNotSubmittedError('rejected', subscriptionId, requestId, reason, err.status, { cause: err });
     }
     if (certainlyNotSent(err)) {
       const reason = `${action} was not sent to Microsoft: ${(err as Error).message}`;
@@ -498,7 +501,7 @@ export class PublisherChanges {
     });
   }
 
-  /** In the request path: a failure to record must not hide why Microsoft refused. */
+  /** In the request path: a failure to record must not hide why Microsoft rejected the change. */
   async #recordFailureQuietly(subscriptionId: string, requestId: string, correlationId: string, status: string, reason: string): Promise<void> {
     try {
       await this.#recordFailure(subscriptionId, requestId, correlationId, status, reason);

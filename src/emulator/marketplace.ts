@@ -19,7 +19,7 @@ import type { FaultInjector } from './faults.js';
 import { toOperationPayload, toResolvedPayload, toWebhookPayload } from './payloads.js';
 import type { EmulatorWebhookPayload } from './payloads.js';
 import type { TokenSigner } from './signing.js';
-import { isAcknowledgeable, isPending, isRejectable } from './state.js';
+import { isAcknowledgeable, isPending, isRefusable } from './state.js';
 import type { EmulatorState, OperationRecord, PurchaseInput, SubscriptionRecord } from './state.js';
 import { WebhookSender } from './webhook-sender.js';
 import type { AttemptOutcome, RedeliveryPolicy, WebhookDelivery } from './webhook-sender.js';
@@ -260,7 +260,7 @@ export class EmulatedMarketplace {
   #send(op: OperationRecord): WebhookDelivery {
     const sub = this.state.subscription(op.subscriptionId);
     const payload: EmulatorWebhookPayload = toWebhookPayload(op, sub);
-    return this.webhooks.send(payload, { rejectable: isRejectable(op.action) });
+    return this.webhooks.send(payload, { refusable: isRefusable(op.action) });
   }
 
   #clearAckTimer(operationId: string): void {

@@ -156,7 +156,7 @@ export function isAcknowledgeable(action: EmulatedAction): boolean {
 }
 
 /** Only ChangePlan and ChangeQuantity may be refused (a 4xx answer or PATCH Failure); Reinstate may not. */
-export function isRejectable(action: EmulatedAction): boolean {
+export function isRefusable(action: EmulatedAction): boolean {
   return action === 'ChangePlan' || action === 'ChangeQuantity';
 }
 
@@ -403,7 +403,7 @@ export class EmulatorState {
     }
     if (op.status === 'InProgress') {
       if (status === 'Success') return this.accept(op.id, now);
-      if (!isRejectable(op.action)) {
+      if (!isRefusable(op.action)) {
         throw new EmulatorError(
           'bad-request',
           'CannotRefuse',

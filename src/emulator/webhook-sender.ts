@@ -84,7 +84,7 @@ export function backoffDelay(policy: RedeliveryPolicy, attemptsMade: number): nu
 
 export class WebhookSender {
   readonly #deliveries: WebhookDelivery[] = [];
-  readonly #rejectable = new Set<string>();
+  readonly #refusable = new Set<string>();
   readonly #inFlight = new Set<Promise<void>>();
   readonly #abort = new AbortController();
   #held: WebhookDelivery[] = [];
@@ -94,13 +94,13 @@ export class WebhookSender {
   constructor(readonly options: WebhookSenderOptions) {}
 
   /** Queues a webhook call (and, under the duplicate fault, its copies). Returns the primary delivery. */
-  send(payload: EmulatorWebhookPayload, options: { rejectable: boolean }): WebhookDelivery {
+  send(payload: EmulatorWebhookPayload, options: { refusable: boolean }): WebhookDelivery {
     const primary = this.#newDelivery(payload);
     const copies = this.options.faults.duplicateCopies();
     const all = [primary];
     for (let i = 0; i < copies; i++) all.push({ ...this.#newDelivery(payload), duplicateOf: primary.id });
     for (const d of all) {
-      if (options.rejectable) this.#rejectable.add(d.id);
+      if (options.refusable) this.#refusable.add(d.id);
       this.#deliveries.push(d);
       this.#enqueue(d);
     }
@@ -214,7 +214,7 @@ export class WebhookSender {
     if ('statusCode' in outcome && outcome.statusCode === 200) {
       d.state = 'delivered';
       log.info(logFields, 'webhook delivered');
-    } else if ('statusCode' in outcome && outcome.statusCode >= 400 && outcome.statusCode < 500 && this.#rejectable.has(d.id)) {
+    } else if ('statusCode' in outcome && outcome.statusCode >= 400 && outcome.statusCode < 500 && this.#refusable.has(d.id)) {
       d.state = 'rejected';
       log.info(logFields, 'webhook answered 4xx: the publisher refuses the change');
     } else if (attemptNo >= redelivery.maxAttempts) {

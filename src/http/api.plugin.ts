@@ -55,7 +55,7 @@ export function problemResponse(description: string): ProblemResponse {
 export const apiPlugin: FastifyPluginAsyncTypebox<ApiPluginOptions> = async (app, options) => {
   const auth = createOperatorAuth(options.operatorToken);
   app.addHook('onRequest', auth);
-  // Unknown paths under /api are refused like the others before they are a 404.
+  // Unknown paths under /api need the token like the others: unauthenticated, they are a 401 before they are a 404.
   app.setNotFoundHandler({ preHandler: auth }, (request, reply) =>
     reply.code(404).type(problemContentType).send(problem(404, 'not-found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
   );

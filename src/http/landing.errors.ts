@@ -22,7 +22,7 @@ type ErrorHandler = (error: FastifyError | Error, request: FastifyRequest, reply
 function unavailablePage(pages: LandingPages, error: Error, request: FastifyRequest, reply: FastifyReply, marketplaceDown: boolean): FastifyReply {
   const log = request.log.child({ component: 'landing' });
   if (error instanceof MarketplaceForbiddenError || error instanceof MarketplaceAuthError) {
-    log.error({ err: error }, 'marketplace refused our credentials: check the app registration (docs/marketplace.md §14.3)');
+    log.error({ err: error }, 'marketplace rejected our credentials: check the app registration (docs/marketplace.md §14.3)');
   } else {
     log.error({ err: error, ...(error instanceof MarketplaceError ? { marketplace: error.toLog() } : {}) }, 'landing page dependency unavailable');
   }

@@ -31,7 +31,7 @@ export function bearerToken(authorization: string | undefined): { token?: string
   return { token: match[1] };
 }
 
-/** Resolves to the reply when it refused the request (Fastify then stops), to undefined when it let it through. */
+/** Resolves to the 401 reply when the request is unauthenticated (Fastify then stops), to undefined when it let it through. */
 export type OperatorAuthenticator = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
 
 /**
@@ -46,20 +46,20 @@ export function createOperatorAuth(operatorToken: string): OperatorAuthenticator
 
   return async (request, reply) => {
     const { token, failure } = bearerToken(request.headers.authorization);
-    const refused: OperatorAuthFailure | undefined = failure ?? (token !== undefined && tokenMatches(expected, token) ? undefined : 'invalid-token');
-    if (refused === undefined) return undefined;
+    const unauthenticated: OperatorAuthFailure | undefined = failure ?? (token !== undefined && tokenMatches(expected, token) ? undefined : 'invalid-token');
+    if (unauthenticated === undefined) return undefined;
 
     request.log.warn(
-      { ip: request.ip, method: request.method, route: request.routeOptions.url ?? request.url.split('?')[0], reason: refused },
-      'operator API request refused',
+      { ip: request.ip, method: request.method, route: request.routeOptions.url ?? request.url.split('?')[0], reason: unauthenticated },
+      'operator API request unauthenticated',
     );
     // RFC 6750 §3: no error code when no credentials were offered; `invalid_token` when a bad one was.
     const challenge =
-      refused === 'missing-token' ? `Bearer realm="${OPERATOR_REALM}"` : `Bearer realm="${OPERATOR_REALM}", error="invalid_token"`;
+      unauthenticated === 'missing-token' ? `Bearer realm="${OPERATOR_REALM}"` : `Bearer realm="${OPERATOR_REALM}", error="invalid_token"`;
     const detail =
-      refused === 'missing-token'
+      unauthenticated === 'missing-token'
         ? 'the operator API needs an `Authorization: Bearer <OPERATOR_TOKEN>` header'
-        : refused === 'not-bearer'
+        : unauthenticated === 'not-bearer'
           ? 'the Authorization header must use the Bearer scheme'
           : 'the bearer token is not valid for the operator API';
     return reply

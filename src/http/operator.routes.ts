@@ -280,7 +280,7 @@ function sendNotSubmitted(reply: FastifyReply, err: ChangeNotSubmittedError): Fa
       .headers(headers)
       .type(problemContentType)
       .send(problem(status, title, err.message, { requestId: err.requestId, ...(err.microsoftStatus ? { microsoftStatus: err.microsoftStatus } : {}) }));
-  if (err.outcome === 'refused') {
+  if (err.outcome === 'rejected') {
     if (err.microsoftStatus === 409) return send(409, 'microsoft-conflict');
     if (err.microsoftStatus === 401 || err.microsoftStatus === 403) return send(502, 'marketplace-credentials-refused');
     return send(422, 'refused-by-microsoft');

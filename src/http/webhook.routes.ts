@@ -63,7 +63,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
       const keysDown = reason === 'keys-unavailable';
       request.log[keysDown ? 'error' : 'warn'](
         { reason, detail: err instanceof Error ? err.message : String(err), ip: request.ip, userAgent: request.headers['user-agent'] },
-        keysDown ? 'webhook: cannot verify tokens (signing keys unavailable)' : 'webhook: rejected authentication',
+        keysDown ? 'webhook: cannot verify tokens (signing keys unavailable)' : 'webhook: unauthenticated request',
       );
       // Keys we cannot fetch are our problem, not the caller's: 503 makes Microsoft retry.
       const status = keysDown ? 503 : 401;

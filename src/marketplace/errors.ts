@@ -10,8 +10,8 @@
 export const MAX_ERROR_BODY_CHARS = 4000;
 
 export type MarketplaceErrorDetails = {
-  /** Client method, e.g. `getSubscription`. */
-  operation: string;
+  /** The call: the client method, e.g. `getSubscription`. */
+  call: string;
   method: string;
   /** URL without credentials; the query carries only `api-version`/`continuationToken`/`planId`. */
   url: string;
@@ -26,7 +26,7 @@ export type MarketplaceErrorDetails = {
 
 export class MarketplaceError extends Error {
   override readonly name: string = 'MarketplaceError';
-  readonly operation: string;
+  readonly call: string;
   readonly method: string;
   readonly url: string;
   readonly status: number | undefined;
@@ -37,7 +37,7 @@ export class MarketplaceError extends Error {
 
   constructor(message: string, details: MarketplaceErrorDetails) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.operation = details.operation;
+    this.call = details.call;
     this.method = details.method;
     this.url = details.url;
     this.status = details.status;
@@ -51,7 +51,7 @@ export class MarketplaceError extends Error {
   toLog(): Record<string, unknown> {
     return {
       err: this.name,
-      operation: this.operation,
+      call: this.call,
       method: this.method,
       status: this.status,
       requestId: this.requestId,
@@ -76,11 +76,11 @@ function stripQuery(url: string): string {
   return q >= 0 ? url.slice(0, q) : url;
 }
 
-/** 400: the request was refused as invalid (bad token, plan not available, same plan/quantity, not Subscribed, ...). */
+/** 400: Microsoft rejected the request as invalid (bad token, plan not available, same plan/quantity, not Subscribed, ...). */
 export class MarketplaceBadRequestError extends MarketplaceError {
   override readonly name = 'MarketplaceBadRequestError';
   constructor(details: MarketplaceErrorDetails) {
-    super(`Marketplace API rejected ${details.operation} as a bad request (400) ${describe(details)}`, {
+    super(`Marketplace API rejected ${details.call} as a bad request (400) ${describe(details)}`, {
       ...details,
       status: 400,
     });
@@ -98,7 +98,7 @@ export class MarketplaceForbiddenError extends MarketplaceError {
     "Partner Center's Technical configuration of the offer) and whether the client secret or certificate has expired.";
   constructor(details: MarketplaceErrorDetails) {
     super(
-      `Marketplace API refused ${details.operation} (${details.status ?? 403} ${details.status === 401 ? 'Unauthorized' : 'Forbidden'}). ${MarketplaceForbiddenError.hint} ${describe(details)}`,
+      `Marketplace API refused ${details.call} (${details.status ?? 403} ${details.status === 401 ? 'Unauthorized' : 'Forbidden'}). ${MarketplaceForbiddenError.hint} ${describe(details)}`,
       { ...details, status: details.status ?? 403 },
     );
   }
@@ -108,7 +108,7 @@ export class MarketplaceForbiddenError extends MarketplaceError {
 export class MarketplaceNotFoundError extends MarketplaceError {
   override readonly name = 'MarketplaceNotFoundError';
   constructor(details: MarketplaceErrorDetails) {
-    super(`Marketplace API found nothing for ${details.operation} (404) ${describe(details)}`, {
+    super(`Marketplace API found nothing for ${details.call} (404) ${describe(details)}`, {
       ...details,
       status: 404,
     });
@@ -119,7 +119,7 @@ export class MarketplaceNotFoundError extends MarketplaceError {
 export class MarketplaceConflictError extends MarketplaceError {
   override readonly name = 'MarketplaceConflictError';
   constructor(details: MarketplaceErrorDetails) {
-    super(`Marketplace API reported a conflict for ${details.operation} (409) ${describe(details)}`, {
+    super(`Marketplace API reported a conflict for ${details.call} (409) ${describe(details)}`, {
       ...details,
       status: 409,
     });
@@ -136,7 +136,7 @@ export class MarketplaceUnavailableError extends MarketplaceError {
   constructor(details: MarketplaceErrorDetails & { reason: string }) {
     const last = details.status !== undefined ? `last status ${details.status}` : 'network error';
     super(
-      `Marketplace API unavailable for ${details.operation} after ${details.attempts ?? 1} attempt(s) (${last}; ${details.reason}) ${describe(details)}`,
+      `Marketplace API unavailable for ${details.call} after ${details.attempts ?? 1} attempt(s) (${last}; ${details.reason}) ${describe(details)}`,
       details,
     );
   }
@@ -146,7 +146,7 @@ export class MarketplaceUnavailableError extends MarketplaceError {
 export class MarketplaceUnexpectedResponseError extends MarketplaceError {
   override readonly name = 'MarketplaceUnexpectedResponseError';
   constructor(details: MarketplaceErrorDetails & { reason: string }) {
-    super(`Unexpected Marketplace API response to ${details.operation}: ${details.reason} ${describe(details)}`, details);
+    super(`Unexpected Marketplace API response to ${details.call}: ${details.reason} ${describe(details)}`, details);
   }
 }
 

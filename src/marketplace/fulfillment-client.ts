@@ -93,7 +93,8 @@ export type SubscriptionsPage = {
 };
 
 type Outcome = {
-  operation: string;
+  /** The client method, e.g. `getSubscription`. */
+  call: string;
   method: string;
   url: string;
   status: number;
@@ -105,7 +106,8 @@ type Outcome = {
 };
 
 type Call = {
-  operation: string;
+  /** The client method, e.g. `getSubscription` (a call to Microsoft's API, not an operation). */
+  name: string;
   method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** Absolute URL (api-version is added if missing). */
   url: URL;
@@ -167,7 +169,7 @@ export class FulfillmentClient {
     const token = decodeMarketplaceToken(marketplaceToken);
     if (!token) throw new TypeError('resolve needs the marketplace purchase token (the landing page ?token=)');
     const out = await this.send({
-      operation: 'resolve',
+      name: 'resolve',
       method: 'POST',
       url: this.url('saas/subscriptions/resolve'),
       headers: { 'x-ms-marketplace-token': token },
@@ -203,7 +205,7 @@ export class FulfillmentClient {
       }
       seen.add(url.href);
       const out = await this.send({
-        operation: 'listSubscriptions',
+        name: 'listSubscriptions',
         method: 'GET',
         url,
         idempotent: true,
@@ -226,7 +228,7 @@ export class FulfillmentClient {
   /** Get subscription (docs/marketplace.md §3.4). */
   async getSubscription(subscriptionId: string, options?: CallOptions): Promise<NormalisedSubscription> {
     const out = await this.send({
-      operation: 'getSubscription',
+      name: 'getSubscription',
       method: 'GET',
       url: this.url(`saas/subscriptions/${id(subscriptionId)}`),
       idempotent: true,
@@ -247,7 +249,7 @@ export class FulfillmentClient {
     const query: Record<string, string> = {};
     if (options?.planId) query.planId = options.planId;
     const out = await this.send({
-      operation: 'listAvailablePlans',
+      name: 'listAvailablePlans',
       method: 'GET',
       url: this.url(`saas/subscriptions/${id(subscriptionId)}/listAvailablePlans`, query),
       idempotent: true,
@@ -270,7 +272,7 @@ export class FulfillmentClient {
     const body: SubscriberPlan = { planId: plan.planId };
     if (plan.quantity !== undefined) body.quantity = checkQuantity(plan.quantity);
     await this.send({
-      operation: 'activateSubscription',
+      name: 'activateSubscription',
       method: 'POST',
       url: this.url(`saas/subscriptions/${id(subscriptionId)}/activate`),
       body,
@@ -294,7 +296,7 @@ export class FulfillmentClient {
   /** Cancel (docs/marketplace.md §3.8): 202 + Operation-Location. 409 while another operation is pending. */
   async deleteSubscription(subscriptionId: string, options?: CallOptions): Promise<AcceptedOperation> {
     const out = await this.send({
-      operation: 'deleteSubscription',
+      name: 'deleteSubscription',
       method: 'DELETE',
       url: this.url(`saas/subscriptions/${id(subscriptionId)}`),
       idempotent: false,
@@ -305,13 +307,13 @@ export class FulfillmentClient {
   }
 
   private async patchSubscription(
-    operation: string,
+    callName: string,
     subscriptionId: string,
     body: SubscriberPlan,
     options: CallOptions | undefined,
   ): Promise<AcceptedOperation> {
     const out = await this.send({
-      operation,
+      name: callName,
       method: 'PATCH',
       url: this.url(`saas/subscriptions/${id(subscriptionId)}`),
       body,
@@ -319,7 +321,7 @@ export class FulfillmentClient {
       expect: [202],
       options,
     });
-    return this.accepted(operation, subscriptionId, out);
+    return this.accepted(callName, subscriptionId, out);
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -328,7 +330,7 @@ export class FulfillmentClient {
   /** Outstanding operations of a subscription (docs/marketplace.md §3.9); an empty body means none. */
   async listOperations(subscriptionId: string, options?: CallOptions): Promise<NormalisedOperation[]> {
     const out = await this.send({
-      operation: 'listOperations',
+      name: 'listOperations',
       method: 'GET',
       url: this.url(`saas/subscriptions/${id(subscriptionId)}/operations`),
       idempotent: true,
@@ -347,7 +349,7 @@ export class FulfillmentClient {
   async getOperationAt(location: string | URL, options?: CallOptions): Promise<NormalisedOperation> {
     const url = typeof location === 'string' ? this.followLink(location, undefined) : location;
     const out = await this.send({
-      operation: 'getOperation',
+      name: 'getOperation',
       method: 'GET',
       url,
       idempotent: true,
@@ -377,7 +379,7 @@ export class FulfillmentClient {
     }
     const body: UpdateOperation = { status };
     await this.send({
-      operation: 'updateOperationStatus',
+      name: 'updateOperationStatus',
       method: 'PATCH',
       url: this.url(`saas/subscriptions/${id(subscriptionId)}/operations/${id(operationId)}`),
       body,
@@ -437,20 +439,20 @@ export class FulfillmentClient {
   }
 
   private details(
-    operation: string,
+    call: string,
     method: string,
     url: URL,
     correlationId: string,
     extra: Partial<MarketplaceErrorDetails> = {},
   ): MarketplaceErrorDetails {
-    return { operation, method, url: url.href, requestId: extra.requestId ?? '', correlationId, ...extra };
+    return { call, method, url: url.href, requestId: extra.requestId ?? '', correlationId, ...extra };
   }
 
-  private accepted(operation: string, subscriptionId: string, out: Outcome): AcceptedOperation {
+  private accepted(call: string, subscriptionId: string, out: Outcome): AcceptedOperation {
     const location = out.headers.get('operation-location')?.trim();
     if (!location) {
       throw new MarketplaceUnexpectedResponseError({
-        operation,
+        call,
         method: out.method,
         url: out.url,
         status: out.status,
@@ -470,17 +472,17 @@ export class FulfillmentClient {
     return accepted;
   }
 
-  private parse<T>(operation: string, out: Outcome, parser: (raw: unknown) => T): T {
+  private parse<T>(call: string, out: Outcome, parser: (raw: unknown) => T): T {
     try {
       return parser(out.body);
     } catch (err) {
       if (!(err instanceof PayloadShapeError)) throw err;
       this.log.error(
-        { operation, requestId: out.requestId, correlationId: out.correlationId, problems: err.problems },
+        { call, requestId: out.requestId, correlationId: out.correlationId, problems: err.problems },
         'marketplace response does not match the expected shape',
       );
       throw new MarketplaceUnexpectedResponseError({
-        operation,
+        call,
         method: out.method,
         url: out.url,
         status: out.status,
@@ -504,7 +506,7 @@ export class FulfillmentClient {
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
       const requestId = randomUUID();
-      const base = { operation: call.operation, method: call.method, url: call.url.href, requestId, correlationId, attempt };
+      const base = { call: call.name, method: call.method, url: call.url.href, requestId, correlationId, attempt };
       const attemptStarted = Date.now();
       let retryReason: string;
       let status: number | undefined;
@@ -524,11 +526,11 @@ export class FulfillmentClient {
         };
         if (call.expect.includes(status)) {
           this.log.info(
-            { operation: call.operation, method: call.method, status, requestId, correlationId, attempt, durationMs, ...diffIds(echoed, requestId, correlationId) },
+            { call: call.name, method: call.method, status, requestId, correlationId, attempt, durationMs, ...diffIds(echoed, requestId, correlationId) },
             'marketplace call',
           );
           return {
-            operation: call.operation,
+            call: call.name,
             method: call.method,
             url: call.url.href,
             status,
@@ -538,7 +540,7 @@ export class FulfillmentClient {
             correlationId,
           };
         }
-        const logFields = { operation: call.operation, method: call.method, status, requestId, correlationId, attempt, durationMs };
+        const logFields = { call: call.name, method: call.method, status, requestId, correlationId, attempt, durationMs };
         const details: MarketplaceErrorDetails = { ...base, status, body: bodyText, attempts: attempt };
         switch (status) {
           case 400:
@@ -576,7 +578,7 @@ export class FulfillmentClient {
         retryReason = err.timedOut ? `timed out after ${this.requestTimeoutMs} ms` : `network error: ${err.message}`;
         retryable = call.idempotent || err.certainlyNotSent;
         this.log.warn(
-          { operation: call.operation, method: call.method, requestId, correlationId, attempt, durationMs: Date.now() - attemptStarted, error: err.message },
+          { call: call.name, method: call.method, requestId, correlationId, attempt, durationMs: Date.now() - attemptStarted, error: err.message },
           'marketplace call failed',
         );
       }
@@ -604,7 +606,7 @@ export class FulfillmentClient {
         throw error;
       }
       this.log.info(
-        { operation: call.operation, requestId, correlationId, attempt, delayMs: Math.round(delay), reason: retryReason },
+        { call: call.name, requestId, correlationId, attempt, delayMs: Math.round(delay), reason: retryReason },
         'marketplace call will be retried',
       );
       await this.sleep(delay, signal);
@@ -693,7 +695,7 @@ function parseJson(call: Call, text: string, base: MarketplaceErrorDetails, stat
     return JSON.parse(text) as unknown;
   } catch (err) {
     // Bodies of calls whose result we do not read (activate, PATCH, DELETE) may be anything.
-    if (call.method !== 'GET' && call.operation !== 'resolve') return undefined;
+    if (call.method !== 'GET' && call.name !== 'resolve') return undefined;
     throw new MarketplaceUnexpectedResponseError({ ...base, status, body: text, reason: 'the body is not JSON', cause: err });
   }
 }

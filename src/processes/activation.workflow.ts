@@ -5,7 +5,7 @@
  *
  * One run handles one event of a subscription stream:
  * - ActivationRequested: load the subscription (still pending and still this request, or stop: activated,
- *   cancelled or superseded meanwhile) → provision in the ISV's product → ask Microsoft where the subscription
+ *   unsubscribed or superseded meanwhile) → provision in the ISV's product → ask Microsoft where the subscription
  *   is → activate with the plan and seats the customer confirmed → wait for Microsoft to report Subscribed →
  *   Get subscription and record the confirmation (Activated, with Microsoft's term).
  * - Activated with autoActivated (Microsoft activated it at purchase): Microsoft needs nothing from us; the
@@ -71,7 +71,7 @@ export type ActivationInput =
 
 export type ActivationOutcome =
   | 'unknown-subscription' // the stream has no subscription (nothing to activate)
-  | 'not-pending' // activated (or cancelled) meanwhile
+  | 'not-pending' // activated (or unsubscribed) meanwhile
   | 'superseded' // given up on, or a newer request replaced this one
   | 'provisioned' // auto-activated: provisioning was all there was to do
   | 'activated'

@@ -156,7 +156,7 @@ export function actionCommand(n: NotificationPayload, now: string): Subscription
   const base = { now, source: 'webhook' as const, operationId: n.id };
   const when = {
     ...(n.operationRequestSource ? { requestSource: n.operationRequestSource } : {}),
-    ...(n.timeStamp ? { occurredAt: n.timeStamp } : {}),
+    ...(n.timeStamp ? { timeStamp: n.timeStamp } : {}),
   };
   switch (n.action) {
     case 'ChangePlan':

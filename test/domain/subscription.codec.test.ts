@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import type { Test } from 'tap';
-import { EventDecodeError, decodeSubscriptionEvent, isSubscriptionEvent, subscriptionEventTypes } from '../../src/domain/subscription/index.js';
+import { EventDecodeError, decide, decodeSubscriptionEvent, evolve, initialState, isSubscriptionEvent, subscriptionEventTypes } from '../../src/domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../src/domain/subscription/index.js';
 import { syntheticHistory } from '../support/synthetic-history.js';
 import { CONTACT, FIRST_TERM, NOW, SECOND_TERM, T, because, details, history, historyWithPendingCancellation, STATUSES } from './subscription.fixtures.js';
@@ -34,7 +34,7 @@ const samples: SubscriptionEvent[] = [
   { type: 'CancellationRequested', data: { ...because(NOW, 'operator'), requestId: 'r3', reason: 'customer asked' } },
   { type: 'ChangeSubmitted', data: { ...because(NOW, 'operator'), requestId: 'r3', operationId: 'op-2' } },
   { type: 'ChangeRequestFailed', data: { ...because(NOW, 'process'), requestId: 'r1', status: 'Conflict', reason: 'Microsoft answered Conflict' } },
-  { type: 'PlanChanged', data: { ...because(NOW, 'webhook'), operationId: 'op-3', planId: 'premium', previousPlanId: 'standard', requestSource: 'Azure', occurredAt: NOW } },
+  { type: 'PlanChanged', data: { ...because(NOW, 'webhook'), operationId: 'op-3', planId: 'premium', previousPlanId: 'standard', requestSource: 'Azure', timeStamp: NOW } },
   { type: 'QuantityChanged', data: { ...because(NOW, 'webhook'), operationId: 'op-4', quantity: 7, previousQuantity: 5 } },
   { type: 'ChangeRejected', data: { ...because(NOW, 'webhook'), operationId: 'op-5', action: 'ChangePlan', planId: 'legacy', reason: 'plan legacy is no longer offered' } },
   { type: 'Suspended', data: { ...because(T.suspended, 'webhook'), operationId: 'op-6' } },
@@ -75,6 +75,36 @@ t.test('other event types are not subscription events', async (t) => {
 t.test('fields written by a newer version are kept', async (t) => {
   const e = { type: 'Suspended', data: { at: NOW, source: 'webhook', operationId: 'op-8', reasonCode: 'nonpayment' } };
   t.same(decodeSubscriptionEvent(e), e);
+});
+
+t.test('a plan or quantity change stored with Microsoft\'s time as occurredAt decodes with timeStamp', async (t) => {
+  const older = '2026-05-01T11:00:00.000Z';
+  const plan = { type: 'PlanChanged', data: { at: NOW, source: 'webhook', operationId: 'op-3', planId: 'premium', previousPlanId: 'standard', requestSource: 'Azure', occurredAt: older } };
+  const seats = { type: 'QuantityChanged', data: { at: NOW, source: 'webhook', operationId: 'op-4', quantity: 7, previousQuantity: 5, occurredAt: older } };
+  t.same(decodeSubscriptionEvent(plan), { type: 'PlanChanged', data: { at: NOW, source: 'webhook', operationId: 'op-3', planId: 'premium', previousPlanId: 'standard', requestSource: 'Azure', timeStamp: older } });
+  t.same(decodeSubscriptionEvent(seats), { type: 'QuantityChanged', data: { at: NOW, source: 'webhook', operationId: 'op-4', quantity: 7, previousQuantity: 5, timeStamp: older } });
+  for (const e of [plan, seats]) {
+    const decoded = decodeSubscriptionEvent(e);
+    t.notOk(decoded && 'occurredAt' in decoded.data, `${e.type}: the old name is not carried along`);
+    t.same(decoded && decodeSubscriptionEvent(stored(decoded) as { type: string; data: unknown }), decoded, `${e.type}: stored again under the new name, it decodes the same`);
+  }
+  const withoutTime = { type: 'PlanChanged', data: { at: NOW, source: 'webhook', planId: 'premium', previousPlanId: 'standard' } };
+  t.same(decodeSubscriptionEvent(withoutTime), withoutTime, 'a change stored without Microsoft\'s time has none');
+
+  // The fold and the decider read the old time as they read the new one.
+  const folded = [...history('Subscribed').map((e) => decodeSubscriptionEvent(stored(e) as { type: string; data: unknown })), decodeSubscriptionEvent(plan), decodeSubscriptionEvent(seats)]
+    .reduce((state, e) => (e ? evolve(state, e) : state), initialState());
+  t.match(folded, { status: 'Subscribed', planTimeStamp: older, quantityTimeStamp: older });
+  t.throws(
+    () => decide({ type: 'ApplyPlanChange', now: NOW, source: 'webhook', operationId: 'op-5', planId: 'gold', timeStamp: '2026-05-01T10:00:00.000Z' }, folded),
+    { code: 'superseded' },
+    'a plan change older than the stored one is superseded',
+  );
+  t.throws(
+    () => decide({ type: 'ApplyQuantityChange', now: NOW, source: 'webhook', operationId: 'op-6', quantity: 9, timeStamp: '2026-05-01T10:00:00.000Z' }, folded),
+    { code: 'superseded' },
+    'a quantity change older than the stored one is superseded',
+  );
 });
 
 t.test('a known type with the wrong shape is an EventDecodeError naming the type and the field', async (t) => {

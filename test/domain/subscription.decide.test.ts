@@ -151,8 +151,8 @@ const matrix = {
     },
   },
 
-  RequestCancellation: {
-    command: { type: 'RequestCancellation', now: NOW, source: 'operator', requestId: 'req-cancel', reason: 'moving to an annual plan' },
+  RequestUnsubscribe: {
+    command: { type: 'RequestUnsubscribe', now: NOW, source: 'operator', requestId: 'req-cancel', reason: 'moving to an annual plan' },
     outcomes: {
       Initial: notFound,
       PendingFulfillmentStart: emits('PendingFulfillmentStart', {
@@ -250,9 +250,9 @@ const matrix = {
     },
   },
 
-  RejectChange: {
+  RefuseChange: {
     command: {
-      type: 'RejectChange',
+      type: 'RefuseChange',
       now: NOW,
       source: 'webhook',
       operationId: 'op-plan-2',

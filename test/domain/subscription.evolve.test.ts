@@ -14,7 +14,7 @@ import { CONTACT, FIRST_TERM, SECOND_TERM, T, because, details, history, known, 
 
 const at = (day: number, hour = 9): string => `2026-03-${String(day).padStart(2, '0')}T${String(hour).padStart(2, '0')}:00:00.000Z`;
 
-/** A life: purchase, a failed then successful activation, changes from both sides, a rejection, renewal, suspension, cancellation. */
+/** A life: purchase, a failed then successful activation, changes from both sides, a policy refusal, renewal, suspension, cancellation. */
 const life: Array<{ command: SubscriptionCommand; events: SubscriptionEvent[] }> = [
   {
     command: { type: 'RecordPurchase', now: at(1), source: 'landing', subscription: details(), microsoftStatus: 'PendingFulfillmentStart' },
@@ -55,7 +55,7 @@ const life: Array<{ command: SubscriptionCommand; events: SubscriptionEvent[] }>
   },
   {
     command: {
-      type: 'RejectChange',
+      type: 'RefuseChange',
       now: at(20),
       source: 'webhook',
       operationId: 'op-x1',

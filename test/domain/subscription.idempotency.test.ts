@@ -54,10 +54,10 @@ const operationKeyed: Array<{
     meanwhile: [{ type: 'QuantityChanged', data: { ...because(later, 'webhook'), operationId: 'op-quantity-2', quantity: 5, previousQuantity: 8 } }],
   },
   {
-    name: 'RejectChange',
+    name: 'RefuseChange',
     given: history('Subscribed'),
     command: {
-      type: 'RejectChange',
+      type: 'RefuseChange',
       now: NOW,
       source: 'webhook',
       operationId: 'op-quantity-1',
@@ -137,7 +137,7 @@ t.test('an applied operation is a no-op whatever the repeat asks', async (t) => 
   // Our reject decision arrives after the change was applied for the same operation (it was auto-accepted).
   spec(t)
     .given(changed)
-    .when({ type: 'RejectChange', now: later, source: 'webhook', operationId: 'op-plan-1', action: 'ChangePlan', planId: 'gold', reason: 'too late' })
+    .when({ type: 'RefuseChange', now: later, source: 'webhook', operationId: 'op-plan-1', action: 'ChangePlan', planId: 'gold', reason: 'too late' })
     .thenNothing();
   // And an operation we rejected is not applied by a late duplicate of its notification.
   const rejected: SubscriptionEvent[] = [
@@ -235,7 +235,7 @@ t.test('publisher-side requests with the same requestId → nothing', async (t) 
         .thenNothing();
       spec(t)
         .given([...history('Subscribed'), cancellationRequested, ...then('req-3')])
-        .when({ type: 'RequestCancellation', now: NOW, source: 'operator', requestId: 'req-3' })
+        .when({ type: 'RequestUnsubscribe', now: NOW, source: 'operator', requestId: 'req-3' })
         .thenNothing();
     });
   }

@@ -34,7 +34,7 @@ t.test('nothing Microsoft sends late moves an Unsubscribed subscription', async 
   const late: SubscriptionCommand[] = [
     { type: 'ApplyPlanChange', now: NOW, source: 'webhook', operationId: 'op-late-1', planId: 'gold' },
     { type: 'ApplyQuantityChange', now: NOW, source: 'webhook', operationId: 'op-late-2', quantity: 9 },
-    { type: 'RejectChange', now: NOW, source: 'webhook', operationId: 'op-late-3', action: 'ChangePlan', planId: 'gold', reason: 'late' },
+    { type: 'RefuseChange', now: NOW, source: 'webhook', operationId: 'op-late-3', action: 'ChangePlan', planId: 'gold', reason: 'late' },
     { type: 'Suspend', now: NOW, source: 'webhook', operationId: 'op-late-4' },
     { type: 'Reinstate', now: NOW, source: 'webhook', operationId: 'op-late-5' },
     { type: 'Renew', now: NOW, source: 'webhook', operationId: 'op-late-6' },
@@ -122,8 +122,8 @@ t.test('Unsubscribe by reconciliation (no operation id), then the late webhook',
 t.test('an Unsubscribed subscription cannot be cancelled or activated again', async (t) => {
   spec(t)
     .given(history('Unsubscribed'))
-    .when({ type: 'RequestCancellation', now: NOW, source: 'operator', requestId: 'req-1' })
-    .thenError('illegal-transition', { messageIncludes: ['RequestCancellation', 'Unsubscribed'] });
+    .when({ type: 'RequestUnsubscribe', now: NOW, source: 'operator', requestId: 'req-1' })
+    .thenError('illegal-transition', { messageIncludes: ['RequestUnsubscribe', 'Unsubscribed'] });
   spec(t)
     .given(history('Unsubscribed'))
     .when({ type: 'ConfirmActivation', now: NOW, source: 'process' })

@@ -25,8 +25,8 @@ const requestQuantity = (requestId: string, quantity: number, now = NOW): Subscr
   requestId,
   quantity,
 });
-const requestCancellation = (requestId: string, now = NOW): SubscriptionCommand => ({
-  type: 'RequestCancellation',
+const requestUnsubscribe = (requestId: string, now = NOW): SubscriptionCommand => ({
+  type: 'RequestUnsubscribe',
   now,
   source: 'operator',
   requestId,
@@ -72,7 +72,7 @@ t.test('a publisher-side plan change, from request to settlement', async (t) => 
   });
 
   // 2. Any other publisher-side change waits until it settles.
-  for (const command of [requestQuantity('req-2', 10, at(1)), requestPlan('req-2', 'platinum', at(1)), requestCancellation('req-2', at(1))]) {
+  for (const command of [requestQuantity('req-2', 10, at(1)), requestPlan('req-2', 'platinum', at(1)), requestUnsubscribe('req-2', at(1))]) {
     spec(t)
       .given(events)
       .when(command)
@@ -234,8 +234,8 @@ t.test('CSP purchases (allowedCustomerOperations ["Read"]) cannot be changed or 
     .thenError('operation-not-allowed', { status: 422, messageIncludes: ['RequestQuantityChange', "'Update'", 'Read'] });
   spec(t)
     .given(csp)
-    .when(requestCancellation('req-1'))
-    .thenError('operation-not-allowed', { status: 422, messageIncludes: ['RequestCancellation', "'Delete'", 'Read'] });
+    .when(requestUnsubscribe('req-1'))
+    .thenError('operation-not-allowed', { status: 422, messageIncludes: ['RequestUnsubscribe', "'Delete'", 'Read'] });
 
   t.test('Update without Delete: changes allowed, cancellation refused', async (t) => {
     const noDelete = [purchased({ subscription: { allowedCustomerOperations: ['Read', 'Update'] } }), ...history('Subscribed').slice(1)];
@@ -243,7 +243,7 @@ t.test('CSP purchases (allowedCustomerOperations ["Read"]) cannot be changed or 
       .given(noDelete)
       .when(requestPlan('req-1', 'gold'))
       .then([{ type: 'PlanChangeRequested', data: { ...because(NOW, 'operator'), requestId: 'req-1', planId: 'gold', previousPlanId: 'silver' } }]);
-    spec(t).given(noDelete).when(requestCancellation('req-1')).thenError('operation-not-allowed', { messageIncludes: ["'Delete'"] });
+    spec(t).given(noDelete).when(requestUnsubscribe('req-1')).thenError('operation-not-allowed', { messageIncludes: ["'Delete'"] });
   });
 
   t.test('none at all', async (t) => {

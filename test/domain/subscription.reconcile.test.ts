@@ -27,27 +27,27 @@ t.test('ReconcileStatus moves the subscription to what Microsoft reports', async
 t.test('a plan or quantity change older than the last one applied is superseded, not applied', async (t) => {
   const newer: SubscriptionEvent = {
     type: 'PlanChanged',
-    data: { ...because(NOW, 'webhook'), operationId: 'op-2', planId: 'gold', previousPlanId: 'silver', requestSource: 'Azure', occurredAt: '2026-05-01T11:00:00.000Z' },
+    data: { ...because(NOW, 'webhook'), operationId: 'op-2', planId: 'gold', previousPlanId: 'silver', requestSource: 'Azure', timeStamp: '2026-05-01T11:00:00.000Z' },
   };
   spec(t)
     .given([...history('Subscribed'), newer])
-    .when({ type: 'ApplyPlanChange', now: NOW, source: 'webhook', operationId: 'op-1', planId: 'bronze', occurredAt: '2026-05-01T10:00:00.000Z' })
+    .when({ type: 'ApplyPlanChange', now: NOW, source: 'webhook', operationId: 'op-1', planId: 'bronze', timeStamp: '2026-05-01T10:00:00.000Z' })
     .thenError('superseded', { messageIncludes: ['ApplyPlanChange', '2026-05-01T10:00:00.000Z'] });
   spec(t)
     .given([...history('Subscribed'), newer])
-    .when({ type: 'ApplyPlanChange', now: NOW, source: 'webhook', operationId: 'op-3', planId: 'platinum', occurredAt: '2026-05-01T11:30:00.000Z' })
+    .when({ type: 'ApplyPlanChange', now: NOW, source: 'webhook', operationId: 'op-3', planId: 'platinum', timeStamp: '2026-05-01T11:30:00.000Z' })
     .then([
       {
         type: 'PlanChanged',
-        data: { ...because(NOW, 'webhook'), operationId: 'op-3', planId: 'platinum', previousPlanId: 'gold', requestSource: undefined, occurredAt: '2026-05-01T11:30:00.000Z' },
+        data: { ...because(NOW, 'webhook'), operationId: 'op-3', planId: 'platinum', previousPlanId: 'gold', requestSource: undefined, timeStamp: '2026-05-01T11:30:00.000Z' },
       },
     ]);
   const seats: SubscriptionEvent = {
     type: 'QuantityChanged',
-    data: { ...because(NOW, 'webhook'), operationId: 'op-q2', quantity: 9, previousQuantity: 5, occurredAt: '2026-05-01T11:00:00.000Z' },
+    data: { ...because(NOW, 'webhook'), operationId: 'op-q2', quantity: 9, previousQuantity: 5, timeStamp: '2026-05-01T11:00:00.000Z' },
   };
   spec(t)
     .given([...history('Subscribed'), seats])
-    .when({ type: 'ApplyQuantityChange', now: NOW, source: 'webhook', operationId: 'op-q1', quantity: 7, occurredAt: '2026-05-01T10:59:59.000Z' })
+    .when({ type: 'ApplyQuantityChange', now: NOW, source: 'webhook', operationId: 'op-q1', quantity: 7, timeStamp: '2026-05-01T10:59:59.000Z' })
     .thenError('superseded', { messageIncludes: ['ApplyQuantityChange'] });
 });

@@ -159,7 +159,7 @@ t.test('every /api route refuses a request without the token, or with a wrong on
   t.equal(ok.statusCode, 200, 'the scheme is case-insensitive');
 });
 
-t.test('refusals are logged with ip and route, never the token', async (t) => {
+t.test('unauthenticated requests are logged with ip and route, never the token', async (t) => {
   const lines: string[] = [];
   const { pino } = await import('pino');
   const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
@@ -172,8 +172,8 @@ t.test('refusals are logged with ip and route, never the token', async (t) => {
     await store.close();
   });
   await app.inject({ method: 'GET', url: `/api/subscriptions/${SUB}?x=1`, headers: { authorization: 'Bearer guess-1234' } });
-  const refusal = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'operator API request refused');
-  t.match(refusal, { ip: '127.0.0.1', route: '/api/subscriptions/:id', method: 'GET', reason: 'invalid-token' });
+  const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'operator API request unauthenticated');
+  t.match(logged, { ip: '127.0.0.1', route: '/api/subscriptions/:id', method: 'GET', reason: 'invalid-token' });
   t.notOk(lines.join('\n').includes('guess-1234'), 'the presented token is not logged');
   t.notOk(lines.join('\n').includes(TOKEN), 'the real token is not logged');
 });
@@ -479,20 +479,20 @@ t.test('Microsoft reports Failed or Conflict: ChangeRequestFailed, the lock is r
 t.test("Microsoft refuses the PATCH/DELETE: ChangeRequestFailed and a problem saying why", async (t) => {
   const cases = [
     {
-      error: (m: string) => new MarketplaceBadRequestError({ operation: m, method: 'PATCH', url: 'u', requestId: 'ms-req-1', correlationId: 'c', body: 'PlanNotAvailable' }),
+      error: (m: string) => new MarketplaceBadRequestError({ call: m, method: 'PATCH', url: 'u', requestId: 'ms-req-1', correlationId: 'c', body: 'PlanNotAvailable' }),
       status: 422,
       title: 'refused-by-microsoft',
       failure: '400',
     },
     {
-      error: (m: string) => new MarketplaceConflictError({ operation: m, method: 'DELETE', url: 'u', requestId: 'ms-req-2', correlationId: 'c', body: 'locked' }),
+      error: (m: string) => new MarketplaceConflictError({ call: m, method: 'DELETE', url: 'u', requestId: 'ms-req-2', correlationId: 'c', body: 'locked' }),
       status: 409,
       title: 'microsoft-conflict',
       failure: '409',
     },
     {
       error: (m: string) =>
-        new MarketplaceUnavailableError({ operation: m, method: 'PATCH', url: 'u', requestId: 'r', correlationId: 'c', status: 429, attempts: 5, reason: 'throttled' }),
+        new MarketplaceUnavailableError({ call: m, method: 'PATCH', url: 'u', requestId: 'r', correlationId: 'c', status: 429, attempts: 5, reason: 'throttled' }),
       status: 503,
       title: 'marketplace-unavailable',
       failure: 'NotSent',
@@ -522,7 +522,7 @@ t.test('an outcome Microsoft may or may not have seen stays pending and is check
   const { app, ledger, microsoft, publisherChanges, purchase } = await setup(t);
   await purchase(SUB);
   microsoft.submit = async (m) => {
-    throw new MarketplaceUnavailableError({ operation: m, method: 'PATCH', url: 'u', requestId: 'r', correlationId: 'c', status: 500, attempts: 1, reason: 'status 500' });
+    throw new MarketplaceUnavailableError({ call: m, method: 'PATCH', url: 'u', requestId: 'r', correlationId: 'c', status: 500, attempts: 1, reason: 'status 500' });
   };
   const res = await app.inject({ method: 'POST', url: `/api/subscriptions/${SUB}/quantity`, headers: AUTH, payload: { quantity: 9 } });
   t.equal(res.statusCode, 502);
@@ -555,7 +555,7 @@ t.test('after a restart, resumeAll continues every pending change from where it 
   ];
   await ledger.execute(ids.afterIntentLost, { type: 'RequestQuantityChange', requestId: 'req-2', quantity: 9, now: at, source: 'operator' }, ctx);
   // Stopped after step 3: the operation id is known.
-  await ledger.execute(ids.afterSubmit, { type: 'RequestCancellation', requestId: 'req-3', reason: 'moving on', now: at, source: 'operator' }, ctx);
+  await ledger.execute(ids.afterSubmit, { type: 'RequestUnsubscribe', requestId: 'req-3', reason: 'moving on', now: at, source: 'operator' }, ctx);
   await ledger.execute(ids.afterSubmit, { type: 'RecordChangeSubmitted', requestId: 'req-3', operationId: ops.submitted, now: at, source: 'process' }, ctx);
   // Settled long ago.
   await ledger.execute(ids.settled, { type: 'RequestQuantityChange', requestId: 'req-4', quantity: 2, now: at, source: 'operator' }, ctx);

@@ -122,7 +122,7 @@ t.test('every call agrees with the OpenAPI file', async (t) => {
     const calls = lines.filter((l) => l.msg === 'marketplace call');
     t.equal(calls.length, server.requests.length);
     for (const l of calls) {
-      t.match(l, { correlationId: CORRELATION_ID, requestId: UUID, status: Number, operation: String });
+      t.match(l, { correlationId: CORRELATION_ID, requestId: UUID, status: Number, call: String });
     }
     t.notMatch(text(), /static-secret-token/, 'bearer token not in logs');
   });

@@ -115,7 +115,7 @@ t.test('retries are bounded by count', async (t) => {
   const { server, client } = await setup(t, [{ status: 503, body: 'down' }]);
   const err = await client.listOperations(SUB_ID, { correlationId: CORRELATION_ID }).catch((e: unknown) => e);
   t.type(err, MarketplaceUnavailableError);
-  t.match(err, { status: 503, attempts: 4, correlationId: CORRELATION_ID, body: 'down', operation: 'listOperations' });
+  t.match(err, { status: 503, attempts: 4, correlationId: CORRELATION_ID, body: 'down', call: 'listOperations' });
   t.match((err as Error).message, /4 attempts made/);
   t.equal(server.requests.length, 4);
 });

@@ -16,7 +16,7 @@ import { CONTACT, FIRST_TERM, details } from '../domain/subscription.fixtures.js
 import { capturingLogger } from './support.js';
 
 const id = details().subscriptionId;
-const errorDetails = { operation: 'getSubscription', method: 'GET', url: 'https://marketplace.test', requestId: 'r', correlationId: 'c' };
+const errorDetails = { call: 'getSubscription', method: 'GET', url: 'https://marketplace.test', requestId: 'r', correlationId: 'c' };
 
 /** Microsoft as far as activation sees it: a status per Get, and an activate that may fail. */
 class FakeMicrosoft {
@@ -104,7 +104,7 @@ t.test('five transient failures: the fifth is final', async (t) => {
 
 t.test('Microsoft refuses the activation (400): final at once', async (t) => {
   const microsoft = new FakeMicrosoft(['PendingFulfillmentStart'], () => {
-    throw new MarketplaceBadRequestError({ ...errorDetails, operation: 'activateSubscription', status: 400 });
+    throw new MarketplaceBadRequestError({ ...errorDetails, call: 'activateSubscription', status: 400 });
   });
   const w = await world(t, microsoft);
   await w.process.handle(w.requested);

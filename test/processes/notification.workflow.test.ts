@@ -157,7 +157,7 @@ t.test('Subscribe: the purchase is recorded and caught up with Microsoft, with o
 
 t.test('customer-side plan and quantity changes: applied, provisioned, acknowledged while pending', async (t) => {
   const plan = note('ChangePlan', { planId: 'premium', operationRequestSource: 'Azure', timeStamp: '2026-05-01T11:59:59.000Z' });
-  const command: SubscriptionCommand = { now: LATER, source: 'webhook', operationId: OP, type: 'ApplyPlanChange', planId: 'premium', requestSource: 'Azure', occurredAt: '2026-05-01T11:59:59.000Z' };
+  const command: SubscriptionCommand = { now: LATER, source: 'webhook', operationId: OP, type: 'ApplyPlanChange', planId: 'premium', requestSource: 'Azure', timeStamp: '2026-05-01T11:59:59.000Z' };
   spec(t).given(plan, [found()]).when(loaded(true)).then(execute('action', command));
   spec(t).given(plan, [found(), loaded(true)]).when(executed('action', ['PlanChanged'], known())).then({ type: 'Provision', subscription: known(), reason: 'plan-change' });
   spec(t).given(plan, [found(), loaded(true), executed('action', ['PlanChanged'], known())]).when(provisioned).then({ type: 'Acknowledge' });

@@ -178,7 +178,7 @@ export function syntheticHistory(options: HistoryOptions): Append[] {
         const quantity = Math.max(1, seats + pick([-3, -1, 1, 2, 5, 10]));
         if (quantity > 45) {
           notify('ChangeQuantity', 'Azure', { quantity, status: 'InProgress' }, (operationId, at) => ({
-            events: run({ type: 'RejectChange', now: iso(at), source: 'webhook', operationId, action: 'ChangeQuantity', quantity, reason: `${quantity} seats is more than the product supports (45)` }, 'system:policy', at),
+            events: run({ type: 'RefuseChange', now: iso(at), source: 'webhook', operationId, action: 'ChangeQuantity', quantity, reason: `${quantity} seats is more than the product supports (45)` }, 'system:policy', at),
             outcome: 'rejected',
           }));
         } else if (quantity !== seats) {

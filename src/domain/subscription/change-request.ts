@@ -6,7 +6,7 @@
  *   ChangeSubmitted (Microsoft accepted it and named the operation)          → submitted, or applied when
  *                                                                              that operation was already applied
  *   PlanChanged / QuantityChanged of its operation                           → applied
- *   Unsubscribed                                                             → applied (a cancellation) or abandoned
+ *   Unsubscribed                                                             → applied (a `cancel` request) or abandoned
  *   ChangeRequestFailed                                                      → failed
  *
  * Applied, failed and abandoned are final. `evolveChangeRequest` returns the very record it was given when

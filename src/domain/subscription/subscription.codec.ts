@@ -6,6 +6,9 @@
  * by a newer version), optional fields may be absent. A type that is not a subscription event decodes to
  * `undefined` (streams carry other events too); a subscription event whose data does not fit its schema
  * is an `EventDecodeError` naming the type and the first mismatch, never a silently wrong state.
+ *
+ * Stored names that changed are read here and nowhere else: `PlanChanged` and `QuantityChanged` stored
+ * before Microsoft's time was called `timeStamp` carry it as `occurredAt`, which decodes as `timeStamp`.
  */
 import Type from 'typebox';
 import type { Static, TSchema } from 'typebox';
@@ -55,6 +58,11 @@ const details = {
 const event = <K extends SubscriptionEventType, P extends Record<string, TSchema>>(type: K, data: P) =>
   Type.Object({ type: Type.Literal(type), data: Type.Object({ ...because, ...data }) });
 
+/** Microsoft's `timeStamp` of the operation that changed the plan or the quantity. */
+const planChanged = { ...byOperation, planId: Str, previousPlanId: Str, requestSource: Opt(Str), timeStamp: Opt(Str) };
+const quantityChanged = { ...byOperation, quantity: Type.Number(), previousQuantity: Opt(Type.Number()), requestSource: Opt(Str), timeStamp: Opt(Str) };
+
+/** The events as the domain knows them now. */
 const schemas = {
   Purchased: event('Purchased', { ...byOperation, ...details, microsoftStatus: Str }),
   ActivationRequested: event('ActivationRequested', { ...byOperation, planId: Str, quantity: Opt(Type.Number()), contact: Contact }),
@@ -65,8 +73,8 @@ const schemas = {
   CancellationRequested: event('CancellationRequested', { ...byOperation, requestId: Str, reason: Opt(Str) }),
   ChangeSubmitted: event('ChangeSubmitted', { requestId: Str, operationId: Str }),
   ChangeRequestFailed: event('ChangeRequestFailed', { ...byOperation, requestId: Str, status: Str, reason: Str }),
-  PlanChanged: event('PlanChanged', { ...byOperation, planId: Str, previousPlanId: Str, requestSource: Opt(Str), occurredAt: Opt(Str) }),
-  QuantityChanged: event('QuantityChanged', { ...byOperation, quantity: Type.Number(), previousQuantity: Opt(Type.Number()), requestSource: Opt(Str), occurredAt: Opt(Str) }),
+  PlanChanged: event('PlanChanged', planChanged),
+  QuantityChanged: event('QuantityChanged', quantityChanged),
   ChangeRejected: event('ChangeRejected', {
     operationId: Str,
     action: ChangeAction,
@@ -83,32 +91,47 @@ const schemas = {
 type Schemas = typeof schemas;
 type Decoded = { [K in keyof Schemas]: Static<Schemas[K]> }[keyof Schemas];
 
-// The schemas and the event types say the same thing: each side is assignable to the other.
+// The schemas and the event types say the same thing: each side is assignable to the other, and each
+// event type's data has the same field names (assignability alone lets an optional field be renamed).
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type DataOf<E, K> = E extends { type: K; data: infer D } ? D : never;
+type FieldsMatch = { [K in SubscriptionEventType]: Same<keyof DataOf<Decoded, K>, keyof DataOf<SubscriptionEvent, K>> };
 const schemasMatchTypes: Same<Decoded, SubscriptionEvent> = true;
+const fieldsMatch: FieldsMatch[SubscriptionEventType] extends true ? true : false = true;
 void schemasMatchTypes;
+void fieldsMatch;
 
-type Validators = { [K in keyof Schemas]: Validator<{}, Schemas[K]> };
+/** What the stores may hold: the events as they are now, and the names they were stored with before. */
+const storedSchemas = {
+  ...schemas,
+  PlanChanged: event('PlanChanged', { ...planChanged, occurredAt: Opt(Str) }),
+  QuantityChanged: event('QuantityChanged', { ...quantityChanged, occurredAt: Opt(Str) }),
+} satisfies { [K in SubscriptionEventType]: TSchema };
+
+type StoredSchemas = typeof storedSchemas;
+type Stored = { [K in keyof StoredSchemas]: Static<StoredSchemas[K]> }[keyof StoredSchemas];
+
+type Validators = { [K in keyof StoredSchemas]: Validator<{}, StoredSchemas[K]> };
 let validators: Validators | undefined;
 /** Compiled on first use, so importing the domain costs nothing. */
 function compiled(): Validators {
   validators ??= {
-    Purchased: Compile(schemas.Purchased),
-    ActivationRequested: Compile(schemas.ActivationRequested),
-    ActivationFailed: Compile(schemas.ActivationFailed),
-    Activated: Compile(schemas.Activated),
-    PlanChangeRequested: Compile(schemas.PlanChangeRequested),
-    QuantityChangeRequested: Compile(schemas.QuantityChangeRequested),
-    CancellationRequested: Compile(schemas.CancellationRequested),
-    ChangeSubmitted: Compile(schemas.ChangeSubmitted),
-    ChangeRequestFailed: Compile(schemas.ChangeRequestFailed),
-    PlanChanged: Compile(schemas.PlanChanged),
-    QuantityChanged: Compile(schemas.QuantityChanged),
-    ChangeRejected: Compile(schemas.ChangeRejected),
-    Suspended: Compile(schemas.Suspended),
-    Reinstated: Compile(schemas.Reinstated),
-    Renewed: Compile(schemas.Renewed),
-    Unsubscribed: Compile(schemas.Unsubscribed),
+    Purchased: Compile(storedSchemas.Purchased),
+    ActivationRequested: Compile(storedSchemas.ActivationRequested),
+    ActivationFailed: Compile(storedSchemas.ActivationFailed),
+    Activated: Compile(storedSchemas.Activated),
+    PlanChangeRequested: Compile(storedSchemas.PlanChangeRequested),
+    QuantityChangeRequested: Compile(storedSchemas.QuantityChangeRequested),
+    CancellationRequested: Compile(storedSchemas.CancellationRequested),
+    ChangeSubmitted: Compile(storedSchemas.ChangeSubmitted),
+    ChangeRequestFailed: Compile(storedSchemas.ChangeRequestFailed),
+    PlanChanged: Compile(storedSchemas.PlanChanged),
+    QuantityChanged: Compile(storedSchemas.QuantityChanged),
+    ChangeRejected: Compile(storedSchemas.ChangeRejected),
+    Suspended: Compile(storedSchemas.Suspended),
+    Reinstated: Compile(storedSchemas.Reinstated),
+    Renewed: Compile(storedSchemas.Renewed),
+    Unsubscribed: Compile(storedSchemas.Unsubscribed),
   };
   return validators;
 }
@@ -124,8 +147,27 @@ export class EventDecodeError extends Error {
   }
 }
 
-function isKnownType(type: string): type is keyof Schemas {
-  return Object.hasOwn(schemas, type);
+function isKnownType(type: string): type is keyof StoredSchemas {
+  return Object.hasOwn(storedSchemas, type);
+}
+
+/** A stored event under today's names. */
+function upcast(stored: Stored): SubscriptionEvent {
+  switch (stored.type) {
+    case 'PlanChanged':
+      return { type: stored.type, data: withTimeStamp(stored.data) };
+    case 'QuantityChanged':
+      return { type: stored.type, data: withTimeStamp(stored.data) };
+    default:
+      return stored;
+  }
+}
+
+/** Microsoft's time as `timeStamp`, whether it was stored under that name or as `occurredAt`. */
+function withTimeStamp<D extends { timeStamp?: string; occurredAt?: string }>(data: D): Omit<D, 'timeStamp' | 'occurredAt'> & { timeStamp?: string } {
+  const { timeStamp, occurredAt, ...rest } = data;
+  const time = timeStamp ?? occurredAt;
+  return time === undefined ? rest : { ...rest, timeStamp: time };
 }
 
 /** The subscription event a stored `{ type, data }` is; undefined when its type is not a subscription event. */
@@ -134,7 +176,7 @@ export function decodeSubscriptionEvent(stored: { type: string; data: unknown })
   if (!isKnownType(type)) return undefined;
   const candidate = { type, data: stored.data };
   const validator = compiled()[type];
-  if (validator.Check(candidate)) return candidate;
+  if (validator.Check(candidate)) return upcast(candidate);
   const first = validator.Errors(candidate)[0];
   throw new EventDecodeError(type, first ? `${first.instancePath || '/'} ${first.message}` : 'invalid');
 }

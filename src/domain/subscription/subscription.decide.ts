@@ -35,7 +35,7 @@ export type SubscriptionCommand =
   | (CommandMeta & { type: 'ConfirmActivation'; planId?: string; quantity?: number; term?: Term })
   | (CommandMeta & { type: 'RequestPlanChange'; requestId: string; planId: string })
   | (CommandMeta & { type: 'RequestQuantityChange'; requestId: string; quantity: number })
-  | (CommandMeta & { type: 'RequestCancellation'; requestId: string; reason?: string })
+  | (CommandMeta & { type: 'RequestUnsubscribe'; requestId: string; reason?: string })
   | (CommandMeta & { type: 'RecordChangeSubmitted'; requestId: string; operationId: string })
   | (CommandMeta & {
       type: 'RecordChangeRequestFailure';
@@ -44,10 +44,10 @@ export type SubscriptionCommand =
       reason: string;
       operationId?: string;
     })
-  | (ByOperation & { type: 'ApplyPlanChange'; planId: string; requestSource?: OperationRequestSource; occurredAt?: string })
-  | (ByOperation & { type: 'ApplyQuantityChange'; quantity: number; requestSource?: OperationRequestSource; occurredAt?: string })
+  | (ByOperation & { type: 'ApplyPlanChange'; planId: string; requestSource?: OperationRequestSource; timeStamp?: string })
+  | (ByOperation & { type: 'ApplyQuantityChange'; quantity: number; requestSource?: OperationRequestSource; timeStamp?: string })
   | (ByOperation & {
-      type: 'RejectChange';
+      type: 'RefuseChange';
       action: 'ChangePlan' | 'ChangeQuantity';
       planId?: string;
       quantity?: number;
@@ -109,9 +109,9 @@ function allowsCustomerOperation(state: KnownSubscription, command: Subscription
 }
 
 /** A change older (by Microsoft's clock) than the last one of its kind already applied. */
-function superseded(command: SubscriptionCommand, occurredAt: string | undefined, lastAt: string | undefined): void {
-  if (occurredAt && lastAt && Date.parse(occurredAt) < Date.parse(lastAt)) {
-    throw new DomainError('superseded', `${command.type}: Microsoft's operation of ${occurredAt} is older than the change already applied (${lastAt})`);
+function superseded(command: SubscriptionCommand, timeStamp: string | undefined, lastTimeStamp: string | undefined): void {
+  if (timeStamp && lastTimeStamp && Date.parse(timeStamp) < Date.parse(lastTimeStamp)) {
+    throw new DomainError('superseded', `${command.type}: Microsoft's operation of ${timeStamp} is older than the change already applied (${lastTimeStamp})`);
   }
 }
 
@@ -288,7 +288,7 @@ function requestQuantityChange(
   ];
 }
 
-function requestCancellation(command: Command<'RequestCancellation'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+function requestUnsubscribe(command: Command<'RequestUnsubscribe'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
   const s = known(state, command);
   if (seenRequest(s, command.requestId)) return [];
   requireStatus(s, command, 'PendingFulfillmentStart', 'Subscribed', 'Suspended');
@@ -341,7 +341,7 @@ function applyPlanChange(command: Command<'ApplyPlanChange'>, state: Subscriptio
   const s = known(state, command);
   requireStatus(s, command, 'Subscribed');
   if (!command.planId) throw new DomainError('invalid-plan', 'ApplyPlanChange: the notification names no planId', 400);
-  superseded(command, command.occurredAt, s.planChangedAt);
+  superseded(command, command.timeStamp, s.planTimeStamp);
   if (command.planId === s.planId) return []; // a "revert" notification: already on that plan
   return [
     {
@@ -352,7 +352,7 @@ function applyPlanChange(command: Command<'ApplyPlanChange'>, state: Subscriptio
         planId: command.planId,
         previousPlanId: s.planId,
         requestSource: command.requestSource,
-        ...(command.occurredAt ? { occurredAt: command.occurredAt } : {}),
+        ...(command.timeStamp ? { timeStamp: command.timeStamp } : {}),
       },
     },
   ];
@@ -362,7 +362,7 @@ function applyQuantityChange(command: Command<'ApplyQuantityChange'>, state: Sub
   const s = known(state, command);
   requireStatus(s, command, 'Subscribed');
   quantityValid(command.quantity, command);
-  superseded(command, command.occurredAt, s.quantityChangedAt);
+  superseded(command, command.timeStamp, s.quantityTimeStamp);
   if (command.quantity === s.quantity) return []; // a "revert" notification
   return [
     {
@@ -373,13 +373,13 @@ function applyQuantityChange(command: Command<'ApplyQuantityChange'>, state: Sub
         quantity: command.quantity,
         previousQuantity: s.quantity,
         requestSource: command.requestSource,
-        ...(command.occurredAt ? { occurredAt: command.occurredAt } : {}),
+        ...(command.timeStamp ? { timeStamp: command.timeStamp } : {}),
       },
     },
   ];
 }
 
-function rejectChange(command: Command<'RejectChange'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
+function refuseChange(command: Command<'RefuseChange'>, state: SubscriptionState, because: Because): SubscriptionEvent[] {
   const s = known(state, command);
   requireStatus(s, command, 'Subscribed');
   return [
@@ -481,8 +481,8 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
       return requestPlanChange(command, state, because);
     case 'RequestQuantityChange':
       return requestQuantityChange(command, state, because);
-    case 'RequestCancellation':
-      return requestCancellation(command, state, because);
+    case 'RequestUnsubscribe':
+      return requestUnsubscribe(command, state, because);
     case 'RecordChangeSubmitted':
       return recordChangeSubmitted(command, state, because);
     case 'RecordChangeRequestFailure':
@@ -491,8 +491,8 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
       return applyPlanChange(command, state, because);
     case 'ApplyQuantityChange':
       return applyQuantityChange(command, state, because);
-    case 'RejectChange':
-      return rejectChange(command, state, because);
+    case 'RefuseChange':
+      return refuseChange(command, state, because);
     case 'Suspend':
       return suspend(command, state, because);
     case 'Reinstate':

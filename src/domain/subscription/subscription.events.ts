@@ -118,7 +118,7 @@ export type ChangeSubmitted = {
   data: Because & { requestId: string; operationId: string };
 };
 
-/** A publisher-side change did not happen at Microsoft (refused, `Failed`, `Conflict`). */
+/** A publisher-side change did not happen at Microsoft: rejected (a 4xx answer), or its operation `Failed` or `Conflict`. */
 export type ChangeRequestFailed = {
   type: 'ChangeRequestFailed';
   data: Because & { requestId: string; status: string; reason: string };
@@ -130,14 +130,18 @@ export type PlanChanged = {
     planId: string;
     previousPlanId: string;
     requestSource?: OperationRequestSource;
-    /** Microsoft's `timeStamp` of the operation: a change older than the last one applied is superseded. */
-    occurredAt?: string;
+    /**
+     * Microsoft's `timeStamp` of the operation: a change older than the last one applied is superseded.
+     * Events stored before the rename call it `occurredAt`; subscription.codec.ts reads that as `timeStamp`.
+     */
+    timeStamp?: string;
   };
 };
 
 export type QuantityChanged = {
   type: 'QuantityChanged';
-  data: Because & { quantity: number; previousQuantity?: number; requestSource?: OperationRequestSource; occurredAt?: string };
+  /** `timeStamp` as in PlanChanged. */
+  data: Because & { quantity: number; previousQuantity?: number; requestSource?: OperationRequestSource; timeStamp?: string };
 };
 
 /** The ISV refused a customer-side change (policy), inside Microsoft's acknowledgement window. */

@@ -31,9 +31,9 @@ type Known = SubscriptionDetails & {
   suspendedAt?: string;
   lastRenewedAt?: string;
   unsubscribedAt?: string;
-  /** Microsoft's time of the last plan / quantity change applied (to recognise superseded ones). */
-  planChangedAt?: string;
-  quantityChangedAt?: string;
+  /** Microsoft's `timeStamp` of the last plan / quantity change applied (to recognise superseded ones). */
+  planTimeStamp?: string;
+  quantityTimeStamp?: string;
 };
 
 /** Mirrors Microsoft's `saasSubscriptionStatus`, plus `Initial` for a subscription we have never heard of. */
@@ -157,7 +157,7 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       return {
         ...state,
         planId: event.data.planId,
-        ...(event.data.occurredAt ? { planChangedAt: event.data.occurredAt } : {}),
+        ...(event.data.timeStamp ? { planTimeStamp: event.data.timeStamp } : {}),
         ...settled(state, undefined, d.operationId),
         appliedOperations: ops,
       };
@@ -165,7 +165,7 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       return {
         ...state,
         quantity: event.data.quantity,
-        ...(event.data.occurredAt ? { quantityChangedAt: event.data.occurredAt } : {}),
+        ...(event.data.timeStamp ? { quantityTimeStamp: event.data.timeStamp } : {}),
         ...settled(state, undefined, d.operationId),
         appliedOperations: ops,
       };

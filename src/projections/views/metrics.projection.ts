@@ -273,7 +273,7 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
       break;
     }
     default:
-      break; // requests, submissions, failures, rejections: no metric moves
+      break; // requests, submissions, failures, policy refusals: no metric moves
   }
   updateRow(db, 'metrics_subscriptions', 'subscription_id', subscriptionId, set);
 }

@@ -233,7 +233,8 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
 
 export const subscriptionsProjection: Projection = {
   name: 'subscriptions',
-  version: 1,
+  // 2: the folded state says `planTimeStamp`/`quantityTimeStamp` (Microsoft's time) where it said `planChangedAt`/`quantityChangedAt`.
+  version: 2,
   description: 'One row per SaaS subscription: status, offer, plan, seats, term, flags, parties, contact, lifecycle times, last operation',
   schemaSql,
   tables: ['subscriptions', 'subscriptions_state'],

@@ -1,5 +1,6 @@
 /** The real entry point as a newcomer runs it: a child process, a real port on 127.0.0.1, a real SQLite file. */
 import { spawn } from 'node:child_process';
+import { childNodeArgs } from './support/child.js';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
@@ -8,7 +9,7 @@ import { tempDir } from './support/temp.js';
 const entry = join(import.meta.dirname, '..', 'src', 'server.ts');
 
 function start(env: NodeJS.ProcessEnv) {
-  const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
+  const proc = spawn(process.execPath, childNodeArgs(entry), {
     env: { ...process.env, PORT: '0', EMULATOR_PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

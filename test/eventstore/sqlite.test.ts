@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { childNodeArgs } from '../support/child.js';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
@@ -11,7 +12,7 @@ import { tempDir } from '../support/temp.js';
 const child = join(import.meta.dirname, 'fixtures', 'append-child.ts');
 
 function startChild(args: string[]) {
-  const proc = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, childNodeArgs(child, ...args), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const lines = createInterface({ input: proc.stdout });

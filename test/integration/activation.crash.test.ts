@@ -9,6 +9,7 @@
  * `Activated`: Microsoft has activated, we have not recorded it.
  */
 import { spawn } from 'node:child_process';
+import { childNodeArgs } from '../support/child.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -25,7 +26,7 @@ const entry = join(import.meta.dirname, '..', '..', 'src', 'server.ts');
 const operatorToken = 'crash-test-operator-token-000';
 
 function startService(t: Test, env: Record<string, string>) {
-  const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
+  const proc = spawn(process.execPath, childNodeArgs(entry), {
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', OPERATOR_TOKEN: operatorToken, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,5 +1,6 @@
 /** The emulator as its own process (`npm run emulator` = tsx main.ts), and its environment variables. */
 import { spawn } from 'node:child_process';
+import { childNodeArgs } from '../support/child.js';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { EmulatorConfigError, emulatorOptionsFromEnv } from '../../src/emulator/config.js';
@@ -56,7 +57,7 @@ t.test('environment → options, with every problem listed at once', async (t) =
 
 t.test('npm run emulator: a standalone process that logs where it listens and stops on SIGTERM', async (t) => {
   const receiver = await startWebhookReceiver(t);
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+  const child = spawn(process.execPath, childNodeArgs(MAIN), {
     env: { ...process.env, EMULATOR_PORT: '0', EMULATOR_WEBHOOK_URL: receiver.url, EMULATOR_PUBLISHER_TENANT_ID: TENANT_ID, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -95,7 +96,7 @@ t.test('npm run emulator: a standalone process that logs where it listens and st
 });
 
 t.test('a bad configuration stops the process with the list of problems', async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+  const child = spawn(process.execPath, childNodeArgs(MAIN), {
     env: { ...process.env, EMULATOR_PORT: 'abc', EMULATOR_TOKEN_VERSION: 'v9' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

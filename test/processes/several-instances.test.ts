@@ -9,6 +9,7 @@
  * after recording its call, before answering.
  */
 import { spawn } from 'node:child_process';
+import { childNodeArgs } from '../support/child.js';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -36,7 +37,7 @@ type Worker = {
 };
 
 function startWorker(t: Test, name: string, env: Record<string, string>): Worker {
-  const proc = spawn(process.execPath, ['--import', 'tsx', workerEntry], {
+  const proc = spawn(process.execPath, childNodeArgs(workerEntry), {
     env: { ...process.env, WORKER_NAME: name, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -64,7 +64,7 @@ function filesUnder(dir: string): string[] {
 }
 
 /** The files tap runs when given none: .taprc's `include` globs under test/. */
-function defaultTestFiles(root: string): string[] {
+export function defaultTestFiles(root: string): string[] {
   const rc = readFileSync(join(root, '.taprc'), 'utf8');
   const include = [...rc.matchAll(/^\s*-\s*["']?([^"'\s]+)["']?\s*$/gm)].map((m) => m[1] ?? '');
   const all = filesUnder(join(root, 'test')).map((f) => relative(root, f));

@@ -38,9 +38,9 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CommandContext, SubscriptionLedger } from './subscription-ledger.js';
-import { entityIdOf } from '../eventstore/eventstore.js';
+import { categoryPrefix, entityIdOf } from '../eventstore/eventstore.js';
 import { DomainError } from '../domain/errors.js';
-import { decodeSubscriptionEvent, subscriptionStream } from '../domain/subscription/index.js';
+import { decodeSubscriptionEvent, subscriptionCategory, subscriptionStream } from '../domain/subscription/index.js';
 import type { PendingChange, SubscriptionCommand } from '../domain/subscription/index.js';
 import {
   MarketplaceAuthError,
@@ -294,7 +294,7 @@ export class PublisherChanges {
    */
   async resumeAll(): Promise<{ subscriptionId: string; outcome: ResumeOutcome | 'error' }[]> {
     const candidates = new Set<string>();
-    const prefix = subscriptionStream('');
+    const prefix = categoryPrefix(subscriptionCategory);
     for await (const e of this.#ledger.store.readAll({ streamPrefixes: [prefix] })) {
       if (CHANGE_REQUESTED.has(e.type)) candidates.add(entityIdOf(e.streamId));
     }

@@ -140,19 +140,6 @@ export function describeExpected(expected: ExpectedRevision): string {
   return typeof expected === 'bigint' ? expected.toString() : expected;
 }
 
-/** Stream naming: `<category>-<id>`; the first '-' splits the category ($ce- convention). */
-export function streamName(category: string, id: string): string {
-  if (category.includes('-')) throw new Error(`category must not contain '-': ${category}`);
-  return `${category}-${id}`;
-}
-
-export function streamCategory(streamId: string): string {
-  const i = streamId.indexOf('-');
-  return i < 0 ? streamId : streamId.slice(0, i);
-}
-
-/** The id part of `<category>-<id>`: everything after the first '-' (the whole id when there is none). */
-export function entityIdOf(streamId: string): string {
-  const i = streamId.indexOf('-');
-  return i < 0 ? streamId : streamId.slice(i + 1);
-}
+// Stream naming lives with the domain (src/domain/streams.ts), whose streams follow it; re-exported here for the
+// infrastructure that names its own streams (checkpoints, leases, outboxes).
+export { categoryPrefix, entityIdOf, streamCategory, streamName } from '../domain/streams.js';

@@ -19,7 +19,7 @@
  *   outcomes for one attempt; where several are active at once (EventStoreDB persistent
  *   subscriptions) they may both POST the same event, which the idempotency key makes harmless.
  */
-import { entityIdOf } from '../eventstore/eventstore.js';
+import { categoryPrefix, entityIdOf } from '../eventstore/eventstore.js';
 import { retryOnConflict } from '../eventstore/conflict-retry.js';
 import type { EventStore, NewEvent, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
@@ -137,7 +137,7 @@ export class OutboxDispatcher implements DeadLetterAdmin {
     this.recovered ??= (async () => {
       const found = new Map<string, { state: OutboxState; revision: bigint }>();
       let last: bigint | undefined;
-      for await (const e of this.options.store.readAll({ streamPrefixes: [`${outboxCategory}-`] })) {
+      for await (const e of this.options.store.readAll({ streamPrefixes: [categoryPrefix(outboxCategory)] })) {
         last = e.position;
         const event = decodeOutboxEvent(e);
         if (!event) continue;
@@ -264,7 +264,7 @@ export class OutboxDispatcher implements DeadLetterAdmin {
     let from = after;
     while (!this.stopped) {
       try {
-        this.followSubscription = this.options.store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: [`${outboxCategory}-`] });
+        this.followSubscription = this.options.store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: [categoryPrefix(outboxCategory)] });
         if (this.stopped) await this.followSubscription.close();
         for await (const e of this.followSubscription) {
           from = e.position;

@@ -8,13 +8,14 @@
  * until an operator retries (DeadLetterRetried starts a new round of attempts) or skips it.
  */
 import Type from 'typebox';
+import { streamName } from '../eventstore/eventstore.js';
 import type { Static, TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { INTEGRATION_EVENT_VERSION } from './outbound-event.js';
 import type { IntegrationEvent } from './outbound-event.js';
 
 export const outboxCategory = 'outbox';
-export const outboxStream = (subscriptionId: string): string => `${outboxCategory}-${subscriptionId}`;
+export const outboxStream = (subscriptionId: string): string => streamName(outboxCategory, subscriptionId);
 
 export type DeliveryScheduled = { type: 'DeliveryScheduled'; data: { eventId: string; sequence: number; at: string; event: IntegrationEvent } };
 export type DeliveryFailed = {

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { subscriptionCategory } from '../domain/subscription/index.js';
-import { entityIdOf } from '../eventstore/eventstore.js';
+import { categoryPrefix, entityIdOf } from '../eventstore/eventstore.js';
 import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
 import { MarketplaceError, MarketplaceUnavailableError } from '../marketplace/errors.js';
 import type { Logger } from '../logger.js';
@@ -102,7 +102,7 @@ export function activationProcess(options: ActivationOptions): ProcessHandler {
 
   return {
     name: 'activation',
-    streamPrefixes: [`${subscriptionCategory}-`],
+    streamPrefixes: [categoryPrefix(subscriptionCategory)],
     async handle(event) {
       const trigger = activationTrigger(event);
       if (!trigger) return;

@@ -10,7 +10,7 @@
  */
 import { decodeSubscriptionEvent, evolve, initialState, subscriptionCategory } from '../domain/subscription/index.js';
 import type { SubscriptionState } from '../domain/subscription/index.js';
-import { entityIdOf } from '../eventstore/eventstore.js';
+import { categoryPrefix, entityIdOf } from '../eventstore/eventstore.js';
 import type { EventStore, RecordedEvent } from '../eventstore/eventstore.js';
 import { OutboxDispatcher } from '../integration/dispatcher.js';
 import type { DeadLetterAdmin, DispatcherOptions, OutboxStatus } from '../integration/dispatcher.js';
@@ -24,7 +24,7 @@ import { startProcess } from './runner/start.js';
 import type { ProcessHandler, RunnerOptions, RunningProcess } from './runner/types.js';
 
 export const INTEGRATION_PROCESS_NAME = 'integration-events';
-const prefix = `${subscriptionCategory}-`;
+const prefix = categoryPrefix(subscriptionCategory);
 /** Subscriptions whose folded state is kept between events (a replay or a cold one reads its stream). */
 const STATE_CACHE_SIZE = 10_000;
 

@@ -22,6 +22,7 @@ import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
 import { decide, initialWorkflow, nextStep } from './notification.workflow.js';
 import type { Observation, Step } from './notification.workflow.js';
 import type { ProcessHandler } from './runner/types.js';
+import { categoryPrefix } from '../eventstore/eventstore.js';
 
 export type NotificationProcessOptions = {
   store: () => EventStore;
@@ -64,7 +65,7 @@ export function notificationProcess(options: NotificationProcessOptions): Proces
 
   return {
     name: 'notifications',
-    streamPrefixes: [`${notificationCategory}-`],
+    streamPrefixes: [categoryPrefix(notificationCategory)],
     async handle(event) {
       const trigger = decodeNotificationEvent(event);
       if (trigger?.type !== 'NotificationReceived') return;

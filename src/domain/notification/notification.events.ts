@@ -4,12 +4,13 @@
  * stream BEFORE anything acts on it; what we then did is recorded in the same stream.
  * The operation id is the idempotency key: a stream that has `NotificationProcessed` is done.
  */
+import { streamName } from '../streams.js';
 import type { Term } from '../subscription/subscription.events.js';
 
 export const notificationCategory = 'notification';
 
 export function notificationStream(operationId: string): string {
-  return `${notificationCategory}-${operationId}`;
+  return streamName(notificationCategory, operationId);
 }
 
 /** Microsoft's notification as the domain reads it: the webhook's fields, trimmed and normalised once at the edge. */

@@ -5,6 +5,7 @@
  * and Microsoft's `operationId` where a Microsoft operation caused it) and the data. Who did it
  * (`actor`), correlation and the audit chain hash travel in the store's event metadata.
  */
+import { streamName } from '../streams.js';
 
 /** Where a change came from. */
 export type ChangeSource =
@@ -203,7 +204,7 @@ export const subscriptionEventTypes: readonly SubscriptionEventType[] = [
 export const subscriptionCategory = 'subscription';
 
 export function subscriptionStream(subscriptionId: string): string {
-  return `${subscriptionCategory}-${subscriptionId}`;
+  return streamName(subscriptionCategory, subscriptionId);
 }
 
 export function isSubscriptionEvent(e: { type: string }): e is SubscriptionEvent {

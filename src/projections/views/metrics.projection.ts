@@ -18,7 +18,7 @@
  */
 import { decodeSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
-import { entityIdOf } from '../../eventstore/eventstore.js';
+import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
 import { bit, cached, insertRow, isoTime, nullable, secondsBetween, updateRow, utcDay } from './support.js';
@@ -285,7 +285,7 @@ export const metricsProjection: Projection = {
   schemaSql,
   tables: ['metrics_subscriptions', 'metrics_daily'],
   views: ['metrics_active_by_plan', 'metrics_activation_time', 'metrics_suspensions', 'metrics_free_trials'],
-  streamPrefixes: [`${subscriptionCategory}-`],
+  streamPrefixes: [categoryPrefix(subscriptionCategory)],
   handles: new Set(['Purchased', 'ActivationRequested', 'Activated', 'PlanChanged', 'QuantityChanged', 'Suspended', 'Reinstated', 'Renewed', 'Unsubscribed']),
   apply,
 };

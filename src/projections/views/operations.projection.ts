@@ -18,7 +18,7 @@ import { decodeNotificationEvent } from '../../application/notification-events.j
 import { notificationCategory } from '../../domain/notification/notification.events.js';
 import { decodeSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
-import { entityIdOf } from '../../eventstore/eventstore.js';
+import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
 import { evolveRequestRow, requestRow, subscriptionRequestRows } from './change-requests.table.js';
@@ -324,7 +324,7 @@ export const operationsProjection: Projection = {
   schemaSql,
   tables: ['operations', 'change_requests'],
   views: [],
-  streamPrefixes: [`${notificationCategory}-`, `${subscriptionCategory}-`],
+  streamPrefixes: [categoryPrefix(notificationCategory), categoryPrefix(subscriptionCategory)],
   handles: new Set([
     'NotificationReceived',
     'OperationAcknowledged',

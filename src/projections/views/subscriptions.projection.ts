@@ -12,7 +12,7 @@
  */
 import { evolve, initialState, decodeSubscriptionEvent, subscriptionCategory, subscriptionEventTypes } from '../../domain/subscription/index.js';
 import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../../domain/subscription/index.js';
-import { entityIdOf } from '../../eventstore/eventstore.js';
+import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
 import { bit, cached, insertRow, isoTime, nullable, updateRow } from './support.js';
@@ -239,7 +239,7 @@ export const subscriptionsProjection: Projection = {
   schemaSql,
   tables: ['subscriptions', 'subscriptions_state'],
   views: [],
-  streamPrefixes: [`${subscriptionCategory}-`],
+  streamPrefixes: [categoryPrefix(subscriptionCategory)],
   handles: new Set<string>(subscriptionEventTypes),
   apply,
 };

@@ -15,8 +15,12 @@ export const redactPaths = [
   '*.accessToken',
 ];
 
-/** Query parameters that are secrets (the landing page's marketplace purchase token). */
-const secretParams = ['token', 'sig'];
+/**
+ * Query parameters that carry secrets (the landing page's marketplace purchase token, signed-link
+ * signatures, and the usual names of bearer tokens, OAuth codes, client secrets, passwords and API keys
+ * that a caller may put in a URL by mistake); matched without regard to case.
+ */
+const secretParams = new Set(['token', 'sig', 'access_token', 'id_token', 'refresh_token', 'code', 'client_secret', 'password', 'secret', 'api_key', 'apikey', 'key']);
 
 /** A URL for the logs: secret query values replaced, so a log reader cannot reuse a customer's token. */
 export function safeUrl(url: string): string {
@@ -27,9 +31,17 @@ export function safeUrl(url: string): string {
     .split('&')
     .map((pair) => {
       const name = pair.split('=')[0] ?? '';
-      return secretParams.includes(decodeURIComponent(name)) ? `${name}=[redacted]` : pair;
+      return secretParams.has(paramName(name)) ? `${name}=[redacted]` : pair;
     });
   return `${url.slice(0, q)}?${params.join('&')}`;
+}
+
+function paramName(raw: string): string {
+  try {
+    return decodeURIComponent(raw.replaceAll('+', ' ')).toLowerCase();
+  } catch {
+    return raw.toLowerCase(); // a malformed escape: judge the name as written
+  }
 }
 
 type LoggedRequest = { method?: string; url?: string; host?: string; ip?: string; socket?: { remotePort?: number } };

@@ -491,9 +491,14 @@ export class PayloadShapeError extends Error {
   }
 }
 
+/** Keys that would reach an object's prototype (or pass for its built-ins) if assigned: never taken from a payload. */
+const PROTOTYPE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
 /**
  * Trims whitespace around object keys, recursively (`"id  "` → `"id"`, docs/marketplace.md §3.10). If both a
- * padded and a clean key exist, the clean one wins unless it is null/undefined.
+ * padded and a clean key exist, the clean one wins unless it is null/undefined. Prototype keys (`__proto__`,
+ * `constructor`, `prototype`, padded or not) are dropped: assigning `out["__proto__"]` would set the
+ * object's prototype, and every check after it would read inherited fields.
  */
 export function trimKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(trimKeys);
@@ -502,6 +507,7 @@ export function trimKeys(value: unknown): unknown {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(source)) {
     const key = k.trim();
+    if (PROTOTYPE_KEYS.has(key)) continue;
     if (key !== k && source[key] !== undefined && source[key] !== null) continue;
     if (key === k && (v === undefined || v === null) && key in out) continue;
     out[key] = trimKeys(v);

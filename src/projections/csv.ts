@@ -1,13 +1,18 @@
 /**
  * CSV (RFC 4180) for the read-model exports: a header row of the SQLite column names, CRLF line
  * ends, fields quoted when they hold a comma, quote or line break. Text that a spreadsheet would run
- * as a formula (starting with = + - @, a tab or a carriage return) is prefixed with `'` (OWASP's
+ * as a formula (starting with = + - @ or their full-width forms, after any leading whitespace, or with a
+ * tab or a carriage return) is prefixed with `'` (OWASP's
  * advice against CSV injection); numbers are written as they are.
  */
 import { Readable } from 'node:stream';
 
 const needsQuotes = /[",\r\n]/;
-const formulaStart = /^[=+\-@\t\r]/;
+/**
+ * A formula start: = + - @ (or their full-width forms ＝ ＋ － ＠, which spreadsheets also accept), after any
+ * leading whitespace (spaces, tabs, no-break and ideographic spaces); or a tab or carriage return first.
+ */
+const formulaStart = /^(?:[\s\u00a0\u3000]*[=+\-@\uff1d\uff0b\uff0d\uff20]|[\t\r])/;
 
 export function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';

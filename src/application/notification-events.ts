@@ -8,6 +8,7 @@
 import Type from 'typebox';
 import { Value } from 'typebox/value';
 import type { NotificationEvent, NotificationPayload, NotificationReading } from '../domain/notification/index.js';
+import { TermSchema } from '../domain/subscription/index.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
 import { isGuid, parseWebhookPayload } from '../marketplace/schemas.js';
 import type { NormalisedWebhookPayload } from '../marketplace/schemas.js';
@@ -57,7 +58,6 @@ export function readNotification(body: string): NotificationReading {
 // The stored shapes (tolerant of fields we do not know)
 
 const Opt = Type.Optional;
-const StoredTerm = Type.Object({ termUnit: Opt(Type.String()), startDate: Opt(Type.String()), endDate: Opt(Type.String()), chargeDuration: Opt(Type.Union([Type.String(), Type.Null()])) });
 
 const StoredPayload = Type.Object({
   id: Type.String(),
@@ -71,7 +71,7 @@ const StoredPayload = Type.Object({
   timeStamp: Opt(Type.String()),
   status: Opt(Type.String()),
   operationRequestSource: Opt(Type.String()),
-  term: Opt(StoredTerm),
+  term: Opt(TermSchema),
 });
 
 const Received = Type.Object({

@@ -16,7 +16,7 @@ import type { Provisioner, ProvisioningReason } from '../application/provisioner
 import { deterministicId } from './ids.js';
 import { INTEGRATION_EVENT_VERSION, subscriptionSnapshot } from './outbound-event.js';
 import type { SubscriptionSnapshot } from './outbound-event.js';
-import type { IntegrationSettings } from './settings.js';
+import type { IntegrationConfig } from '../config.js';
 import { createWebhookSender } from './webhook-sender.js';
 import type { WebhookSender, WebhookSenderOptions } from './webhook-sender.js';
 
@@ -101,7 +101,7 @@ export function createHttpProvisioner(options: HttpProvisionerOptions): Provisio
 }
 
 /** The provisioner the settings call for: the ISV's webhook, or (no URL configured) immediate success. */
-export function provisionerFor(settings: IntegrationSettings | undefined, logger: Logger): Provisioner {
+export function provisionerFor(settings: IntegrationConfig | undefined, logger: Logger): Provisioner {
   if (!settings) return immediateProvisioner;
   return createHttpProvisioner({ url: settings.url, secrets: settings.secrets, timeoutMs: settings.timeoutMs, logger });
 }

@@ -8,6 +8,7 @@
  * until an operator retries (DeadLetterRetried starts a new round of attempts) or skips it.
  */
 import Type from 'typebox';
+import { EventDecodeError, PartySchema, TermSchema } from '../domain/subscription/index.js';
 import { streamName } from '../eventstore/eventstore.js';
 import type { Static, TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
@@ -162,8 +163,8 @@ export function backoffDelay(attempt: number, options: { baseMs: number; maxMs: 
 const Str = Type.String();
 const Num = Type.Number();
 const Opt = <T extends TSchema>(schema: T) => Type.Optional(schema);
-const Party = Type.Object({ emailId: Opt(Str), objectId: Opt(Str), tenantId: Opt(Str), puid: Opt(Type.Union([Str, Type.Null()])) });
-const Term = Type.Object({ termUnit: Opt(Str), startDate: Opt(Str), endDate: Opt(Str), chargeDuration: Opt(Type.Union([Str, Type.Null()])) });
+const Party = PartySchema;
+const Term = TermSchema;
 const Snapshot = Type.Object({
   status: Type.Union([Type.Literal('PendingFulfillmentStart'), Type.Literal('Subscribed'), Type.Literal('Suspended'), Type.Literal('Unsubscribed')]),
   name: Str,
@@ -202,12 +203,12 @@ void decodedIsOutboxEvent;
 const compileOutbox = () => Compile(outboxSchema);
 let outboxValidator: ReturnType<typeof compileOutbox> | undefined;
 
-/** The outbox event a stored `{ type, data }` is; undefined for other types; an Error for an outbox type of the wrong shape. */
+/** The outbox event a stored `{ type, data }` is; undefined for other types; an EventDecodeError for an outbox type of the wrong shape. */
 export function decodeOutboxEvent(stored: { type: string; data: unknown }): OutboxEvent | undefined {
   if (!isOutboxEvent(stored)) return undefined;
   const candidate = { type: stored.type, data: stored.data };
   const validator = (outboxValidator ??= compileOutbox());
   if (validator.Check(candidate)) return candidate;
   const first = validator.Errors(candidate)[0];
-  throw new Error(`stored ${stored.type} outbox event does not match its schema: ${first ? `${first.instancePath || '/'} ${first.message}` : 'invalid'}`);
+  throw new EventDecodeError(stored.type, first ? `${first.instancePath || '/'} ${first.message}` : 'invalid');
 }

@@ -16,7 +16,7 @@ import { OutboxDispatcher } from '../integration/dispatcher.js';
 import type { DeadLetterAdmin, DispatcherOptions, OutboxStatus } from '../integration/dispatcher.js';
 import { toIntegrationEvent } from '../integration/outbound-event.js';
 import type { IntegrationEvent } from '../integration/outbound-event.js';
-import type { IntegrationSettings } from '../integration/settings.js';
+import type { IntegrationConfig } from '../config.js';
 import { createWebhookSender } from '../integration/webhook-sender.js';
 import type { WebhookSenderOptions } from '../integration/webhook-sender.js';
 import type { Logger } from '../logger.js';
@@ -68,7 +68,7 @@ export function integrationEventsProcess(options: { store: EventStore; outbox: S
 export type IntegrationEventsOptions = {
   store: EventStore;
   /** From `config.integration`; undefined (no PROVISIONING_WEBHOOK_URL) disables the integration. */
-  settings: IntegrationSettings | undefined;
+  settings: IntegrationConfig | undefined;
   logger: Logger;
   runner?: RunnerOptions;
   delivery?: Pick<DispatcherOptions, 'backoffBaseMs' | 'backoffMaxMs' | 'concurrency' | 'now' | 'random' | 'activeCheckMs'>;

@@ -7,7 +7,7 @@ import t from 'tap';
 import { evolve, initialState } from '../../src/domain/subscription/index.js';
 import type { KnownSubscription } from '../../src/domain/subscription/index.js';
 import { createHttpProvisioner, provisionerFor, provisioningKey, ProvisioningError } from '../../src/integration/http-provisioner.js';
-import { integrationSettings } from '../../src/integration/settings.js';
+import { loadIntegrationConfig } from '../../src/config.js';
 import { immediateProvisioner } from '../../src/application/provisioner.js';
 import { logger, purchase, SECRET } from '../support/integration-world.js';
 import { startReceiver } from '../support/isv-receiver.js';
@@ -85,7 +85,7 @@ t.test('a non-2xx, a refused connection and a timeout throw, so the calling proc
 t.test('provisionerFor: immediate without a URL, the webhook with one', async (t) => {
   t.equal(provisionerFor(undefined, logger), immediateProvisioner);
   const receiver = await startReceiver(t, SECRET);
-  const p = provisionerFor(integrationSettings({ PROVISIONING_WEBHOOK_URL: receiver.url, PROVISIONING_WEBHOOK_SECRET: SECRET }), logger);
+  const p = provisionerFor(loadIntegrationConfig({ PROVISIONING_WEBHOOK_URL: receiver.url, PROVISIONING_WEBHOOK_SECRET: SECRET }), logger);
   t.not(p, immediateProvisioner);
   await p.provision(subscription(), 'quantity-change');
   t.equal(receiver.processed.length, 1);

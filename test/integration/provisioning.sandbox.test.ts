@@ -13,7 +13,7 @@ import t from 'tap';
 import { detailsFromMicrosoft } from '../../src/application/subscription-details.js';
 import type { EventStore } from '../../src/eventstore/eventstore.js';
 import { createHttpProvisioner } from '../../src/integration/http-provisioner.js';
-import { integrationSettings } from '../../src/integration/settings.js';
+import { loadIntegrationConfig } from '../../src/config.js';
 import { startIntegrationEvents } from '../../src/processes/integration-events.process.js';
 import { allProcessed, assertExactlyOnceInOrder, logger, processedFor, SECRET } from '../support/integration-world.js';
 import { startReceiver } from '../support/isv-receiver.js';
@@ -22,7 +22,7 @@ import { waitFor } from '../support/wait.js';
 
 t.test('purchase → activation waits for the ISV → change, suspend, reinstate: the ISV gets everything once, in order', async (t) => {
   const receiver = await startReceiver(t, SECRET);
-  const settings = integrationSettings({ PROVISIONING_WEBHOOK_URL: receiver.url, PROVISIONING_WEBHOOK_SECRET: SECRET, PROVISIONING_TIMEOUT_MS: '2000' });
+  const settings = loadIntegrationConfig({ PROVISIONING_WEBHOOK_URL: receiver.url, PROVISIONING_WEBHOOK_SECRET: SECRET, PROVISIONING_TIMEOUT_MS: '2000' });
   if (!settings) throw new Error('settings expected');
   const s = await startSandbox(t, {}, {
     provisioner: createHttpProvisioner({ url: settings.url, secrets: settings.secrets, timeoutMs: settings.timeoutMs, logger }),

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../../src/config.js';
-import { integrationSettings } from '../../src/integration/settings.js';
+import { loadIntegrationConfig } from '../../src/config.js';
 import { parseSignatureHeader, signatureHeader, verifySignature } from '../../src/integration/signing.js';
 
 const SECRET = 'whsec-0123456789abcdef0123456789abcdef';
@@ -62,19 +62,19 @@ t.test('rotation: signed with both secrets, verified with either; a receiver may
 });
 
 t.test('settings: no URL → disabled; URL needs a secret; bad values name the variable', async (t) => {
-  t.equal(integrationSettings({}), undefined);
-  t.equal(integrationSettings({ PROVISIONING_WEBHOOK_SECRET: SECRET }), undefined, 'a secret alone enables nothing');
-  const s = integrationSettings({ PROVISIONING_WEBHOOK_URL: 'https://isv.example/ledger', PROVISIONING_WEBHOOK_SECRET: SECRET });
+  t.equal(loadIntegrationConfig({}), undefined);
+  t.equal(loadIntegrationConfig({ PROVISIONING_WEBHOOK_SECRET: SECRET }), undefined, 'a secret alone enables nothing');
+  const s = loadIntegrationConfig({ PROVISIONING_WEBHOOK_URL: 'https://isv.example/ledger', PROVISIONING_WEBHOOK_SECRET: SECRET });
   t.same(s, { url: 'https://isv.example/ledger', secrets: [SECRET], timeoutMs: 10_000, maxAttempts: 40, insecure: false });
   t.same(
-    integrationSettings({ PROVISIONING_WEBHOOK_URL: 'http://127.0.0.1:9/x', PROVISIONING_WEBHOOK_SECRET: `${SECRET}, ${OTHER}`, PROVISIONING_TIMEOUT_MS: '2500', INTEGRATION_MAX_ATTEMPTS: '3' }),
+    loadIntegrationConfig({ PROVISIONING_WEBHOOK_URL: 'http://127.0.0.1:9/x', PROVISIONING_WEBHOOK_SECRET: `${SECRET}, ${OTHER}`, PROVISIONING_TIMEOUT_MS: '2500', INTEGRATION_MAX_ATTEMPTS: '3' }),
     { url: 'http://127.0.0.1:9/x', secrets: [SECRET, OTHER], timeoutMs: 2500, maxAttempts: 3, insecure: false },
     'strings from process.env are converted; loopback http is not insecure',
   );
-  t.equal(integrationSettings({ PROVISIONING_WEBHOOK_URL: 'http://isv.internal/x', PROVISIONING_WEBHOOK_SECRET: SECRET })?.insecure, true);
+  t.equal(loadIntegrationConfig({ PROVISIONING_WEBHOOK_URL: 'http://isv.internal/x', PROVISIONING_WEBHOOK_SECRET: SECRET })?.insecure, true);
   const refused = (env: Record<string, string>, variable: string) => {
     try {
-      integrationSettings(env);
+      loadIntegrationConfig(env);
       t.fail(`expected a ConfigError for ${variable}`);
     } catch (err) {
       t.ok(err instanceof ConfigError, (err as Error).message);

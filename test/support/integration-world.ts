@@ -10,7 +10,7 @@ import { subscriptionStream } from '../../src/domain/subscription/index.js';
 import type { EventStore } from '../../src/eventstore/eventstore.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import type { IntegrationEvent } from '../../src/integration/outbound-event.js';
-import { integrationSettings } from '../../src/integration/settings.js';
+import { loadIntegrationConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startIntegrationEvents } from '../../src/processes/integration-events.process.js';
 import type { RunningIntegrationEvents } from '../../src/processes/integration-events.process.js';
@@ -67,7 +67,7 @@ export type World = {
 export async function world(t: Test, options: { maxAttempts?: number; backoffMaxMs?: number } = {}): Promise<World> {
   const path = join(tempDir(t, 'integration'), 'events.db');
   const receiver = await startReceiver(t, SECRET);
-  const settings = integrationSettings({
+  const settings = loadIntegrationConfig({
     PROVISIONING_WEBHOOK_URL: receiver.url,
     PROVISIONING_WEBHOOK_SECRET: SECRET,
     PROVISIONING_TIMEOUT_MS: '5000',

@@ -31,8 +31,11 @@ const ChangeSource = Type.Union([
 const because = { at: Str, source: ChangeSource };
 const byOperation = { operationId: Opt(Str) };
 
-const Party = Type.Object({ emailId: Opt(Str), objectId: Opt(Str), tenantId: Opt(Str), puid: Opt(Type.Union([Str, Type.Null()])) });
-const Term = Type.Object({ termUnit: Opt(Str), startDate: Opt(Str), endDate: Opt(Str), chargeDuration: Opt(Type.Union([Str, Type.Null()])) });
+/** A party and a term as stored: the one schema of each, also used by the outbox and notification decoders. */
+export const PartySchema = Type.Object({ emailId: Opt(Str), objectId: Opt(Str), tenantId: Opt(Str), puid: Opt(Type.Union([Str, Type.Null()])) });
+export const TermSchema = Type.Object({ termUnit: Opt(Str), startDate: Opt(Str), endDate: Opt(Str), chargeDuration: Opt(Type.Union([Str, Type.Null()])) });
+const Party = PartySchema;
+const Term = TermSchema;
 const Contact = Type.Object({ email: Str, name: Opt(Str), company: Opt(Str), phone: Opt(Str) });
 const ChangeAction = Type.Union([Type.Literal('ChangePlan'), Type.Literal('ChangeQuantity')]);
 

@@ -21,7 +21,7 @@
  */
 import { termFromMicrosoft } from '../application/subscription-details.js';
 import type { KnownSubscription, SubscriptionCommand, SubscriptionState } from '../domain/subscription/index.js';
-import { isSubscriptionEvent } from '../domain/subscription/index.js';
+import { decodeSubscriptionEvent } from '../domain/subscription/index.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
 import type { NormalisedTerm } from '../marketplace/schemas.js';
 
@@ -112,10 +112,11 @@ export type ActivationWorkflow = {
 
 /** The event a run handles, or undefined for the events this process ignores. */
 export function activationTrigger(event: RecordedEvent): ActivationTrigger | undefined {
-  if (!isSubscriptionEvent(event)) return undefined;
+  const decoded = decodeSubscriptionEvent(event);
+  if (!decoded) return undefined;
   const ids = { eventId: event.id, correlationId: event.metadata.correlationId ?? event.id };
-  if (event.type === 'ActivationRequested') return { kind: 'requested', ...ids, requestedAt: event.data.at };
-  if (event.type === 'Activated' && event.data.autoActivated) return { kind: 'auto-activated', ...ids };
+  if (decoded.type === 'ActivationRequested') return { kind: 'requested', ...ids, requestedAt: decoded.data.at };
+  if (decoded.type === 'Activated' && decoded.data.autoActivated) return { kind: 'auto-activated', ...ids };
   return undefined;
 }
 

@@ -23,6 +23,7 @@ import type { ProcessHandler, RunnerMode, RunnerOptions, RunningProcess } from '
 export type { LeaseOptions } from './lease.js';
 export type { PersistentRunnerOptions } from './persistent.runner.js';
 export type { ProcessHandler, RunnerMode, RunnerOptions, RunningProcess } from './types.js';
+export { RetryLater } from './types.js';
 
 /** The mode `startProcess` uses for this store when none is given. */
 export function defaultRunnerMode(store: EventStore): RunnerMode {

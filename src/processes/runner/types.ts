@@ -8,8 +8,32 @@ import type { LeaseOptions } from './lease.js';
 export type ProcessHandler = {
   name: string;
   streamPrefixes: string[];
+  /**
+   * The ordering key of an event (default: its stream id). Events with the same key are handled one at a time and
+   * in order; a key whose event fails waits (retried with backoff, then parked) without holding up any other key.
+   * The notification process keys by subscription id, so one subscription's notifications stay in order.
+   */
+  keyOf?(event: RecordedEvent): string;
   handle(event: RecordedEvent): Promise<void>;
 };
+
+/**
+ * Thrown by a handler when the event cannot be handled NOW because something outside is not answering
+ * (Microsoft, the ISV's provisioning endpoint) and trying again later can still succeed. The runner keeps the
+ * event and its key aside and tries again after a capped exponential backoff (at least `afterMs`), for as long as
+ * `until` (ISO-8601) allows, without holding up other keys. Past `until` the event is parked. The handler itself
+ * decides what happens at its own deadline (e.g. activation records a final failure instead of throwing).
+ * Any other error is treated as possibly permanent: a bounded number of retries, then the event is parked.
+ */
+export class RetryLater extends Error {
+  override readonly name = 'RetryLater';
+  constructor(
+    message: string,
+    readonly options: { until?: string; afterMs?: number; cause?: unknown } = {},
+  ) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+  }
+}
 
 export type RunnerMode = 'catch-up' | 'lease' | 'persistent';
 

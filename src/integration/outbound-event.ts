@@ -34,6 +34,7 @@ export const integrationEventTypes = {
   Reinstated: 'subscription.reinstated',
   Renewed: 'subscription.renewed',
   Unsubscribed: 'subscription.unsubscribed',
+  DetailsRefreshed: 'subscription.details_refreshed',
 } as const satisfies Record<SubscriptionEvent['type'], `subscription.${string}`>;
 
 export type IntegrationEventType = (typeof integrationEventTypes)[keyof typeof integrationEventTypes] | `subscription.${string}`;
@@ -140,6 +141,11 @@ export function integrationData(event: SubscriptionEvent): Record<string, unknow
       return defined({ ...base, term: term(event.data.term) });
     case 'Unsubscribed':
       return defined({ ...base, reason: event.data.reason });
+    case 'DetailsRefreshed': {
+      const { term: t, ...rest } = event.data.changes;
+      const { term: before, ...previous } = event.data.previous;
+      return defined({ ...base, changes: defined({ ...rest, term: term(t) }), previous: defined({ ...previous, term: term(before) }) });
+    }
     default: {
       const _exhaustive: never = event;
       return {};

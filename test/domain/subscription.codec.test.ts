@@ -41,6 +41,16 @@ const samples: SubscriptionEvent[] = [
   { type: 'Reinstated', data: because(NOW, 'reconciliation') },
   { type: 'Renewed', data: { ...because(NOW, 'webhook'), operationId: 'op-7', term: SECOND_TERM } },
   { type: 'Unsubscribed', data: { ...because(T.unsubscribed, 'webhook'), reason: 'Microsoft reports Unsubscribed' } },
+  {
+    type: 'DetailsRefreshed',
+    data: {
+      ...because(NOW, 'reconciliation'),
+      reported: { status: 'Subscribed', planId: 'standard', quantity: 5, term: SECOND_TERM, autoRenew: false },
+      changes: { term: SECOND_TERM, autoRenew: false, isFreeTrial: false, allowedCustomerOperations: ['Read'] },
+      previous: { term: FIRST_TERM, autoRenew: true, isFreeTrial: true, allowedCustomerOperations: ['Read', 'Update', 'Delete'] },
+    },
+  },
+  { type: 'PlanChanged', data: { ...because(NOW, 'reconciliation'), reported: { status: 'Suspended', planId: 'premium' }, planId: 'premium', previousPlanId: 'standard' } },
 ];
 
 t.test('one sample of every subscription event type round-trips', async (t) => {

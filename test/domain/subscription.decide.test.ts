@@ -20,9 +20,11 @@ import type {
   SubscriptionEvent,
   SubscriptionEventType,
   SubscriptionStatus,
+  Term,
 } from '../../src/domain/subscription/index.js';
 import {
   CONTACT,
+  FIRST_TERM,
   NOW,
   SECOND_TERM,
   STATUSES,
@@ -34,6 +36,13 @@ import {
   purchased,
   spec,
 } from './subscription.fixtures.js';
+
+const YEAR_TERM: Term = { termUnit: 'P1Y', startDate: '2026-05-01T00:00:00Z', endDate: '2027-04-30T00:00:00Z' };
+/** `because` of an event converging on Microsoft's record above, with what Microsoft reported. */
+const converging = {
+  ...because(NOW, 'reconciliation'),
+  reported: { status: 'Subscribed', planId: 'gold', quantity: 5, term: YEAR_TERM, autoRenew: false },
+};
 
 type Outcome =
   | { kind: 'emits'; events: SubscriptionEvent[]; becomes: SubscriptionStatus; todo?: string }
@@ -354,6 +363,33 @@ const matrix = {
       Unsubscribed: refused('cannot-reconcile'),
     },
   },
+
+  // Microsoft: Subscribed on plan gold, 5 seats, a yearly term, auto-renew off (docs/marketplace.md §4.1).
+  ConvergeOnMicrosoft: {
+    command: { type: 'ConvergeOnMicrosoft', now: NOW, source: 'reconciliation', microsoft: { details: details({ planId: 'gold', term: YEAR_TERM, autoRenew: false }), status: 'Subscribed' } },
+    outcomes: {
+      Initial: notFound,
+      // Activated takes Microsoft's plan, seats and term; only auto-renew is left to refresh.
+      PendingFulfillmentStart: emits(
+        'Subscribed',
+        { type: 'Activated', data: { ...converging, planId: 'gold', quantity: 5, autoActivated: true, term: YEAR_TERM } },
+        { type: 'DetailsRefreshed', data: { ...converging, changes: { autoRenew: false }, previous: { autoRenew: true } } },
+      ),
+      Subscribed: emits(
+        'Subscribed',
+        { type: 'PlanChanged', data: { ...converging, planId: 'gold', previousPlanId: 'silver' } },
+        { type: 'DetailsRefreshed', data: { ...converging, changes: { term: YEAR_TERM, autoRenew: false }, previous: { term: FIRST_TERM, autoRenew: true } } },
+      ),
+      Suspended: emits(
+        'Subscribed',
+        { type: 'Reinstated', data: converging },
+        { type: 'PlanChanged', data: { ...converging, planId: 'gold', previousPlanId: 'silver' } },
+        { type: 'DetailsRefreshed', data: { ...converging, changes: { term: YEAR_TERM, autoRenew: false }, previous: { term: FIRST_TERM, autoRenew: true } } },
+      ),
+      // Terminal: nothing Microsoft reports brings it back (the reconciler counts it as a drift it cannot repair).
+      Unsubscribed: nothing,
+    },
+  },
 } satisfies Matrix;
 
 const commandTypes = Object.keys(matrix) as SubscriptionCommandType[];
@@ -450,7 +486,7 @@ t.test('the matrix is complete', async (t) => {
     t.strictSame(Object.keys(row.outcomes).sort(), [...STATUSES].sort(), `${type}: an outcome for every status`);
     t.equal(row.command.type, type, `${type}: the row's command is a ${type}`);
   }
-  t.equal(commandTypes.length * STATUSES.length, 17 * 5, '17 command types × 5 statuses');
+  t.equal(commandTypes.length * STATUSES.length, 18 * 5, '18 command types × 5 statuses');
 
   const emitted = new Set<SubscriptionEventType>();
   for (const type of commandTypes) {

@@ -3,3 +3,4 @@ export * from './subscription.state.js';
 export * from './subscription.decide.js';
 export * from './subscription.codec.js';
 export * from './change-request.js';
+export * from './converge.js';

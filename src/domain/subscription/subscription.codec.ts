@@ -27,13 +27,15 @@ const ChangeSource = Type.Union([
   Type.Literal('process'),
 ]);
 
-/** `Because` without its `operationId`: the events that require one say so, the others spread `byOperation`. */
-const because = { at: Str, source: ChangeSource };
-const byOperation = { operationId: Opt(Str) };
-
 /** A party and a term as stored: the one schema of each, also used by the outbox and notification decoders. */
 export const PartySchema = Type.Object({ emailId: Opt(Str), objectId: Opt(Str), tenantId: Opt(Str), puid: Opt(Type.Union([Str, Type.Null()])) });
 export const TermSchema = Type.Object({ termUnit: Opt(Str), startDate: Opt(Str), endDate: Opt(Str), chargeDuration: Opt(Type.Union([Str, Type.Null()])) });
+const Report = Type.Object({ status: Str, planId: Str, quantity: Opt(Type.Number()), term: Opt(TermSchema), autoRenew: Opt(Type.Boolean()) });
+const Owned = Type.Object({ term: Opt(TermSchema), autoRenew: Opt(Type.Boolean()), isFreeTrial: Opt(Type.Boolean()), allowedCustomerOperations: Opt(Type.Array(Str)) });
+
+/** `Because` without its `operationId`: the events that require one say so, the others spread `byOperation`. */
+const because = { at: Str, source: ChangeSource, reported: Opt(Report) };
+const byOperation = { operationId: Opt(Str) };
 const Party = PartySchema;
 const Term = TermSchema;
 const Contact = Type.Object({ email: Str, name: Opt(Str), company: Opt(Str), phone: Opt(Str) });
@@ -89,6 +91,7 @@ const schemas = {
   Reinstated: event('Reinstated', { ...byOperation }),
   Renewed: event('Renewed', { ...byOperation, term: Opt(Term) }),
   Unsubscribed: event('Unsubscribed', { ...byOperation, reason: Opt(Str) }),
+  DetailsRefreshed: event('DetailsRefreshed', { ...byOperation, changes: Owned, previous: Owned }),
 } satisfies { [K in SubscriptionEventType]: TSchema };
 
 type Schemas = typeof schemas;
@@ -135,6 +138,7 @@ function compiled(): Validators {
     Reinstated: Compile(storedSchemas.Reinstated),
     Renewed: Compile(storedSchemas.Renewed),
     Unsubscribed: Compile(storedSchemas.Unsubscribed),
+    DetailsRefreshed: Compile(storedSchemas.DetailsRefreshed),
   };
   return validators;
 }

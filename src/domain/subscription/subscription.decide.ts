@@ -9,6 +9,8 @@ import type {
   Term,
 } from './subscription.events.js';
 import { decodeSubscriptionEvent } from './subscription.codec.js';
+import { convergeEvents } from './converge.js';
+import type { MicrosoftRecord } from './converge.js';
 import { evolve, initialState } from './subscription.state.js';
 import type { KnownSubscription, SubscriptionState } from './subscription.state.js';
 
@@ -58,7 +60,13 @@ export type SubscriptionCommand =
   | (ByOperation & { type: 'Renew'; term?: Term })
   | (CommandMeta & { type: 'Unsubscribe'; operationId?: string; reason?: string })
   /** Converge on the status Microsoft reports now (Get subscription): notifications are hints, Microsoft is the truth. */
-  | (CommandMeta & { type: 'ReconcileStatus'; microsoftStatus: string });
+  | (CommandMeta & { type: 'ReconcileStatus'; microsoftStatus: string })
+  /**
+   * Converge on everything Microsoft owns, as Get/List subscriptions answered: status, plan, quantity, term,
+   * auto-renew, free trial, allowed operations (converge.ts). Never carries an operation id: it is not an
+   * operation, and it must run after the operation that caused it was applied.
+   */
+  | (CommandMeta & { type: 'ConvergeOnMicrosoft'; microsoft: MicrosoftRecord });
 
 export type SubscriptionCommandType = SubscriptionCommand['type'];
 
@@ -503,6 +511,8 @@ export function decide(command: SubscriptionCommand, state: SubscriptionState): 
       return unsubscribe(command, state, because);
     case 'ReconcileStatus':
       return reconcileStatus(command, state, because);
+    case 'ConvergeOnMicrosoft':
+      return convergeEvents(known(state, command), command.microsoft, command);
     default: {
       const _exhaustive: never = command;
       throw new DomainError('unknown-command', `unknown command ${(command as { type: string }).type}`, 400);

@@ -43,6 +43,25 @@ type Because = {
   at: string;
   source: ChangeSource;
   operationId?: string;
+  /** What Microsoft reported when this event was recorded to converge on it (source `reconciliation`). */
+  reported?: MicrosoftReport;
+};
+
+/** Microsoft's record of a subscription as Get/List subscriptions answered, kept on converging events as evidence. */
+export type MicrosoftReport = {
+  status: string;
+  planId: string;
+  quantity?: number;
+  term?: Term;
+  autoRenew?: boolean;
+};
+
+/** The fields of a subscription that Microsoft owns besides status, plan and quantity (refreshed from Get subscription). */
+export type OwnedFields = {
+  term?: Term;
+  autoRenew?: boolean;
+  isFreeTrial?: boolean;
+  allowedCustomerOperations?: string[];
 };
 
 /** Everything Microsoft told us about the subscription when we first learned of it. */
@@ -161,6 +180,11 @@ export type Suspended = { type: 'Suspended'; data: Because };
 export type Reinstated = { type: 'Reinstated'; data: Because };
 export type Renewed = { type: 'Renewed'; data: Because & { term?: Term } };
 export type Unsubscribed = { type: 'Unsubscribed'; data: Because & { reason?: string } };
+/**
+ * Fields Microsoft owns (term, auto-renew, free trial, allowed customer operations) differed from ours when read
+ * back from Microsoft (after a change, at activation, or by reconciliation): the new values and the old ones.
+ */
+export type DetailsRefreshed = { type: 'DetailsRefreshed'; data: Because & { changes: OwnedFields; previous: OwnedFields } };
 
 export type SubscriptionEvent =
   | Purchased
@@ -178,7 +202,8 @@ export type SubscriptionEvent =
   | Suspended
   | Reinstated
   | Renewed
-  | Unsubscribed;
+  | Unsubscribed
+  | DetailsRefreshed;
 
 export type SubscriptionEventType = SubscriptionEvent['type'];
 
@@ -199,6 +224,7 @@ export const subscriptionEventTypes: readonly SubscriptionEventType[] = [
   'Reinstated',
   'Renewed',
   'Unsubscribed',
+  'DetailsRefreshed',
 ];
 
 export const subscriptionCategory = 'subscription';

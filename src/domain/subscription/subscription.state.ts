@@ -1,4 +1,4 @@
-import type { Contact, SubscriptionDetails, SubscriptionEvent, Term } from './subscription.events.js';
+import type { Contact, OwnedFields, SubscriptionDetails, SubscriptionEvent, Term } from './subscription.events.js';
 
 /** A publisher-side change we asked Microsoft for and that has not settled yet. */
 export type PendingChange =
@@ -76,6 +76,16 @@ function settled(state: Known, requestId: string | undefined, operationId: strin
 
 function withTerm(term: Term, update: Term | undefined): Term {
   return update ? { ...term, ...update } : term;
+}
+
+/** The fields Microsoft owns that a DetailsRefreshed changes, as state fields. */
+function ownedFields(c: OwnedFields): Partial<Known> {
+  return {
+    ...(c.term ? { term: c.term } : {}),
+    ...(c.autoRenew !== undefined ? { autoRenew: c.autoRenew } : {}),
+    ...(c.isFreeTrial !== undefined ? { isFreeTrial: c.isFreeTrial } : {}),
+    ...(c.allowedCustomerOperations ? { allowedCustomerOperations: c.allowedCustomerOperations } : {}),
+  };
 }
 
 export function evolve(state: SubscriptionState, event: SubscriptionEvent): SubscriptionState {
@@ -188,6 +198,8 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
           : state.settledRequests,
         appliedOperations: ops,
       };
+    case 'DetailsRefreshed':
+      return { ...state, ...ownedFields(event.data.changes), appliedOperations: ops };
     default: {
       const _exhaustive: never = event;
       return state;

@@ -49,6 +49,8 @@ type KeyState = {
 };
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+/** setTimeout's limit (about 24.8 days); a later retry is attempted then, and rescheduled if the handler says so. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class KeyQueues {
   /** The checkpoint may be saved here (with `snapshot()`); undefined before any event. */
@@ -285,7 +287,7 @@ export class KeyQueues {
     state.timer = setTimeout(() => {
       state.timer = undefined;
       this.schedule(state);
-    }, ms);
+    }, Math.min(ms, MAX_TIMER_MS));
     state.timer.unref();
   }
 

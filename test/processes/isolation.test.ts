@@ -128,21 +128,29 @@ t.test('a poison event on key A is retried, then parked, while keys B and C are 
 t.test('RetryLater: retried with the backoff until its deadline, parked once past it; a deadline already past parks at once', async (t) => {
   const store = open(t, join(tempDir(t), 'events.db'));
   const untilSoon = new Date(Date.now() + 400).toISOString();
+  let mixed = 0;
   const w = workHandler('x', (_e, work) => {
     if (work.key === 'late') throw new RetryLater('provisioning endpoint answered 503', { until: untilSoon, afterMs: 20 });
     if (work.key === 'past') throw new RetryLater('provisioning endpoint answered 503', { until: '2020-01-01T00:00:00.000Z' });
+    if (work.key === 'mixed') throw ++mixed <= 3 ? new RetryLater('not yet') : new Error('refused');
   });
   const admin = adminFor(store);
   await append(store, 'past', 1);
   await append(store, 'late', 1);
+  await append(store, 'mixed', 1);
   await append(store, 'fine', 1);
-  const { lines } = run(t, store, w.handler, { maxAttempts: 1 });
-  await waitFor('both parked', async () => (await parkedKeys(admin)).length === 2, 10_000);
+  const { lines } = run(t, store, w.handler, { maxAttempts: 2 });
+  await waitFor('all three parked', async () => (await parkedKeys(admin)).length === 3, 10_000);
+  t.match(
+    ((await admin.held(NAME))?.parked ?? []).find((p) => p.key === 'mixed'),
+    { attempts: 5, transient: false, lastError: 'refused' },
+    'RetryLaters do not count towards maxAttempts: 3 of them, then 2 errors',
+  );
   const parked = (await admin.held(NAME))?.parked ?? [];
   const past = parked.find((p) => p.key === 'past');
   const late = parked.find((p) => p.key === 'late');
   t.match(past, { attempts: 1, transient: true, until: '2020-01-01T00:00:00.000Z', lastError: 'RetryLater: provisioning endpoint answered 503' }, 'past its deadline: parked on the first failure');
-  t.ok((late?.attempts ?? 0) > 1, `retried until its deadline although maxAttempts is 1 (${late?.attempts} attempts)`);
+  t.ok((late?.attempts ?? 0) > 2, `retried until its deadline although maxAttempts is 2 (${late?.attempts} attempts)`);
   t.equal(late?.until, untilSoon);
   t.ok(late && late.lastFailureAt >= untilSoon, 'the last attempt was at or after the deadline');
   t.same(w.seqs('fine'), [1]);

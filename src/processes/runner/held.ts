@@ -27,6 +27,8 @@ const FailureSchema = Type.Object({
   status: Type.Union([Type.Literal('retrying'), Type.Literal('parked')]),
   /** Failed attempts at the key's first event. */
   attempts: Type.Integer({ minimum: 1 }),
+  /** Of those, the ordinary errors (not RetryLater, not the store unavailable): what `maxAttempts` bounds. */
+  errors: Type.Optional(Type.Integer({ minimum: 0 })),
   firstFailureAt: Str,
   lastFailureAt: Str,
   lastError: Str,
@@ -94,7 +96,7 @@ export function decodeRetryRequest(event: Pick<RecordedEvent, 'type' | 'data'>):
 // ---- after a failure ----
 
 export type FailurePolicy = {
-  /** Attempts at an event failing with an ordinary error before it is parked. */
+  /** Attempts at an event failing with an ordinary error before it is parked (RetryLaters do not count). */
   maxAttempts: number;
   retryBaseMs: number;
   /** Cap of the backoff after an ordinary error. */
@@ -109,26 +111,31 @@ export type FailureDecision =
   | { kind: 'retry'; inMs: number; transient: boolean; until?: string }
   | { kind: 'park'; transient: boolean; why: string; until?: string };
 
+/** Whether a handler's error says "later" (a RetryLater, or the store being unavailable) rather than "maybe never". */
+export const isTransient = (err: unknown): boolean => err instanceof RetryLater || err instanceof StoreUnavailableError;
+
 /**
- * What follows the `attempts`-th failure of an event, at `nowMs` (pure):
+ * What follows a failure of an event, at `nowMs` (pure). `count.attempts`: failed attempts so far, this one
+ * included; `count.errors`: of those, the ordinary errors (this one included when it is one).
  * - RetryLater: retry after `retryBaseMs · 2^(attempts-1)` capped by `retryLaterMaxMs`, at least `afterMs`, but not
  *   after `until`, so that the handler gets an attempt at its deadline; at or past `until`, park. No bound on
  *   attempts. The store being unavailable counts as a RetryLater without a deadline.
- * - Any other error: retry after the backoff capped by `retryMaxMs`; the `maxAttempts`-th failure parks.
+ * - Any other error: retry after `retryBaseMs · 2^(errors-1)` capped by `retryMaxMs`; the `maxAttempts`-th ordinary
+ *   error parks (RetryLaters before it do not count).
  */
-export function afterFailure(err: unknown, attempts: number, policy: FailurePolicy, nowMs: number): FailureDecision {
-  const backoff = (cap: number) => Math.min(cap, policy.retryBaseMs * 2 ** Math.min(Math.max(attempts - 1, 0), 30));
+export function afterFailure(err: unknown, count: { attempts: number; errors: number }, policy: FailurePolicy, nowMs: number): FailureDecision {
+  const backoff = (n: number, cap: number) => Math.min(cap, policy.retryBaseMs * 2 ** Math.min(Math.max(n - 1, 0), 30));
   if (err instanceof RetryLater || err instanceof StoreUnavailableError) {
     const options = err instanceof RetryLater ? err.options : {};
     const untilMs = options.until !== undefined ? Date.parse(options.until) : Number.NaN;
     const until = Number.isNaN(untilMs) ? undefined : options.until;
     if (until !== undefined && untilMs <= nowMs) return { kind: 'park', transient: true, why: `still failing at its deadline ${until}`, until };
-    let inMs = Math.max(options.afterMs ?? 0, backoff(policy.retryLaterMaxMs));
+    let inMs = Math.max(options.afterMs ?? 0, backoff(count.attempts, policy.retryLaterMaxMs));
     if (until !== undefined) inMs = Math.min(inMs, untilMs - nowMs);
     return { kind: 'retry', inMs, transient: true, ...(until !== undefined ? { until } : {}) };
   }
-  if (attempts >= policy.maxAttempts) return { kind: 'park', transient: false, why: `failed ${attempts} times` };
-  return { kind: 'retry', inMs: backoff(policy.retryMaxMs), transient: false };
+  if (count.errors >= policy.maxAttempts) return { kind: 'park', transient: false, why: `failed ${count.errors} times` };
+  return { kind: 'retry', inMs: backoff(count.errors, policy.retryMaxMs), transient: false };
 }
 
 /** An error's message for the record and the operator (bounded). */

@@ -17,7 +17,7 @@
  */
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Logger } from '../../logger.js';
-import { afterFailure, describeError, refOf } from './held.js';
+import { afterFailure, describeError, isTransient, refOf } from './held.js';
 import type { FailurePolicy, HeldFailure, HeldKey } from './held.js';
 import type { ProcessHandler } from './types.js';
 
@@ -239,10 +239,12 @@ export class KeyQueues {
     const nowMs = Date.now();
     const previous = state.failure;
     const attempts = (previous?.attempts ?? 0) + 1;
-    const decision = afterFailure(err, attempts, this.o.policy, nowMs);
+    const errors = (previous?.errors ?? 0) + (isTransient(err) ? 0 : 1);
+    const decision = afterFailure(err, { attempts, errors }, this.o.policy, nowMs);
     const failure: HeldFailure = {
       status: decision.kind === 'park' ? 'parked' : 'retrying',
       attempts,
+      errors,
       firstFailureAt: previous?.firstFailureAt ?? iso(nowMs),
       lastFailureAt: iso(nowMs),
       lastError: describeError(err),

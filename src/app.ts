@@ -19,6 +19,8 @@ import type { WebhookOptions } from './http/webhook.routes.js';
 import { registerOpenApi } from './http/openapi.js';
 import type { OpenApiOptions } from './http/openapi.js';
 import { operatorRoutes } from './http/operator.routes.js';
+import { processesRoutes } from './http/processes.routes.js';
+import type { ProcessesRoutesOptions } from './http/processes.routes.js';
 import type { OperatorRoutesOptions } from './http/operator.routes.js';
 import { landingRoutes } from './http/landing.routes.js';
 import type { LandingOptions } from './http/landing.routes.js';
@@ -48,6 +50,8 @@ export type ApiOptions = {
   integration?: IntegrationRoutesOptions;
   /** Read models for operators and analysts (/api/read/…); not served when absent. */
   readModels?: ReadModelRoutesOptions;
+  /** The process managers' parked and retrying events (/api/processes/…); not served when absent. */
+  processes?: ProcessesRoutesOptions;
 };
 
 export async function buildApp(deps: AppDeps) {
@@ -102,6 +106,7 @@ export async function buildApp(deps: AppDeps) {
         if (api.subscriptions) await scope.register(operatorRoutes, api.subscriptions);
         if (api.integration) await scope.register(integrationRoutes, api.integration);
         if (api.readModels) await scope.register(readModelRoutes, api.readModels);
+        if (api.processes) await scope.register(processesRoutes, api.processes);
       },
     });
   }

@@ -24,10 +24,14 @@ import type { FulfillmentClient } from './marketplace/fulfillment-client.js';
 import { createTokenProvider } from './marketplace/token-provider.js';
 import type { Emulator, EmulatorOptions } from './emulator/emulator.js';
 import { startProcesses } from './processes/index.js';
+import { processAdmin } from './processes/parked.js';
+import type { ProcessAdmin } from './processes/parked.js';
+import { defaultRunnerMode } from './processes/runner/start.js';
+import type { RunnerMode } from './processes/runner/start.js';
 import type { ProcessesOptions, RunningProcesses } from './processes/index.js';
 import type { Provisioner } from './application/provisioner.js';
 import { PublisherChanges } from './application/publisher-changes.js';
-import { startIntegrationEvents } from './processes/integration-events.process.js';
+import { INTEGRATION_PROCESS_NAME, startIntegrationEvents } from './processes/integration-events.process.js';
 import type { RunningIntegrationEvents } from './processes/integration-events.process.js';
 import { provisionerFor } from './integration/http-provisioner.js';
 
@@ -84,6 +88,22 @@ function webhookAuthenticator(config: Config, emulator: Emulator | undefined): W
   });
 }
 
+/** The operator's view of the running process managers (src/processes/parked.ts); undefined until they run. */
+function processesAdmin(
+  store: EventStore | undefined,
+  processes: RunningProcesses | undefined,
+  integration: RunningIntegrationEvents | undefined,
+  mode: RunnerMode | undefined,
+): ProcessAdmin | undefined {
+  if (!store || !processes) return undefined;
+  const running = [
+    ...processes.all.map((p) => ({ name: p.name, mode: p.mode })),
+    // The integration process runs with the store's default mode unless the runner's mode is overridden (see below).
+    ...(integration?.enabled ? [{ name: INTEGRATION_PROCESS_NAME, mode: mode ?? defaultRunnerMode(store) }] : []),
+  ];
+  return processAdmin({ store, processes: () => running });
+}
+
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const sandbox = config.marketplace.sandbox;
   let emulator: Emulator | undefined;
@@ -127,6 +147,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       subscriptions: { ledger, publisherChanges },
       integration: { integration: () => integration?.admin },
       readModels: { readModels: () => projections },
+      processes: { processes: () => processesAdmin(store, processes, integration, overrides.runner?.mode) },
     },
   });
 

@@ -6,15 +6,19 @@
  *   GET    /emulator                                      configuration, URLs, timings
  *   GET    /emulator/catalogue                            offers and plans
  *   POST   /emulator/purchases                            buy: → subscription, token, landing-page URL
+ *                                                         ({ silent: true }: no webhook goes out)
+ *   POST   /emulator/purchases/bulk                       { count, planId, status?, … } → { count, subscriptionIds }, no webhooks
  *   GET    /emulator/subscriptions/:id                    subscription + all its operations + deliveries
  *   POST   /emulator/subscriptions/:id/landing-token      a fresh token ("Manage account")
  *   POST   /emulator/subscriptions/:id/change-plan        { planId }   → ChangePlan webhook, ack window
  *   POST   /emulator/subscriptions/:id/change-quantity    { quantity } → ChangeQuantity webhook, ack window
  *   POST   /emulator/subscriptions/:id/suspend | reinstate | renew | unsubscribe
  *   PUT    /emulator/subscriptions/:id/auto-renew         { autoRenew }
+ *   POST   /emulator/subscriptions/:id/silent             { status?, planId?, quantity?, termUnit?, startDate?, endDate?,
+ *                                                           autoRenew? }: Microsoft's record changes, no webhook (drift)
  *   GET    /emulator/deliveries[?subscriptionId=&operationId=]
  *   GET | PUT | DELETE /emulator/faults
- *   PUT    /emulator/settings                             { webhookUrl?, landingPageUrl? }
+ *   PUT    /emulator/settings                             { webhookUrl?, landingPageUrl?, pageSize? }
  *   GET    /emulator/landing?token=…                      stand-in landing page when none is configured
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
@@ -28,7 +32,7 @@ import { acceptEmptyJson } from './json-body.js';
 import type { FaultInjector } from './faults.js';
 import type { EmulatedMarketplace } from './marketplace.js';
 import { toOperationPayload, toSubscriptionPayload } from './payloads.js';
-import type { OperationRecord } from './state.js';
+import type { OperationRecord, SilentChange } from './state.js';
 
 export type ControlRoutesOptions = {
   marketplace: EmulatedMarketplace;
@@ -92,8 +96,43 @@ export const PurchaseBody = Type.Object(
     sandboxType: Type.Optional(Type.Enum(SANDBOX_TYPE_VALUES)),
     sessionMode: Type.Optional(Type.Enum(SESSION_MODE_VALUES)),
     autoActivate: Type.Optional(Type.Boolean()),
+    /** No webhook goes out for this purchase (the `Subscribe` of an auto-activated plan is recorded, not sent). */
+    silent: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
+);
+
+const Status = Type.Enum(['PendingFulfillmentStart', 'Subscribed', 'Suspended', 'Unsubscribed']);
+/** A term unit Microsoft sells (`P1M` … `P5Y`) or one it may start sending (`PAY`). */
+const TermUnit = Type.String({ pattern: '^[A-Za-z0-9]{1,16}$' });
+const DateTime = Type.String({ format: 'date-time' });
+
+export const BulkPurchaseBody = Type.Object(
+  {
+    count: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    offerId: Type.Optional(Type.String({ minLength: 1 })),
+    planId: Type.String({ minLength: 1 }),
+    quantity: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Default Subscribed (with a term started today). */
+    status: Type.Optional(Status),
+    autoRenew: Type.Optional(Type.Boolean()),
+    isTest: Type.Optional(Type.Boolean()),
+    freeTrial: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const SilentChangeBody = Type.Object(
+  {
+    status: Type.Optional(Type.Enum(['Subscribed', 'Suspended', 'Unsubscribed'])),
+    planId: Type.Optional(Type.String({ minLength: 1 })),
+    quantity: Type.Optional(Type.Integer({ minimum: 1 })),
+    termUnit: Type.Optional(TermUnit),
+    startDate: Type.Optional(DateTime),
+    endDate: Type.Optional(DateTime),
+    autoRenew: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false, minProperties: 1 },
 );
 
 const SubscriptionParams = Type.Object({ subscriptionId: Type.String({ minLength: 1 }) }, { additionalProperties: false });
@@ -212,6 +251,27 @@ function subscriptionActionRoutes(app: Api, marketplace: EmulatedMarketplace): v
   );
 }
 
+/** Drift and load: purchases in bulk, changes at Microsoft that no webhook announces. */
+function driftRoutes(app: Api, marketplace: EmulatedMarketplace): void {
+  app.post('/emulator/purchases/bulk', { schema: { body: BulkPurchaseBody } }, async (req, reply) => {
+    const { count, status, ...input } = req.body;
+    const bought = marketplace.purchaseMany(input, count, status ?? 'Subscribed');
+    return reply.code(201).send({ count: bought.length, subscriptionIds: bought.map((s) => s.id) });
+  });
+
+  app.post(
+    '/emulator/subscriptions/:subscriptionId/silent',
+    { schema: { params: SubscriptionParams, body: SilentChangeBody } },
+    async (req) => {
+      const { startDate, endDate, ...rest } = req.body;
+      const change: SilentChange = { ...rest };
+      if (startDate !== undefined) change.startDate = new Date(startDate);
+      if (endDate !== undefined) change.endDate = new Date(endDate);
+      return { subscription: toSubscriptionPayload(marketplace.silentChange(req.params.subscriptionId, change)) };
+    },
+  );
+}
+
 export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = async (app, opts) => {
   const { marketplace, faults } = opts;
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
@@ -224,7 +284,8 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
   app.get('/emulator/catalogue', async () => marketplace.state.catalogue);
 
   app.post('/emulator/purchases', { schema: { body: PurchaseBody } }, async (req, reply) => {
-    const result = marketplace.purchase(req.body);
+    const { silent, ...input } = req.body;
+    const result = marketplace.purchase(input, { silent: silent ?? false });
     const body: Record<string, unknown> = {
       subscriptionId: result.subscription.id,
       token: result.token,
@@ -248,6 +309,7 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
   });
 
   subscriptionActionRoutes(app, marketplace);
+  driftRoutes(app, marketplace);
 
   app.get(
     '/emulator/deliveries',
@@ -289,6 +351,8 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
           {
             webhookUrl: Type.Optional(Type.Union([Type.String({ format: 'uri' }), Type.Null()])),
             landingPageUrl: Type.Optional(Type.Union([Type.String({ format: 'uri' }), Type.Null()])),
+            /** List subscriptions page size from now on. */
+            pageSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
           },
           { additionalProperties: false },
         ),
@@ -297,6 +361,7 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
     async (req) => {
       if (req.body.webhookUrl !== undefined) opts.setWebhookUrl(req.body.webhookUrl ?? undefined);
       if (req.body.landingPageUrl !== undefined) opts.setLandingPageUrl(req.body.landingPageUrl ?? undefined);
+      if (req.body.pageSize !== undefined) marketplace.state.setPageSize(req.body.pageSize);
       return opts.info();
     },
   );

@@ -20,7 +20,7 @@ import { toOperationPayload, toResolvedPayload, toWebhookPayload } from './paylo
 import type { EmulatorWebhookPayload } from './payloads.js';
 import type { TokenSigner } from './signing.js';
 import { isAcknowledgeable, isPending, isRefusable } from './state.js';
-import type { EmulatorState, OperationRecord, PurchaseInput, SubscriptionRecord } from './state.js';
+import type { BulkStatus, EmulatorState, OperationRecord, PurchaseInput, SilentChange, SubscriptionRecord } from './state.js';
 import { WebhookSender } from './webhook-sender.js';
 import type { AttemptOutcome, RedeliveryPolicy, WebhookDelivery } from './webhook-sender.js';
 
@@ -148,10 +148,17 @@ export class EmulatedMarketplace {
   // ---------------------------------------------------------------------------------------------
   // The customer's (and Microsoft's own) side
 
-  purchase(input: PurchaseInput): PurchaseResult {
+  /** A purchase; `silent` keeps the `Subscribe` webhook of an auto-activated plan from going out (its operation is still recorded). */
+  purchase(input: PurchaseInput, options: { silent?: boolean } = {}): PurchaseResult {
     const { subscription, token, operation } = this.state.purchase(input, this.#o.now());
     this.#o.log.info(
-      { subscriptionId: subscription.id, offerId: subscription.offerId, planId: subscription.planId, status: subscription.status },
+      {
+        subscriptionId: subscription.id,
+        offerId: subscription.offerId,
+        planId: subscription.planId,
+        status: subscription.status,
+        silent: options.silent ?? false,
+      },
       'purchase made',
     );
     const result: PurchaseResult = {
@@ -162,9 +169,23 @@ export class EmulatedMarketplace {
     };
     if (operation) {
       result.operation = operation;
-      this.#notify(operation);
+      if (!options.silent) this.#notify(operation);
     }
     return result;
+  }
+
+  /** Many silent purchases straight into `status` (see `EmulatorState.purchaseMany`). */
+  purchaseMany(input: PurchaseInput, count: number, status: BulkStatus): SubscriptionRecord[] {
+    const bought = this.state.purchaseMany(input, count, status, this.#o.now());
+    this.#o.log.info({ count, planId: input.planId, status }, 'bulk purchase made (no webhooks)');
+    return bought;
+  }
+
+  /** Drift: Microsoft's record changes and no webhook is sent (see `EmulatorState.silentChange`). */
+  silentChange(subscriptionId: string, change: SilentChange): SubscriptionRecord {
+    const sub = this.state.silentChange(subscriptionId, change, this.#o.now());
+    this.#o.log.info({ subscriptionId, change: Object.keys(change) }, 'silent change at Microsoft: no webhook sent');
+    return sub;
   }
 
   /** A fresh landing-page token for an existing subscription ("Manage account"). */

@@ -47,6 +47,12 @@ export type EmulatedAction =
 
 export type AadIdentity = { emailId: string; objectId: string; tenantId: string; puid: string };
 
+/**
+ * A term unit: one the catalogue sells (`P1M` … `P5Y`) or any other Microsoft may start sending (`PAY`, say).
+ * Term arithmetic counts an unknown unit as one month (`clock.ts` `termMonths`).
+ */
+export type EmulatedTermUnit = TermUnit | (string & {});
+
 export type SubscriptionRecord = {
   id: string;
   name: string;
@@ -58,7 +64,7 @@ export type SubscriptionRecord = {
   status: EmulatedStatus;
   beneficiary: AadIdentity;
   purchaser: AadIdentity;
-  termUnit: TermUnit;
+  termUnit: EmulatedTermUnit;
   /** Set at activation; moves at each renewal. */
   startDate?: Date;
   endDate?: Date;
@@ -122,6 +128,23 @@ export type Change = { kind: 'plan'; planId: string; quantity?: number } | { kin
 export type IdSource = { uuid(): string; purchaseToken(): string };
 
 /**
+ * A change at Microsoft that no webhook announces (drift): any of these fields, applied at once to
+ * Microsoft's record. Plan and seats are checked against the catalogue as a normal change is.
+ */
+export type SilentChange = {
+  status?: 'Subscribed' | 'Suspended' | 'Unsubscribed';
+  planId?: string;
+  quantity?: number;
+  termUnit?: EmulatedTermUnit;
+  startDate?: Date;
+  endDate?: Date;
+  autoRenew?: boolean;
+};
+
+/** Statuses a subscription can be bought straight into by `purchaseMany` (benchmarks, drift tests). */
+export type BulkStatus = EmulatedStatus;
+
+/**
  * Purchase tokens are opaque and deliberately URL-unsafe: standard base64 with `+`, `/` and `=`
  * always present, so that a caller that decodes the landing page's `?token=` twice (or turns `+`
  * into a space) sends a token that does not resolve (docs/marketplace.md §14.1).
@@ -136,7 +159,7 @@ export const defaultIds: IdSource = { uuid: () => randomUUID(), purchaseToken: u
 export type StateOptions = {
   catalogue: Catalogue;
   publisherId: string;
-  /** `List subscriptions` page size (Microsoft: 100). */
+  /** `List subscriptions` page size (Microsoft: 100); `setPageSize` changes it. */
   pageSize: number;
   /** How long a purchase token resolves (Microsoft: 24 h). */
   purchaseTokenTtlMs: number;
@@ -169,12 +192,19 @@ export class EmulatorState {
   #counter = 0;
 
   constructor(readonly options: StateOptions) {
+    this.setPageSize(options.pageSize);
     this.#catalogue = options.catalogue;
     this.#ids = options.ids ?? defaultIds;
   }
 
   get catalogue(): Catalogue {
     return this.#catalogue;
+  }
+
+  /** Pages already handed out stay valid: a continuation token is an offset into the purchase order. */
+  setPageSize(pageSize: number): void {
+    if (!Number.isInteger(pageSize) || pageSize < 1) throw new EmulatorError('bad-request', 'BadPageSize', 'pageSize must be a positive integer');
+    this.options.pageSize = pageSize;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -235,6 +265,21 @@ export class EmulatorState {
     sub.status = 'Subscribed';
     const operation = this.#newOperation(sub, 'Subscribe', 'Azure', now, 'Succeeded');
     return { subscription: sub, token, operation };
+  }
+
+  /**
+   * Many purchases at once, straight into `status` (no operations recorded, nothing to notify): for
+   * benchmarks and drift tests that need thousands of subscriptions. Each is validated as one purchase is.
+   */
+  purchaseMany(input: PurchaseInput, count: number, status: BulkStatus, now: Date): SubscriptionRecord[] {
+    const bought: SubscriptionRecord[] = [];
+    for (let i = 0; i < count; i++) {
+      const { subscription } = this.purchase({ ...input, autoActivate: false }, now);
+      if (status !== 'PendingFulfillmentStart') this.#startTerm(subscription, now);
+      subscription.status = status;
+      bought.push(subscription);
+    }
+    return bought;
   }
 
   /** A fresh landing-page token for an existing subscription ("Manage account", docs/marketplace.md §9). */
@@ -534,6 +579,41 @@ export class EmulatorState {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Drift: Microsoft's record changes and nobody is told
+
+  /**
+   * Applies `change` to Microsoft's record with no operation and no webhook (Get subscription and
+   * List subscriptions show it; nothing else does). Not held back by the lock: Microsoft's own
+   * record is what drifted. Any status may be set, even out of Unsubscribed (our side may be the
+   * one that is wrong). The plan must be one the subscription could change to, seats within the
+   * resulting plan's limits; a plan with another term unit starts a new term, as a plan change does.
+   * All checks come first: a refused change changes nothing.
+   */
+  silentChange(subscriptionId: string, change: SilentChange, now: Date): SubscriptionRecord {
+    const sub = this.subscription(subscriptionId);
+    const planId = change.planId ?? sub.planId;
+    let plan = findPlan(this.#catalogue, sub.offerId, planId);
+    if (planId !== sub.planId) {
+      plan = availablePlans(this.#catalogue, sub.offerId, sub.planId, sub.beneficiary.tenantId).find((p) => p.planId === planId);
+      if (!plan) throw new EmulatorError('bad-request', 'PlanNotAvailable', `plan ${planId} is not available to subscription ${sub.id}`);
+    }
+    const quantity = this.#silentQuantity(sub, plan, planId, change.quantity);
+    const term = this.#silentTerm(sub, change, planId === sub.planId ? undefined : plan, now);
+    sub.planId = planId;
+    if (quantity === undefined) delete sub.quantity;
+    else sub.quantity = quantity;
+    sub.termUnit = term.termUnit;
+    if (term.startDate && term.endDate) {
+      sub.startDate = term.startDate;
+      sub.endDate = term.endDate;
+    }
+    if (change.status !== undefined) sub.status = change.status;
+    if (change.autoRenew !== undefined) sub.autoRenew = change.autoRenew;
+    sub.lastModified = now;
+    return sub;
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Internals
 
   #offerFor(input: PurchaseInput): string {
@@ -575,6 +655,48 @@ export class EmulatorState {
     const q = quantity ?? minQuantity(plan);
     this.#assertSeats(plan, q);
     return q;
+  }
+
+  /**
+   * The term after a silent change. A subscription that leaves PendingFulfillmentStart starts a term
+   * today (an activation nobody was told of); a new plan's other term unit starts one too (as an accepted
+   * ChangePlan does); a term unit given on its own keeps the start and moves the end. Dates given win.
+   */
+  #silentTerm(
+    sub: SubscriptionRecord,
+    change: SilentChange,
+    newPlan: PlanDefinition | undefined,
+    now: Date,
+  ): { termUnit: EmulatedTermUnit; startDate?: Date; endDate?: Date } {
+    const termUnit = change.termUnit ?? newPlan?.termUnit ?? sub.termUnit;
+    let term = sub.startDate && sub.endDate ? { startDate: sub.startDate, endDate: sub.endDate } : undefined;
+    const activates = sub.status === 'PendingFulfillmentStart' && (change.status === 'Subscribed' || change.status === 'Suspended');
+    if (activates && !term) term = termFrom(now, termUnit);
+    else if (term && termUnit !== sub.termUnit) term = termFrom(change.termUnit !== undefined ? term.startDate : now, termUnit);
+    const startDate = change.startDate ?? term?.startDate;
+    let endDate = change.endDate ?? term?.endDate;
+    if (change.startDate && !change.endDate) endDate = termFrom(change.startDate, termUnit).endDate;
+    if (!startDate || !endDate) {
+      if (change.endDate) throw new EmulatorError('bad-request', 'BadTerm', `subscription ${sub.id} has no term yet: give startDate with endDate`);
+      return { termUnit };
+    }
+    if (startDate.getTime() > endDate.getTime()) throw new EmulatorError('bad-request', 'BadTerm', 'startDate is after endDate');
+    return { termUnit, startDate, endDate };
+  }
+
+  /** Seats after a silent change: as given (per-seat plans only, within limits), kept, or dropped for a flat plan. */
+  #silentQuantity(sub: SubscriptionRecord, plan: PlanDefinition | undefined, planId: string, quantity: number | undefined): number | undefined {
+    if (!plan) {
+      // The plan left the catalogue: nothing to check against, take the seats as given.
+      return quantity ?? sub.quantity;
+    }
+    if (!plan.isPricePerSeat) {
+      if (quantity !== undefined) throw new EmulatorError('bad-request', 'PlanNotPerSeat', `plan ${planId} is not priced per seat`);
+      return undefined;
+    }
+    const seats = quantity ?? sub.quantity ?? minQuantity(plan);
+    this.#assertSeats(plan, seats);
+    return seats;
   }
 
   #assertSeats(plan: PlanDefinition, quantity: number): void {

@@ -292,3 +292,79 @@ t.test('catalogue validation', async (t) => {
   );
   t.ok(parseCatalogue(DEFAULT_CATALOGUE));
 });
+
+t.test('silent change: applied at once with no operation, plan and seats checked as a change is', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const sub = state.silentChange(id, { quantity: 9 }, later(1000));
+  t.equal(sub.quantity, 9);
+  t.same(state.operations(id), [], 'no operation: nobody is told');
+  t.same(sub.lastModified, later(1000));
+
+  state.silentChange(id, { planId: 'premium' }, later(2000));
+  t.match(state.subscription(id), { planId: 'premium', quantity: 9, termUnit: 'P1Y' }, 'seats kept, term unit follows the plan');
+  t.same(state.subscription(id).startDate, new Date('2025-01-31T00:00:00Z'), 'a new term starts when the unit changes');
+  t.same(state.subscription(id).endDate, new Date('2026-01-30T00:00:00Z'));
+  state.silentChange(id, { planId: 'basic' }, T0);
+  t.equal(state.subscription(id).quantity, undefined, 'a flat plan has no seats');
+
+  rejects(t, () => state.silentChange(id, { planId: 'legacy' }, T0), 'bad-request', 'PlanNotAvailable');
+  rejects(t, () => state.silentChange(id, { planId: 'nope' }, T0), 'bad-request', 'PlanNotAvailable');
+  rejects(t, () => state.silentChange(id, { quantity: 3 }, T0), 'bad-request', 'PlanNotPerSeat');
+  rejects(t, () => state.silentChange(id, { planId: 'premium', quantity: 2 }, T0), 'bad-request', 'QuantityOutOfRange');
+  t.equal(state.subscription(id).planId, 'basic', 'a refused change changes nothing');
+  rejects(t, () => state.silentChange('nope', { quantity: 3 }, T0), 'not-found', 'SubscriptionNotFound');
+});
+
+t.test('silent change: status, term and autoRenew, also while locked and out of Unsubscribed', async (t) => {
+  const state = newState();
+  const id = active(state);
+  state.customerChange(id, { quantity: 9 }, T0);
+  t.ok(state.isLocked(id));
+  state.silentChange(id, { status: 'Suspended', autoRenew: false }, T0);
+  t.match(state.subscription(id), { status: 'Suspended', autoRenew: false }, 'not held back by the lock');
+  state.silentChange(id, { status: 'Unsubscribed' }, T0);
+  state.silentChange(id, { status: 'Subscribed' }, T0);
+  t.equal(state.subscription(id).status, 'Subscribed', 'Microsoft may say Subscribed where we say Unsubscribed');
+
+  state.silentChange(id, { termUnit: 'P2Y' }, T0);
+  t.same(state.subscription(id).startDate, new Date('2025-01-31T00:00:00Z'), 'a new unit keeps the start');
+  t.same(state.subscription(id).endDate, new Date('2027-01-30T00:00:00Z'), 'and moves the end');
+  state.silentChange(id, { termUnit: 'PAY' }, T0);
+  t.equal(state.subscription(id).termUnit, 'PAY', 'any term unit Microsoft may send');
+  const start = new Date('2025-06-01T00:00:00Z');
+  state.silentChange(id, { termUnit: 'P1M', startDate: start }, T0);
+  t.same(state.subscription(id).endDate, new Date('2025-06-30T00:00:00Z'), 'a start alone gets the end of its term');
+  state.silentChange(id, { endDate: new Date('2025-07-15T00:00:00Z') }, T0);
+  t.same(state.subscription(id).endDate, new Date('2025-07-15T00:00:00Z'));
+  rejects(t, () => state.silentChange(id, { startDate: new Date('2025-08-01T00:00:00Z'), endDate: start }, T0), 'bad-request', 'BadTerm');
+
+  const pending = state.purchase({ planId: 'standard' }, T0).subscription.id;
+  rejects(t, () => state.silentChange(pending, { endDate: start }, T0), 'bad-request', 'BadTerm');
+  state.silentChange(pending, { status: 'Subscribed' }, later(86_400_000));
+  t.match(state.subscription(pending), { status: 'Subscribed', startDate: new Date('2025-02-01T00:00:00Z') }, 'an unannounced activation starts a term');
+});
+
+t.test('purchaseMany: many subscriptions straight into a status, no operations', async (t) => {
+  const state = newState({ pageSize: 100 });
+  const bought = state.purchaseMany({ planId: 'standard', quantity: 3 }, 250, 'Subscribed', T0);
+  t.equal(bought.length, 250);
+  t.equal(new Set(bought.map((s) => s.id)).size, 250, 'distinct ids');
+  t.match(bought[0], { status: 'Subscribed', quantity: 3, startDate: new Date('2025-01-31T00:00:00Z') });
+  t.equal(state.operations(bought[0]?.id ?? '').length, 0);
+  t.equal(state.purchaseMany({ planId: 'instant' }, 1, 'PendingFulfillmentStart', T0)[0]?.status, 'PendingFulfillmentStart', 'auto-activation does not apply');
+  t.equal(state.purchaseMany({ planId: 'basic' }, 1, 'Suspended', T0)[0]?.status, 'Suspended');
+  rejects(t, () => state.purchaseMany({ planId: 'standard', quantity: 99 }, 2, 'Subscribed', T0), 'bad-request', 'QuantityOutOfRange');
+  let pages = 0;
+  let token: string | undefined;
+  do {
+    const page = state.listSubscriptions(token);
+    token = page.continuationToken;
+    pages++;
+  } while (token !== undefined);
+  t.equal(pages, 3, '252 subscriptions in pages of 100');
+  state.setPageSize(300);
+  t.equal(state.listSubscriptions().subscriptions.length, 252);
+  rejects(t, () => state.setPageSize(0), 'bad-request', 'BadPageSize');
+  rejects(t, () => newState({ pageSize: 0 }), 'bad-request', 'BadPageSize');
+});

@@ -16,6 +16,10 @@
  *   PUT    /emulator/subscriptions/:id/auto-renew         { autoRenew }
  *   POST   /emulator/subscriptions/:id/silent             { status?, planId?, quantity?, termUnit?, startDate?, endDate?,
  *                                                           autoRenew? }: Microsoft's record changes, no webhook (drift)
+ *   POST   /emulator/notifications                        { subscriptionId, action, operationId?, status?, planId?, quantity?,
+ *                                                           offerId?, termUnit?, source?, record? }: a signed webhook for anything
+ *                                                           (record 'none': Get operation 404; else an operation in that status;
+ *                                                           the subscription is never changed and need not exist)
  *   GET    /emulator/deliveries[?subscriptionId=&operationId=]
  *   GET | PUT | DELETE /emulator/faults
  *   PUT    /emulator/settings                             { webhookUrl?, landingPageUrl?, pageSize? }
@@ -133,6 +137,27 @@ export const SilentChangeBody = Type.Object(
     autoRenew: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false, minProperties: 1 },
+);
+
+export const NotificationBody = Type.Object(
+  {
+    /** Need not be a subscription Microsoft knows. */
+    subscriptionId: Type.String({ minLength: 1 }),
+    /** Any action, also ones Microsoft does not send yet (`Transfer`). */
+    action: Type.String({ minLength: 1, maxLength: 64 }),
+    operationId: Type.Optional(Type.String({ minLength: 1 })),
+    /** The webhook's `status`, any string. */
+    status: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    planId: Type.Optional(Type.String({ minLength: 1 })),
+    quantity: Type.Optional(Type.Integer({ minimum: 0 })),
+    offerId: Type.Optional(Type.String({ minLength: 1 })),
+    /** Replaces `subscription.term.termUnit` in the webhook (`PAY`). */
+    termUnit: Type.Optional(TermUnit),
+    source: Type.Optional(Type.Enum(['Azure', 'Partner'])),
+    /** What Get operation will answer: 404 (`none`) or an operation in this status. */
+    record: Type.Optional(Type.Enum(['none', 'Succeeded', 'Failed', 'Conflict', 'InProgress'])),
+  },
+  { additionalProperties: false },
 );
 
 const SubscriptionParams = Type.Object({ subscriptionId: Type.String({ minLength: 1 }) }, { additionalProperties: false });
@@ -272,6 +297,21 @@ function driftRoutes(app: Api, marketplace: EmulatedMarketplace): void {
   );
 }
 
+/** A webhook for anything: other statuses, unknown actions, unknown subscriptions, operations Microsoft has no record of. */
+function notificationRoutes(app: Api, marketplace: EmulatedMarketplace): void {
+  app.post('/emulator/notifications', { schema: { body: NotificationBody } }, async (req, reply) => {
+    const { termUnit, ...input } = req.body;
+    const { injected, delivery } = marketplace.sendNotification(input, termUnit === undefined ? {} : { termUnit });
+    return reply.code(202).send({
+      operationId: injected.operation.id,
+      recorded: injected.recorded,
+      operation: injected.recorded ? toOperationPayload(injected.operation) : null,
+      deliveryId: delivery.id,
+      webhook: delivery.payload,
+    });
+  });
+}
+
 export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = async (app, opts) => {
   const { marketplace, faults } = opts;
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
@@ -310,6 +350,7 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
 
   subscriptionActionRoutes(app, marketplace);
   driftRoutes(app, marketplace);
+  notificationRoutes(app, marketplace);
 
   app.get(
     '/emulator/deliveries',

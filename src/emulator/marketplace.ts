@@ -16,11 +16,27 @@ import type { Logger } from 'pino';
 import type { SaaSOperation, UpdateOperationStatus } from '../marketplace/schemas.js';
 import type { Clock, Timers } from './clock.js';
 import type { FaultInjector } from './faults.js';
-import { toOperationPayload, toResolvedPayload, toWebhookPayload } from './payloads.js';
+import {
+  toInjectedWebhookPayload,
+  toOperationPayload,
+  toResolvedPayload,
+  toSubscriptionPayload,
+  toWebhookPayload,
+  unknownSubscriptionPayload,
+} from './payloads.js';
 import type { EmulatorWebhookPayload } from './payloads.js';
 import type { TokenSigner } from './signing.js';
 import { isAcknowledgeable, isPending, isRefusable } from './state.js';
-import type { BulkStatus, EmulatorState, OperationRecord, PurchaseInput, SilentChange, SubscriptionRecord } from './state.js';
+import type {
+  BulkStatus,
+  EmulatorState,
+  InjectedNotification,
+  NotificationInput,
+  OperationRecord,
+  PurchaseInput,
+  SilentChange,
+  SubscriptionRecord,
+} from './state.js';
 import { WebhookSender } from './webhook-sender.js';
 import type { AttemptOutcome, RedeliveryPolicy, WebhookDelivery } from './webhook-sender.js';
 
@@ -226,6 +242,23 @@ export class EmulatedMarketplace {
 
   setAutoRenew(subscriptionId: string, autoRenew: boolean): SubscriptionRecord {
     return this.state.setAutoRenew(subscriptionId, autoRenew, this.#o.now());
+  }
+
+  /**
+   * Sends a webhook for anything (see `EmulatorState.injectNotification`), signed and delivered
+   * (faults, redelivery) exactly as the real ones are. No acknowledgement window: a recorded
+   * `InProgress` stays so until the publisher PATCHes it or refuses it with a 4xx.
+   */
+  sendNotification(input: NotificationInput, options: { termUnit?: string } = {}): { injected: InjectedNotification; delivery: WebhookDelivery } {
+    const injected = this.state.injectNotification(input, this.#o.now());
+    const { operation, subscription, status } = injected;
+    const block = subscription ? toSubscriptionPayload(subscription) : unknownSubscriptionPayload(operation);
+    const payload = toInjectedWebhookPayload(operation, block, status, options.termUnit);
+    this.#o.log.info(
+      { subscriptionId: operation.subscriptionId, operationId: operation.id, action: operation.action, status, recorded: injected.recorded },
+      'injected notification sent',
+    );
+    return { injected, delivery: this.webhooks.send(payload, { refusable: isRefusable(operation.action) }) };
   }
 
   deliveries(filter: { subscriptionId?: string; operationId?: string } = {}): WebhookDelivery[] {

@@ -45,6 +45,9 @@ export type EmulatedAction =
   | 'Reinstate'
   | 'Renew';
 
+/** An action Microsoft sends today, or any other it may start sending (`Transfer`, say). */
+export type AnyAction = EmulatedAction | (string & {});
+
 export type AadIdentity = { emailId: string; objectId: string; tenantId: string; puid: string };
 
 /**
@@ -90,12 +93,55 @@ export type OperationRecord = {
   planId: string;
   /** For ChangeQuantity the new quantity; for ChangePlan the quantity on the new plan. */
   quantity?: number;
-  action: EmulatedAction;
+  action: AnyAction;
   timeStamp: Date;
   status: OperationStatus;
   source: OperationRequestSource;
   errorStatusCode?: number;
   errorMessage?: string;
+  /**
+   * Made by `injectNotification`: completing it (PATCH, a 4xx) only sets its status; it never
+   * changes the subscription, which Microsoft may not even know.
+   */
+  injected?: true;
+};
+
+/** What Microsoft has on record for an injected notification: no operation at all, or one in this status. */
+export type NotificationRecord = 'none' | 'Succeeded' | 'Failed' | 'Conflict' | 'InProgress';
+const RECORD_STATUSES: readonly NotificationRecord[] = ['Succeeded', 'Failed', 'Conflict', 'InProgress'];
+
+/** No status given: a Succeeded record; a status Microsoft can have on record: that; any other status: no record. */
+function defaultRecord(status: string | undefined): NotificationRecord {
+  if (status === undefined) return 'Succeeded';
+  return RECORD_STATUSES.find((r) => r === status) ?? 'none';
+}
+
+/** A webhook for anything: any action and status, for a subscription Microsoft may not know. */
+export type NotificationInput = {
+  subscriptionId: string;
+  action: AnyAction;
+  /** Default: a fresh id. An existing operation's id is allowed with `record: 'none'` (its record stays as it is). */
+  operationId?: string;
+  /** The webhook's `status` (any string). Default: `record`'s status, else `Succeeded`. */
+  status?: string;
+  /** Default: the subscription's (or, for an unknown one, the offer's first plan). Not checked against the catalogue. */
+  planId?: string;
+  quantity?: number;
+  /** For a subscription Microsoft does not know (default: the catalogue's first offer). */
+  offerId?: string;
+  source?: OperationRequestSource;
+  /** Default: the webhook's `status` when it is one of these, else `none`. */
+  record?: NotificationRecord;
+};
+
+export type InjectedNotification = {
+  /** What the webhook describes; in Microsoft's operations unless `recorded` is false. */
+  operation: OperationRecord;
+  recorded: boolean;
+  /** The webhook's `status`. */
+  status: string;
+  /** Microsoft's subscription, when it knows it. */
+  subscription?: SubscriptionRecord;
 };
 
 export type PurchaseToken = { token: string; subscriptionId: string; issuedAt: Date; expiresAt: Date };
@@ -174,12 +220,12 @@ export function isPending(op: OperationRecord): boolean {
 }
 
 /** ChangePlan, ChangeQuantity and Reinstate wait for the publisher; the others are notifications. */
-export function isAcknowledgeable(action: EmulatedAction): boolean {
-  return ACKNOWLEDGEABLE.includes(action);
+export function isAcknowledgeable(action: AnyAction): boolean {
+  return ACKNOWLEDGEABLE.some((a) => a === action);
 }
 
 /** Only ChangePlan and ChangeQuantity may be refused (a 4xx answer or PATCH Failure); Reinstate may not. */
-export function isRefusable(action: EmulatedAction): boolean {
+export function isRefusable(action: AnyAction): boolean {
   return action === 'ChangePlan' || action === 'ChangeQuantity';
 }
 
@@ -466,8 +512,12 @@ export class EmulatorState {
   accept(operationId: string, now: Date): OperationRecord {
     const op = this.#mustOperation(operationId);
     if (op.status !== 'InProgress') return op;
-    const sub = this.subscription(op.subscriptionId);
     op.timeStamp = now;
+    if (op.injected) {
+      op.status = 'Succeeded';
+      return op;
+    }
+    const sub = this.subscription(op.subscriptionId);
     sub.lastModified = now;
     switch (op.action) {
       case 'ChangePlan': {
@@ -611,6 +661,46 @@ export class EmulatorState {
     if (change.autoRenew !== undefined) sub.autoRenew = change.autoRenew;
     sub.lastModified = now;
     return sub;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Notifications of any kind (operations in other statuses, unknown actions and subscriptions)
+
+  /**
+   * The operation an arbitrary webhook describes, recorded in status `record` (or not at all for
+   * `'none'`: Get operation answers 404). The subscription is never changed and need not exist
+   * (then Get subscription, and Get operation with it, answer 404). A recorded `InProgress` locks a
+   * known subscription until the publisher PATCHes it, as any pending operation does.
+   */
+  injectNotification(input: NotificationInput, now: Date): InjectedNotification {
+    const record = input.record ?? defaultRecord(input.status);
+    const status = input.status ?? (record === 'none' ? 'Succeeded' : record);
+    const sub = this.#subscriptions.get(input.subscriptionId);
+    const existing = input.operationId === undefined ? undefined : this.#operations.get(input.operationId);
+    if (existing && record !== 'none') {
+      throw new EmulatorError('conflict', 'OperationExists', `operation ${existing.id} is already on record; send it with record "none"`);
+    }
+    const offerId = sub?.offerId ?? input.offerId ?? this.#catalogue.offers[0]?.offerId ?? 'unknown-offer';
+    const planId = input.planId ?? sub?.planId ?? findOffer(this.#catalogue, offerId)?.plans[0]?.planId ?? 'unknown-plan';
+    const quantity = input.quantity ?? sub?.quantity;
+    const op: OperationRecord = {
+      id: input.operationId ?? this.#ids.uuid(),
+      activityId: this.#ids.uuid(),
+      subscriptionId: input.subscriptionId,
+      offerId,
+      publisherId: this.options.publisherId,
+      planId,
+      action: input.action,
+      timeStamp: now,
+      status: record === 'none' ? 'Succeeded' : record,
+      source: input.source ?? 'Azure',
+      injected: true,
+    };
+    if (quantity !== undefined) op.quantity = quantity;
+    if (record !== 'none') this.#operations.set(op.id, op);
+    const injected: InjectedNotification = { operation: op, recorded: record !== 'none', status };
+    if (sub) injected.subscription = sub;
+    return injected;
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -368,3 +368,43 @@ t.test('purchaseMany: many subscriptions straight into a status, no operations',
   rejects(t, () => state.setPageSize(0), 'bad-request', 'BadPageSize');
   rejects(t, () => newState({ pageSize: 0 }), 'bad-request', 'BadPageSize');
 });
+
+t.test('injected notifications: a record in the status asked for, or none; the subscription never changes', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const before = structuredClone(state.subscription(id));
+
+  const conflict = state.injectNotification({ subscriptionId: id, action: 'ChangePlan', planId: 'premium', record: 'Conflict' }, T0);
+  t.match(conflict, { recorded: true, status: 'Conflict', operation: { action: 'ChangePlan', planId: 'premium', quantity: 5, status: 'Conflict', source: 'Azure' } });
+  t.equal(state.operation(id, conflict.operation.id).status, 'Conflict', 'Get operation finds it');
+
+  const none = state.injectNotification({ subscriptionId: id, action: 'Transfer', record: 'none' }, T0);
+  t.match(none, { recorded: false, status: 'Succeeded', operation: { action: 'Transfer', planId: 'standard' } });
+  rejects(t, () => state.operation(id, none.operation.id), 'not-found', 'OperationNotFound');
+
+  t.equal(state.injectNotification({ subscriptionId: id, action: 'Renew' }, T0).recorded, true, 'no status, no record: a Succeeded record');
+  t.match(state.injectNotification({ subscriptionId: id, action: 'Renew', status: 'Failed' }, T0), { recorded: true, operation: { status: 'Failed' } });
+  t.match(state.injectNotification({ subscriptionId: id, action: 'Renew', status: 'Weird' }, T0), { recorded: false, status: 'Weird' }, 'a status Microsoft cannot hold: no record');
+  t.match(state.injectNotification({ subscriptionId: id, action: 'Renew', status: 'NotStarted', record: 'Succeeded' }, T0), {
+    status: 'NotStarted',
+    operation: { status: 'Succeeded' },
+  });
+
+  rejects(t, () => state.injectNotification({ subscriptionId: id, action: 'Renew', operationId: conflict.operation.id, record: 'Succeeded' }, T0), 'conflict', 'OperationExists');
+  const replay = state.injectNotification({ subscriptionId: id, action: 'ChangePlan', operationId: conflict.operation.id, planId: 'basic', record: 'none' }, T0);
+  t.equal(replay.operation.id, conflict.operation.id, 'an existing id with no new record');
+  t.match(state.operation(id, conflict.operation.id), { planId: 'premium', status: 'Conflict' }, 'the record stays as it was');
+
+  const inProgress = state.injectNotification({ subscriptionId: id, action: 'ChangeQuantity', quantity: 9, record: 'InProgress' }, T0);
+  t.ok(state.isLocked(id), 'an InProgress record locks, as any pending operation does');
+  state.acknowledge(id, inProgress.operation.id, 'Success', T0);
+  t.equal(inProgress.operation.status, 'Succeeded');
+  t.notOk(state.isLocked(id));
+  t.same(state.subscription(id), before, 'nothing injected changed the subscription');
+
+  const ghost = '0d7f3c2a-9b8e-4f1d-a6c5-3e2b1a0f9d8c';
+  const unknown = state.injectNotification({ subscriptionId: ghost, action: 'Unsubscribe' }, T0);
+  t.match(unknown, { recorded: true, subscription: undefined, operation: { subscriptionId: ghost, offerId: 'ledger-saas', planId: 'basic' } });
+  rejects(t, () => state.subscription(ghost), 'not-found', 'SubscriptionNotFound');
+  rejects(t, () => state.operation(ghost, unknown.operation.id), 'not-found', 'SubscriptionNotFound');
+});

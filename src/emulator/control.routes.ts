@@ -20,6 +20,10 @@
  *                                                           offerId?, termUnit?, source?, record? }: a signed webhook for anything
  *                                                           (record 'none': Get operation 404; else an operation in that status;
  *                                                           the subscription is never changed and need not exist)
+ *   GET    /emulator/clock                                Microsoft's calendar: { now, offsetMs }
+ *   POST   /emulator/clock/advance                        { days?, hours?, ms? } → { now, offsetMs, events }: renewals (Renew),
+ *                                                           term ends with autoRenew off and 30-day suspensions (Unsubscribe),
+ *                                                           pending purchases past 30 days (Unsubscribed, no webhook)
  *   GET    /emulator/deliveries[?subscriptionId=&operationId=]
  *   GET | PUT | DELETE /emulator/faults
  *   PUT    /emulator/settings                             { webhookUrl?, landingPageUrl?, pageSize? }
@@ -33,6 +37,7 @@ import { SANDBOX_TYPE_VALUES, SESSION_MODE_VALUES } from '../marketplace/schemas
 import { EmulatorError, CONTROL_STATUS } from './errors.js';
 import { FaultConfigSchema } from './faults.js';
 import { acceptEmptyJson } from './json-body.js';
+import type { CalendarClock } from './clock.js';
 import type { FaultInjector } from './faults.js';
 import type { EmulatedMarketplace } from './marketplace.js';
 import { toOperationPayload, toSubscriptionPayload } from './payloads.js';
@@ -41,6 +46,7 @@ import type { OperationRecord, SilentChange } from './state.js';
 export type ControlRoutesOptions = {
   marketplace: EmulatedMarketplace;
   faults: FaultInjector;
+  clock: CalendarClock;
   info: () => Record<string, unknown>;
   setWebhookUrl: (url: string | undefined) => void;
   setLandingPageUrl: (url: string | undefined) => void;
@@ -158,6 +164,15 @@ export const NotificationBody = Type.Object(
     record: Type.Optional(Type.Enum(['none', 'Succeeded', 'Failed', 'Conflict', 'InProgress'])),
   },
   { additionalProperties: false },
+);
+
+export const AdvanceClockBody = Type.Object(
+  {
+    days: Type.Optional(Type.Integer({ minimum: 0, maximum: 36_500 })),
+    hours: Type.Optional(Type.Integer({ minimum: 0, maximum: 876_000 })),
+    ms: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false, minProperties: 1 },
 );
 
 const SubscriptionParams = Type.Object({ subscriptionId: Type.String({ minLength: 1 }) }, { additionalProperties: false });
@@ -312,6 +327,27 @@ function notificationRoutes(app: Api, marketplace: EmulatedMarketplace): void {
   });
 }
 
+/** Microsoft's calendar: where it stands, and moving it on (renewals, term ends, the 30-day limits). */
+function clockRoutes(app: Api, marketplace: EmulatedMarketplace, clock: CalendarClock): void {
+  const view = (): { now: string; offsetMs: number } => ({ now: clock.now().toISOString(), offsetMs: clock.offsetMs });
+
+  app.get('/emulator/clock', async () => view());
+
+  app.post('/emulator/clock/advance', { schema: { body: AdvanceClockBody } }, async (req) => {
+    const { days = 0, hours = 0, ms = 0 } = req.body;
+    const { events } = marketplace.advanceClock(days * 86_400_000 + hours * 3_600_000 + ms);
+    return {
+      ...view(),
+      events: events.map((e) => ({
+        kind: e.kind,
+        subscriptionId: e.subscriptionId,
+        at: e.at.toISOString(),
+        ...(e.operation ? { operationId: e.operation.id, action: e.operation.action } : {}),
+      })),
+    };
+  });
+}
+
 export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = async (app, opts) => {
   const { marketplace, faults } = opts;
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
@@ -351,6 +387,7 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
   subscriptionActionRoutes(app, marketplace);
   driftRoutes(app, marketplace);
   notificationRoutes(app, marketplace);
+  clockRoutes(app, marketplace, opts.clock);
 
   app.get(
     '/emulator/deliveries',

@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { DEFAULT_CATALOGUE, parseCatalogue } from './catalogue.js';
 import type { Catalogue } from './catalogue.js';
-import { Timers, systemClock } from './clock.js';
+import { CalendarClock, Timers, systemClock } from './clock.js';
 import type { Clock } from './clock.js';
 import { controlRoutes, sendProblem } from './control.routes.js';
 import { FaultInjector } from './faults.js';
@@ -75,6 +75,7 @@ export type EmulatorOptions = {
   faults?: FaultConfig;
   /** Require `authorization: Bearer …` on Fulfillment calls (default true; any token value is accepted). */
   requireAuth?: boolean;
+  /** The base clock (default the system's); Microsoft's calendar runs ahead of it by what `clock/advance` added. */
   now?: Clock;
   /** Randomness for probabilistic faults. */
   random?: () => number;
@@ -92,6 +93,8 @@ export type Emulator = {
   faults: FaultInjector;
   signer: TokenSigner;
   timings: MarketplaceTimings;
+  /** Microsoft's calendar: `clock.now()`; `marketplace.advanceClock(ms)` moves it on. */
+  clock: CalendarClock;
   /** Base URL of the emulator (set once it listens). */
   readonly url: string;
   /** The Fulfillment API base: `<url>/api` (Microsoft: `https://marketplaceapi.microsoft.com/api`). */
@@ -193,6 +196,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   let webhookUrl = options.webhookUrl;
   let landingPageUrl = options.landingPageUrl;
 
+  const calendar = new CalendarClock(now);
   const timers = new Timers();
   const faults = new FaultInjector(options.faults ?? {}, options.random);
   const signer = await createSigner(options, { tenantId: publisherTenantId, appId: publisherAppId, now, baseUrl: () => url });
@@ -209,7 +213,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
     signer,
     faults,
     timers,
-    now,
+    calendar,
     log,
     timings,
     webhookUrl: () => webhookUrl,
@@ -229,6 +233,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
     faults,
     signer,
     timings,
+    clock: calendar,
     get url() {
       return url;
     },
@@ -284,6 +289,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   await app.register(controlRoutes, {
     marketplace,
     faults,
+    clock: calendar,
     info,
     setWebhookUrl: (next) => emulator.setWebhookUrl(next),
     setLandingPageUrl: (next) => emulator.setLandingPageUrl(next),

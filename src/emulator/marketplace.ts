@@ -14,7 +14,7 @@
  */
 import type { Logger } from 'pino';
 import type { SaaSOperation, UpdateOperationStatus } from '../marketplace/schemas.js';
-import type { Clock, Timers } from './clock.js';
+import type { CalendarClock, Timers } from './clock.js';
 import type { FaultInjector } from './faults.js';
 import {
   toInjectedWebhookPayload,
@@ -36,6 +36,7 @@ import type {
   PurchaseInput,
   SilentChange,
   SubscriptionRecord,
+  TimedEvent,
 } from './state.js';
 import { WebhookSender } from './webhook-sender.js';
 import type { AttemptOutcome, RedeliveryPolicy, WebhookDelivery } from './webhook-sender.js';
@@ -62,7 +63,8 @@ export type MarketplaceOptions = {
   signer: TokenSigner;
   faults: FaultInjector;
   timers: Timers;
-  now: Clock;
+  /** Microsoft's calendar (dates records; `advanceClock` moves it on). */
+  calendar: CalendarClock;
   log: Logger;
   timings: MarketplaceTimings;
   webhookUrl: () => string | undefined;
@@ -93,7 +95,7 @@ export class EmulatedMarketplace {
       signer: options.signer,
       faults: options.faults,
       timers: options.timers,
-      now: options.now,
+      now: options.calendar.now,
       log: options.log,
       timeoutMs: options.timings.webhookTimeoutMs,
       redelivery: options.timings.redelivery,
@@ -110,17 +112,17 @@ export class EmulatedMarketplace {
   // Fulfillment API (the publisher's calls)
 
   resolve(token: string | undefined): ReturnType<typeof toResolvedPayload> {
-    return toResolvedPayload(this.state.resolve(token, this.#o.now()));
+    return toResolvedPayload(this.state.resolve(token, this.#o.calendar.now()));
   }
 
   activate(subscriptionId: string, body: { planId?: string; quantity?: number }): void {
-    const sub = this.state.activate(subscriptionId, body, this.#o.now());
+    const sub = this.state.activate(subscriptionId, body, this.#o.calendar.now());
     this.#o.log.info({ subscriptionId, planId: sub.planId }, 'subscription activated');
     if (this.#o.faults.failActivation()) {
       this.#o.log.warn({ subscriptionId }, 'fault: activation will fail; the subscription will be cancelled');
       this.#o.timers.schedule(this.#o.timings.operationDelayMs, () => {
         try {
-          this.#notify(this.state.unsubscribe(subscriptionId, this.#o.now()));
+          this.#notify(this.state.unsubscribe(subscriptionId, this.#o.calendar.now()));
         } catch (err) {
           this.#o.log.warn({ subscriptionId, err }, 'could not fail the activation');
         }
@@ -129,14 +131,14 @@ export class EmulatedMarketplace {
   }
 
   updateSubscription(subscriptionId: string, body: { planId?: unknown; quantity?: unknown }): OperationRecord {
-    const op = this.state.requestUpdate(subscriptionId, body, this.#o.now());
+    const op = this.state.requestUpdate(subscriptionId, body, this.#o.calendar.now());
     this.#o.log.info({ subscriptionId, operationId: op.id, action: op.action }, 'publisher requested a change');
     this.#o.timers.schedule(this.#o.timings.operationDelayMs, () => this.#beginPartnerOperation(op.id));
     return op;
   }
 
   deleteSubscription(subscriptionId: string): OperationRecord {
-    const op = this.state.requestDelete(subscriptionId, this.#o.now());
+    const op = this.state.requestDelete(subscriptionId, this.#o.calendar.now());
     this.#o.log.info({ subscriptionId, operationId: op.id }, 'publisher requested cancellation');
     this.#o.timers.schedule(this.#o.timings.operationDelayMs, () => this.#beginPartnerOperation(op.id));
     return op;
@@ -153,7 +155,7 @@ export class EmulatedMarketplace {
       );
     }
     const before = this.state.operation(subscriptionId, operationId).status;
-    const op = this.state.acknowledge(subscriptionId, operationId, status, this.#o.now());
+    const op = this.state.acknowledge(subscriptionId, operationId, status, this.#o.calendar.now());
     if (before === 'InProgress' && op.status !== 'InProgress') {
       this.#clearAckTimer(op.id);
       this.#o.log.info({ subscriptionId, operationId, status: op.status }, 'operation acknowledged by the publisher');
@@ -166,7 +168,7 @@ export class EmulatedMarketplace {
 
   /** A purchase; `silent` keeps the `Subscribe` webhook of an auto-activated plan from going out (its operation is still recorded). */
   purchase(input: PurchaseInput, options: { silent?: boolean } = {}): PurchaseResult {
-    const { subscription, token, operation } = this.state.purchase(input, this.#o.now());
+    const { subscription, token, operation } = this.state.purchase(input, this.#o.calendar.now());
     this.#o.log.info(
       {
         subscriptionId: subscription.id,
@@ -192,21 +194,21 @@ export class EmulatedMarketplace {
 
   /** Many silent purchases straight into `status` (see `EmulatorState.purchaseMany`). */
   purchaseMany(input: PurchaseInput, count: number, status: BulkStatus): SubscriptionRecord[] {
-    const bought = this.state.purchaseMany(input, count, status, this.#o.now());
+    const bought = this.state.purchaseMany(input, count, status, this.#o.calendar.now());
     this.#o.log.info({ count, planId: input.planId, status }, 'bulk purchase made (no webhooks)');
     return bought;
   }
 
   /** Drift: Microsoft's record changes and no webhook is sent (see `EmulatorState.silentChange`). */
   silentChange(subscriptionId: string, change: SilentChange): SubscriptionRecord {
-    const sub = this.state.silentChange(subscriptionId, change, this.#o.now());
+    const sub = this.state.silentChange(subscriptionId, change, this.#o.calendar.now());
     this.#o.log.info({ subscriptionId, change: Object.keys(change) }, 'silent change at Microsoft: no webhook sent');
     return sub;
   }
 
   /** A fresh landing-page token for an existing subscription ("Manage account"). */
   newLandingToken(subscriptionId: string): { token: string; tokenExpiresAt: Date; landingPageUrl: string } {
-    const token = this.state.issueToken(subscriptionId, this.#o.now());
+    const token = this.state.issueToken(subscriptionId, this.#o.calendar.now());
     return { token: token.token, tokenExpiresAt: token.expiresAt, landingPageUrl: this.landingPageUrlFor(token.token) };
   }
 
@@ -217,31 +219,31 @@ export class EmulatedMarketplace {
   }
 
   changePlan(subscriptionId: string, planId: string): OperationRecord {
-    return this.#offer(this.state.customerChange(subscriptionId, { planId }, this.#o.now()));
+    return this.#offer(this.state.customerChange(subscriptionId, { planId }, this.#o.calendar.now()));
   }
 
   changeQuantity(subscriptionId: string, quantity: number): OperationRecord {
-    return this.#offer(this.state.customerChange(subscriptionId, { quantity }, this.#o.now()));
+    return this.#offer(this.state.customerChange(subscriptionId, { quantity }, this.#o.calendar.now()));
   }
 
   suspend(subscriptionId: string): OperationRecord {
-    return this.#notify(this.state.suspend(subscriptionId, this.#o.now()));
+    return this.#notify(this.state.suspend(subscriptionId, this.#o.calendar.now()));
   }
 
   reinstate(subscriptionId: string): OperationRecord {
-    return this.#offer(this.state.reinstate(subscriptionId, this.#o.now()));
+    return this.#offer(this.state.reinstate(subscriptionId, this.#o.calendar.now()));
   }
 
   renew(subscriptionId: string): OperationRecord {
-    return this.#notify(this.state.renew(subscriptionId, this.#o.now()));
+    return this.#notify(this.state.renew(subscriptionId, this.#o.calendar.now()));
   }
 
   unsubscribe(subscriptionId: string): OperationRecord {
-    return this.#notify(this.state.unsubscribe(subscriptionId, this.#o.now()));
+    return this.#notify(this.state.unsubscribe(subscriptionId, this.#o.calendar.now()));
   }
 
   setAutoRenew(subscriptionId: string, autoRenew: boolean): SubscriptionRecord {
-    return this.state.setAutoRenew(subscriptionId, autoRenew, this.#o.now());
+    return this.state.setAutoRenew(subscriptionId, autoRenew, this.#o.calendar.now());
   }
 
   /**
@@ -250,7 +252,7 @@ export class EmulatedMarketplace {
    * `InProgress` stays so until the publisher PATCHes it or refuses it with a 4xx.
    */
   sendNotification(input: NotificationInput, options: { termUnit?: string } = {}): { injected: InjectedNotification; delivery: WebhookDelivery } {
-    const injected = this.state.injectNotification(input, this.#o.now());
+    const injected = this.state.injectNotification(input, this.#o.calendar.now());
     const { operation, subscription, status } = injected;
     const block = subscription ? toSubscriptionPayload(subscription) : unknownSubscriptionPayload(operation);
     const payload = toInjectedWebhookPayload(operation, block, status, options.termUnit);
@@ -259,6 +261,24 @@ export class EmulatedMarketplace {
       'injected notification sent',
     );
     return { injected, delivery: this.webhooks.send(payload, { refusable: isRefusable(operation.action) }) };
+  }
+
+  /**
+   * Moves Microsoft's calendar on by `ms` and lets it catch up (`EmulatorState.advanceTo`): renewals
+   * and term ends send their `Renew`/`Unsubscribe` webhooks, in the order they happened; an expired
+   * pending purchase sends none.
+   */
+  advanceClock(ms: number): { now: Date; events: TimedEvent[] } {
+    const now = this.#o.calendar.advance(ms);
+    const events = this.state.advanceTo(now);
+    for (const event of events) {
+      this.#o.log.info(
+        { subscriptionId: event.subscriptionId, event: event.kind, at: event.at.toISOString(), operationId: event.operation?.id },
+        'calendar: subscription moved on',
+      );
+      if (event.operation) this.#notify(event.operation);
+    }
+    return { now, events };
   }
 
   deliveries(filter: { subscriptionId?: string; operationId?: string } = {}): WebhookDelivery[] {
@@ -279,7 +299,7 @@ export class EmulatedMarketplace {
   // Internals
 
   #beginPartnerOperation(operationId: string): void {
-    const op = this.state.beginOperation(operationId, this.#o.now());
+    const op = this.state.beginOperation(operationId, this.#o.calendar.now());
     if (op.action === 'Unsubscribe') {
       this.#o.log.info({ subscriptionId: op.subscriptionId, operationId }, 'cancellation completed');
       this.#send(op);
@@ -301,7 +321,7 @@ export class EmulatedMarketplace {
     const cancel = this.#o.timers.schedule(this.#o.timings.ackWindowMs, () => {
       this.#ackTimers.delete(op.id);
       if (op.status !== 'InProgress') return;
-      this.state.accept(op.id, this.#o.now());
+      this.state.accept(op.id, this.#o.calendar.now());
       this.#o.log.info(
         { subscriptionId: op.subscriptionId, operationId: op.id, action: op.action, status: op.status },
         'acknowledgement window elapsed: change accepted',
@@ -329,7 +349,7 @@ export class EmulatedMarketplace {
       this.#o.log.info({ operationId: d.operationId, statusCode: outcome.statusCode }, 'refusal came after the operation completed; ignored');
       return;
     }
-    this.state.reject(op.id, this.#o.now(), `the webhook answered ${outcome.statusCode}`, outcome.statusCode);
+    this.state.reject(op.id, this.#o.calendar.now(), `the webhook answered ${outcome.statusCode}`, outcome.statusCode);
     this.#clearAckTimer(op.id);
     this.#o.log.info({ subscriptionId: op.subscriptionId, operationId: op.id, action: op.action }, 'change refused by the publisher');
   }
@@ -337,7 +357,7 @@ export class EmulatedMarketplace {
   #onAbandoned(d: WebhookDelivery): void {
     const op = this.state.operationById(d.operationId);
     if (!op || !isPending(op)) return;
-    this.state.reject(op.id, this.#o.now(), 'the webhook could not be delivered');
+    this.state.reject(op.id, this.#o.calendar.now(), 'the webhook could not be delivered');
     this.#clearAckTimer(op.id);
   }
 }

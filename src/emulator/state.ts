@@ -72,6 +72,8 @@ export type SubscriptionRecord = {
   startDate?: Date;
   endDate?: Date;
   autoRenew: boolean;
+  /** When it was last suspended (the 30-day grace period runs from here); unset unless Suspended. */
+  suspendedAt?: Date;
   isTest: boolean;
   isFreeTrial: boolean;
   allowedCustomerOperations: AllowedCustomerOperation[];
@@ -174,6 +176,34 @@ export type Change = { kind: 'plan'; planId: string; quantity?: number } | { kin
 export type IdSource = { uuid(): string; purchaseToken(): string };
 
 /**
+ * Microsoft's calendar catching up (`advanceTo`): what happened to a subscription, and when.
+ *
+ * - `renewed`: the term ended with autoRenew on; the next term started (`Renew` operation, to send).
+ * - `ended`: the term ended with autoRenew off: Unsubscribed (`Unsubscribe` operation, to send).
+ * - `expired`: still PendingFulfillmentStart when the publisher's 30 days ran out: Unsubscribed, nothing to send.
+ * - `grace-ended`: Suspended for 30 days: Unsubscribed (`Unsubscribe` operation, to send).
+ */
+export type TimedEvent = {
+  kind: 'renewed' | 'ended' | 'expired' | 'grace-ended';
+  subscriptionId: string;
+  at: Date;
+  /** The operation whose webhook is to be sent (none for `expired`). */
+  operation?: OperationRecord;
+};
+
+/**
+ * docs/marketplace.md §5: newer documentation gives the publisher 30 days to activate a
+ * subscription that is still PendingFulfillmentStart. The source's sentence stops before saying
+ * what happens then; the emulator takes the presumption recorded there (cancelled, unverified):
+ * the subscription becomes Unsubscribed. §5 names no webhook for it, unlike the end of the
+ * Suspended grace period, and the publisher may never have heard of the subscription (the landing
+ * page is its only news of a purchase): none is sent, and only List subscriptions shows it.
+ */
+export const PENDING_ACTIVATION_LIMIT_DAYS = 30;
+/** docs/marketplace.md §5: Suspended for 30 days without payment → Unsubscribed, with an `Unsubscribe` webhook. */
+export const SUSPENDED_GRACE_DAYS = 30;
+
+/**
  * A change at Microsoft that no webhook announces (drift): any of these fields, applied at once to
  * Microsoft's record. Plan and seats are checked against the catalogue as a normal change is.
  */
@@ -232,6 +262,8 @@ export function isRefusable(action: AnyAction): boolean {
 export class EmulatorState {
   readonly #subscriptions = new Map<string, SubscriptionRecord>();
   readonly #operations = new Map<string, OperationRecord>();
+  /** The same operations by subscription, oldest first (thousands of subscriptions, each with a few). */
+  readonly #operationsBySubscription = new Map<string, OperationRecord[]>();
   readonly #tokens = new Map<string, PurchaseToken>();
   readonly #ids: IdSource;
   #catalogue: Catalogue;
@@ -322,7 +354,7 @@ export class EmulatorState {
     for (let i = 0; i < count; i++) {
       const { subscription } = this.purchase({ ...input, autoActivate: false }, now);
       if (status !== 'PendingFulfillmentStart') this.#startTerm(subscription, now);
-      subscription.status = status;
+      this.#setStatus(subscription, status, now);
       bought.push(subscription);
     }
     return bought;
@@ -408,7 +440,7 @@ export class EmulatorState {
 
   /** Every operation of a subscription, oldest first. */
   operations(subscriptionId: string): OperationRecord[] {
-    return [...this.#operations.values()].filter((o) => o.subscriptionId === subscriptionId);
+    return [...(this.#operationsBySubscription.get(subscriptionId) ?? [])];
   }
 
   pendingOperations(subscriptionId: string): OperationRecord[] {
@@ -545,6 +577,7 @@ export class EmulatorState {
         break;
       case 'Reinstate':
         sub.status = 'Subscribed';
+        delete sub.suspendedAt;
         break;
       default:
         break;
@@ -580,6 +613,7 @@ export class EmulatorState {
     this.#assertStatus(sub, 'Subscribed');
     this.#assertUnlocked(sub);
     sub.status = 'Suspended';
+    sub.suspendedAt = now;
     sub.lastModified = now;
     return this.#newOperation(sub, 'Suspend', 'Azure', now, 'Succeeded');
   }
@@ -629,6 +663,66 @@ export class EmulatorState {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Time: what Microsoft's calendar does (renewals, term ends, the 30-day limits)
+
+  /**
+   * Brings every subscription up to `now` (Microsoft's calendar has moved on): each term that
+   * ended is renewed or, with autoRenew off, ends the subscription; the 30-day limits of a pending
+   * purchase and of a suspension run out. A term ends at the end of its `endDate` (the next one
+   * starts the day after, docs/marketplace.md §4.1); several may pass in one call. Calendar events do
+   * not wait for the lock; a subscription that ends fails its pending operations. Events are
+   * returned in the order they happened, with their time.
+   */
+  advanceTo(now: Date): TimedEvent[] {
+    const events: TimedEvent[] = [];
+    for (const sub of this.#subscriptions.values()) {
+      for (let guard = 0; guard < 10_000; guard++) {
+        const event = this.#nextTimedEvent(sub, now);
+        if (!event) break;
+        events.push(event);
+      }
+    }
+    return events.sort((a, b) => a.at.getTime() - b.at.getTime());
+  }
+
+  #nextTimedEvent(sub: SubscriptionRecord, now: Date): TimedEvent | undefined {
+    const base = { subscriptionId: sub.id };
+    if (sub.status === 'PendingFulfillmentStart') {
+      const at = addDays(sub.created, PENDING_ACTIVATION_LIMIT_DAYS);
+      if (at.getTime() > now.getTime()) return undefined;
+      this.#end(sub, at, 'the publisher did not activate it within 30 days');
+      return { ...base, kind: 'expired', at };
+    }
+    if (sub.status === 'Suspended' && sub.suspendedAt) {
+      const at = addDays(sub.suspendedAt, SUSPENDED_GRACE_DAYS);
+      if (at.getTime() > now.getTime()) return undefined;
+      this.#end(sub, at, 'the 30-day grace period of the suspension ended');
+      return { ...base, kind: 'grace-ended', at, operation: this.#newOperation(sub, 'Unsubscribe', 'Azure', at, 'Succeeded') };
+    }
+    if (sub.status !== 'Subscribed' || !sub.endDate) return undefined;
+    const at = addDays(sub.endDate, 1);
+    if (at.getTime() > now.getTime()) return undefined;
+    if (!sub.autoRenew) {
+      this.#end(sub, at, 'the term ended with autoRenew off');
+      return { ...base, kind: 'ended', at, operation: this.#newOperation(sub, 'Unsubscribe', 'Azure', at, 'Succeeded') };
+    }
+    const term = termFrom(at, sub.termUnit);
+    sub.startDate = term.startDate;
+    sub.endDate = term.endDate;
+    sub.isFreeTrial = false;
+    sub.lastModified = at;
+    return { ...base, kind: 'renewed', at, operation: this.#newOperation(sub, 'Renew', 'Azure', at, 'Succeeded') };
+  }
+
+  /** Unsubscribed by the calendar; what was still pending can no longer happen. */
+  #end(sub: SubscriptionRecord, at: Date, why: string): void {
+    for (const op of this.operations(sub.id).filter(isPending)) this.reject(op.id, at, `the subscription ended: ${why}`);
+    sub.status = 'Unsubscribed';
+    delete sub.suspendedAt;
+    sub.lastModified = at;
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Drift: Microsoft's record changes and nobody is told
 
   /**
@@ -657,7 +751,7 @@ export class EmulatorState {
       sub.startDate = term.startDate;
       sub.endDate = term.endDate;
     }
-    if (change.status !== undefined) sub.status = change.status;
+    if (change.status !== undefined) this.#setStatus(sub, change.status, now);
     if (change.autoRenew !== undefined) sub.autoRenew = change.autoRenew;
     sub.lastModified = now;
     return sub;
@@ -697,7 +791,7 @@ export class EmulatorState {
       injected: true,
     };
     if (quantity !== undefined) op.quantity = quantity;
-    if (record !== 'none') this.#operations.set(op.id, op);
+    if (record !== 'none') this.#record(op);
     const injected: InjectedNotification = { operation: op, recorded: record !== 'none', status };
     if (sub) injected.subscription = sub;
     return injected;
@@ -902,14 +996,28 @@ export class EmulatorState {
       source,
     };
     if (target.quantity !== undefined) op.quantity = target.quantity;
-    this.#operations.set(op.id, op);
+    this.#record(op);
     return op;
+  }
+
+  #record(op: OperationRecord): void {
+    this.#operations.set(op.id, op);
+    const list = this.#operationsBySubscription.get(op.subscriptionId);
+    if (list) list.push(op);
+    else this.#operationsBySubscription.set(op.subscriptionId, [op]);
   }
 
   #mustOperation(operationId: string): OperationRecord {
     const op = this.#operations.get(operationId);
     if (!op) throw new EmulatorError('not-found', 'OperationNotFound', `operation ${operationId} not found`);
     return op;
+  }
+
+  /** A status set from outside the normal transitions; a newly Suspended subscription starts its grace period. */
+  #setStatus(sub: SubscriptionRecord, status: EmulatedStatus, now: Date): void {
+    if (status === 'Suspended' && sub.status !== 'Suspended') sub.suspendedAt = now;
+    if (status !== 'Suspended') delete sub.suspendedAt;
+    sub.status = status;
   }
 
   #startTerm(sub: SubscriptionRecord, now: Date): void {

@@ -3,7 +3,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { DEFAULT_CATALOGUE, parseCatalogue, CatalogueError } from '../../src/emulator/catalogue.js';
 import type { Catalogue } from '../../src/emulator/catalogue.js';
-import { addMonths, termFrom } from '../../src/emulator/clock.js';
+import { CalendarClock, addMonths, termFrom } from '../../src/emulator/clock.js';
 import { EmulatorError } from '../../src/emulator/errors.js';
 import { EmulatorState, urlUnsafeToken } from '../../src/emulator/state.js';
 import type { StateOptions } from '../../src/emulator/state.js';
@@ -407,4 +407,84 @@ t.test('injected notifications: a record in the status asked for, or none; the s
   t.match(unknown, { recorded: true, subscription: undefined, operation: { subscriptionId: ghost, offerId: 'ledger-saas', planId: 'basic' } });
   rejects(t, () => state.subscription(ghost), 'not-found', 'SubscriptionNotFound');
   rejects(t, () => state.operation(ghost, unknown.operation.id), 'not-found', 'SubscriptionNotFound');
+});
+
+t.test('the calendar: renewals at term end, one per term passed, in order', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const sub = state.subscription(id);
+  sub.isFreeTrial = true;
+  t.same(sub.endDate, new Date('2025-02-27T00:00:00Z'));
+  t.same(state.advanceTo(new Date('2025-02-27T23:59:59Z')), [], 'the last day of the term is still in it');
+  const [renewed, ...none] = state.advanceTo(new Date('2025-02-28T00:00:00Z'));
+  t.same(none, []);
+  t.match(renewed, { kind: 'renewed', subscriptionId: id, at: new Date('2025-02-28T00:00:00Z'), operation: { action: 'Renew', status: 'Succeeded', source: 'Azure' } });
+  t.same(renewed?.operation?.timeStamp, new Date('2025-02-28T00:00:00Z'), 'dated when it happened');
+  t.match(sub, { startDate: new Date('2025-02-28T00:00:00Z'), endDate: new Date('2025-03-27T00:00:00Z'), isFreeTrial: false, status: 'Subscribed' });
+
+  const yearly = active(state, 'premium', 5);
+  const events = state.advanceTo(new Date('2025-06-01T00:00:00Z'));
+  t.same(
+    events.map((e) => [e.kind, e.subscriptionId, e.at.toISOString().slice(0, 10)]),
+    [
+      ['renewed', id, '2025-03-28'],
+      ['renewed', id, '2025-04-28'],
+      ['renewed', id, '2025-05-28'],
+    ],
+    'every term that passed, oldest first; the yearly plan is not due',
+  );
+  t.same(state.subscription(yearly).endDate, new Date('2026-01-30T00:00:00Z'));
+  t.same(state.advanceTo(new Date('2025-06-01T00:00:00Z')), [], 'nothing twice');
+});
+
+t.test('the calendar: autoRenew off ends the subscription at term end; pending operations fail', async (t) => {
+  const state = newState();
+  const id = active(state);
+  state.setAutoRenew(id, false, T0);
+  const change = state.customerChange(id, { quantity: 9 }, T0);
+  const [ended] = state.advanceTo(new Date('2025-03-15T00:00:00Z'));
+  t.match(ended, { kind: 'ended', at: new Date('2025-02-28T00:00:00Z'), operation: { action: 'Unsubscribe', status: 'Succeeded' } });
+  t.equal(state.subscription(id).status, 'Unsubscribed');
+  t.match(change, { status: 'Failed', errorMessage: /ended/ }, 'a change still pending can no longer happen');
+  t.same(state.advanceTo(new Date('2026-01-01T00:00:00Z')), [], 'Unsubscribed is final');
+});
+
+t.test('the calendar: a purchase never activated expires after 30 days, with no operation', async (t) => {
+  const state = newState();
+  const pending = state.purchase({ planId: 'basic' }, T0).subscription;
+  const activated = state.purchase({ planId: 'basic' }, T0).subscription;
+  t.same(state.advanceTo(later(29 * 86_400_000)), []);
+  state.activate(activated.id, {}, later(29 * 86_400_000));
+  const events = state.advanceTo(later(30 * 86_400_000));
+  t.same(events, [{ kind: 'expired', subscriptionId: pending.id, at: later(30 * 86_400_000) }], 'no operation: no webhook to send');
+  t.equal(pending.status, 'Unsubscribed');
+  t.same(state.operations(pending.id), []);
+  t.equal(activated.status, 'Subscribed', 'activated in time');
+});
+
+t.test('the calendar: 30 days Suspended ends the subscription; a reinstatement stops the count', async (t) => {
+  const state = newState();
+  const kept = active(state, 'premium', 5);
+  const lost = active(state, 'premium', 5);
+  state.suspend(kept, T0);
+  state.suspend(lost, later(86_400_000));
+  state.acknowledge(kept, state.reinstate(kept, later(10 * 86_400_000)).id, 'Success', later(10 * 86_400_000));
+  t.equal(state.subscription(kept).suspendedAt, undefined);
+  t.same(state.advanceTo(later(30 * 86_400_000)), [], 'the grace period runs from the suspension');
+  const [ended] = state.advanceTo(later(31 * 86_400_000));
+  t.match(ended, { kind: 'grace-ended', subscriptionId: lost, at: later(31 * 86_400_000), operation: { action: 'Unsubscribe' } });
+  t.equal(state.subscription(kept).status, 'Subscribed');
+
+  const silent = active(state, 'premium', 5);
+  state.silentChange(silent, { status: 'Suspended' }, later(31 * 86_400_000));
+  t.match(state.advanceTo(later(61 * 86_400_000)), [{ kind: 'grace-ended', subscriptionId: silent }], 'a silent suspension has its grace period too');
+});
+
+t.test('CalendarClock: a base clock moved forward, never back', async (t) => {
+  const clock = new CalendarClock(() => T0);
+  t.same(clock.now(), T0);
+  t.same(clock.advance(86_400_000), later(86_400_000));
+  t.equal(clock.offsetMs, 86_400_000);
+  t.throws(() => clock.advance(-1), RangeError);
+  t.throws(() => clock.advance(Number.NaN), RangeError);
 });

@@ -379,7 +379,12 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
     return {
       subscription: toSubscriptionPayload(sub),
       locked: marketplace.state.isLocked(id),
-      operations: marketplace.state.operations(id).map((op) => ({ ...toOperationPayload(op), operationRequestSource: op.source })),
+      operations: marketplace.state.operations(id).map((op) => ({
+        ...toOperationPayload(op),
+        operationRequestSource: op.source,
+        ...(op.revertOf !== undefined ? { revertOf: op.revertOf } : {}),
+        ...(op.injected ? { injected: true } : {}),
+      })),
       deliveries: marketplace.deliveries({ subscriptionId: id }),
     };
   });

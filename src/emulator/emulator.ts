@@ -26,7 +26,7 @@ import type { FaultConfig } from './faults.js';
 import { API_VERSION, fulfillmentRoutes, sendMicrosoftError } from './fulfillment.routes.js';
 import { identityRoutes } from './identity.routes.js';
 import { DEFAULT_TIMINGS, EmulatedMarketplace } from './marketplace.js';
-import type { MarketplaceTimings } from './marketplace.js';
+import type { MarketplaceTimings, RevertNotifications } from './marketplace.js';
 import { TokenSigner } from './signing.js';
 import type { CryptoKeyPair, SignerOptions, TokenVersion } from './signing.js';
 import { EmulatorState } from './state.js';
@@ -72,6 +72,8 @@ export type EmulatorOptions = {
   /** Per-attempt webhook timeout (default 10 s). */
   webhookTimeoutMs?: number;
   redelivery?: Partial<RedeliveryPolicy>;
+  /** Revert notifications after a refused change: after PATCH Failure (default), after any refusal, or never. */
+  revertNotifications?: RevertNotifications;
   faults?: FaultConfig;
   /** Require `authorization: Bearer …` on Fulfillment calls (default true; any token value is accepted). */
   requireAuth?: boolean;
@@ -162,7 +164,15 @@ function lastResortError(err: FastifyError, req: FastifyRequest, reply: FastifyR
 /** What GET /emulator answers: the configuration, the URLs as they are now, the timings. */
 function infoOf(
   emulator: Emulator,
-  fixed: { publisherId?: string; publisherTenantId: string; publisherAppId: string; requireAuth: boolean; pageSize?: number; purchaseTokenTtlMs?: number },
+  fixed: {
+    publisherId?: string;
+    publisherTenantId: string;
+    publisherAppId: string;
+    requireAuth: boolean;
+    pageSize?: number;
+    purchaseTokenTtlMs?: number;
+    revertNotifications: RevertNotifications;
+  },
 ): Record<string, unknown> {
   const { signer } = emulator;
   return {
@@ -181,8 +191,21 @@ function infoOf(
     requireAuth: fixed.requireAuth,
     pageSize: fixed.pageSize,
     purchaseTokenTtlMs: fixed.purchaseTokenTtlMs,
+    revertNotifications: fixed.revertNotifications,
     timings: emulator.timings,
   };
+}
+
+/** Microsoft's state, with Microsoft's defaults: 100 subscriptions a page, purchase tokens valid 24 h. */
+function stateOf(options: EmulatorOptions, catalogue: Catalogue): EmulatorState {
+  const stateOptions: ConstructorParameters<typeof EmulatorState>[0] = {
+    catalogue,
+    publisherId: options.publisherId ?? 'contoso',
+    pageSize: options.pageSize ?? 100,
+    purchaseTokenTtlMs: options.purchaseTokenTtlMs ?? 24 * 60 * 60 * 1000,
+  };
+  if (options.ids) stateOptions.ids = options.ids;
+  return new EmulatorState(stateOptions);
 }
 
 async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise<{ emulator: Emulator; setUrl: (u: string) => void }> {
@@ -200,14 +223,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   const timers = new Timers();
   const faults = new FaultInjector(options.faults ?? {}, options.random);
   const signer = await createSigner(options, { tenantId: publisherTenantId, appId: publisherAppId, now, baseUrl: () => url });
-  const stateOptions: ConstructorParameters<typeof EmulatorState>[0] = {
-    catalogue,
-    publisherId: options.publisherId ?? 'contoso',
-    pageSize: options.pageSize ?? 100,
-    purchaseTokenTtlMs: options.purchaseTokenTtlMs ?? 24 * 60 * 60 * 1000,
-  };
-  if (options.ids) stateOptions.ids = options.ids;
-  const state = new EmulatorState(stateOptions);
+  const state = stateOf(options, catalogue);
   const marketplace = new EmulatedMarketplace({
     state,
     signer,
@@ -218,6 +234,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
     timings,
     webhookUrl: () => webhookUrl,
     landingPageUrl: () => landingPageUrl ?? `${url}/emulator/landing`,
+    revertNotifications: options.revertNotifications ?? 'failure',
   });
 
   const app = Fastify({
@@ -273,7 +290,15 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   };
 
   const info = (): Record<string, unknown> =>
-    infoOf(emulator, { ...stateOptions, publisherTenantId, publisherAppId, requireAuth: options.requireAuth ?? true });
+    infoOf(emulator, {
+      publisherId: state.options.publisherId,
+      pageSize: state.options.pageSize,
+      purchaseTokenTtlMs: state.options.purchaseTokenTtlMs,
+      publisherTenantId,
+      publisherAppId,
+      requireAuth: options.requireAuth ?? true,
+      revertNotifications: options.revertNotifications ?? 'failure',
+    });
 
   app.setNotFoundHandler(notFound);
   app.setErrorHandler(lastResortError);

@@ -11,6 +11,8 @@
  *   ChangeQuantity or Reinstate webhook is queued: PATCH operation `Success` completes it, `Failure`
  *   or a 4xx webhook answer refuses it (ChangePlan/ChangeQuantity only), silence accepts it.
  * - Notifications (Subscribe, Suspend, Renew, Unsubscribe) are `Succeeded` before they are sent.
+ * - A refused ChangePlan/ChangeQuantity is followed by a revert notification (docs/marketplace.md
+ *   §14.9): by default after a PATCH Failure (`revertNotifications`).
  */
 import type { Logger } from 'pino';
 import type { SaaSOperation, UpdateOperationStatus } from '../marketplace/schemas.js';
@@ -58,6 +60,12 @@ export const DEFAULT_TIMINGS: MarketplaceTimings = {
   redelivery: { initialDelayMs: 1_000, factor: 2, maxDelayMs: 60_000, maxAttempts: 500 },
 };
 
+/**
+ * When Microsoft sends a revert notification after a refused change: after a PATCH `Failure`
+ * (default), after any refusal (also a 4xx answer to the webhook), or never.
+ */
+export type RevertNotifications = 'failure' | 'all' | 'none';
+
 export type MarketplaceOptions = {
   state: EmulatorState;
   signer: TokenSigner;
@@ -69,6 +77,8 @@ export type MarketplaceOptions = {
   timings: MarketplaceTimings;
   webhookUrl: () => string | undefined;
   landingPageUrl: () => string;
+  /** Default `failure`. */
+  revertNotifications?: RevertNotifications;
 };
 
 export type PurchaseResult = {
@@ -159,6 +169,7 @@ export class EmulatedMarketplace {
     if (before === 'InProgress' && op.status !== 'InProgress') {
       this.#clearAckTimer(op.id);
       this.#o.log.info({ subscriptionId, operationId, status: op.status }, 'operation acknowledged by the publisher');
+      if (op.status === 'Failed') this.#revert(op, 'failure');
     }
     return op;
   }
@@ -337,6 +348,19 @@ export class EmulatedMarketplace {
     return this.webhooks.send(payload, { refusable: isRefusable(op.action) });
   }
 
+  /** The revert notification of a refused change, when `revertNotifications` asks for one after this kind of refusal. */
+  #revert(refused: OperationRecord, how: 'failure' | 'answer'): void {
+    const when = this.#o.revertNotifications ?? 'failure';
+    if (when === 'none' || (when === 'failure' && how !== 'failure')) return;
+    if (refused.injected || !isRefusable(refused.action)) return;
+    const op = this.state.revertOperation(refused.id, this.#o.calendar.now());
+    this.#o.log.info(
+      { subscriptionId: op.subscriptionId, operationId: op.id, revertOf: refused.id, action: op.action, planId: op.planId, quantity: op.quantity },
+      'change refused: revert notification sent',
+    );
+    this.#notify(op);
+  }
+
   #clearAckTimer(operationId: string): void {
     this.#ackTimers.get(operationId)?.();
     this.#ackTimers.delete(operationId);
@@ -352,6 +376,7 @@ export class EmulatedMarketplace {
     this.state.reject(op.id, this.#o.calendar.now(), `the webhook answered ${outcome.statusCode}`, outcome.statusCode);
     this.#clearAckTimer(op.id);
     this.#o.log.info({ subscriptionId: op.subscriptionId, operationId: op.id, action: op.action }, 'change refused by the publisher');
+    this.#revert(op, 'answer');
   }
 
   #onAbandoned(d: WebhookDelivery): void {

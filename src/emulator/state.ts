@@ -106,6 +106,8 @@ export type OperationRecord = {
    * changes the subscription, which Microsoft may not even know.
    */
   injected?: true;
+  /** A revert notification: the id of the refused change it undoes (`revertOf`). */
+  revertOf?: string;
 };
 
 /** What Microsoft has on record for an injected notification: no operation at all, or one in this status. */
@@ -586,6 +588,24 @@ export class EmulatorState {
     return op;
   }
 
+  /**
+   * The revert notification after a refused ChangePlan/ChangeQuantity (docs/marketplace.md §14.9):
+   * a change of the same kind whose plan and seats are the subscription's current ones, which the
+   * refusal kept. Microsoft's status for it is not documented; the emulator makes it `Succeeded`
+   * from `Azure`, a settled notification with nothing left to acknowledge (a PATCH Success on it is
+   * a harmless repeat).
+   */
+  revertOperation(refusedId: string, now: Date): OperationRecord {
+    const refused = this.#mustOperation(refusedId);
+    if (refused.status !== 'Failed' || !isRefusable(refused.action) || refused.injected) {
+      throw new EmulatorError('wrong-state', 'NothingToRevert', `operation ${refused.id} is not a refused plan or seat change`);
+    }
+    const sub = this.subscription(refused.subscriptionId);
+    const op = this.#newOperation(sub, refused.action, 'Azure', now, 'Succeeded');
+    op.revertOf = refused.id;
+    return op;
+  }
+
   /** Refuses a pending operation (PATCH Failure, a 4xx webhook answer, or delivery given up). */
   reject(operationId: string, now: Date, message: string, errorStatusCode?: number): OperationRecord {
     const op = this.#mustOperation(operationId);
@@ -977,7 +997,7 @@ export class EmulatorState {
 
   #newOperation(
     sub: SubscriptionRecord,
-    action: EmulatedAction,
+    action: AnyAction,
     source: OperationRequestSource,
     now: Date,
     status: OperationStatus,

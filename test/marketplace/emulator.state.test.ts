@@ -488,3 +488,21 @@ t.test('CalendarClock: a base clock moved forward, never back', async (t) => {
   t.throws(() => clock.advance(-1), RangeError);
   t.throws(() => clock.advance(Number.NaN), RangeError);
 });
+
+t.test('revertOperation: after a refused change, the same action back to what was kept', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const refused = state.customerChange(id, { planId: 'premium' }, T0);
+  rejects(t, () => state.revertOperation(refused.id, T0), 'wrong-state', 'NothingToRevert');
+  state.acknowledge(id, refused.id, 'Failure', T0);
+  const revert = state.revertOperation(refused.id, later(5));
+  t.match(revert, { action: 'ChangePlan', planId: 'standard', quantity: 5, status: 'Succeeded', source: 'Azure', revertOf: refused.id });
+  t.notOk(state.isLocked(id));
+  t.same(state.acknowledge(id, revert.id, 'Success', T0), revert, 'a Success on it is a harmless repeat');
+
+  state.acknowledge(id, state.reinstate(state.suspend(id, T0).subscriptionId, T0).id, 'Success', T0);
+  const suspend = state.suspend(id, T0);
+  rejects(t, () => state.revertOperation(suspend.id, T0), 'wrong-state', 'NothingToRevert');
+  const injected = state.injectNotification({ subscriptionId: id, action: 'ChangePlan', record: 'Failed' }, T0);
+  rejects(t, () => state.revertOperation(injected.operation.id, T0), 'wrong-state', 'NothingToRevert');
+});

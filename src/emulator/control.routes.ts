@@ -8,7 +8,7 @@
  *   POST   /emulator/purchases                            buy: → subscription, token, landing-page URL
  *                                                         ({ silent: true }: no webhook goes out)
  *   POST   /emulator/purchases/bulk                       { count, planId, status?, … } → { count, subscriptionIds }, no webhooks
- *   GET    /emulator/subscriptions/:id                    subscription + all its operations + deliveries
+ *   GET    /emulator/subscriptions/:id                    subscription + all its operations (revertOf, injected) + deliveries
  *   POST   /emulator/subscriptions/:id/landing-token      a fresh token ("Manage account")
  *   POST   /emulator/subscriptions/:id/change-plan        { planId }   → ChangePlan webhook, ack window
  *   POST   /emulator/subscriptions/:id/change-quantity    { quantity } → ChangeQuantity webhook, ack window
@@ -25,7 +25,8 @@
  *                                                           term ends with autoRenew off and 30-day suspensions (Unsubscribe),
  *                                                           pending purchases past 30 days (Unsubscribed, no webhook)
  *   GET    /emulator/deliveries[?subscriptionId=&operationId=]
- *   GET | PUT | DELETE /emulator/faults
+ *   GET | PUT | DELETE /emulator/faults                 webhook { duplicate, reorder, delayMs, token, drop }, api { throttle,
+ *                                                           serverError, delay, failActivation } (faults.ts)
  *   PUT    /emulator/settings                             { webhookUrl?, landingPageUrl?, pageSize? }
  *   GET    /emulator/landing?token=…                      stand-in landing page when none is configured
  */

@@ -17,7 +17,7 @@ export type ProcessesOptions = {
   marketplace: FulfillmentClient;
   provisioner: Provisioner;
   logger: Logger;
-  activation?: Pick<ActivationOptions, 'maxAttempts' | 'backoffMs' | 'confirmTimeoutMs'>;
+  activation?: Pick<ActivationOptions, 'backoffMs' | 'maxBackoffMs' | 'deadlineMs' | 'confirmTimeoutMs'>;
   runner?: RunnerOptions;
 };
 

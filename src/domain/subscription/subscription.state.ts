@@ -79,6 +79,19 @@ function settled(state: Known, requestId: string | undefined, operationId: strin
   };
 }
 
+/** After a failed attempt: counted, its reason kept, and when the next is due (unless it was final). */
+function failedAttempt(activation: Activation, failed: { reason: string; final: boolean; retryAt?: string }): Activation {
+  const retryAt = failed.final ? undefined : failed.retryAt;
+  return {
+    ...noNextAttempt(activation),
+    failures: activation.failures + 1,
+    attempts: activation.attempts + 1,
+    lastError: failed.reason,
+    ...(retryAt !== undefined ? { nextAttemptAt: retryAt } : {}),
+    gaveUp: failed.final,
+  };
+}
+
 /** The activation without a next attempt: none is due once it is activated, cancelled, requested afresh or failed again. */
 function noNextAttempt(activation: Activation): Activation {
   const { nextAttemptAt: _next, ...rest } = activation;
@@ -120,20 +133,8 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
           gaveUp: false,
         },
       };
-    case 'ActivationFailed': {
-      const retryAt = event.data.final ? undefined : event.data.retryAt;
-      return {
-        ...state,
-        activation: {
-          ...noNextAttempt(state.activation),
-          failures: state.activation.failures + 1,
-          attempts: state.activation.attempts + 1,
-          lastError: event.data.reason,
-          ...(retryAt !== undefined ? { nextAttemptAt: retryAt } : {}),
-          gaveUp: event.data.final,
-        },
-      };
-    }
+    case 'ActivationFailed':
+      return { ...state, activation: failedAttempt(state.activation, event.data) };
     case 'Activated':
       return {
         ...state,

@@ -62,6 +62,12 @@ export const EnvSchema = Type.Object({
   // Front doors.
   OPERATOR_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   LANDING_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  LANDING_MICROSOFT_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 5000,
+    description: 'How long the landing page waits for Microsoft (Resolve, Get subscription) before it shows a page that retries by itself',
+  }),
   PRODUCT_NAME: Type.String({ minLength: 1, default: 'Fulfillment Ledger sandbox' }),
   PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
   // The built-in marketplace emulator (used when no Microsoft credentials are configured).
@@ -140,6 +146,8 @@ export type LandingConfig = {
   secret?: string;
   /** PRODUCT_NAME */
   productName: string;
+  /** LANDING_MICROSOFT_TIMEOUT_MS */
+  microsoftTimeoutMs: number;
 };
 
 export type EmulatorConfig = {
@@ -222,7 +230,11 @@ export function loadConfig(environment: Environment = process.env): Config {
       ...(env.POLICY_MAX_SEATS !== undefined ? { maxSeats: env.POLICY_MAX_SEATS } : {}),
     },
     operator: { ...(env.OPERATOR_TOKEN ? { token: env.OPERATOR_TOKEN } : {}) },
-    landing: { productName: env.PRODUCT_NAME, ...(env.LANDING_SECRET ? { secret: env.LANDING_SECRET } : {}) },
+    landing: {
+      productName: env.PRODUCT_NAME,
+      microsoftTimeoutMs: env.LANDING_MICROSOFT_TIMEOUT_MS,
+      ...(env.LANDING_SECRET ? { secret: env.LANDING_SECRET } : {}),
+    },
     emulator: { port: env.EMULATOR_PORT },
     runner: {
       ...(env.PROCESS_RUNNER ? { mode: env.PROCESS_RUNNER } : {}),

@@ -139,6 +139,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       ledger,
       marketplace,
       productName: config.landing.productName,
+      microsoftTimeoutMs: config.landing.microsoftTimeoutMs,
       ...(config.landing.secret ? { landingSecret: config.landing.secret } : {}),
     },
     api: {

@@ -16,7 +16,7 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
   t.same(c.webhook, {});
   t.same(c.policy, { retiredPlans: [] });
   t.same(c.operator, {});
-  t.same(c.landing, { productName: 'Fulfillment Ledger sandbox' });
+  t.same(c.landing, { productName: 'Fulfillment Ledger sandbox', microsoftTimeoutMs: 5000 });
   t.same(c.emulator, { port: 3978 });
   t.same(c.runner, { lease: { takeoverAfterMs: 5000, heartbeatMs: 30000, pollMs: 1000 } });
   t.equal(c.integration, undefined, 'no PROVISIONING_WEBHOOK_URL: no integration');
@@ -47,6 +47,7 @@ t.test('every section from its variables', async (t) => {
     OPERATOR_TOKEN: 'operator-token-0123456789',
     LANDING_SECRET: 'l'.repeat(32),
     PRODUCT_NAME: 'Contoso',
+    LANDING_MICROSOFT_TIMEOUT_MS: '2500',
     EMULATOR_PORT: '0',
     PROCESS_RUNNER: 'catch-up',
     PROCESS_LEASE_TAKEOVER_MS: '200',
@@ -63,7 +64,7 @@ t.test('every section from its variables', async (t) => {
   t.same(c.webhook, { tenantId: 'webhook-tenant', audience: 'webhook-app', metadataUrl: 'https://login.example/meta', allowedCallers: ['a', 'b', 'c'] });
   t.same(c.policy, { retiredPlans: ['old', 'older'], maxSeats: 50 });
   t.same(c.operator, { token: 'operator-token-0123456789' });
-  t.same(c.landing, { secret: 'l'.repeat(32), productName: 'Contoso' });
+  t.same(c.landing, { secret: 'l'.repeat(32), productName: 'Contoso', microsoftTimeoutMs: 2500 });
   t.same(c.emulator, { port: 0 });
   t.same(c.runner, { mode: 'catch-up', lease: { takeoverAfterMs: 200, heartbeatMs: 300, pollMs: 20 } });
   t.same(c.integration, { url: 'https://isv.example/ledger', secrets: [secret], timeoutMs: 2000, maxAttempts: 3, insecure: false });

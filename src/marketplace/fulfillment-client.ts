@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import {
   MarketplaceBadRequestError,
   MarketplaceConflictError,
+  MarketplaceError,
   MarketplaceForbiddenError,
   MarketplaceNotFoundError,
   MarketplaceUnavailableError,
@@ -495,17 +496,53 @@ export class FulfillmentClient {
     }
   }
 
-  /** One logical call: attempts, backoff, status mapping, logging. */
+  /**
+   * One logical call within its time budget (`budgetMs`), if it has one: the budget aborts whatever is under way
+   * (the token, a request, a pause before a retry), no retry starts that could not end inside it, and running out
+   * of it is a MarketplaceUnavailableError like any other "Microsoft is not answering".
+   */
   private async send(call: Call): Promise<Outcome> {
     const correlationId = this.correlationIdFor(call.options);
-    const signal = call.options?.signal;
-    const started = Date.now();
-    const { maxAttempts, maxElapsedMs, baseDelayMs, maxDelayMs } = this.retry;
+    const budgetMs = call.options?.budgetMs;
+    const caller = call.options?.signal;
+    const progress = { requestId: '', attempts: 0 };
     if (!call.url.searchParams.has('api-version')) call.url.searchParams.set('api-version', API_VERSION);
+    if (budgetMs === undefined) return this.sendAttempts(call, correlationId, caller, this.retry.maxElapsedMs, progress);
+    const budget = AbortSignal.timeout(budgetMs);
+    try {
+      return await this.sendAttempts(call, correlationId, caller ? AbortSignal.any([caller, budget]) : budget, Math.min(this.retry.maxElapsedMs, budgetMs), progress);
+    } catch (err) {
+      if (!budget.aborted || caller?.aborted || err instanceof MarketplaceError) throw err;
+      const error = new MarketplaceUnavailableError({
+        call: call.name,
+        method: call.method,
+        url: call.url.href,
+        requestId: progress.requestId,
+        correlationId,
+        attempts: progress.attempts,
+        reason: `no answer within the call's time budget of ${budgetMs} ms`,
+        cause: err,
+      });
+      this.log.warn(error.toLog(), 'marketplace call gave up: out of time');
+      throw error;
+    }
+  }
+
+  /** The attempts of one logical call: backoff, status mapping, logging. */
+  private async sendAttempts(
+    call: Call,
+    correlationId: string,
+    signal: AbortSignal | undefined,
+    maxElapsedMs: number,
+    progress: { requestId: string; attempts: number },
+  ): Promise<Outcome> {
+    const started = Date.now();
+    const { maxAttempts, baseDelayMs, maxDelayMs } = this.retry;
 
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
       const requestId = randomUUID();
+      Object.assign(progress, { requestId, attempts: attempt });
       const base = { call: call.name, method: call.method, url: call.url.href, requestId, correlationId, attempt };
       const attemptStarted = Date.now();
       let retryReason: string;
@@ -631,7 +668,7 @@ export class FulfillmentClient {
       body = JSON.stringify(call.body);
     }
     // Token errors (MarketplaceAuthError) are not network failures: they propagate as they are.
-    const token = await this.tokenProvider.getToken();
+    const token = await untilAborted(this.tokenProvider.getToken(), signal);
     if (token) headers.authorization = `Bearer ${token}`;
 
     const timeout = AbortSignal.timeout(this.requestTimeoutMs);
@@ -698,6 +735,26 @@ function parseJson(call: Call, text: string, base: MarketplaceErrorDetails, stat
     if (call.method !== 'GET' && call.name !== 'resolve') return undefined;
     throw new MarketplaceUnexpectedResponseError({ ...base, status, body: text, reason: 'the body is not JSON', cause: err });
   }
+}
+
+/** `promise`, or the signal's reason as soon as it aborts (the promise itself goes on, unobserved). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** `Retry-After` as seconds or an HTTP date → milliseconds (undefined if absent or unreadable). */

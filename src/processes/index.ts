@@ -18,7 +18,7 @@ export type ProcessesOptions = {
   marketplace: FulfillmentClient;
   provisioner: Provisioner;
   logger: Logger;
-  activation?: Pick<ActivationOptions, 'maxAttempts' | 'backoffMs' | 'confirmTimeoutMs'>;
+  activation?: Pick<ActivationOptions, 'backoffMs' | 'maxBackoffMs' | 'deadlineMs' | 'confirmTimeoutMs'>;
   runner?: RunnerOptions;
 };
 

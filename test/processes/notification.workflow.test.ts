@@ -47,7 +47,7 @@ const known = (status: 'Subscribed' | 'Suspended' = 'Subscribed'): KnownSubscrip
   purchasedAt: NOW,
   appliedOperations: [],
   settledRequests: [],
-  activation: { failures: 0, gaveUp: false },
+  activation: { failures: 0, attempts: 0, gaveUp: false },
   autoActivated: false,
 });
 

@@ -22,6 +22,10 @@ import type { Logger } from './logger.js';
 import { createFulfillmentClient, DEFAULT_MARKETPLACE_API_URL } from './marketplace/fulfillment-client.js';
 import type { FulfillmentClient } from './marketplace/fulfillment-client.js';
 import { createTokenProvider } from './marketplace/token-provider.js';
+import { CredentialHealth } from './marketplace/credential-health.js';
+import { liveDeadlines, startDeadlineWarner } from './processes/deadlines.process.js';
+import type { DeadlineWarner } from './processes/deadlines.process.js';
+import type { DeadlineRoutesOptions } from './http/deadlines.routes.js';
 import type { Emulator, EmulatorOptions } from './emulator/emulator.js';
 import { startProcesses } from './processes/index.js';
 import type { ProcessesOptions, RunningProcesses } from './processes/index.js';
@@ -57,14 +61,17 @@ export type Runtime = {
 };
 
 /** The Fulfillment API client: the emulator's in a sandbox, else Microsoft's (or MARKETPLACE_API_URL's) with the configured credentials. */
-function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger): FulfillmentClient {
+function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger): { client: FulfillmentClient; health: CredentialHealth } {
   const { sandbox, apiUrl, ...credentials } = config;
-  const tokenProvider = createTokenProvider({ ...credentials, ...(!credentials.staticToken && sandbox ? { staticToken: 'sandbox' } : {}) }, { logger });
-  return createFulfillmentClient({
+  const health = new CredentialHealth(); // what the client and the token provider see of the credential (GET /api/deadlines)
+  const tokenProvider = createTokenProvider({ ...credentials, ...(!credentials.staticToken && sandbox ? { staticToken: 'sandbox' } : {}) }, { logger, health });
+  const client = createFulfillmentClient({
     baseUrl: emulator?.apiBaseUrl ?? apiUrl ?? DEFAULT_MARKETPLACE_API_URL,
     tokenProvider,
     logger: logger.child({ component: 'marketplace' }),
+    credentialHealth: health,
   });
+  return { client, health };
 }
 
 /** Who may call the webhook: the WEBHOOK_* settings, else the emulator's identity (sandbox), else the MARKETPLACE_* one. */
@@ -84,6 +91,19 @@ function webhookAuthenticator(config: Config, emulator: Emulator | undefined): W
   });
 }
 
+/**
+ * GET /api/deadlines and the warner read the same deadlines: the read models and the credential's health.
+ * The warner starts at once; its checks are skipped until the projections are live.
+ */
+function deadlinesOf(config: Config, health: CredentialHealth, projections: () => RunningProjections | undefined, logger: Logger): { routes: DeadlineRoutesOptions; warner: DeadlineWarner } {
+  const credential = () => health.snapshot();
+  const read = liveDeadlines(projections, credential, config.deadlines);
+  return {
+    routes: { readModels: projections, credential, settings: config.deadlines },
+    warner: startDeadlineWarner({ read, logger, intervalMs: config.deadlines.checkIntervalMs }),
+  };
+}
+
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const sandbox = config.marketplace.sandbox;
   let emulator: Emulator | undefined;
@@ -95,13 +115,14 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const operatorToken = config.operator.token ?? (sandbox ? randomBytes(24).toString('base64url') : undefined);
   if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
 
-  const marketplace = marketplaceClient(config.marketplace, emulator, logger);
+  const { client: marketplace, health: credentialHealth } = marketplaceClient(config.marketplace, emulator, logger);
   const authenticator = webhookAuthenticator(config, emulator);
 
   let store: EventStore | undefined;
   let processes: RunningProcesses | undefined;
   let integration: RunningIntegrationEvents | undefined;
   let projections: RunningProjections | undefined;
+  const deadlines = deadlinesOf(config, credentialHealth, () => projections, logger);
   const storeRef = () => store;
   const ledger = new SubscriptionLedger(storeRef);
   const publisherChanges = new PublisherChanges({ ledger, client: marketplace, logger });
@@ -127,6 +148,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       subscriptions: { ledger, publisherChanges },
       integration: { integration: () => integration?.admin },
       readModels: { readModels: () => projections },
+      deadlines: deadlines.routes,
     },
   });
 
@@ -163,14 +185,12 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       provisioner: overrides.provisioner ?? provisionerFor(config.integration, logger),
       logger,
       ...(overrides.activation ? { activation: overrides.activation } : {}),
-      runner: {
-        ...config.runner,
-        ...overrides.runner,
-      },
+      runner: { ...config.runner, ...overrides.runner },
     });
     projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: config.integration, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
   } catch (err) {
+    deadlines.warner.stop();
     await app.close();
     await emulator?.close();
     throw err;
@@ -193,6 +213,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     operatorToken,
     close: () =>
       (closing ??= (async () => {
+        deadlines.warner.stop();
         await app.close();
         await publisherChanges.close();
         await processes?.stop();

@@ -46,6 +46,7 @@ import type {
 import { waitForOperation } from './operation-poller.js';
 import type { OperationPollOptions, OperationPollResult } from './operation-poller.js';
 import type { TokenProvider } from './token-provider.js';
+import type { CredentialHealth } from './credential-health.js';
 import { sleep } from './transport.js';
 import type { AcceptedOperation, CallOptions } from './transport.js';
 
@@ -81,6 +82,8 @@ export type FulfillmentClientOptions = {
   fetch?: typeof fetch;
   /** Timeout of one HTTP attempt; default 30 s. */
   requestTimeoutMs?: number;
+  /** Told whether Microsoft accepted the credential on each answer (credential-health.ts). */
+  credentialHealth?: CredentialHealth;
   /** Test hooks. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
@@ -140,6 +143,7 @@ export class FulfillmentClient {
   private readonly requestTimeoutMs: number;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly random: () => number;
+  private readonly health: CredentialHealth | undefined;
 
   constructor(options: FulfillmentClientOptions) {
     const base = new URL(options.baseUrl ?? DEFAULT_MARKETPLACE_API_URL);
@@ -155,6 +159,7 @@ export class FulfillmentClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.sleep = options.sleep ?? sleep;
     this.random = options.random ?? Math.random;
+    this.health = options.credentialHealth;
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -519,6 +524,7 @@ export class FulfillmentClient {
         const res = await this.attempt(call, requestId, correlationId, signal);
         status = res.status;
         bodyText = res.text;
+        this.noteCredential(call.name, status, bodyText);
         const durationMs = Date.now() - attemptStarted;
         const echoed = {
           responseRequestId: res.headers.get('x-ms-requestid') ?? undefined,
@@ -611,6 +617,15 @@ export class FulfillmentClient {
       );
       await this.sleep(delay, signal);
     }
+  }
+
+  /** 401/403: the credential was refused; 429 and 5xx say nothing about it; any other answer: it got through. */
+  private noteCredential(call: string, status: number, body: string): void {
+    if (!this.health) return;
+    if (status === 401 || status === 403) {
+      const text = body.replace(/\s+/g, ' ').trim().slice(0, 200);
+      this.health.recordRejected({ call, status, message: `${status} ${status === 401 ? 'Unauthorized' : 'Forbidden'}${text ? `: ${text}` : ''}` });
+    } else if (status !== 429 && status < 500) this.health.recordAccepted();
   }
 
   private async attempt(

@@ -440,15 +440,13 @@ export type PendingSubscriptionRow = {
 
 const text = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 
+export const pendingSubscriptionsSql = `SELECT subscription_id, offer_id, plan_id, quantity, created_at, purchased_at, activation_requested_at, activation_failures,
+    activation_error, activation_gave_up, coalesce(contact_email, purchaser_email, beneficiary_email) AS email, is_test
+  FROM subscriptions WHERE status = 'PendingFulfillmentStart' ORDER BY created_at, subscription_id`;
+
 /** Every PendingFulfillmentStart subscription, oldest first (index `subscriptions_by_status`). */
 export function pendingSubscriptions(db: ReadModelDb): PendingSubscriptionRow[] {
-  const rows = db
-    .prepare(
-      `SELECT subscription_id, offer_id, plan_id, quantity, created_at, purchased_at, activation_requested_at, activation_failures,
-              activation_error, activation_gave_up, coalesce(contact_email, purchaser_email, beneficiary_email) AS email, is_test
-       FROM subscriptions WHERE status = 'PendingFulfillmentStart' ORDER BY created_at, subscription_id`,
-    )
-    .all() as Row[];
+  const rows = db.prepare(pendingSubscriptionsSql).all() as Row[];
   return rows.map((r) => ({
     subscriptionId: String(r.subscription_id),
     offerId: String(r.offer_id),
@@ -478,6 +476,12 @@ export type UnacknowledgedOperationRow = {
   deliveries: number;
 };
 
+export const unacknowledgedOperationsSql = `SELECT operation_id, subscription_id, action, source, plan_id, quantity, first_received_at, last_received_at, deliveries
+  FROM operations INDEXED BY operations_unacknowledged
+  WHERE acknowledged_at IS NULL AND processed_at IS NULL AND first_received_at IS NOT NULL
+    AND action IN ('ChangePlan', 'ChangeQuantity') AND outcome <> 'rejected'
+  ORDER BY first_received_at, operation_id`;
+
 /**
  * ChangePlan/ChangeQuantity notifications neither acknowledged (`OperationAcknowledged`) nor settled by the
  * notification process (`NotificationProcessed`: it acknowledges before it finishes, or found that nothing
@@ -485,15 +489,7 @@ export type UnacknowledgedOperationRow = {
  * `operations_unacknowledged`, so SQLite reads only the open ones.
  */
 export function unacknowledgedOperations(db: ReadModelDb): UnacknowledgedOperationRow[] {
-  const rows = db
-    .prepare(
-      `SELECT operation_id, subscription_id, action, source, plan_id, quantity, first_received_at, last_received_at, deliveries
-       FROM operations INDEXED BY operations_unacknowledged
-       WHERE acknowledged_at IS NULL AND processed_at IS NULL AND first_received_at IS NOT NULL
-         AND action IN ('ChangePlan', 'ChangeQuantity') AND outcome <> 'rejected'
-       ORDER BY first_received_at, operation_id`,
-    )
-    .all() as Row[];
+  const rows = db.prepare(unacknowledgedOperationsSql).all() as Row[];
   return rows.map((r) => ({
     operationId: String(r.operation_id),
     subscriptionId: text(r.subscription_id),

@@ -75,7 +75,7 @@ export const EnvSchema = Type.Object({
   DEADLINES_CHECK_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 300_000, description: 'How often the warner looks; 0 = never (the endpoint still answers)' }),
   DEADLINES_PURCHASE_LEAD_DAYS: Type.Integer({ minimum: 0, maximum: 30, default: 7, description: 'Warn this many days before a pending purchase reaches its 30 days' }),
   DEADLINES_ACTIVATION_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 2_592_000_000, default: 900_000, description: 'Warn about an activation not confirmed after this long' }),
-  DEADLINES_CREDENTIAL_REJECTIONS: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'Refusals (401/403) in a row that make the credential overdue' }),
+  DEADLINES_CREDENTIAL_REJECTIONS: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'Rejections (401/403) in a row that make the credential overdue' }),
   DEADLINES_CERTIFICATE_LEAD_DAYS: Type.Integer({ minimum: 0, maximum: 365, default: 30, description: "Warn this many days before the client certificate's notAfter" }),
   ...IntegrationEnvSchema.properties,
 });

@@ -1,7 +1,7 @@
 /**
  * `GET /api/deadlines`: every deadline that loses revenue when missed (src/projections/views/deadlines.ts),
  * the most urgent first — pending purchases near Microsoft's 30 days, activations requested but not
- * confirmed, plan/quantity changes not acknowledged, and the Microsoft credential (refused, or a
+ * confirmed, plan/quantity changes not acknowledged, and the Microsoft credential (rejected, or a
  * certificate close to expiry). Registered inside the /api plugin: operator token, problem+json errors.
  *
  * Everything comes from the read models (indexed queries) and the credential's health in memory; the
@@ -46,7 +46,7 @@ export const DeadlinesQuery = Type.Object(
 const CredentialView = Type.Object(
   {
     kind: Type.Enum(CREDENTIAL_KINDS),
-    consecutiveRejections: Type.Integer({ description: '401/403 (or Entra refusals) since the last accepted call' }),
+    consecutiveRejections: Type.Integer({ description: '401/403 (or Entra rejections) since the last accepted call' }),
     failingSince: NS,
     lastSuccessAt: NS,
     lastFailure: Type.Union([Type.Object({ at: S, call: S, status: NI, message: S }, strict), Type.Null()]),

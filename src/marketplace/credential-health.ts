@@ -3,7 +3,7 @@
  * token provider report the outcome of what they do, and the deadlines (`GET /api/deadlines`, the
  * warner) read a snapshot.
  *
- * - A 401 or 403 from the Fulfillment API, or Entra refusing the token request, is a *rejection*: the
+ * - A 401 or 403 from the Fulfillment API, or Entra rejecting the token request, is a *rejection*: the
  *   credential (tenant id, app id, secret or certificate) is not accepted. An expired secret makes every
  *   call answer 403 (docs/marketplace.md §2.4, §14.3), so consecutive rejections with no acceptance in
  *   between are the signal.
@@ -21,7 +21,7 @@ export type CredentialFailure = {
   at: string;
   /** The Fulfillment call (`getSubscription`, …) or `token` for the token request. */
   call: string;
-  /** 401/403 for an API answer; undefined for a token request Entra refused. */
+  /** 401/403 for an API answer; undefined for a token request Entra rejected. */
   status?: number;
   message: string;
 };
@@ -76,7 +76,7 @@ export class CredentialHealth {
     this.#lastSuccessAt = this.#now().toISOString();
   }
 
-  /** Microsoft refused the credential: a 401/403 from the API, or Entra refusing the token request. */
+  /** Microsoft rejected the credential: a 401/403 from the API, or Entra rejecting the token request. */
   recordRejected(failure: Omit<CredentialFailure, 'at'>): void {
     const at = this.#now().toISOString();
     this.#consecutive += 1;

@@ -619,7 +619,7 @@ export class FulfillmentClient {
     }
   }
 
-  /** 401/403: the credential was refused; 429 and 5xx say nothing about it; any other answer: it got through. */
+  /** 401/403: the credential was rejected; 429 and 5xx say nothing about it; any other answer: it got through. */
   private noteCredential(call: string, status: number, body: string): void {
     if (!this.health) return;
     if (status === 401 || status === 403) {

@@ -70,7 +70,7 @@ export type MsalTokenProviderOptions = {
   cloudDiscoveryMetadata?: string;
   /** JSON string (OpenID configuration), passed to MSAL to avoid the metadata call. */
   authorityMetadata?: string;
-  /** Told when Entra refuses the token request (credential-health.ts). */
+  /** Told when Entra rejects the token request (credential-health.ts). */
   health?: CredentialHealth;
 };
 
@@ -163,7 +163,7 @@ export class MsalTokenProvider implements TokenProvider {
         { tenantId: this.tenantId, clientId: this.clientId, errorCode: error.errorCode, aadsts: error.aadsts },
         'marketplace token request failed',
       );
-      if (isCredentialRefusal(error)) this.health?.recordRejected({ call: 'token', message: error.message });
+      if (isCredentialRejection(error)) this.health?.recordRejected({ call: 'token', message: error.message });
       else this.health?.recordTokenUnavailable(error.message);
       throw error;
     }
@@ -185,10 +185,10 @@ export class MsalTokenProvider implements TokenProvider {
 }
 
 /**
- * Whether Entra answered and refused the credential (an AADSTS code, or an OAuth error such as
+ * Whether Entra answered and rejected the credential (an AADSTS code, or an OAuth error such as
  * `invalid_client`), as opposed to not being reachable.
  */
-export function isCredentialRefusal(error: MarketplaceAuthError): boolean {
+export function isCredentialRejection(error: MarketplaceAuthError): boolean {
   return error.aadsts !== undefined || (error.errorCode !== undefined && /^(invalid_|unauthorized_client)/.test(error.errorCode));
 }
 

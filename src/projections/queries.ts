@@ -479,14 +479,14 @@ export type UnacknowledgedOperationRow = {
 export const unacknowledgedOperationsSql = `SELECT operation_id, subscription_id, action, source, plan_id, quantity, first_received_at, last_received_at, deliveries
   FROM operations INDEXED BY operations_unacknowledged
   WHERE acknowledged_at IS NULL AND processed_at IS NULL AND first_received_at IS NOT NULL
-    AND action IN ('ChangePlan', 'ChangeQuantity') AND outcome <> 'rejected'
+    AND action IN ('ChangePlan', 'ChangeQuantity')
   ORDER BY first_received_at, operation_id`;
 
 /**
- * ChangePlan/ChangeQuantity notifications neither acknowledged (`OperationAcknowledged`) nor settled by the
- * notification process (`NotificationProcessed`: it acknowledges before it finishes, or found that nothing
- * was to be acknowledged), nor refused at the webhook. The conditions repeat the partial index
- * `operations_unacknowledged`, so SQLite reads only the open ones.
+ * ChangePlan/ChangeQuantity notifications neither acknowledged (`OperationAcknowledged`) nor settled
+ * (`NotificationProcessed`: the notification process acknowledges before it finishes, or found nothing to
+ * acknowledge; a change refused at the webhook is recorded processed at once). The conditions repeat the
+ * partial index `operations_unacknowledged`, so SQLite reads only the open ones.
  */
 export function unacknowledgedOperations(db: ReadModelDb): UnacknowledgedOperationRow[] {
   const rows = db.prepare(unacknowledgedOperationsSql).all() as Row[];

@@ -99,14 +99,14 @@ t.test('resolved items leave the list', async (t) => {
   t.same(body.items.map((i) => i.key), [`pending-purchase:${A}`]);
 });
 
-t.test('a credential refused on every call is a `credential` item; one accepted call clears it', async (t) => {
+t.test('a credential rejected on every call is a `credential` item; one accepted call clears it', async (t) => {
   const emulator = await startEmulator({ logger });
   t.teardown(() => emulator.close());
   const unauthenticated = new FulfillmentClient({ baseUrl: emulator.apiBaseUrl, tokenProvider: new NoTokenProvider(), logger, credentialHealth: health });
   now = new Date();
   await t.rejects(unauthenticated.getSubscription(A), MarketplaceForbiddenError);
   let body = (await get('/api/deadlines?kind=credential')).json();
-  t.match(body.items, [{ key: 'credential:rejected', kind: 'credential', severity: 'warning', subscriptionId: null }], 'one refusal: a warning');
+  t.match(body.items, [{ key: 'credential:rejected', kind: 'credential', severity: 'warning', subscriptionId: null }], 'one rejection: a warning');
 
   await t.rejects(unauthenticated.listSubscriptions(), MarketplaceForbiddenError);
   await t.rejects(unauthenticated.listOperations(A), MarketplaceForbiddenError);
@@ -119,7 +119,7 @@ t.test('a credential refused on every call is a `credential` item; one accepted 
     action: /MARKETPLACE_CLIENT_ID/,
     credential: { kind: 'none', consecutiveRejections: 3, lastSuccessAt: null, lastFailure: { call: 'listOperations', status: 403, message: /^403 Forbidden/ } },
   });
-  t.equal(item?.deadline, item?.credential && (item.credential as { failingSince: string }).failingSince, 'the deadline is the first refusal: already due');
+  t.equal(item?.deadline, body.credential?.failingSince, 'the deadline is the first rejection: already due');
   t.ok(item && item.timeLeftSeconds <= 0);
 
   const authenticated = new FulfillmentClient({ baseUrl: emulator.apiBaseUrl, tokenProvider: new StaticTokenProvider('any'), logger, credentialHealth: health });

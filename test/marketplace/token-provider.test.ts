@@ -297,7 +297,7 @@ t.test('a rejected secret surfaces as a clear error', async (t) => {
   t.equal(api.requests.length, 0, 'no API request without a token');
 });
 
-t.test('credential health: Entra refusing the secret is a rejection; a certificate PEM gives its notAfter', async (t) => {
+t.test('credential health: Entra rejecting the secret counts; a certificate PEM gives its notAfter', async (t) => {
   const entra = await startEntra(3600);
   t.teardown(entra.close);
   const health = new CredentialHealth();
@@ -317,7 +317,7 @@ t.test('credential health: Entra refusing the secret is a rejection; a certifica
     { networkClient, health: unreachable, logger: captureLogger().logger },
   );
   await t.rejects(offline.getToken(), MarketplaceAuthError);
-  t.match(unreachable.snapshot(), { consecutiveRejections: 0, lastFailure: { call: 'token' } }, 'Entra unreachable: remembered, not a refusal');
+  t.match(unreachable.snapshot(), { consecutiveRejections: 0, lastFailure: { call: 'token' } }, 'Entra unreachable: remembered, not a rejection');
 
   const withCertificate = new CredentialHealth();
   createTokenProvider({ tenantId: TENANT_ID, clientId: CLIENT_ID, clientCertificatePath: clientPemPath, authorityHost: entra.host }, { networkClient, health: withCertificate });

@@ -71,7 +71,7 @@ t.test('memory is bounded: beyond the limit items are counted, the count reporte
   t.same(r.resolved[3], ['k2'], 'a remembered item no longer listed is resolved');
 });
 
-t.test('the credential: a warning at the first refusal, overdue at the configured count; a certificate by its notAfter', async (t) => {
+t.test('the credential: a warning at the first rejection, overdue at the configured count; a certificate by its notAfter', async (t) => {
   const health = new CredentialHealth({ kind: 'certificate', now: () => new Date(NOW) });
   const at = (days: number) => new Date(Date.parse(NOW) + days * 86_400_000);
   health.setCertificate({ notAfter: at(40).toISOString(), notBefore: at(-325).toISOString(), subject: 'CN=app', thumbprintSha256: 'ab'.repeat(32) });
@@ -87,9 +87,9 @@ t.test('the credential: a warning at the first refusal, overdue at the configure
   health.recordRejected({ call: 'getSubscription', status: 401, message: '401 Unauthorized' });
   t.same(view(at(0))[0], ['credential:rejected', 'overdue'], `${defaultDeadlineSettings.credentialRejections} in a row`);
   health.recordTokenUnavailable('login.microsoftonline.com unreachable');
-  t.equal(health.snapshot().consecutiveRejections, 3, 'Entra unreachable is not a refusal');
+  t.equal(health.snapshot().consecutiveRejections, 3, 'Entra unreachable is not a rejection');
   health.recordAccepted();
-  t.same(view(at(0)), [[cert, 'info']], 'accepted: the refusal item is gone');
+  t.same(view(at(0)), [[cert, 'info']], 'accepted: the rejection item is gone');
 });
 
 t.test('time left, as people read it', async (t) => {

@@ -184,7 +184,7 @@ t.test('plan and quantity changes not acknowledged: 10 s from receipt; gone when
   });
 
   let items = deadlinesAt(w, 15_000);
-  t.same(items.map((d) => d.key), [`acknowledgement:${plan}`, `acknowledgement:${seats}`], 'the two changes; not the Suspend, not the refused one');
+  t.same(items.map((d) => d.key), [`acknowledgement:${plan}`, `acknowledgement:${seats}`], "the two changes; not the Suspend, not the one refused at the webhook (recorded processed at once)");
   t.match(byKey(items, `acknowledgement:${plan}`), {
     kind: 'acknowledgement',
     subscriptionId: A,

@@ -7,12 +7,12 @@
  * | `pending-purchase` | PendingFulfillmentStart, no activation requested | created + 30 days | docs/marketplace.md §5 |
  * | `activation` | PendingFulfillmentStart, activation requested, not `Activated` | created + 30 days | docs/marketplace.md §5, §3.2 |
  * | `acknowledgement` | a ChangePlan/ChangeQuantity notification neither acknowledged nor settled | received + 10 s | docs/marketplace.md §7.2 |
- * | `credential` | 401/403 (or Entra refusing the token) with no success since; a certificate's `notAfter` | first refusal; `notAfter` | docs/marketplace.md §2.4, §14.3 |
+ * | `credential` | 401/403 (or Entra rejecting the token) with no success since; a certificate's `notAfter` | first rejection; `notAfter` | docs/marketplace.md §2.4, §14.3 |
  *
  * Severity: `overdue` once the deadline has passed, `warning` inside the lead time before it, `info`
  * otherwise. Besides: an activation is at least a `warning` once it failed, gave up, or has waited longer
  * than the activation grace; an acknowledgement is a `warning` for the whole of its 10-second window; a
- * refused credential is a `warning` at the first refusal and `overdue` after `credentialRejections` in a row.
+ * rejected credential is a `warning` at the first rejection and `overdue` after `credentialRejections` in a row.
  *
  * `deadlinesAt` is pure (the time comes in as `now`); `readDeadlines` adds the two indexed queries.
  */
@@ -38,7 +38,7 @@ export type DeadlineSettings = {
   purchaseLeadMs: number;
   /** An activation not confirmed this long after it was requested is a warning. */
   activationGraceMs: number;
-  /** Refusals in a row that make the credential overdue (one is a warning). */
+  /** Rejections in a row that make the credential overdue (one is a warning). */
   credentialRejections: number;
   /** A certificate is a warning this long before its `notAfter`. */
   certificateLeadMs: number;
@@ -67,7 +67,7 @@ export type Deadline = {
   key: string;
   kind: DeadlineKind;
   subscriptionId: string | null;
-  /** When the clock started: the purchase, the activation request, the first delivery, the first refusal. */
+  /** When the clock started: the purchase, the activation request, the first delivery, the first rejection. */
   since: string;
   deadline: string;
   /** Negative once overdue. */
@@ -191,7 +191,7 @@ function credentialItems(c: CredentialHealthSnapshot, nowMs: number, s: Deadline
           deadline: c.failingSince,
           timeLeftMs: Date.parse(c.failingSince) - nowMs,
           severity: c.consecutiveRejections >= s.credentialRejections ? 'overdue' : 'warning',
-          summary: `Microsoft refused the ${c.kind} credential ${c.consecutiveRejections} time(s) in a row since ${c.failingSince}, no success since${last}`,
+          summary: `Microsoft rejected the ${c.kind} credential ${c.consecutiveRejections} time(s) in a row since ${c.failingSince}, no success since${last}`,
           action:
             'No call to Microsoft works: activations, acknowledgements and changes stop. Check MARKETPLACE_TENANT_ID and MARKETPLACE_CLIENT_ID against ' +
             "Partner Center's Technical configuration, and whether the client secret or certificate has expired (create a new one and restart).",

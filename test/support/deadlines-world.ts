@@ -3,6 +3,8 @@
  * subscription ledger writing real commands to it, notifications recorded through their decider, and
  * the real projection runner keeping a read-model file up to date.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { SubscriptionLedger } from '../../src/application/subscription-ledger.js';
@@ -13,7 +15,6 @@ import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import type { Logger } from '../../src/logger.js';
 import { startProjections } from '../../src/projections/index.js';
 import type { RunningProjections } from '../../src/projections/runner.js';
-import { tempDir } from './temp.js';
 
 export const T0 = Date.parse('2026-03-01T09:00:00.000Z');
 export const DAY = 86_400_000;
@@ -50,12 +51,14 @@ export type DeadlinesWorld = {
 };
 
 export async function deadlinesWorld(t: Test, logger: Logger): Promise<DeadlinesWorld> {
-  const dir = tempDir(t, 'deadlines');
+  const dir = mkdtempSync(join(tmpdir(), 'deadlines-'));
   const store = openSqliteStore({ path: join(dir, 'events.db'), pollIntervalMs: 20 });
   const runner = startProjections({ store, path: join(dir, 'readmodels.db'), logger });
+  // One teardown, in order: nothing may still poll the files when they are removed.
   t.teardown(async () => {
     await runner.stop();
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
   });
   const ledger = new SubscriptionLedger(() => store);
   const notifications = new Map<string, NotificationState>();

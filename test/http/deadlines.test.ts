@@ -128,3 +128,13 @@ t.test('a credential rejected on every call is a `credential` item; one accepted
   t.same(body.items, [], 'accepted again: gone');
   t.match(body.credential, { consecutiveRejections: 0, failingSince: null, lastSuccessAt: /Z$/, lastFailure: { status: 403 } });
 });
+
+t.test('documented in /openapi.json behind the operator token, with its query and problem responses', async (t) => {
+  const res = await app.inject({ method: 'GET', url: '/openapi.json' });
+  type Operation = { operationId?: string; security?: unknown; parameters?: Array<{ in: string; name: string }>; responses: Record<string, { content?: Record<string, unknown> }> };
+  const op = res.json<{ paths: Record<string, Record<string, Operation>> }>().paths['/api/deadlines']?.get;
+  t.match(op, { operationId: 'listDeadlines', security: [{ operatorToken: [] }] });
+  t.same(op?.parameters?.map((p) => `${p.in}:${p.name}`).sort(), ['query:kind', 'query:severity']);
+  for (const status of ['400', '401', '503']) t.ok(op?.responses[status]?.content?.['application/problem+json'], `${status} is problem+json`);
+  t.ok(op?.responses['200']?.content?.['application/json']);
+});

@@ -217,6 +217,8 @@ export class ConfigError extends Error {
   }
 }
 
+const DAY_MS = 86_400_000;
+
 /** Parse and check the environment. Pure apart from checking DATA_DIR on disk (creating it when missing). */
 export function loadConfig(environment: Environment = process.env): Config {
   const env = parseEnv(EnvSchema, environment);
@@ -260,8 +262,6 @@ export function loadConfig(environment: Environment = process.env): Config {
     },
   };
 }
-
-const DAY_MS = 86_400_000;
 
 /**
  * The integration section alone, from the PROVISIONING_* and INTEGRATION_* variables (tests and tools

@@ -13,6 +13,8 @@ import { healthRoutes } from './http/health.routes.js';
 import { webhookRoutes } from './http/webhook.routes.js';
 import { integrationRoutes } from './http/integration.routes.js';
 import { readModelRoutes } from './http/readmodel.routes.js';
+import { deadlineRoutes } from './http/deadlines.routes.js';
+import type { DeadlineRoutesOptions } from './http/deadlines.routes.js';
 import type { ReadModelRoutesOptions } from './http/readmodel.routes.js';
 import type { IntegrationRoutesOptions } from './http/integration.routes.js';
 import type { WebhookOptions } from './http/webhook.routes.js';
@@ -52,6 +54,8 @@ export type ApiOptions = {
   readModels?: ReadModelRoutesOptions;
   /** The process managers' parked and retrying events (/api/processes/…); not served when absent. */
   processes?: ProcessesRoutesOptions;
+  /** Deadlines that lose revenue (/api/deadlines); not served when absent. */
+  deadlines?: DeadlineRoutesOptions;
 };
 
 export async function buildApp(deps: AppDeps) {
@@ -107,6 +111,7 @@ export async function buildApp(deps: AppDeps) {
         if (api.integration) await scope.register(integrationRoutes, api.integration);
         if (api.readModels) await scope.register(readModelRoutes, api.readModels);
         if (api.processes) await scope.register(processesRoutes, api.processes);
+        if (api.deadlines) await scope.register(deadlineRoutes, api.deadlines);
       },
     });
   }

@@ -77,6 +77,12 @@ export const EnvSchema = Type.Object({
   PROCESS_LEASE_TAKEOVER_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 5000 }),
   PROCESS_LEASE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 3600000, default: 30000 }),
   PROCESS_LEASE_POLL_MS: Type.Integer({ minimum: 10, maximum: 60000, default: 1000 }),
+  // Deadlines that lose revenue (docs/deadlines.md): GET /api/deadlines and the warner's log lines.
+  DEADLINES_CHECK_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 300_000, description: 'How often the warner looks; 0 = never (the endpoint still answers)' }),
+  DEADLINES_PURCHASE_LEAD_DAYS: Type.Integer({ minimum: 0, maximum: 30, default: 7, description: 'Warn this many days before a pending purchase reaches its 30 days' }),
+  DEADLINES_ACTIVATION_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 2_592_000_000, default: 900_000, description: 'Warn about an activation not confirmed after this long' }),
+  DEADLINES_CREDENTIAL_REJECTIONS: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'Rejections (401/403) in a row that make the credential overdue' }),
+  DEADLINES_CERTIFICATE_LEAD_DAYS: Type.Integer({ minimum: 0, maximum: 365, default: 30, description: "Warn this many days before the client certificate's notAfter" }),
   ...IntegrationEnvSchema.properties,
 });
 
@@ -173,6 +179,20 @@ export type IntegrationConfig = {
   insecure: boolean;
 };
 
+/** Deadlines that lose revenue (src/projections/views/deadlines.ts, src/processes/deadlines.process.ts). */
+export type DeadlinesConfig = {
+  /** DEADLINES_CHECK_INTERVAL_MS; 0 = the warner does not run. */
+  checkIntervalMs: number;
+  /** DEADLINES_PURCHASE_LEAD_DAYS, in ms. */
+  purchaseLeadMs: number;
+  /** DEADLINES_ACTIVATION_GRACE_MS */
+  activationGraceMs: number;
+  /** DEADLINES_CREDENTIAL_REJECTIONS */
+  credentialRejections: number;
+  /** DEADLINES_CERTIFICATE_LEAD_DAYS, in ms. */
+  certificateLeadMs: number;
+};
+
 export type ProjectionsConfig = {
   /** The read-model SQLite file: READMODELS_PATH, else `readmodels.db` in DATA_DIR (beside the embedded store). */
   path: string;
@@ -192,6 +212,7 @@ export type Config = {
   /** Undefined without PROVISIONING_WEBHOOK_URL: provisioning succeeds at once and no integration event is recorded or sent. */
   integration?: IntegrationConfig;
   projections: ProjectionsConfig;
+  deadlines: DeadlinesConfig;
 };
 
 export class ConfigError extends Error {
@@ -203,6 +224,8 @@ export class ConfigError extends Error {
     super(`${variable}: ${message}`);
   }
 }
+
+const DAY_MS = 86_400_000;
 
 /** Parse and check the environment. Pure apart from checking DATA_DIR on disk (creating it when missing). */
 export function loadConfig(environment: Environment = process.env): Config {
@@ -242,6 +265,13 @@ export function loadConfig(environment: Environment = process.env): Config {
     },
     ...(integration ? { integration } : {}),
     projections: { path: env.READMODELS_PATH ? resolve(env.READMODELS_PATH) : resolve(env.DATA_DIR, READ_MODEL_FILE) },
+    deadlines: {
+      checkIntervalMs: env.DEADLINES_CHECK_INTERVAL_MS,
+      purchaseLeadMs: env.DEADLINES_PURCHASE_LEAD_DAYS * DAY_MS,
+      activationGraceMs: env.DEADLINES_ACTIVATION_GRACE_MS,
+      credentialRejections: env.DEADLINES_CREDENTIAL_REJECTIONS,
+      certificateLeadMs: env.DEADLINES_CERTIFICATE_LEAD_DAYS * DAY_MS,
+    },
   };
 }
 
@@ -263,6 +293,9 @@ const expectation: Record<string, string> = {
   OPERATOR_TOKEN: 'must be at least 16 characters (a long random string)',
   LANDING_SECRET: 'must be at least 32 characters (a long random string)',
   POLICY_MAX_SEATS: 'must be a whole number ≥ 1',
+  DEADLINES_CHECK_INTERVAL_MS: 'must be a whole number of milliseconds from 0 (off) to 86400000',
+  DEADLINES_PURCHASE_LEAD_DAYS: 'must be a whole number of days from 0 to 30',
+  DEADLINES_CERTIFICATE_LEAD_DAYS: 'must be a whole number of days from 0 to 365',
 };
 
 /**

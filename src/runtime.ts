@@ -22,6 +22,10 @@ import type { Logger } from './logger.js';
 import { createFulfillmentClient, DEFAULT_MARKETPLACE_API_URL } from './marketplace/fulfillment-client.js';
 import type { FulfillmentClient } from './marketplace/fulfillment-client.js';
 import { createTokenProvider } from './marketplace/token-provider.js';
+import { CredentialHealth } from './marketplace/credential-health.js';
+import { liveDeadlines, startDeadlineWarner } from './processes/deadlines.process.js';
+import type { DeadlineWarner } from './processes/deadlines.process.js';
+import type { DeadlineRoutesOptions } from './http/deadlines.routes.js';
 import type { Emulator, EmulatorOptions } from './emulator/emulator.js';
 import { startProcesses } from './processes/index.js';
 import { processAdmin } from './processes/parked.js';
@@ -61,14 +65,17 @@ export type Runtime = {
 };
 
 /** The Fulfillment API client: the emulator's in a sandbox, else Microsoft's (or MARKETPLACE_API_URL's) with the configured credentials. */
-function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger): FulfillmentClient {
+function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger): { client: FulfillmentClient; health: CredentialHealth } {
   const { sandbox, apiUrl, ...credentials } = config;
-  const tokenProvider = createTokenProvider({ ...credentials, ...(!credentials.staticToken && sandbox ? { staticToken: 'sandbox' } : {}) }, { logger });
-  return createFulfillmentClient({
+  const health = new CredentialHealth(); // what the client and the token provider see of the credential (GET /api/deadlines)
+  const tokenProvider = createTokenProvider({ ...credentials, ...(!credentials.staticToken && sandbox ? { staticToken: 'sandbox' } : {}) }, { logger, health });
+  const client = createFulfillmentClient({
     baseUrl: emulator?.apiBaseUrl ?? apiUrl ?? DEFAULT_MARKETPLACE_API_URL,
     tokenProvider,
     logger: logger.child({ component: 'marketplace' }),
+    credentialHealth: health,
   });
+  return { client, health };
 }
 
 /** Who may call the webhook: the WEBHOOK_* settings, else the emulator's identity (sandbox), else the MARKETPLACE_* one. */
@@ -104,6 +111,31 @@ function processesAdmin(
   return processAdmin({ store, processes: () => running });
 }
 
+/**
+ * GET /api/deadlines and the warner read the same deadlines: the read models and the credential's health.
+ * The warner starts at once; its checks are skipped until the projections are live.
+ */
+function deadlinesOf(config: Config, health: CredentialHealth, projections: () => RunningProjections | undefined, logger: Logger): { routes: DeadlineRoutesOptions; warner: DeadlineWarner } {
+  const credential = () => health.snapshot();
+  const read = liveDeadlines(projections, credential, config.deadlines);
+  return {
+    routes: { readModels: projections, credential, settings: config.deadlines },
+    warner: startDeadlineWarner({ read, logger, intervalMs: config.deadlines.checkIntervalMs }),
+  };
+}
+
+/** Points the built-in emulator at this service and says so (with the generated operator token, if one was). */
+function connectSandbox(emulator: Emulator, publicUrl: string, generatedToken: string | undefined, logger: Logger): void {
+  emulator.setWebhookUrl(`${publicUrl}/webhook`);
+  emulator.setLandingPageUrl(`${publicUrl}/landing`);
+  logger.warn(
+    { emulator: emulator.url, purchase: `curl -s -XPOST ${emulator.url}/emulator/purchases -H 'content-type: application/json' -d '{"planId":"standard","quantity":5}'` },
+    'no Microsoft credentials configured: running as a local sandbox against the built-in marketplace emulator. ' +
+      'To use Microsoft, set MARKETPLACE_TENANT_ID, MARKETPLACE_CLIENT_ID and MARKETPLACE_CLIENT_SECRET (or a certificate), and OPERATOR_TOKEN',
+  );
+  if (generatedToken) logger.warn({ operatorToken: generatedToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
+}
+
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const sandbox = config.marketplace.sandbox;
   let emulator: Emulator | undefined;
@@ -115,13 +147,14 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const operatorToken = config.operator.token ?? (sandbox ? randomBytes(24).toString('base64url') : undefined);
   if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
 
-  const marketplace = marketplaceClient(config.marketplace, emulator, logger);
+  const { client: marketplace, health: credentialHealth } = marketplaceClient(config.marketplace, emulator, logger);
   const authenticator = webhookAuthenticator(config, emulator);
 
   let store: EventStore | undefined;
   let processes: RunningProcesses | undefined;
   let integration: RunningIntegrationEvents | undefined;
   let projections: RunningProjections | undefined;
+  const deadlines = deadlinesOf(config, credentialHealth, () => projections, logger);
   const storeRef = () => store;
   const ledger = new SubscriptionLedger(storeRef);
   const publisherChanges = new PublisherChanges({ ledger, client: marketplace, logger });
@@ -149,6 +182,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       integration: { integration: () => integration?.admin },
       readModels: { readModels: () => projections },
       processes: { processes: () => processesAdmin(store, processes, integration, overrides.runner?.mode) },
+      deadlines: deadlines.routes,
     },
   });
 
@@ -164,16 +198,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     { url, store: config.store.kind, ...(config.store.kind === 'sqlite' ? { path: config.store.path } : { connection: redact(config.store.connectionString) }) },
     'listening; opening the event store',
   );
-  if (emulator) {
-    emulator.setWebhookUrl(`${publicUrl}/webhook`);
-    emulator.setLandingPageUrl(`${publicUrl}/landing`);
-    logger.warn(
-      { emulator: emulator.url, purchase: `curl -s -XPOST ${emulator.url}/emulator/purchases -H 'content-type: application/json' -d '{"planId":"standard","quantity":5}'` },
-      'no Microsoft credentials configured: running as a local sandbox against the built-in marketplace emulator. ' +
-        'To use Microsoft, set MARKETPLACE_TENANT_ID, MARKETPLACE_CLIENT_ID and MARKETPLACE_CLIENT_SECRET (or a certificate), and OPERATOR_TOKEN',
-    );
-    if (!config.operator.token) logger.warn({ operatorToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
-  }
+  if (emulator) connectSandbox(emulator, publicUrl, config.operator.token ? undefined : operatorToken, logger);
 
   try {
     const opened = await openStore(config.store, logger);
@@ -185,14 +210,12 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       provisioner: overrides.provisioner ?? provisionerFor(config.integration, logger),
       logger,
       ...(overrides.activation ? { activation: overrides.activation } : {}),
-      runner: {
-        ...config.runner,
-        ...overrides.runner,
-      },
+      runner: { ...config.runner, ...overrides.runner },
     });
     projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: config.integration, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
   } catch (err) {
+    deadlines.warner.stop();
     await app.close();
     await emulator?.close();
     throw err;
@@ -215,6 +238,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     operatorToken,
     close: () =>
       (closing ??= (async () => {
+        deadlines.warner.stop();
         await app.close();
         await publisherChanges.close();
         await processes?.stop();

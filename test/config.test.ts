@@ -21,6 +21,23 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
   t.same(c.runner, { lease: { takeoverAfterMs: 5000, heartbeatMs: 30000, pollMs: 1000 } });
   t.equal(c.integration, undefined, 'no PROVISIONING_WEBHOOK_URL: no integration');
   t.same(c.projections, { path: join(dir, 'readmodels.db') }, 'read models beside the embedded store');
+  t.same(
+    c.deadlines,
+    { checkIntervalMs: 300_000, purchaseLeadMs: 7 * 86_400_000, activationGraceMs: 900_000, credentialRejections: 3, certificateLeadMs: 30 * 86_400_000 },
+    'deadlines: a check every 5 minutes, a week before the 30 days, 15 minutes for an activation, 3 refusals, 30 days before a certificate expires',
+  );
+});
+
+t.test('the deadline settings from their variables', async (t) => {
+  const c = loadConfig({
+    DATA_DIR: tempDir(t),
+    DEADLINES_CHECK_INTERVAL_MS: '0',
+    DEADLINES_PURCHASE_LEAD_DAYS: '10',
+    DEADLINES_ACTIVATION_GRACE_MS: '60000',
+    DEADLINES_CREDENTIAL_REJECTIONS: '1',
+    DEADLINES_CERTIFICATE_LEAD_DAYS: '14',
+  });
+  t.same(c.deadlines, { checkIntervalMs: 0, purchaseLeadMs: 10 * 86_400_000, activationGraceMs: 60_000, credentialRejections: 1, certificateLeadMs: 14 * 86_400_000 });
 });
 
 t.test('every section from its variables', async (t) => {
@@ -102,6 +119,8 @@ const bad: Array<[string, NodeJS.ProcessEnv, RegExp]> = [
   ['integration URL without a secret', { PROVISIONING_WEBHOOK_URL: 'https://isv.example/x' }, /^PROVISIONING_WEBHOOK_SECRET: is required when PROVISIONING_WEBHOOK_URL is set/],
   ['integration URL not http(s)', { PROVISIONING_WEBHOOK_URL: 'ftp://isv.example/x', PROVISIONING_WEBHOOK_SECRET: 's'.repeat(32) }, /^PROVISIONING_WEBHOOK_URL: must be an https URL/],
   ['integration timeout not a number', { PROVISIONING_TIMEOUT_MS: 'soon' }, /^PROVISIONING_TIMEOUT_MS: .* \(got "soon"\)$/],
+  ['purchase lead beyond the 30 days', { DEADLINES_PURCHASE_LEAD_DAYS: '31' }, /^DEADLINES_PURCHASE_LEAD_DAYS: must be a whole number of days from 0 to 30 \(got "?31"?\)$/],
+  ['check interval not a number', { DEADLINES_CHECK_INTERVAL_MS: 'often' }, /^DEADLINES_CHECK_INTERVAL_MS: must be a whole number of milliseconds/],
 ];
 for (const [name, env, message] of bad) {
   t.test(`bad configuration stops with one line naming the variable: ${name}`, async (t) => {

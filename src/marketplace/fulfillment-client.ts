@@ -47,6 +47,7 @@ import type {
 import { waitForOperation } from './operation-poller.js';
 import type { OperationPollOptions, OperationPollResult } from './operation-poller.js';
 import type { TokenProvider } from './token-provider.js';
+import type { CredentialHealth } from './credential-health.js';
 import { sleep } from './transport.js';
 import type { AcceptedOperation, CallOptions } from './transport.js';
 
@@ -82,6 +83,8 @@ export type FulfillmentClientOptions = {
   fetch?: typeof fetch;
   /** Timeout of one HTTP attempt; default 30 s. */
   requestTimeoutMs?: number;
+  /** Told whether Microsoft accepted the credential on each answer (credential-health.ts). */
+  credentialHealth?: CredentialHealth;
   /** Test hooks. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
@@ -141,6 +144,7 @@ export class FulfillmentClient {
   private readonly requestTimeoutMs: number;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly random: () => number;
+  private readonly health: CredentialHealth | undefined;
 
   constructor(options: FulfillmentClientOptions) {
     const base = new URL(options.baseUrl ?? DEFAULT_MARKETPLACE_API_URL);
@@ -156,6 +160,7 @@ export class FulfillmentClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.sleep = options.sleep ?? sleep;
     this.random = options.random ?? Math.random;
+    this.health = options.credentialHealth;
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -556,6 +561,7 @@ export class FulfillmentClient {
         const res = await this.attempt(call, requestId, correlationId, signal);
         status = res.status;
         bodyText = res.text;
+        this.noteCredential(call.name, status, bodyText);
         const durationMs = Date.now() - attemptStarted;
         const echoed = {
           responseRequestId: res.headers.get('x-ms-requestid') ?? undefined,
@@ -579,23 +585,7 @@ export class FulfillmentClient {
         }
         const logFields = { call: call.name, method: call.method, status, requestId, correlationId, attempt, durationMs };
         const details: MarketplaceErrorDetails = { ...base, status, body: bodyText, attempts: attempt };
-        switch (status) {
-          case 400:
-            this.log.warn(logFields, 'marketplace call rejected');
-            throw new MarketplaceBadRequestError(details);
-          case 401:
-          case 403:
-            this.log.error(logFields, 'marketplace call forbidden: check tenant id, app id and secret expiry');
-            throw new MarketplaceForbiddenError(details);
-          case 404:
-            this.log.warn(logFields, 'marketplace call found nothing');
-            throw new MarketplaceNotFoundError(details);
-          case 409:
-            this.log.warn(logFields, 'marketplace call conflict');
-            throw new MarketplaceConflictError(details);
-          default:
-            break;
-        }
+        this.throwIfFinal(status, logFields, details);
         if (status === 429 || status >= 500) {
           retryReason = `status ${status}`;
           retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
@@ -648,6 +638,36 @@ export class FulfillmentClient {
       );
       await this.sleep(delay, signal);
     }
+  }
+
+  /** 400, 401/403, 404 and 409 are Microsoft's final answers: the error that names each. */
+  private throwIfFinal(status: number, logFields: Record<string, unknown>, details: MarketplaceErrorDetails): void {
+    switch (status) {
+      case 400:
+        this.log.warn(logFields, 'marketplace call rejected');
+        throw new MarketplaceBadRequestError(details);
+      case 401:
+      case 403:
+        this.log.error(logFields, 'marketplace call forbidden: check tenant id, app id and secret expiry');
+        throw new MarketplaceForbiddenError(details);
+      case 404:
+        this.log.warn(logFields, 'marketplace call found nothing');
+        throw new MarketplaceNotFoundError(details);
+      case 409:
+        this.log.warn(logFields, 'marketplace call conflict');
+        throw new MarketplaceConflictError(details);
+      default:
+        break;
+    }
+  }
+
+  /** 401/403: the credential was rejected; 429 and 5xx say nothing about it; any other answer: it got through. */
+  private noteCredential(call: string, status: number, body: string): void {
+    if (!this.health) return;
+    if (status === 401 || status === 403) {
+      const text = body.replace(/\s+/g, ' ').trim().slice(0, 200);
+      this.health.recordRejected({ call, status, message: `${status} ${status === 401 ? 'Unauthorized' : 'Forbidden'}${text ? `: ${text}` : ''}` });
+    } else if (status !== 429 && status < 500) this.health.recordAccepted();
   }
 
   private async attempt(

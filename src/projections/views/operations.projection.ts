@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS operations (
 CREATE INDEX IF NOT EXISTS operations_by_subscription ON operations (subscription_id, updated_at);
 CREATE INDEX IF NOT EXISTS operations_by_received ON operations (first_received_at);
 CREATE INDEX IF NOT EXISTS operations_by_action ON operations (action, source);
+-- The operations still waiting for our answer (src/projections/views/deadlines.ts): few at any time, however long the history.
+CREATE INDEX IF NOT EXISTS operations_unacknowledged ON operations (first_received_at) WHERE acknowledged_at IS NULL AND processed_at IS NULL;
 CREATE TABLE IF NOT EXISTS change_requests (
   request_id        TEXT PRIMARY KEY,
   subscription_id   TEXT NOT NULL,

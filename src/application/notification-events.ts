@@ -5,6 +5,7 @@
  * - `decodeNotificationEvent(recorded)`: a recorded event as a notification event, checked (no casts). A
  *   delivery recorded before the payload was stored has its body read here, the only place that does so.
  */
+import { parseJson } from '../json.js';
 import Type from 'typebox';
 import { Value } from 'typebox/value';
 import type { NotificationEvent, NotificationPayload, NotificationReading } from '../domain/notification/index.js';
@@ -35,7 +36,7 @@ export function notificationPayloadOf(p: NormalisedWebhookPayload): Notification
 /** JSON and the tolerant webhook schema; the reason (a string) when the body is not that. */
 function parseBody(body: string): NormalisedWebhookPayload | string {
   try {
-    return parseWebhookPayload(JSON.parse(body));
+    return parseWebhookPayload(parseJson(body));
   } catch (err) {
     return (err instanceof Error ? err.message : String(err)).slice(0, 500);
   }

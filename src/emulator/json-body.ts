@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { parseJson } from '../json.js';
 import { EmulatorError } from './errors.js';
 
 /**
@@ -15,7 +16,7 @@ export function acceptEmptyJson(app: FastifyInstance): void {
       return;
     }
     try {
-      done(null, JSON.parse(text) as unknown);
+      done(null, parseJson(text));
     } catch {
       done(new EmulatorError('bad-request', 'InvalidJson', 'the request body is not valid JSON'), undefined);
     }

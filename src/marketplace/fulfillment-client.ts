@@ -13,6 +13,7 @@
  * - `@nextLink` and `Operation-Location` are followed only on the base URL's origin (the bearer token is
  *   never sent elsewhere); a link to another origin is rebuilt on the base URL from its path/query.
  */
+import { parseJson } from '../json.js';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
@@ -578,7 +579,7 @@ export class FulfillmentClient {
             url: call.url.href,
             status,
             headers: res.headers,
-            body: parseJson(call, res.text, base, status),
+            body: parseBody(call, res.text, base, status),
             requestId,
             correlationId,
           };
@@ -746,10 +747,10 @@ function checkQuantity(quantity: number): number {
   return quantity;
 }
 
-function parseJson(call: Call, text: string, base: MarketplaceErrorDetails, status: number): unknown {
+function parseBody(call: Call, text: string, base: MarketplaceErrorDetails, status: number): unknown {
   if (text.trim() === '') return undefined;
   try {
-    return JSON.parse(text) as unknown;
+    return parseJson(text);
   } catch (err) {
     // Bodies of calls whose result we do not read (activate, PATCH, DELETE) may be anything.
     if (call.method !== 'GET' && call.name !== 'resolve') return undefined;

@@ -11,6 +11,7 @@
  * `parse*` functions do the whole edge step: trim padded keys (`"id  "`), check the schema, normalise.
  * Request bodies we send (`SubscriberPlan`, `UpdateOperation`) are strict: we control them.
  */
+import { isPrototypeKey } from '../json.js';
 import { Type } from 'typebox';
 import type { Static, TSchema } from 'typebox';
 import { Value } from 'typebox/value';
@@ -492,7 +493,6 @@ export class PayloadShapeError extends Error {
 }
 
 /** Keys that would reach an object's prototype (or pass for its built-ins) if assigned: never taken from a payload. */
-const PROTOTYPE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 /**
  * Trims whitespace around object keys, recursively (`"id  "` → `"id"`, docs/marketplace.md §3.10). If both a
@@ -507,7 +507,7 @@ export function trimKeys(value: unknown): unknown {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(source)) {
     const key = k.trim();
-    if (PROTOTYPE_KEYS.has(key)) continue;
+    if (isPrototypeKey(key)) continue;
     if (key !== k && source[key] !== undefined && source[key] !== null) continue;
     if (key === k && (v === undefined || v === null) && key in out) continue;
     out[key] = trimKeys(v);

@@ -3,6 +3,7 @@
  * (an opaque cursor carries the last row's sort key), the metrics, and row streams for CSV exports.
  * Positions and revisions leave as strings (they are bigints).
  */
+import { parseJson } from '../json.js';
 import type { ReadModelDb } from './projection.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -21,7 +22,7 @@ export function encodeCursor(body: CursorBody): string {
 export function decodeCursor(cursor: string, sort: string, order: 'asc' | 'desc'): CursorBody {
   let body: unknown;
   try {
-    body = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    body = parseJson(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
     throw new InvalidQueryError('cursor is not one this API issued');
   }

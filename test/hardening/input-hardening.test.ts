@@ -10,6 +10,7 @@ import t from 'tap';
 import { parseWebhookPayload, trimKeys } from '../../src/marketplace/schemas.js';
 import { csvField } from '../../src/projections/csv.js';
 import { safeUrl } from '../../src/logger.js';
+import { parseJson } from '../../src/json.js';
 
 const SUB = '3c1f6a2e-9b7d-4e51-8a0c-2d4f6b8e1a37';
 const OP = '5e0f6a2e-9b7d-4e51-8a0c-2d4f6b8e1a38';
@@ -40,4 +41,17 @@ t.test('every secret-bearing query parameter is redacted from logged URLs', asyn
     t.equal(safeUrl(`/landing?a=1&${name}=s3cr3t&b=2`), `/landing?a=1&${name}=[redacted]&b=2`, name);
   }
   t.equal(safeUrl('/landing?planId=standard&state=xyz'), '/landing?planId=standard&state=xyz', 'the rest is kept');
+});
+
+t.test('parseJson drops prototype keys at every depth, padded or not, so no later copy can set a prototype', async (t) => {
+  const text = '{"a":1,"__proto__":{"polluted":true}," constructor ":{"prototype":{"x":1}},"nested":[{"prototype":2,"b":{"__proto__ ":{"y":1},"c":3}}]}';
+  const parsed = parseJson(text);
+  t.same(parsed, { a: 1, nested: [{ b: { c: 3 } }] }, 'only the data is left');
+  const copy: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) copy[k.trim()] = v;
+  t.equal(Object.getPrototypeOf(copy), Object.prototype, "a key-by-key copy keeps Object's prototype");
+  t.equal((copy as { polluted?: unknown }).polluted, undefined);
+  t.same(JSON.parse(text)['__proto__'], { polluted: true }, 'JSON.parse alone keeps __proto__ as an own key (what a copy would turn into a prototype)');
+  t.throws(() => parseJson('{"a":'), SyntaxError, 'malformed JSON still throws SyntaxError');
+  t.same(parseJson('[1,"__proto__",{"k":"constructor"}]'), [1, '__proto__', { k: 'constructor' }], 'prototype words as VALUES are kept');
 });

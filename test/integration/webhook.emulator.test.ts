@@ -95,6 +95,20 @@ t.test('the ISV policy refuses a change inside the window with a 4xx; Microsoft 
   t.ok((await s.ledger.load(id)).events.some((e) => e.type === 'ChangeRejected'), 'the refusal is on the record');
 });
 
+t.test("Microsoft's revert notification after a refused change is recorded and changes nothing", async (t) => {
+  const s = await startSandbox(t, { POLICY_MAX_SEATS: '20' }, { emulator: { revertNotifications: 'all' } });
+  const id = await activeSubscription(t, s);
+  const op = s.emulator.marketplace.changeQuantity(id, 30);
+  t.equal((await processed(s, op.id)).outcome, 'rejected');
+  const revert = await waitFor("Microsoft's revert notification", () => s.emulator.deliveries({ subscriptionId: id }).find((d) => d.operationId !== op.id && d.action === 'ChangeQuantity'));
+  t.equal(revert.payload.quantity, 5, 'the revert carries the seats the subscription kept');
+  const outcome = await processed(s, revert.operationId);
+  t.match(outcome.outcome, /^(no-change|applied)$/, `the revert is processed (${outcome.outcome}: ${outcome.detail})`);
+  t.same(outcome.subscriptionEvents.filter((e) => e === 'QuantityChanged'), [], 'no seat change was recorded for it');
+  t.equal((await state(s, id)).quantity, 5, 'still 5 seats, as at Microsoft');
+  t.equal(s.emulator.state.subscription(id).quantity, 5);
+});
+
 t.test('suspend, reinstate, renew, unsubscribe; a late renew after unsubscribe corrupts nothing', async (t) => {
   const s = await startSandbox(t);
   const id = await activeSubscription(t, s);

@@ -15,6 +15,7 @@
  * ends (`ackWindowMs` after the first delivery), the reads without a deadline.
  */
 import { decodeNotificationEvent, decodeNotificationEvents } from '../application/notification-events.js';
+import { ProvisioningError } from '../application/provisioner.js';
 import type { Provisioner } from '../application/provisioner.js';
 import { detailsFromMicrosoft } from '../application/subscription-details.js';
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
@@ -248,7 +249,15 @@ async function perform(io: Io, run: Run, step: Exclude<Step, { type: 'Finish' }>
     case 'Execute':
       return execute(io, run, step);
     case 'Provision':
-      await io.provisioner.provision(step.subscription, step.reason);
+      try {
+        await io.provisioner.provision(step.subscription, step.reason);
+      } catch (err) {
+        // The ISV's product is not answering: this subscription waits (backing off), nobody else does.
+        if (err instanceof ProvisioningError) {
+          throw new RetryLater(`provisioning ${step.reason} of ${step.subscription.subscriptionId}: ${err.message}`, { cause: err, ...(err.retryAfterMs !== undefined ? { afterMs: err.retryAfterMs } : {}) });
+        }
+        throw err;
+      }
       return { type: 'Provisioned', now: io.now() };
     case 'Acknowledge':
       return acknowledge(io, run);

@@ -93,4 +93,24 @@ t.test('a poison notification and one customer\'s provisioning outage hold up no
   t.equal(s.emulator.state.subscription(stuckId).status, 'Subscribed', 'and Microsoft has it Subscribed');
   const final = events.filter((e) => e.type === 'ActivationFailed' && (e.data as { final?: boolean }).final === true);
   t.equal(final.length, 0, 'no failure was final');
+
+  // A plan change whose provisioning fails waits (backing off) rather than being parked, and completes after.
+  failing.add(active);
+  const reinstated = s.emulator.marketplace.reinstate(active);
+  void reinstated;
+  await waitFor('the reinstatement, here and at Microsoft', async () => (await status(s, active)).status === 'Subscribed' && s.emulator.state.subscription(active).status === 'Subscribed' && s.emulator.state.pendingOperations(active).length === 0, 20_000);
+  const before = attempts.get(active) ?? 0;
+  const change = s.emulator.marketplace.changeQuantity(active, 4);
+  // More failures than the runner's bounded retries of an unexpected error (8): a RetryLater is never parked for that.
+  await waitFor('provisioning of the change to have failed ten times', () => (attempts.get(active) ?? 0) >= before + 10, 30_000);
+  const held = (await (await fetch(`${s.url}/api/processes/parked`, { headers: { authorization: `Bearer ${s.operatorToken}` } })).json()) as { parked: unknown[]; retrying: unknown[] };
+  t.notMatch(JSON.stringify(held.parked), active, 'the change is not parked…');
+  t.match(JSON.stringify(held.retrying), active, '…but retrying, visible under /api');
+  failing.delete(active);
+  const applied = await waitFor('the change processed once provisioning works', async () => {
+    const events = await store.readStream(notificationStream(change.id));
+    return events.find((e) => e.type === 'NotificationProcessed')?.data as { outcome: string } | undefined;
+  }, 30_000);
+  t.equal(applied.outcome, 'applied');
+  t.match(await status(s, active), { quantity: 4 }, 'with the new seats');
 });

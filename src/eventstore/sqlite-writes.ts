@@ -92,7 +92,7 @@ export async function retryWhileBusy<T>(what: string, attempt: () => T, wait: Bu
   }
 }
 
-type Job = { what: string; attempt: () => unknown; wait: BusyWait; started: number; tried: boolean; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+type Job = { what: string; attempt: () => unknown; started: number; tried: boolean; resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
 /** One connection's writes, one at a time, in the order they were asked for; see the file comment. */
 export class WriteQueue {
@@ -104,7 +104,7 @@ export class WriteQueue {
   constructor(private readonly wait: BusyWait) {}
 
   /** `attempt` runs one whole write transaction synchronously; it is retried while the database is locked. */
-  write<T>(what: string, attempt: () => T, wait: BusyWait = this.wait): Promise<T> {
+  write<T>(what: string, attempt: () => T): Promise<T> {
     const started = performance.now();
     let tried = false;
     if (this.jobs.length === 0) {
@@ -116,7 +116,7 @@ export class WriteQueue {
       }
     }
     return new Promise<T>((resolve, reject) => {
-      this.jobs.push({ what, attempt, wait, started, tried, resolve: resolve as (v: unknown) => void, reject });
+      this.jobs.push({ what, attempt, started, tried, resolve: resolve as (v: unknown) => void, reject });
       if (!this.running) {
         this.running = true;
         this.draining = this.drain();
@@ -133,7 +133,7 @@ export class WriteQueue {
     try {
       for (let job = this.jobs[0]; job; job = this.jobs[0]) {
         try {
-          job.resolve(await retryWhileBusy(job.what, job.attempt, job.wait, job.started, job.tried));
+          job.resolve(await retryWhileBusy(job.what, job.attempt, this.wait, job.started, job.tried));
         } catch (err) {
           job.reject(err);
         }

@@ -411,14 +411,17 @@ export class SqliteEventStore implements EventStore {
     await this.health.check(() => this.probe());
   }
 
-  /** One small write in `store_probe`, through the same queue as appends; its outcome goes to the write health. */
+  /**
+   * One small write in `store_probe`; its outcome goes to the write health. Not queued behind appends that wait
+   * for the lock (its order does not matter, and /readyz must answer within PROBE_MAX_WAIT_MS).
+   */
   private async probe(): Promise<void> {
     // While writes fail, first give the volume back what the WAL holds beyond the last checkpoint.
     if (this.health.failure) this.checkpoint('failing');
     const wait = { ...this.busy, maxWaitMs: Math.min(this.busy.maxWaitMs, PROBE_MAX_WAIT_MS) };
     const write = this.db.transaction(() => this.stmt.probe.run(new Date().toISOString(), PROBE_PAD_BYTES));
     try {
-      await this.writes.write('write probe', () => {
+      await retryWhileBusy('write probe', () => {
         this.assertOpen();
         write.immediate();
       }, wait);

@@ -46,7 +46,7 @@ import type {
   StoreSubscription,
   SubscribeOptions,
 } from './eventstore.js';
-import { WriteQueue, isBusy, retryWhileBusy, writeFailureOf } from './sqlite-writes.js';
+import { WriteQueue, codeOf, isBusy, retryWhileBusy, writeFailureOf } from './sqlite-writes.js';
 import type { BusyWait } from './sqlite-writes.js';
 import { WriteHealth } from './write-health.js';
 
@@ -296,12 +296,12 @@ export class SqliteEventStore implements EventStore {
     const failure = writeFailureOf(err);
     if (failure) this.health.failed(failure);
     if (err instanceof StoreError) return err; // ours: a conflict, a bad batch, a closed store, a lock past the bound
-    const code = (err as { code?: string }).code;
+    const code = codeOf(err);
+    const message = err instanceof Error ? err.message : String(err);
     if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-      return new StoreError(`stream ${streamId}: an event id in this append is already used elsewhere: ${(err as Error).message}`);
+      return new StoreError(`stream ${streamId}: an event id in this append is already used elsewhere: ${message}`);
     }
-    const why = failure ? `${failure.reason}: ${(err as Error).message}` : (err as Error).message;
-    return new StoreUnavailableError(`stream ${streamId}: append failed: ${why}`, { cause: err });
+    return new StoreUnavailableError(`stream ${streamId}: append failed: ${failure ? `${failure.reason}: ${message}` : message}`, { cause: err });
   }
 
   /**
@@ -443,8 +443,9 @@ export class SqliteEventStore implements EventStore {
       const [result] = this.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number; log: number; checkpointed: number }>;
       this.log?.debug({ store: 'sqlite', why, ...result }, 'WAL checkpoint');
     } catch (err) {
-      const failure = writeFailureOf(err);
-      this.log?.[why === 'failing' ? 'debug' : 'warn']({ store: 'sqlite', why, err, reason: failure?.reason }, 'WAL checkpoint failed');
+      // Expected while writes fail (a full disk has no room to copy the WAL into): the outage is logged already.
+      const level = this.health.failure ? 'debug' : 'warn';
+      this.log?.[level]({ store: 'sqlite', why, err, reason: writeFailureOf(err)?.reason }, 'WAL checkpoint failed');
     }
   }
 

@@ -40,6 +40,24 @@ export const EnvSchema = Type.Object({
   EVENTSTORE_CONNECTION_STRING: Type.Optional(Type.String({ minLength: 1 })),
   READMODELS_PATH: Type.Optional(Type.String({ minLength: 1, description: 'Read-model SQLite file; default <DATA_DIR>/readmodels.db' })),
   SQLITE_POLL_INTERVAL_MS: Type.Integer({ minimum: 5, maximum: 60000, default: 250 }),
+  SQLITE_BUSY_WAIT_MS: Type.Integer({
+    minimum: 0,
+    maximum: 60000,
+    default: 2000,
+    description: "How long a write waits (on timers, never blocking) for another process's lock before answering 503",
+  }),
+  SQLITE_WRITE_PROBE_INTERVAL_MS: Type.Integer({
+    minimum: 100,
+    maximum: 3600000,
+    default: 5000,
+    description: '/readyz: the least time between two small probe writes when nothing else was written',
+  }),
+  SQLITE_CHECKPOINT_INTERVAL_MS: Type.Integer({
+    minimum: 0,
+    maximum: 86400000,
+    default: 60000,
+    description: 'How often the WAL is checkpointed and truncated (0: only at start and after a write outage)',
+  }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 }),
   // Microsoft's SaaS Fulfillment API. Without any of URL, client id, secret, certificate or static token the
   // service runs as a sandbox against the built-in emulator.
@@ -105,7 +123,18 @@ export type HttpConfig = {
 export type LogConfig = { level: Env['LOG_LEVEL'] };
 
 export type StoreConfig =
-  | { kind: 'sqlite'; path: string; dataDir: string; pollIntervalMs: number }
+  | {
+      kind: 'sqlite';
+      path: string;
+      dataDir: string;
+      pollIntervalMs: number;
+      /** SQLITE_BUSY_WAIT_MS */
+      busyWaitMs: number;
+      /** SQLITE_WRITE_PROBE_INTERVAL_MS */
+      writeProbeIntervalMs: number;
+      /** SQLITE_CHECKPOINT_INTERVAL_MS */
+      checkpointIntervalMs: number;
+    }
   | { kind: 'eventstoredb'; connectionString: string };
 
 /** How to reach Microsoft's SaaS Fulfillment API; each field is its MARKETPLACE_* variable. */
@@ -337,7 +366,15 @@ function storeConfig(env: Env): StoreConfig {
   }
   const dataDir = resolve(env.DATA_DIR);
   usableDirectory(dataDir);
-  return { kind, dataDir, path: resolve(dataDir, EVENTS_FILE), pollIntervalMs: env.SQLITE_POLL_INTERVAL_MS };
+  return {
+    kind,
+    dataDir,
+    path: resolve(dataDir, EVENTS_FILE),
+    pollIntervalMs: env.SQLITE_POLL_INTERVAL_MS,
+    busyWaitMs: env.SQLITE_BUSY_WAIT_MS,
+    writeProbeIntervalMs: env.SQLITE_WRITE_PROBE_INTERVAL_MS,
+    checkpointIntervalMs: env.SQLITE_CHECKPOINT_INTERVAL_MS,
+  };
 }
 
 function usableDirectory(dir: string): void {

@@ -10,7 +10,7 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
   t.equal(c.http.port, 3000);
   t.equal(c.http.host, '127.0.0.1');
   t.equal(c.log.level, 'info');
-  t.same(c.store, { kind: 'sqlite', dataDir: dir, path: join(dir, 'events.db'), pollIntervalMs: 250 });
+  t.same(c.store, { kind: 'sqlite', dataDir: dir, path: join(dir, 'events.db'), pollIntervalMs: 250, busyWaitMs: 2000, writeProbeIntervalMs: 5000, checkpointIntervalMs: 60000 });
   t.same(c.http, { port: 3000, host: '127.0.0.1', shutdownGraceMs: 10000 }, 'no PUBLIC_URL: the listen URL is used');
   t.same(c.marketplace, { sandbox: true }, 'no Microsoft credentials: a sandbox against the built-in emulator');
   t.same(c.webhook, {});
@@ -51,6 +51,9 @@ t.test('every section from its variables', async (t) => {
     SHUTDOWN_GRACE_MS: '500',
     LOG_LEVEL: 'debug',
     READMODELS_PATH: join(dir, 'elsewhere.db'),
+    SQLITE_BUSY_WAIT_MS: '750',
+    SQLITE_WRITE_PROBE_INTERVAL_MS: '250',
+    SQLITE_CHECKPOINT_INTERVAL_MS: '0',
     MARKETPLACE_TENANT_ID: 'tenant',
     MARKETPLACE_CLIENT_ID: 'client',
     MARKETPLACE_CLIENT_SECRET: 'secret',
@@ -77,6 +80,7 @@ t.test('every section from its variables', async (t) => {
   });
   t.same(c.http, { port: 8080, host: '0.0.0.0', publicUrl: 'https://ledger.example', shutdownGraceMs: 500 }, 'values are trimmed and converted');
   t.same(c.log, { level: 'debug' });
+  t.match(c.store, { kind: 'sqlite', busyWaitMs: 750, writeProbeIntervalMs: 250, checkpointIntervalMs: 0 });
   t.same(c.marketplace, { sandbox: false, tenantId: 'tenant', clientId: 'client', clientSecret: 'secret', authorityHost: 'https://login.example' });
   t.same(c.webhook, { tenantId: 'webhook-tenant', audience: 'webhook-app', metadataUrl: 'https://login.example/meta', allowedCallers: ['a', 'b', 'c'] });
   t.same(c.policy, { retiredPlans: ['old', 'older'], maxSeats: 50 });

@@ -6,7 +6,14 @@ import type { Logger } from '../logger.js';
 /** Open the configured store. The EventStoreDB client is loaded only when it is selected. */
 export async function openStore(config: StoreConfig, logger: Logger): Promise<EventStore> {
   if (config.kind === 'sqlite') {
-    const store = openSqliteStore({ path: config.path, pollIntervalMs: config.pollIntervalMs });
+    const store = openSqliteStore({
+      path: config.path,
+      pollIntervalMs: config.pollIntervalMs,
+      busyWaitMs: config.busyWaitMs,
+      writeProbeIntervalMs: config.writeProbeIntervalMs,
+      checkpointIntervalMs: config.checkpointIntervalMs,
+      logger: logger.child({ component: 'eventstore' }),
+    });
     logger.info({ store: 'sqlite', path: config.path }, 'event store open (embedded SQLite)');
     return store;
   }

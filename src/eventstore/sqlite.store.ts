@@ -9,13 +9,24 @@
  *   in increasing order: a catch-up reader never sees a gap that is filled later.
  * - Subscriptions catch up by reading pages, then wait for a local append signal or a poll tick
  *   (the poll is how events appended by another process on the same file are noticed).
+ * - Nothing waits for a lock inside a call (`busy_timeout = 0`; better-sqlite3 is synchronous, so a
+ *   busy wait there would stop the event loop): a write that meets another process's lock is retried
+ *   on timers, in arrival order, for at most `busyWaitMs`, then fails with StoreUnavailableError
+ *   (sqlite-writes.ts). A failed append is reported and rolled back whole: never half-written.
+ * - Writes that fail for the store's own reasons (disk full, I/O error, a lock past the bound) make
+ *   ping() — /readyz — throw StoreNotWritableError until a write (an append or ping's small probe
+ *   write, at most one per `writeProbeIntervalMs`) succeeds again (write-health.ts).
+ * - The WAL stays small: `journal_size_limit`, SQLite's autocheckpoint, and a `wal_checkpoint(TRUNCATE)`
+ *   at open, every `checkpointIntervalMs`, while writes fail and once they work again, so a service on
+ *   a small volume gets its space back once the disk has room (docs/operations.md).
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Database as Db, Statement } from 'better-sqlite3';
+import type { Database as Db, Statement, Transaction } from 'better-sqlite3';
+import type { Logger } from '../logger.js';
 import {
   ConcurrencyError,
   StoreError,
@@ -35,6 +46,9 @@ import type {
   StoreSubscription,
   SubscribeOptions,
 } from './eventstore.js';
+import { WriteQueue, codeOf, isBusy, retryWhileBusy, writeFailureOf } from './sqlite-writes.js';
+import type { BusyWait } from './sqlite-writes.js';
+import { WriteHealth } from './write-health.js';
 
 export type SqliteStoreOptions = {
   /** The database file; its directory is created when missing. ':memory:' works for throwaway use. */
@@ -43,7 +57,22 @@ export type SqliteStoreOptions = {
   pollIntervalMs?: number;
   /** Rows per page when reading all events. */
   pageSize?: number;
+  /** How long a write or read waits (on timers) for another process's lock before StoreUnavailableError. Default 2000. */
+  busyWaitMs?: number;
+  /** The least time between two write probes made by ping() when nothing else was written. Default 5000. */
+  writeProbeIntervalMs?: number;
+  /** How often the WAL is checkpointed and truncated; 0 = only at open and after a write outage. Default 60000. */
+  checkpointIntervalMs?: number;
+  /** Where the store says that writes fail and work again, and how checkpoints go. */
+  logger?: Logger;
 };
+
+/** The WAL is cut back to this size whenever it is reset (about SQLite's autocheckpoint threshold of 1000 pages). */
+export const JOURNAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024;
+/** The probe row's padding: a write somewhat larger than a typical append, so a probe does not pass where an append would fail. */
+const PROBE_PAD_BYTES = 32 * 1024;
+/** A probe waits at most this long for the write lock (or `busyWaitMs`, when shorter): /readyz answers quickly. */
+const PROBE_MAX_WAIT_MS = 500;
 
 type EventRow = {
   position: number;
@@ -77,7 +106,13 @@ CREATE TABLE IF NOT EXISTS store_info (
   value TEXT NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO store_info (key, value) VALUES ('schema_version', '1');
+CREATE TABLE IF NOT EXISTS store_probe (
+  id        INTEGER PRIMARY KEY CHECK (id = 1),
+  probed_at TEXT NOT NULL,
+  pad       BLOB NOT NULL
+);
 `;
+const schemaTables = ['events', 'streams', 'store_info', 'store_probe'];
 
 function toRecorded(row: EventRow): RecordedEvent {
   return {
@@ -108,10 +143,34 @@ function prefixClause(prefixes: readonly string[] | undefined): { sql: string; p
   return { sql: ` AND (${parts.join(' OR ')})`, params: prefixes.flatMap((p) => [p, `${p}\uffff`]) };
 }
 
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: string }).code ?? '';
-  return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+/**
+ * Opens the file with the pragmas above. Creating the schema is the one write made at open, and only for a
+ * new (or older) file; it may wait for the lock synchronously (up to `busyWaitMs`, once in the file's life),
+ * everything after runs with `busy_timeout = 0`.
+ */
+function openDatabase(path: string, busyWaitMs: number): Db {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  try {
+    db.pragma(`busy_timeout = ${busyWaitMs}`);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES}`);
+    db.pragma('wal_autocheckpoint = 1000'); // SQLite's default, stated: the periodic TRUNCATE comes on top of it
+    const present = db
+      .prepare(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (${schemaTables.map(() => '?').join(', ')})`)
+      .pluck()
+      .get(...schemaTables);
+    if (present !== schemaTables.length) db.exec(schema);
+    db.pragma('busy_timeout = 0');
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
 }
+
+type AppendOutcome = { result: AppendResult; wrote: boolean };
 
 export class SqliteEventStore implements EventStore {
   readonly kind = 'sqlite' as const;
@@ -119,8 +178,14 @@ export class SqliteEventStore implements EventStore {
   private readonly appended = new EventEmitter();
   private readonly pollIntervalMs: number;
   private readonly pageSize: number;
+  private readonly busy: BusyWait;
+  private readonly writes: WriteQueue;
+  private readonly health: WriteHealth;
+  private readonly log: Logger | undefined;
+  private readonly checkpointTimer: NodeJS.Timeout | undefined;
   private readonly subscriptions = new Set<SqliteSubscription>();
   private closed = false;
+  private closing: Promise<void> | undefined;
   private readonly stmt: {
     streamRevision: Statement<[string], { revision: number }>;
     eventById: Statement<[string], { stream_id: string; revision: number; position: number }>;
@@ -129,18 +194,30 @@ export class SqliteEventStore implements EventStore {
     readStream: Statement<[string, number, number], EventRow>;
     lastEvent: Statement<[string], EventRow>;
     pruneStream: Statement<[string, number]>;
+    probe: Statement<[string, number]>;
   };
 
-  constructor(options: SqliteStoreOptions) {
-    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-    this.db = new Database(options.path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(schema);
+  constructor(private readonly options: SqliteStoreOptions) {
+    this.busy = { maxWaitMs: options.busyWaitMs ?? 2000 };
+    try {
+      this.db = openDatabase(options.path, this.busy.maxWaitMs);
+    } catch (err) {
+      const why = writeFailureOf(err)?.reason ?? (err instanceof Error ? err.message : String(err));
+      throw new StoreUnavailableError(`cannot open the event store ${options.path}: ${why}`, { cause: err });
+    }
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.pageSize = options.pageSize ?? 1000;
+    this.log = options.logger;
     this.appended.setMaxListeners(0);
+    this.writes = new WriteQueue(this.busy);
+    this.health = new WriteHealth({
+      probeIntervalMs: options.writeProbeIntervalMs ?? 5000,
+      onFailing: (f) => this.log?.error({ store: 'sqlite', path: options.path, code: f.code, reason: f.reason }, 'event store cannot write: appends answer 503 and /readyz says not-ready until a write succeeds'),
+      onRecovered: (o) => {
+        this.log?.warn({ store: 'sqlite', path: options.path, code: o.code, reason: o.reason, since: o.since }, 'event store writes work again');
+        setImmediate(() => this.checkpoint('recovered')).unref();
+      },
+    });
     this.stmt = {
       streamRevision: this.db.prepare('SELECT revision FROM streams WHERE stream_id = ?'),
       eventById: this.db.prepare('SELECT stream_id, revision, position FROM events WHERE event_id = ?'),
@@ -155,7 +232,13 @@ export class SqliteEventStore implements EventStore {
       ),
       lastEvent: this.db.prepare('SELECT * FROM events WHERE stream_id = ? ORDER BY revision DESC LIMIT 1'),
       pruneStream: this.db.prepare('DELETE FROM events WHERE stream_id = ? AND revision <= ?'),
+      probe: this.db.prepare(
+        'INSERT INTO store_probe (id, probed_at, pad) VALUES (1, ?, zeroblob(?)) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, pad = excluded.pad',
+      ),
     };
+    this.checkpoint('open');
+    const every = options.checkpointIntervalMs ?? 60_000;
+    if (every > 0 && options.path !== ':memory:') this.checkpointTimer = setInterval(() => this.checkpoint('periodic'), every).unref();
   }
 
   async appendToStream(
@@ -171,13 +254,13 @@ export class SqliteEventStore implements EventStore {
       throw new StoreError(`stream ${streamId}: keepLast must be a whole number of at least 1, not ${keepLast}`);
     }
     const rows = events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, ...serialise(e, streamId) }));
-    const append = this.db.transaction((): AppendResult => {
+    const append: Transaction<() => AppendOutcome> = this.db.transaction((): AppendOutcome => {
       const current = this.stmt.streamRevision.get(streamId)?.revision ?? -1;
       const repeat = this.idempotentRepeat(streamId, rows.map((r) => r.id));
-      if (repeat) return repeat;
+      if (repeat) return { result: repeat, wrote: false };
       this.checkExpected(streamId, expected, current);
       if (rows.length === 0) {
-        return { nextExpectedRevision: BigInt(current), position: BigInt(this.lastPosition()) };
+        return { result: { nextExpectedRevision: BigInt(current), position: BigInt(this.lastPosition()) }, wrote: false };
       }
       const recordedAt = new Date().toISOString();
       let revision = current;
@@ -190,22 +273,35 @@ export class SqliteEventStore implements EventStore {
       this.stmt.upsertStream.run(streamId, revision);
       // A bounded stream: its older events go with this append, or not at all.
       if (keepLast !== undefined) this.stmt.pruneStream.run(streamId, revision - keepLast);
-      return { nextExpectedRevision: BigInt(revision), position: BigInt(position) };
+      return { result: { nextExpectedRevision: BigInt(revision), position: BigInt(position) }, wrote: true };
     });
-    let result: AppendResult;
+    let outcome: AppendOutcome;
     try {
-      result = append.immediate();
+      outcome = await this.writes.write(`stream ${streamId}`, () => {
+        this.assertOpen(); // the store may have been closed while this append waited for the lock
+        return append.immediate();
+      });
     } catch (err) {
-      if (err instanceof StoreError) throw err;
-      if (isBusy(err)) throw new StoreUnavailableError(`stream ${streamId}: the database is busy (locked by another writer)`);
-      const code = (err as { code?: string }).code;
-      if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-        throw new StoreError(`stream ${streamId}: an event id in this append is already used elsewhere: ${(err as Error).message}`);
-      }
-      throw new StoreUnavailableError(`stream ${streamId}: append failed: ${(err as Error).message}`);
+      throw this.appendError(streamId, err);
     }
-    if (rows.length > 0) this.appended.emit('append');
-    return result;
+    if (outcome.wrote) {
+      this.health.succeeded();
+      this.appended.emit('append');
+    }
+    return outcome.result;
+  }
+
+  /** What a failed append throws; a failure of the store itself (disk, lock, I/O) is also remembered for /readyz. */
+  private appendError(streamId: string, err: unknown): Error {
+    const failure = writeFailureOf(err);
+    if (failure) this.health.failed(failure);
+    if (err instanceof StoreError) return err; // ours: a conflict, a bad batch, a closed store, a lock past the bound
+    const code = codeOf(err);
+    const message = err instanceof Error ? err.message : String(err);
+    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+      return new StoreError(`stream ${streamId}: an event id in this append is already used elsewhere: ${message}`);
+    }
+    return new StoreUnavailableError(`stream ${streamId}: append failed: ${failure ? `${failure.reason}: ${message}` : message}`, { cause: err });
   }
 
   /**
@@ -246,26 +342,40 @@ export class SqliteEventStore implements EventStore {
     return row.p ?? 0;
   }
 
+  /** A read, retried on timers in the rare case that it meets a lock (WAL recovery by another process). */
+  private reading<T>(what: string, read: () => T): Promise<T> {
+    try {
+      return Promise.resolve(read());
+    } catch (err) {
+      if (!isBusy(err)) return Promise.reject(err);
+    }
+    const again = (): T => {
+      this.assertOpen();
+      return read();
+    };
+    return retryWhileBusy(what, again, this.busy, performance.now(), true);
+  }
+
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
     this.assertOpen();
     const from = Number(options.fromRevision ?? 0n);
     const limit = options.maxCount ?? -1;
-    return this.stmt.readStream.all(streamId, from, limit).map(toRecorded);
+    const rows = await this.reading(`stream ${streamId}`, () => this.stmt.readStream.all(streamId, from, limit));
+    return rows.map(toRecorded);
   }
 
   async readLastEvent(streamId: string): Promise<RecordedEvent | undefined> {
     this.assertOpen();
-    const row = this.stmt.lastEvent.get(streamId);
+    const row = await this.reading(`stream ${streamId}`, () => this.stmt.lastEvent.get(streamId));
     return row ? toRecorded(row) : undefined;
   }
 
   /** One page of events after `after`, in global order. */
-  readPage(after: bigint, limit: number, prefixes?: readonly string[]): RecordedEvent[] {
+  async readPage(after: bigint, limit: number, prefixes?: readonly string[]): Promise<RecordedEvent[]> {
     this.assertOpen();
     const filter = prefixClause(prefixes);
-    const rows = this.db
-      .prepare(`SELECT * FROM events WHERE position > ?${filter.sql} ORDER BY position LIMIT ?`)
-      .all(Number(after), ...filter.params, limit) as EventRow[];
+    const query = this.db.prepare<unknown[], EventRow>(`SELECT * FROM events WHERE position > ?${filter.sql} ORDER BY position LIMIT ?`);
+    const rows = await this.reading('all events', () => query.all(Number(after), ...filter.params, limit));
     return rows.map(toRecorded);
   }
 
@@ -273,7 +383,7 @@ export class SqliteEventStore implements EventStore {
     let after = options.after ?? 0n;
     let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
     while (remaining > 0) {
-      const page = this.readPage(after, Math.min(this.pageSize, remaining), options.streamPrefixes);
+      const page = await this.readPage(after, Math.min(this.pageSize, remaining), options.streamPrefixes);
       for (const event of page) yield event;
       if (page.length === 0) return;
       after = (page[page.length - 1] as RecordedEvent).position;
@@ -291,16 +401,63 @@ export class SqliteEventStore implements EventStore {
     return sub;
   }
 
+  /**
+   * /readyz: the file answers a read, and writes work: StoreNotWritableError (a StoreUnavailableError) with
+   * the reason while they fail. When nothing was written for `writeProbeIntervalMs`, a small probe write tells.
+   */
   async ping(): Promise<void> {
     this.assertOpen();
-    this.db.prepare('SELECT 1').get();
+    await this.reading('ping', () => this.db.prepare('SELECT 1').get());
+    await this.health.check(() => this.probe());
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    await Promise.all([...this.subscriptions].map((s) => s.close()));
-    this.closed = true;
-    this.db.close();
+  /**
+   * One small write in `store_probe`; its outcome goes to the write health. Not queued behind appends that wait
+   * for the lock (its order does not matter, and /readyz must answer within PROBE_MAX_WAIT_MS).
+   */
+  private async probe(): Promise<void> {
+    // While writes fail, first give the volume back what the WAL holds beyond the last checkpoint.
+    if (this.health.failure) this.checkpoint('failing');
+    const wait = { ...this.busy, maxWaitMs: Math.min(this.busy.maxWaitMs, PROBE_MAX_WAIT_MS) };
+    const write = this.db.transaction(() => this.stmt.probe.run(new Date().toISOString(), PROBE_PAD_BYTES));
+    try {
+      await retryWhileBusy('write probe', () => {
+        this.assertOpen();
+        write.immediate();
+      }, wait);
+    } catch (err) {
+      const failure = writeFailureOf(err);
+      if (failure) this.health.failed(failure);
+      throw err;
+    }
+    this.health.succeeded();
+  }
+
+  /**
+   * `wal_checkpoint(TRUNCATE)`: copy the WAL into the database and cut the WAL to zero bytes. Never waits
+   * (busy_timeout 0): when another connection is in the way it does what it can and the next one finishes.
+   */
+  private checkpoint(why: 'open' | 'periodic' | 'failing' | 'recovered'): void {
+    if (this.closed || this.options.path === ':memory:') return;
+    try {
+      const [result] = this.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number; log: number; checkpointed: number }>;
+      this.log?.debug({ store: 'sqlite', why, ...result }, 'WAL checkpoint');
+    } catch (err) {
+      // Expected while writes fail (a full disk has no room to copy the WAL into): the outage is logged already.
+      const level = this.health.failure ? 'debug' : 'warn';
+      this.log?.[level]({ store: 'sqlite', why, err, reason: writeFailureOf(err)?.reason }, 'WAL checkpoint failed');
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all([...this.subscriptions].map((s) => s.close()));
+      await this.writes.idle(); // appends waiting for the lock get their answer first
+      this.closed = true;
+      clearInterval(this.checkpointTimer);
+      this.db.close();
+    })();
+    return this.closing;
   }
 
   private assertOpen(): void {
@@ -328,7 +485,7 @@ class SqliteSubscription implements StoreSubscription {
     let after = this.options.after ?? 0n;
     try {
       while (!this.closed) {
-        const page = this.store.readPage(after, this.pageSize, this.options.streamPrefixes);
+        const page = await this.store.readPage(after, this.pageSize, this.options.streamPrefixes);
         for (const event of page) {
           if (this.closed) return;
           yield event;

@@ -5,6 +5,11 @@
  *
  * WAL with synchronous=NORMAL: a power cut may lose the last transactions, but never half of one, and
  * a change always commits with its checkpoint, so the projections simply re-apply what was lost.
+ *
+ * Locks: better-sqlite3 waits for a lock inside the call, which stops the event loop, so the wait is tiny
+ * (READ_MODEL_BUSY_TIMEOUT_MS: enough for another process's batch commit to end, far too short to be felt).
+ * A write that still meets the lock fails, rolls back and is retried on a timer by the projection runner
+ * (its backoff, src/projections/runner.ts); reads in WAL mode do not wait for writers.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -22,6 +27,9 @@ CREATE TABLE IF NOT EXISTS projection_state (
 ) WITHOUT ROWID;
 `;
 
+/** How long a read-model statement may wait, synchronously, for another process's write lock. */
+export const READ_MODEL_BUSY_TIMEOUT_MS = 25;
+
 export type StoredState = { version: number; position: bigint | undefined; eventsApplied: number; rebuiltAt: string; updatedAt: string };
 
 export function openReadModelDb(path: string): ReadModelDb {
@@ -29,7 +37,7 @@ export function openReadModelDb(path: string): ReadModelDb {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${READ_MODEL_BUSY_TIMEOUT_MS}`);
   db.pragma('cache_size = -65536'); // 64 MiB of page cache: rebuilds rewrite many rows and their indexes
   db.exec(stateSchema);
   return db;

@@ -13,7 +13,7 @@
 import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../domain/subscription/index.js';
 
 /** Events after which Microsoft's record may hold values we do not have. */
-const triggers: ReadonlySet<SubscriptionEvent['type']> = new Set(['Activated', 'PlanChanged', 'QuantityChanged', 'Renewed', 'Suspended', 'Reinstated']);
+const triggers: ReadonlySet<SubscriptionEvent['type']> = new Set(['Activated', 'PlanChanged', 'QuantityChanged', 'Renewed', 'Suspended', 'Reinstated', 'Unsubscribed']);
 
 /** How long after the change a refresh still waits for Microsoft's open operations to complete. */
 export const defaultRefreshPatienceMs = 60 * 60 * 1000;
@@ -21,7 +21,9 @@ export const defaultRefreshPatienceMs = 60 * 60 * 1000;
 /** Whether this event asks for a refresh: a change we applied, not one that converged on Microsoft already. */
 export function wantsRefresh(event: SubscriptionEvent, state: SubscriptionState): state is KnownSubscription {
   if (!triggers.has(event.type) || event.data.reported !== undefined) return false;
-  return state.status !== 'Initial' && state.status !== 'Unsubscribed';
+  // After the cancellation itself, Microsoft's final record is read once more (a change it completed just before
+  // may be notified after); after anything else, a cancelled subscription is left alone.
+  return state.status !== 'Initial' && (state.status !== 'Unsubscribed' || event.type === 'Unsubscribed');
 }
 
 export type RefreshDecision =

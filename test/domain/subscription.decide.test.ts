@@ -386,8 +386,13 @@ const matrix = {
         { type: 'PlanChanged', data: { ...converging, planId: 'gold', previousPlanId: 'silver' } },
         { type: 'DetailsRefreshed', data: { ...converging, changes: { term: YEAR_TERM, autoRenew: false }, previous: { term: FIRST_TERM, autoRenew: true } } },
       ),
-      // Terminal: nothing Microsoft reports brings it back (the reconciler counts it as a drift it cannot repair).
-      Unsubscribed: nothing,
+      // Terminal: nothing Microsoft reports brings it back (the reconciler counts the status as a drift it cannot
+      // repair), but Microsoft's final plan and term belong in its history.
+      Unsubscribed: emits(
+        'Unsubscribed',
+        { type: 'PlanChanged', data: { ...converging, planId: 'gold', previousPlanId: 'silver' } },
+        { type: 'DetailsRefreshed', data: { ...converging, changes: { term: YEAR_TERM, autoRenew: false }, previous: { term: FIRST_TERM, autoRenew: true } } },
+      ),
     },
   },
 } satisfies Matrix;

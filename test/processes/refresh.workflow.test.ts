@@ -24,7 +24,8 @@ t.test('changes we applied ask for a refresh; converged ones, purchases and canc
   t.notOk(wantsRefresh({ type: 'PlanChanged', data: { ...at, reported, planId: 'gold', previousPlanId: 'silver' } }, active), 'an event that converged on Microsoft does not ask again (no loop)');
   t.notOk(wantsRefresh({ type: 'DetailsRefreshed', data: { ...at, changes: {}, previous: {} } }, active), 'DetailsRefreshed does not');
   t.notOk(wantsRefresh({ type: 'ActivationRequested', data: { ...at, planId: 'silver', contact: { email: 'a@b.example' } } }, active), 'requests do not');
-  t.notOk(wantsRefresh({ type: 'Renewed', data: at }, fold(history('Unsubscribed'))), 'nothing after Unsubscribed');
+  t.notOk(wantsRefresh({ type: 'Renewed', data: at }, fold(history('Unsubscribed'))), 'nothing else after Unsubscribed');
+  t.ok(wantsRefresh({ type: 'Unsubscribed', data: at }, fold(history('Unsubscribed'))), "the cancellation itself asks (Microsoft's final record)");
   t.notOk(wantsRefresh({ type: 'Renewed', data: at }, initialState()), 'nothing for an unknown subscription');
 });
 

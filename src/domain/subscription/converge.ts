@@ -7,6 +7,8 @@
  *
  * What cannot be repaired is left as it is and reported by `driftOf` (the caller counts it): a subscription
  * Unsubscribed here stays Unsubscribed (terminal), and one active here cannot go back to PendingFulfillmentStart.
+ * An Unsubscribed subscription still takes Microsoft's final plan, seats and other fields: a change Microsoft
+ * completed just before the cancellation, whose notification came after the Unsubscribe, belongs in its history.
  */
 import type { KnownSubscription } from './subscription.state.js';
 import type { ChangeSource, MicrosoftReport, OwnedFields, SubscriptionDetails, SubscriptionEvent, Term } from './subscription.events.js';
@@ -124,11 +126,10 @@ export function convergeEvents(
   microsoft: MicrosoftRecord,
   meta: { now: string; source: ChangeSource },
 ): SubscriptionEvent[] {
-  if (state.status === 'Unsubscribed') return []; // terminal: nothing Microsoft says brings it back
   const because: Because = { at: meta.now, source: meta.source, reported: report(microsoft) };
   const m = microsoft.details;
-  const target = isStatus(microsoft.status) ? microsoft.status : state.status;
-  if (target === 'Unsubscribed') return statusEvents(state, target, microsoft, because);
+  // Terminal: nothing Microsoft says brings an Unsubscribed subscription back.
+  const target = state.status === 'Unsubscribed' || !isStatus(microsoft.status) ? state.status : microsoft.status;
 
   const events = statusEvents(state, target, microsoft, because);
   // Activated carries Microsoft's plan, seats and term: what it took over is not repeated below.

@@ -13,6 +13,8 @@ import { healthRoutes } from './http/health.routes.js';
 import { webhookRoutes } from './http/webhook.routes.js';
 import { integrationRoutes } from './http/integration.routes.js';
 import { readModelRoutes } from './http/readmodel.routes.js';
+import { reconciliationRoutes } from './http/reconciliation.routes.js';
+import type { ReconciliationRoutesOptions } from './http/reconciliation.routes.js';
 import type { ReadModelRoutesOptions } from './http/readmodel.routes.js';
 import type { IntegrationRoutesOptions } from './http/integration.routes.js';
 import type { WebhookOptions } from './http/webhook.routes.js';
@@ -48,6 +50,8 @@ export type ApiOptions = {
   integration?: IntegrationRoutesOptions;
   /** Read models for operators and analysts (/api/read/…); not served when absent. */
   readModels?: ReadModelRoutesOptions;
+  /** Reconciliation runs: trigger one, list the last, show one (/api/reconcile, /api/reconciliations…); not served when absent. */
+  reconciliation?: ReconciliationRoutesOptions;
 };
 
 export async function buildApp(deps: AppDeps) {
@@ -102,6 +106,7 @@ export async function buildApp(deps: AppDeps) {
         if (api.subscriptions) await scope.register(operatorRoutes, api.subscriptions);
         if (api.integration) await scope.register(integrationRoutes, api.integration);
         if (api.readModels) await scope.register(readModelRoutes, api.readModels);
+        if (api.reconciliation) await scope.register(reconciliationRoutes, api.reconciliation);
       },
     });
   }

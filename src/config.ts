@@ -1,6 +1,6 @@
 /**
  * Configuration: environment → TypeBox schema → one typed `Config`, in sections (http, log, store,
- * marketplace, webhook, policy, operator, landing, emulator, runner, integration, projections).
+ * marketplace, webhook, policy, operator, landing, emulator, runner, integration, projections, reconciliation).
  * Nothing else in the service reads the environment. A bad value stops start-up with one line that
  * names the variable (ConfigError), never a stack trace.
  *
@@ -71,6 +71,10 @@ export const EnvSchema = Type.Object({
   PROCESS_LEASE_TAKEOVER_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 5000 }),
   PROCESS_LEASE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 3600000, default: 30000 }),
   PROCESS_LEASE_POLL_MS: Type.Integer({ minimum: 10, maximum: 60000, default: 1000 }),
+  // The reconciler (docs/reconciliation.md).
+  RECONCILE_INTERVAL_MINUTES: Type.Integer({ minimum: 0, maximum: 10080, default: 60, description: 'Minutes between scheduled reconciliation runs; 0 = no schedule (on demand only)' }),
+  RECONCILE_MAX_CALLS_PER_SECOND: Type.Number({ exclusiveMinimum: 0, maximum: 1000, default: 10, description: 'Calls to Microsoft per second at most during a run' }),
+  RECONCILE_TAKEOVER_MS: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: "A run's claim not renewed for this long is taken over (the run resumed) by the next trigger" }),
   ...IntegrationEnvSchema.properties,
 });
 
@@ -165,6 +169,16 @@ export type IntegrationConfig = {
   insecure: boolean;
 };
 
+/** The reconciler: when it runs on its own, how fast it may call Microsoft, when a vanished run is taken over. */
+export type ReconciliationConfig = {
+  /** RECONCILE_INTERVAL_MINUTES in milliseconds; undefined when 0: no schedule, runs on demand only. */
+  intervalMs?: number;
+  /** RECONCILE_MAX_CALLS_PER_SECOND */
+  maxCallsPerSecond: number;
+  /** RECONCILE_TAKEOVER_MS */
+  takeoverAfterMs: number;
+};
+
 export type ProjectionsConfig = {
   /** The read-model SQLite file: READMODELS_PATH, else `readmodels.db` in DATA_DIR (beside the embedded store). */
   path: string;
@@ -184,6 +198,7 @@ export type Config = {
   /** Undefined without PROVISIONING_WEBHOOK_URL: provisioning succeeds at once and no integration event is recorded or sent. */
   integration?: IntegrationConfig;
   projections: ProjectionsConfig;
+  reconciliation: ReconciliationConfig;
 };
 
 export class ConfigError extends Error {
@@ -230,6 +245,11 @@ export function loadConfig(environment: Environment = process.env): Config {
     },
     ...(integration ? { integration } : {}),
     projections: { path: env.READMODELS_PATH ? resolve(env.READMODELS_PATH) : resolve(env.DATA_DIR, READ_MODEL_FILE) },
+    reconciliation: {
+      ...(env.RECONCILE_INTERVAL_MINUTES > 0 ? { intervalMs: env.RECONCILE_INTERVAL_MINUTES * 60_000 } : {}),
+      maxCallsPerSecond: env.RECONCILE_MAX_CALLS_PER_SECOND,
+      takeoverAfterMs: env.RECONCILE_TAKEOVER_MS,
+    },
   };
 }
 
@@ -251,6 +271,9 @@ const expectation: Record<string, string> = {
   OPERATOR_TOKEN: 'must be at least 16 characters (a long random string)',
   LANDING_SECRET: 'must be at least 32 characters (a long random string)',
   POLICY_MAX_SEATS: 'must be a whole number ≥ 1',
+  RECONCILE_INTERVAL_MINUTES: 'must be a whole number of minutes from 0 (no schedule) to 10080 (a week)',
+  RECONCILE_MAX_CALLS_PER_SECOND: 'must be a number above 0 and at most 1000',
+  RECONCILE_TAKEOVER_MS: 'must be a whole number of milliseconds from 1000 to 3600000',
 };
 
 /**

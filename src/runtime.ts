@@ -30,6 +30,9 @@ import { PublisherChanges } from './application/publisher-changes.js';
 import { startIntegrationEvents } from './processes/integration-events.process.js';
 import type { RunningIntegrationEvents } from './processes/integration-events.process.js';
 import { provisionerFor } from './integration/http-provisioner.js';
+import { Reconciler } from './processes/reconciliation.process.js';
+import type { ReconcilerOptions } from './processes/reconciliation.process.js';
+import { scheduleReconciliation } from './processes/reconciliation.schedule.js';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -52,6 +55,8 @@ export type Runtime = {
   emulator?: Emulator;
   processes: () => RunningProcesses | undefined;
   projections: () => RunningProjections | undefined;
+  /** The reconciler (docs/reconciliation.md), once the store is open. */
+  reconciler: () => Reconciler | undefined;
   operatorToken: string;
   close(): Promise<void>;
 };
@@ -84,6 +89,36 @@ function webhookAuthenticator(config: Config, emulator: Emulator | undefined): W
   });
 }
 
+/** The sandbox's emulator sends webhooks and customers to this service; the log says how to try it. */
+function pointEmulatorAt(emulator: Emulator, publicUrl: string, o: { logger: Logger; operatorToken: string; generated: boolean }): void {
+  emulator.setWebhookUrl(`${publicUrl}/webhook`);
+  emulator.setLandingPageUrl(`${publicUrl}/landing`);
+  o.logger.warn(
+    { emulator: emulator.url, purchase: `curl -s -XPOST ${emulator.url}/emulator/purchases -H 'content-type: application/json' -d '{"planId":"standard","quantity":5}'` },
+    'no Microsoft credentials configured: running as a local sandbox against the built-in marketplace emulator. ' +
+      'To use Microsoft, set MARKETPLACE_TENANT_ID, MARKETPLACE_CLIENT_ID and MARKETPLACE_CLIENT_SECRET (or a certificate), and OPERATOR_TOKEN',
+  );
+  if (o.generated) o.logger.warn({ operatorToken: o.operatorToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
+}
+
+type RunningReconciliation = { reconciler: Reconciler; close(): Promise<void> };
+
+/** The reconciler, and its schedule unless RECONCILE_INTERVAL_MINUTES is 0. */
+function startReconciliation(
+  config: Config['reconciliation'],
+  deps: Pick<ReconcilerOptions, 'store' | 'ledger' | 'marketplace' | 'logger' | 'instanceId'>,
+): RunningReconciliation {
+  const reconciler = new Reconciler({ ...deps, maxCallsPerSecond: config.maxCallsPerSecond, takeoverAfterMs: config.takeoverAfterMs });
+  const schedule = config.intervalMs !== undefined ? scheduleReconciliation({ reconciler, intervalMs: config.intervalMs, logger: deps.logger }) : undefined;
+  return {
+    reconciler,
+    async close() {
+      schedule?.stop();
+      await reconciler.close();
+    },
+  };
+}
+
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const sandbox = config.marketplace.sandbox;
   let emulator: Emulator | undefined;
@@ -102,6 +137,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   let processes: RunningProcesses | undefined;
   let integration: RunningIntegrationEvents | undefined;
   let projections: RunningProjections | undefined;
+  let reconciliation: RunningReconciliation | undefined;
   const storeRef = () => store;
   const ledger = new SubscriptionLedger(storeRef);
   const publisherChanges = new PublisherChanges({ ledger, client: marketplace, logger });
@@ -127,6 +163,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       subscriptions: { ledger, publisherChanges },
       integration: { integration: () => integration?.admin },
       readModels: { readModels: () => projections },
+      reconciliation: { reconciler: () => reconciliation?.reconciler },
     },
   });
 
@@ -142,16 +179,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     { url, store: config.store.kind, ...(config.store.kind === 'sqlite' ? { path: config.store.path } : { connection: redact(config.store.connectionString) }) },
     'listening; opening the event store',
   );
-  if (emulator) {
-    emulator.setWebhookUrl(`${publicUrl}/webhook`);
-    emulator.setLandingPageUrl(`${publicUrl}/landing`);
-    logger.warn(
-      { emulator: emulator.url, purchase: `curl -s -XPOST ${emulator.url}/emulator/purchases -H 'content-type: application/json' -d '{"planId":"standard","quantity":5}'` },
-      'no Microsoft credentials configured: running as a local sandbox against the built-in marketplace emulator. ' +
-        'To use Microsoft, set MARKETPLACE_TENANT_ID, MARKETPLACE_CLIENT_ID and MARKETPLACE_CLIENT_SECRET (or a certificate), and OPERATOR_TOKEN',
-    );
-    if (!config.operator.token) logger.warn({ operatorToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
-  }
+  if (emulator) pointEmulatorAt(emulator, publicUrl, { logger, operatorToken, generated: !config.operator.token });
 
   try {
     const opened = await openStore(config.store, logger);
@@ -170,6 +198,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     });
     projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: config.integration, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
+    reconciliation = startReconciliation(config.reconciliation, { store, ledger, marketplace, logger, instanceId: processes.instanceId });
   } catch (err) {
     await app.close();
     await emulator?.close();
@@ -190,11 +219,13 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     ...(emulator ? { emulator } : {}),
     processes: () => processes,
     projections: () => projections,
+    reconciler: () => reconciliation?.reconciler,
     operatorToken,
     close: () =>
       (closing ??= (async () => {
         await app.close();
         await publisherChanges.close();
+        await reconciliation?.close();
         await processes?.stop();
         await integration?.stop();
         await projections?.stop();

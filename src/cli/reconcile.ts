@@ -79,7 +79,7 @@ async function reconcileOnce(reconciler: Reconciler, io: CliIo, signal: AbortSig
     return 75;
   }
   io.out(`reconcile: run ${result.runId} ${result.kind} against ${where}`);
-  const stop = (): void => void reconciler.close();
+  const stop = (): void => void reconciler.close(messageOf(signal?.reason));
   signal?.addEventListener('abort', stop, { once: true });
   const outcome = await result.done;
   signal?.removeEventListener('abort', stop);

@@ -540,12 +540,12 @@ export class Reconciler {
     return { run: state, history };
   }
 
-  /** Stop: a run under way is interrupted (recorded, claim released) and resumed by the next trigger. */
-  async close(): Promise<void> {
+  /** Stop: a run under way is interrupted (recorded with `reason`, claim released) and resumed by the next trigger. */
+  async close(reason = 'the service is shutting down'): Promise<void> {
     this.closed = true;
     const current = this.current;
     if (!current) return;
-    current.abort.abort(new Error('the service is shutting down'));
+    current.abort.abort(new Error(reason));
     await current.done;
   }
 }

@@ -21,6 +21,17 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
   t.same(c.runner, { lease: { takeoverAfterMs: 5000, heartbeatMs: 30000, pollMs: 1000 } });
   t.equal(c.integration, undefined, 'no PROVISIONING_WEBHOOK_URL: no integration');
   t.same(c.projections, { path: join(dir, 'readmodels.db') }, 'read models beside the embedded store');
+  t.same(c.reconciliation, { intervalMs: 3_600_000, maxCallsPerSecond: 10, takeoverAfterMs: 60_000 }, 'reconciliation hourly, 10 calls/s');
+});
+
+t.test('reconciliation: its interval (0 = no schedule), call rate and takeover; bad values name the variable', async (t) => {
+  const dir = tempDir(t);
+  const c = loadConfig({ DATA_DIR: dir, RECONCILE_INTERVAL_MINUTES: '15', RECONCILE_MAX_CALLS_PER_SECOND: '2.5', RECONCILE_TAKEOVER_MS: '5000' });
+  t.same(c.reconciliation, { intervalMs: 900_000, maxCallsPerSecond: 2.5, takeoverAfterMs: 5000 });
+  t.same(loadConfig({ DATA_DIR: dir, RECONCILE_INTERVAL_MINUTES: '0' }).reconciliation, { maxCallsPerSecond: 10, takeoverAfterMs: 60_000 }, '0: on demand only');
+  t.throws(() => loadConfig({ DATA_DIR: dir, RECONCILE_INTERVAL_MINUTES: 'hourly' }), { name: 'ConfigError', message: /^RECONCILE_INTERVAL_MINUTES: must be a whole number of minutes/ });
+  t.throws(() => loadConfig({ DATA_DIR: dir, RECONCILE_MAX_CALLS_PER_SECOND: '0' }), { name: 'ConfigError', message: /^RECONCILE_MAX_CALLS_PER_SECOND: must be a number above 0/ });
+  t.throws(() => loadConfig({ DATA_DIR: dir, RECONCILE_TAKEOVER_MS: '10' }), { name: 'ConfigError', message: /^RECONCILE_TAKEOVER_MS: / });
 });
 
 t.test('every section from its variables', async (t) => {

@@ -5,6 +5,7 @@
  * and the schedule.
  */
 import t from 'tap';
+import { buildApp } from '../../src/app.js';
 import { SubscriptionLedger } from '../../src/application/subscription-ledger.js';
 import { reconciliationIndexStream, reconciliationStream } from '../../src/domain/reconciliation/index.js';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
@@ -215,4 +216,22 @@ t.test('close() with nothing running, and triggers after close', async (t) => {
   await r.close();
   await t.rejects(r.trigger('api'), /shutting down/);
   t.equal(await r.get('no-such-run'), undefined);
+});
+
+t.test('the operator API: 503 until the store is open, and the routes documented', async (t) => {
+  const app = await buildApp({
+    logger,
+    store: () => undefined,
+    api: { operatorToken: 'operator-token-0123456789', reconciliation: { reconciler: () => undefined } },
+  });
+  t.teardown(() => app.close());
+  const headers = { authorization: 'Bearer operator-token-0123456789' };
+  const res = await app.inject({ method: 'POST', url: '/api/reconcile', headers });
+  t.equal(res.statusCode, 503);
+  t.match(res.headers['content-type'], /application\/problem\+json/);
+  t.equal((await app.inject({ method: 'GET', url: '/api/reconciliations' })).statusCode, 401, 'behind the operator token');
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, Record<string, { operationId: string }>> }>();
+  t.equal(doc.paths['/api/reconcile']?.post?.operationId, 'reconcile');
+  t.equal(doc.paths['/api/reconciliations']?.get?.operationId, 'listReconciliations');
+  t.equal(doc.paths['/api/reconciliations/{id}']?.get?.operationId, 'getReconciliation');
 });

@@ -3,7 +3,7 @@
  * holding BENCH_SUBSCRIPTIONS subscriptions, List subscriptions pages of BENCH_PAGE_SIZE, a temp SQLite store,
  * at the service's default call rate (BENCH_RATE calls/s). Not a timed test: it prints figures.
  *
- *   npm run bench:reconcile
+ *   npm run bench:reconcile                      (with --expose-gc, as the npm script runs it: the heap retained after each run too)
  *   BENCH_SUBSCRIPTIONS=10000 BENCH_PAGE_SIZE=100 BENCH_RATE=10 BENCH_DRIFT=200 npm run bench:reconcile
  *
  * Three runs, each with its duration, the HTTP requests that reached Microsoft (the emulator), the run's own
@@ -92,12 +92,15 @@ async function main() {
     const outcome = await result.done;
     const ms = performance.now() - started;
     const peak = memory.stop();
+    global.gc?.();
+    const retained = process.memoryUsage().heapUsed;
     const c = outcome.run?.counts;
     if (outcome.status !== 'finished' || !c) throw new Error(`run ${outcome.status}: ${outcome.error}`);
     console.log(
       `${label.padEnd(29)} ${`${(ms / 1000).toFixed(1)} s`.padStart(8)}   ${fmt(requests - before).padStart(13)}   ${fmt(c.calls).padStart(9)}   ` +
         `${mb(peak.rss).padStart(9)}   ${mb(peak.heapUsed).padStart(9)}   checked ${fmt(c.checked)}, drifted ${fmt(c.drifted)}, ` +
-        `repaired ${fmt(c.repaired)}, purchases ${fmt(c.purchasesRecorded)}, in flight ${c.inFlight}, errors ${c.errors}`,
+        `repaired ${fmt(c.repaired)}, purchases ${fmt(c.purchasesRecorded)}, in flight ${c.inFlight}, errors ${c.errors}` +
+        (global.gc ? `; heap after GC ${mb(retained)}` : ''),
     );
     return outcome;
   };

@@ -444,6 +444,9 @@ export class Reconciler {
         case 'unrepairable':
           log.warn({ subscriptionId, kinds: check.drift, status: state.status, microsoftStatus: microsoft.status }, 'reconciliation found a difference nothing may repair');
           return { kind: 'unrepairable', drift: check.drift, calls };
+        case 'ours-pending':
+          log.info({ subscriptionId, kinds: check.drift, requestId: check.requestId }, 'reconciliation left a subscription alone: a publisher-side change of ours is pending');
+          return { kind: 'in-flight', drift: check.drift, calls };
         case 'record-purchase':
           await this.options.ledger.execute(subscriptionId, check.command, context);
           log.warn({ subscriptionId, kinds: ['unrecorded'], microsoftStatus: microsoft.status }, 'reconciliation recorded a purchase the ledger had never seen');

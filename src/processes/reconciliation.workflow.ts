@@ -21,6 +21,11 @@ export type SubscriptionCheck =
   | { kind: 'record-purchase'; command: RecordPurchase }
   /** `checkOperations`: the plan or the seats would change; Microsoft may be in the middle of changing them. */
   | { kind: 'converge'; drift: DriftKind[]; command: Converge; checkOperations: boolean }
+  /**
+   * A plan or seats change of ours (publisher-side) is pending here: the publisher-changes service settles it by
+   * Microsoft's operation id when Microsoft confirms; converging first would leave the request pending forever.
+   */
+  | { kind: 'ours-pending'; drift: DriftKind[]; requestId: string }
   | { kind: 'unrepairable'; drift: DriftKind[] };
 
 export function checkSubscription(state: SubscriptionState, microsoft: MicrosoftRecord, now: string): SubscriptionCheck {
@@ -33,6 +38,8 @@ export function checkSubscription(state: SubscriptionState, microsoft: Microsoft
   const events = convergeEvents(state, microsoft, { now, source });
   if (events.length === 0) return { kind: 'unrepairable', drift };
   const checkOperations = events.some((e) => e.type === 'PlanChanged' || e.type === 'QuantityChanged');
+  const pending = state.pendingChange;
+  if (checkOperations && pending && pending.kind !== 'cancel') return { kind: 'ours-pending', drift, requestId: pending.requestId };
   return { kind: 'converge', drift, command: { type: 'ConvergeOnMicrosoft', now, source, microsoft }, checkOperations };
 }
 

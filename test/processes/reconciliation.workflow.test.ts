@@ -178,6 +178,10 @@ t.test('one subscription: in line, never seen, differing, differing in plan or s
   t.match(checkSubscription(recorded('Subscribed'), ms('Subscribed', { quantity: 9 }), T1), { kind: 'converge', drift: ['quantity'], checkOperations: true });
   t.match(checkSubscription(recorded('Subscribed'), ms('Subscribed', { autoRenew: false }), T1), { kind: 'converge', drift: ['autoRenew'], checkOperations: false });
 
+  const requested = recorded('Subscribed', [{ type: 'PlanChangeRequested', data: { at: T0, source: 'operator', requestId: 'r-1', planId: 'premium', previousPlanId: 'standard' } }]);
+  t.same(checkSubscription(requested, ms('Subscribed', { planId: 'premium' }), T1), { kind: 'ours-pending', drift: ['plan'], requestId: 'r-1' }, 'our own plan change pending: left to the publisher-changes service');
+  t.match(checkSubscription(requested, ms('Suspended'), T1), { kind: 'converge', drift: ['status'] }, 'a status difference is still repaired');
+
   const gone = recorded('Unsubscribed');
   t.same(checkSubscription(gone, ms('Subscribed'), T1), { kind: 'unrepairable', drift: ['status'] }, 'Unsubscribed here stays Unsubscribed');
   t.same(checkSubscription(recorded('Subscribed'), ms('PendingFulfillmentStart'), T1), { kind: 'unrepairable', drift: ['status'] }, 'no way back to pending');

@@ -322,7 +322,7 @@ export class Reconciler {
         await keeper.release('finished');
         return { runId, status: 'finished', run };
       }
-      run = await this.listAll(run, keeper, signal, log);
+      run = await this.listAll(run, signal, log);
       run = await this.command(runId, { type: 'FinishRun', now: iso(this.now()), instanceId: this.instanceId });
       await keeper.release('finished');
       const c = run.counts;
@@ -386,7 +386,7 @@ export class Reconciler {
   }
 
   /** Every page from where the run is, each recorded once checked. */
-  private async listAll(from: Run, keeper: RunClaimKeeper, signal: AbortSignal, log: Logger): Promise<Run> {
+  private async listAll(from: Run, signal: AbortSignal, log: Logger): Promise<Run> {
     let run = from;
     let link = run.pages > 0 ? run.nextLink : undefined;
     let relisted = false;
@@ -414,7 +414,6 @@ export class Reconciler {
         found,
       });
       log.debug({ page: run.pages, subscriptions: page.subscriptions.length, next: page.nextLink !== undefined }, 'reconciliation page checked');
-      void keeper.renew();
       link = page.nextLink;
     }
     return run;

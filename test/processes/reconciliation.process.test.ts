@@ -9,7 +9,10 @@ import { buildApp } from '../../src/app.js';
 import { SubscriptionLedger } from '../../src/application/subscription-ledger.js';
 import { reconciliationIndexStream, reconciliationStream } from '../../src/domain/reconciliation/index.js';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
+import { StoreUnavailableError } from '../../src/eventstore/eventstore.js';
+import type { EventStore } from '../../src/eventstore/eventstore.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
+import { MarketplaceUnavailableError } from '../../src/marketplace/errors.js';
 import { Reconciler } from '../../src/processes/reconciliation.process.js';
 import type { ReconcilerMarketplace, RunOutcome, TriggerResult } from '../../src/processes/reconciliation.process.js';
 import { scheduleReconciliation } from '../../src/processes/reconciliation.schedule.js';
@@ -159,6 +162,76 @@ t.test('a run stopped mid-way is interrupted, then resumed from its last recorde
     'ReconciliationPageChecked 4@second',
     'ReconciliationFinished@second',
   ]);
+});
+
+t.test('an instance that cannot renew its claim stops; another takes the run over and finishes it', async (t) => {
+  const w = await reconcileWorld(t, { pageSize: 2 });
+  for (let i = 0; i < 6; i++) w.ms.purchase({ planId: 'basic' });
+  let partitioned = false;
+  const store: EventStore = Object.create(w.store, {
+    appendToStream: {
+      value: (stream: string, events: Parameters<EventStore['appendToStream']>[1], options: Parameters<EventStore['appendToStream']>[2]) => {
+        if (partitioned) return Promise.reject(new StoreUnavailableError('cut off from the store'));
+        return w.store.appendToStream(stream, events, options);
+      },
+    },
+  });
+  let pages = 0;
+  const hanging: ReconcilerMarketplace = {
+    listSubscriptionsPage: async (link, options) => {
+      if (++pages === 2) {
+        await new Promise((_, reject) => options?.signal?.addEventListener('abort', () => reject(options.signal?.reason)));
+      }
+      return w.client.listSubscriptionsPage(link, options);
+    },
+    listOperations: (id, options) => w.client.listOperations(id, options),
+  };
+  const a = w.reconciler({ store, ledger: new SubscriptionLedger(store), marketplace: hanging, instanceId: 'a', takeoverAfterMs: 600 });
+  const started = await a.trigger('api');
+  if (started.kind === 'busy') throw new Error('busy');
+  await waitFor('a page recorded', async () => (await w.store.readStream(reconciliationStream(started.runId))).some((e) => e.type === 'ReconciliationPageChecked'));
+  partitioned = true;
+  const outcome = await started.done;
+  t.equal(outcome.status, 'lost', 'the instance gave the run up when it could not renew its claim in time');
+  t.match(outcome.error, /could not be renewed in time/);
+
+  const b = w.reconciler({ instanceId: 'b', takeoverAfterMs: 600 });
+  const resumed = await waitFor('the claim to expire', async () => {
+    const r = await b.trigger('api');
+    return r.kind === 'busy' ? undefined : r;
+  });
+  t.equal(resumed.kind, 'resumed');
+  const done = await finished(resumed);
+  t.match(done.run, { instanceId: 'b', resumes: 1, counts: { purchasesRecorded: 6 } });
+});
+
+t.test('a recorded link Microsoft no longer accepts: the resumed run lists again from the first page', async (t) => {
+  const w = await reconcileWorld(t, { pageSize: 2 });
+  for (let i = 0; i < 5; i++) w.ms.purchase({ planId: 'basic' });
+  let calls = 0;
+  const failing: ReconcilerMarketplace = {
+    listSubscriptionsPage: async (link, options) => {
+      if (++calls === 2) throw new MarketplaceUnavailableError({ call: 'listSubscriptions', method: 'GET', url: String(link), requestId: 'r', correlationId: 'c', reason: 'test' });
+      return w.client.listSubscriptionsPage(link, options);
+    },
+    listOperations: (id, options) => w.client.listOperations(id, options),
+  };
+  const first = await w.reconciler({ marketplace: failing }).trigger('api');
+  if (first.kind === 'busy') throw new Error('busy');
+  t.match(await first.done, { status: 'interrupted', run: { pages: 1 } });
+
+  let resumedCalls = 0;
+  const expired: ReconcilerMarketplace = {
+    // The link recorded before the interruption has expired; the links Microsoft gives now work.
+    listSubscriptionsPage: (link, options) =>
+      w.client.listSubscriptionsPage(++resumedCalls === 1 ? link?.replace(/continuationToken=[^&]+/, 'continuationToken=expired') : link, options),
+    listOperations: (id, options) => w.client.listOperations(id, options),
+  };
+  const resumed = await w.reconciler({ marketplace: expired }).trigger('api');
+  t.equal(resumed.kind, 'resumed');
+  const done = await finished(resumed);
+  t.match(done.run?.counts, { purchasesRecorded: 5 }, 'every subscription checked after all');
+  t.same([...(await differences(w.ledger, w.client)).entries()], []);
 });
 
 t.test('Microsoft unavailable: the run is interrupted with the reason and resumed later; 429s are waited out', async (t) => {

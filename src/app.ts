@@ -13,6 +13,8 @@ import { healthRoutes } from './http/health.routes.js';
 import { webhookRoutes } from './http/webhook.routes.js';
 import { integrationRoutes } from './http/integration.routes.js';
 import { readModelRoutes } from './http/readmodel.routes.js';
+import { deadlineRoutes } from './http/deadlines.routes.js';
+import type { DeadlineRoutesOptions } from './http/deadlines.routes.js';
 import { reconciliationRoutes } from './http/reconciliation.routes.js';
 import type { ReconciliationRoutesOptions } from './http/reconciliation.routes.js';
 import type { ReadModelRoutesOptions } from './http/readmodel.routes.js';
@@ -21,6 +23,8 @@ import type { WebhookOptions } from './http/webhook.routes.js';
 import { registerOpenApi } from './http/openapi.js';
 import type { OpenApiOptions } from './http/openapi.js';
 import { operatorRoutes } from './http/operator.routes.js';
+import { processesRoutes } from './http/processes.routes.js';
+import type { ProcessesRoutesOptions } from './http/processes.routes.js';
 import type { OperatorRoutesOptions } from './http/operator.routes.js';
 import { landingRoutes } from './http/landing.routes.js';
 import type { LandingOptions } from './http/landing.routes.js';
@@ -50,6 +54,10 @@ export type ApiOptions = {
   integration?: IntegrationRoutesOptions;
   /** Read models for operators and analysts (/api/read/…); not served when absent. */
   readModels?: ReadModelRoutesOptions;
+  /** The process managers' parked and retrying events (/api/processes/…); not served when absent. */
+  processes?: ProcessesRoutesOptions;
+  /** Deadlines that lose revenue (/api/deadlines); not served when absent. */
+  deadlines?: DeadlineRoutesOptions;
   /** Reconciliation runs: trigger one, list the last, show one (/api/reconcile, /api/reconciliations…); not served when absent. */
   reconciliation?: ReconciliationRoutesOptions;
 };
@@ -106,6 +114,8 @@ export async function buildApp(deps: AppDeps) {
         if (api.subscriptions) await scope.register(operatorRoutes, api.subscriptions);
         if (api.integration) await scope.register(integrationRoutes, api.integration);
         if (api.readModels) await scope.register(readModelRoutes, api.readModels);
+        if (api.processes) await scope.register(processesRoutes, api.processes);
+        if (api.deadlines) await scope.register(deadlineRoutes, api.deadlines);
         if (api.reconciliation) await scope.register(reconciliationRoutes, api.reconciliation);
       },
     });

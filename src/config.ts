@@ -62,6 +62,12 @@ export const EnvSchema = Type.Object({
   // Front doors.
   OPERATOR_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   LANDING_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  LANDING_MICROSOFT_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 5000,
+    description: 'How long the landing page waits for Microsoft (Resolve, Get subscription) before it shows a page that retries by itself',
+  }),
   PRODUCT_NAME: Type.String({ minLength: 1, default: 'Fulfillment Ledger sandbox' }),
   PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
   // The built-in marketplace emulator (used when no Microsoft credentials are configured).
@@ -71,6 +77,12 @@ export const EnvSchema = Type.Object({
   PROCESS_LEASE_TAKEOVER_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 5000 }),
   PROCESS_LEASE_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 3600000, default: 30000 }),
   PROCESS_LEASE_POLL_MS: Type.Integer({ minimum: 10, maximum: 60000, default: 1000 }),
+  // Deadlines that lose revenue (docs/deadlines.md): GET /api/deadlines and the warner's log lines.
+  DEADLINES_CHECK_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 300_000, description: 'How often the warner looks; 0 = never (the endpoint still answers)' }),
+  DEADLINES_PURCHASE_LEAD_DAYS: Type.Integer({ minimum: 0, maximum: 30, default: 7, description: 'Warn this many days before a pending purchase reaches its 30 days' }),
+  DEADLINES_ACTIVATION_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 2_592_000_000, default: 900_000, description: 'Warn about an activation not confirmed after this long' }),
+  DEADLINES_CREDENTIAL_REJECTIONS: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'Rejections (401/403) in a row that make the credential overdue' }),
+  DEADLINES_CERTIFICATE_LEAD_DAYS: Type.Integer({ minimum: 0, maximum: 365, default: 30, description: "Warn this many days before the client certificate's notAfter" }),
   // The reconciler (docs/reconciliation.md).
   RECONCILE_INTERVAL_MINUTES: Type.Integer({ minimum: 0, maximum: 10080, default: 60, description: 'Minutes between scheduled reconciliation runs; 0 = no schedule (on demand only)' }),
   RECONCILE_MAX_CALLS_PER_SECOND: Type.Number({ exclusiveMinimum: 0, maximum: 1000, default: 10, description: 'Calls to Microsoft per second at most during a run' }),
@@ -144,6 +156,8 @@ export type LandingConfig = {
   secret?: string;
   /** PRODUCT_NAME */
   productName: string;
+  /** LANDING_MICROSOFT_TIMEOUT_MS */
+  microsoftTimeoutMs: number;
 };
 
 export type EmulatorConfig = {
@@ -167,6 +181,20 @@ export type IntegrationConfig = {
   maxAttempts: number;
   /** True when the URL is plain http to a host that is not this machine. */
   insecure: boolean;
+};
+
+/** Deadlines that lose revenue (src/projections/views/deadlines.ts, src/processes/deadlines.process.ts). */
+export type DeadlinesConfig = {
+  /** DEADLINES_CHECK_INTERVAL_MS; 0 = the warner does not run. */
+  checkIntervalMs: number;
+  /** DEADLINES_PURCHASE_LEAD_DAYS, in ms. */
+  purchaseLeadMs: number;
+  /** DEADLINES_ACTIVATION_GRACE_MS */
+  activationGraceMs: number;
+  /** DEADLINES_CREDENTIAL_REJECTIONS */
+  credentialRejections: number;
+  /** DEADLINES_CERTIFICATE_LEAD_DAYS, in ms. */
+  certificateLeadMs: number;
 };
 
 /** The reconciler: when it runs on its own, how fast it may call Microsoft, when a vanished run is taken over. */
@@ -198,6 +226,7 @@ export type Config = {
   /** Undefined without PROVISIONING_WEBHOOK_URL: provisioning succeeds at once and no integration event is recorded or sent. */
   integration?: IntegrationConfig;
   projections: ProjectionsConfig;
+  deadlines: DeadlinesConfig;
   reconciliation: ReconciliationConfig;
 };
 
@@ -210,6 +239,8 @@ export class ConfigError extends Error {
     super(`${variable}: ${message}`);
   }
 }
+
+const DAY_MS = 86_400_000;
 
 /** Parse and check the environment. Pure apart from checking DATA_DIR on disk (creating it when missing). */
 export function loadConfig(environment: Environment = process.env): Config {
@@ -237,7 +268,11 @@ export function loadConfig(environment: Environment = process.env): Config {
       ...(env.POLICY_MAX_SEATS !== undefined ? { maxSeats: env.POLICY_MAX_SEATS } : {}),
     },
     operator: { ...(env.OPERATOR_TOKEN ? { token: env.OPERATOR_TOKEN } : {}) },
-    landing: { productName: env.PRODUCT_NAME, ...(env.LANDING_SECRET ? { secret: env.LANDING_SECRET } : {}) },
+    landing: {
+      productName: env.PRODUCT_NAME,
+      microsoftTimeoutMs: env.LANDING_MICROSOFT_TIMEOUT_MS,
+      ...(env.LANDING_SECRET ? { secret: env.LANDING_SECRET } : {}),
+    },
     emulator: { port: env.EMULATOR_PORT },
     runner: {
       ...(env.PROCESS_RUNNER ? { mode: env.PROCESS_RUNNER } : {}),
@@ -245,6 +280,13 @@ export function loadConfig(environment: Environment = process.env): Config {
     },
     ...(integration ? { integration } : {}),
     projections: { path: env.READMODELS_PATH ? resolve(env.READMODELS_PATH) : resolve(env.DATA_DIR, READ_MODEL_FILE) },
+    deadlines: {
+      checkIntervalMs: env.DEADLINES_CHECK_INTERVAL_MS,
+      purchaseLeadMs: env.DEADLINES_PURCHASE_LEAD_DAYS * DAY_MS,
+      activationGraceMs: env.DEADLINES_ACTIVATION_GRACE_MS,
+      credentialRejections: env.DEADLINES_CREDENTIAL_REJECTIONS,
+      certificateLeadMs: env.DEADLINES_CERTIFICATE_LEAD_DAYS * DAY_MS,
+    },
     reconciliation: {
       ...(env.RECONCILE_INTERVAL_MINUTES > 0 ? { intervalMs: env.RECONCILE_INTERVAL_MINUTES * 60_000 } : {}),
       maxCallsPerSecond: env.RECONCILE_MAX_CALLS_PER_SECOND,
@@ -271,6 +313,9 @@ const expectation: Record<string, string> = {
   OPERATOR_TOKEN: 'must be at least 16 characters (a long random string)',
   LANDING_SECRET: 'must be at least 32 characters (a long random string)',
   POLICY_MAX_SEATS: 'must be a whole number ≥ 1',
+  DEADLINES_CHECK_INTERVAL_MS: 'must be a whole number of milliseconds from 0 (off) to 86400000',
+  DEADLINES_PURCHASE_LEAD_DAYS: 'must be a whole number of days from 0 to 30',
+  DEADLINES_CERTIFICATE_LEAD_DAYS: 'must be a whole number of days from 0 to 365',
   RECONCILE_INTERVAL_MINUTES: 'must be a whole number of minutes from 0 (no schedule) to 10080 (a week)',
   RECONCILE_MAX_CALLS_PER_SECOND: 'must be a number above 0 and at most 1000',
   RECONCILE_TAKEOVER_MS: 'must be a whole number of milliseconds from 1000 to 3600000',

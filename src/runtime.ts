@@ -22,12 +22,20 @@ import type { Logger } from './logger.js';
 import { createFulfillmentClient, DEFAULT_MARKETPLACE_API_URL } from './marketplace/fulfillment-client.js';
 import type { FulfillmentClient } from './marketplace/fulfillment-client.js';
 import { createTokenProvider } from './marketplace/token-provider.js';
+import { CredentialHealth } from './marketplace/credential-health.js';
+import { liveDeadlines, startDeadlineWarner } from './processes/deadlines.process.js';
+import type { DeadlineWarner } from './processes/deadlines.process.js';
+import type { DeadlineRoutesOptions } from './http/deadlines.routes.js';
 import type { Emulator, EmulatorOptions } from './emulator/emulator.js';
 import { startProcesses } from './processes/index.js';
+import { processAdmin } from './processes/parked.js';
+import type { ProcessAdmin } from './processes/parked.js';
+import { defaultRunnerMode } from './processes/runner/start.js';
+import type { RunnerMode } from './processes/runner/start.js';
 import type { ProcessesOptions, RunningProcesses } from './processes/index.js';
 import type { Provisioner } from './application/provisioner.js';
 import { PublisherChanges } from './application/publisher-changes.js';
-import { startIntegrationEvents } from './processes/integration-events.process.js';
+import { INTEGRATION_PROCESS_NAME, startIntegrationEvents } from './processes/integration-events.process.js';
 import type { RunningIntegrationEvents } from './processes/integration-events.process.js';
 import { provisionerFor } from './integration/http-provisioner.js';
 import { Reconciler } from './processes/reconciliation.process.js';
@@ -62,14 +70,17 @@ export type Runtime = {
 };
 
 /** The Fulfillment API client: the emulator's in a sandbox, else Microsoft's (or MARKETPLACE_API_URL's) with the configured credentials. */
-function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger): FulfillmentClient {
+function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger): { client: FulfillmentClient; health: CredentialHealth } {
   const { sandbox, apiUrl, ...credentials } = config;
-  const tokenProvider = createTokenProvider({ ...credentials, ...(!credentials.staticToken && sandbox ? { staticToken: 'sandbox' } : {}) }, { logger });
-  return createFulfillmentClient({
+  const health = new CredentialHealth(); // what the client and the token provider see of the credential (GET /api/deadlines)
+  const tokenProvider = createTokenProvider({ ...credentials, ...(!credentials.staticToken && sandbox ? { staticToken: 'sandbox' } : {}) }, { logger, health });
+  const client = createFulfillmentClient({
     baseUrl: emulator?.apiBaseUrl ?? apiUrl ?? DEFAULT_MARKETPLACE_API_URL,
     tokenProvider,
     logger: logger.child({ component: 'marketplace' }),
+    credentialHealth: health,
   });
+  return { client, health };
 }
 
 /** Who may call the webhook: the WEBHOOK_* settings, else the emulator's identity (sandbox), else the MARKETPLACE_* one. */
@@ -89,16 +100,45 @@ function webhookAuthenticator(config: Config, emulator: Emulator | undefined): W
   });
 }
 
-/** The sandbox's emulator sends webhooks and customers to this service; the log says how to try it. */
-function pointEmulatorAt(emulator: Emulator, publicUrl: string, o: { logger: Logger; operatorToken: string; generated: boolean }): void {
+/** The operator's view of the running process managers (src/processes/parked.ts); undefined until they run. */
+function processesAdmin(
+  store: EventStore | undefined,
+  processes: RunningProcesses | undefined,
+  integration: RunningIntegrationEvents | undefined,
+  mode: RunnerMode | undefined,
+): ProcessAdmin | undefined {
+  if (!store || !processes) return undefined;
+  const running = [
+    ...processes.all.map((p) => ({ name: p.name, mode: p.mode })),
+    // The integration process runs with the store's default mode unless the runner's mode is overridden (see below).
+    ...(integration?.enabled ? [{ name: INTEGRATION_PROCESS_NAME, mode: mode ?? defaultRunnerMode(store) }] : []),
+  ];
+  return processAdmin({ store, processes: () => running });
+}
+
+/**
+ * GET /api/deadlines and the warner read the same deadlines: the read models and the credential's health.
+ * The warner starts at once; its checks are skipped until the projections are live.
+ */
+function deadlinesOf(config: Config, health: CredentialHealth, projections: () => RunningProjections | undefined, logger: Logger): { routes: DeadlineRoutesOptions; warner: DeadlineWarner } {
+  const credential = () => health.snapshot();
+  const read = liveDeadlines(projections, credential, config.deadlines);
+  return {
+    routes: { readModels: projections, credential, settings: config.deadlines },
+    warner: startDeadlineWarner({ read, logger, intervalMs: config.deadlines.checkIntervalMs }),
+  };
+}
+
+/** Points the built-in emulator at this service and says so (with the generated operator token, if one was). */
+function connectSandbox(emulator: Emulator, publicUrl: string, generatedToken: string | undefined, logger: Logger): void {
   emulator.setWebhookUrl(`${publicUrl}/webhook`);
   emulator.setLandingPageUrl(`${publicUrl}/landing`);
-  o.logger.warn(
+  logger.warn(
     { emulator: emulator.url, purchase: `curl -s -XPOST ${emulator.url}/emulator/purchases -H 'content-type: application/json' -d '{"planId":"standard","quantity":5}'` },
     'no Microsoft credentials configured: running as a local sandbox against the built-in marketplace emulator. ' +
       'To use Microsoft, set MARKETPLACE_TENANT_ID, MARKETPLACE_CLIENT_ID and MARKETPLACE_CLIENT_SECRET (or a certificate), and OPERATOR_TOKEN',
   );
-  if (o.generated) o.logger.warn({ operatorToken: o.operatorToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
+  if (generatedToken) logger.warn({ operatorToken: generatedToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
 }
 
 type RunningReconciliation = { reconciler: Reconciler; close(): Promise<void> };
@@ -130,7 +170,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const operatorToken = config.operator.token ?? (sandbox ? randomBytes(24).toString('base64url') : undefined);
   if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
 
-  const marketplace = marketplaceClient(config.marketplace, emulator, logger);
+  const { client: marketplace, health: credentialHealth } = marketplaceClient(config.marketplace, emulator, logger);
   const authenticator = webhookAuthenticator(config, emulator);
 
   let store: EventStore | undefined;
@@ -138,6 +178,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   let integration: RunningIntegrationEvents | undefined;
   let projections: RunningProjections | undefined;
   let reconciliation: RunningReconciliation | undefined;
+  const deadlines = deadlinesOf(config, credentialHealth, () => projections, logger);
   const storeRef = () => store;
   const ledger = new SubscriptionLedger(storeRef);
   const publisherChanges = new PublisherChanges({ ledger, client: marketplace, logger });
@@ -155,6 +196,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       ledger,
       marketplace,
       productName: config.landing.productName,
+      microsoftTimeoutMs: config.landing.microsoftTimeoutMs,
       ...(config.landing.secret ? { landingSecret: config.landing.secret } : {}),
     },
     api: {
@@ -163,6 +205,8 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       subscriptions: { ledger, publisherChanges },
       integration: { integration: () => integration?.admin },
       readModels: { readModels: () => projections },
+      processes: { processes: () => processesAdmin(store, processes, integration, overrides.runner?.mode) },
+      deadlines: deadlines.routes,
       reconciliation: { reconciler: () => reconciliation?.reconciler },
     },
   });
@@ -179,7 +223,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     { url, store: config.store.kind, ...(config.store.kind === 'sqlite' ? { path: config.store.path } : { connection: redact(config.store.connectionString) }) },
     'listening; opening the event store',
   );
-  if (emulator) pointEmulatorAt(emulator, publicUrl, { logger, operatorToken, generated: !config.operator.token });
+  if (emulator) connectSandbox(emulator, publicUrl, config.operator.token ? undefined : operatorToken, logger);
 
   try {
     const opened = await openStore(config.store, logger);
@@ -191,15 +235,13 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       provisioner: overrides.provisioner ?? provisionerFor(config.integration, logger),
       logger,
       ...(overrides.activation ? { activation: overrides.activation } : {}),
-      runner: {
-        ...config.runner,
-        ...overrides.runner,
-      },
+      runner: { ...config.runner, ...overrides.runner },
     });
     projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: config.integration, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
     reconciliation = startReconciliation(config.reconciliation, { store, ledger, marketplace, logger, instanceId: processes.instanceId });
   } catch (err) {
+    deadlines.warner.stop();
     await app.close();
     await emulator?.close();
     throw err;
@@ -223,6 +265,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     operatorToken,
     close: () =>
       (closing ??= (async () => {
+        deadlines.warner.stop();
         await app.close();
         await publisherChanges.close();
         await reconciliation?.close();

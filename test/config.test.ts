@@ -16,12 +16,29 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
   t.same(c.webhook, {});
   t.same(c.policy, { retiredPlans: [] });
   t.same(c.operator, {});
-  t.same(c.landing, { productName: 'Fulfillment Ledger sandbox' });
+  t.same(c.landing, { productName: 'Fulfillment Ledger sandbox', microsoftTimeoutMs: 5000 });
   t.same(c.emulator, { port: 3978 });
   t.same(c.runner, { lease: { takeoverAfterMs: 5000, heartbeatMs: 30000, pollMs: 1000 } });
   t.equal(c.integration, undefined, 'no PROVISIONING_WEBHOOK_URL: no integration');
   t.same(c.projections, { path: join(dir, 'readmodels.db') }, 'read models beside the embedded store');
+  t.same(
+    c.deadlines,
+    { checkIntervalMs: 300_000, purchaseLeadMs: 7 * 86_400_000, activationGraceMs: 900_000, credentialRejections: 3, certificateLeadMs: 30 * 86_400_000 },
+    'deadlines: a check every 5 minutes, a week before the 30 days, 15 minutes for an activation, 3 refusals, 30 days before a certificate expires',
+  );
   t.same(c.reconciliation, { intervalMs: 3_600_000, maxCallsPerSecond: 10, takeoverAfterMs: 60_000 }, 'reconciliation hourly, 10 calls/s');
+});
+
+t.test('the deadline settings from their variables', async (t) => {
+  const c = loadConfig({
+    DATA_DIR: tempDir(t),
+    DEADLINES_CHECK_INTERVAL_MS: '0',
+    DEADLINES_PURCHASE_LEAD_DAYS: '10',
+    DEADLINES_ACTIVATION_GRACE_MS: '60000',
+    DEADLINES_CREDENTIAL_REJECTIONS: '1',
+    DEADLINES_CERTIFICATE_LEAD_DAYS: '14',
+  });
+  t.same(c.deadlines, { checkIntervalMs: 0, purchaseLeadMs: 10 * 86_400_000, activationGraceMs: 60_000, credentialRejections: 1, certificateLeadMs: 14 * 86_400_000 });
 });
 
 t.test('reconciliation: its interval (0 = no schedule), call rate and takeover; bad values name the variable', async (t) => {
@@ -58,6 +75,7 @@ t.test('every section from its variables', async (t) => {
     OPERATOR_TOKEN: 'operator-token-0123456789',
     LANDING_SECRET: 'l'.repeat(32),
     PRODUCT_NAME: 'Contoso',
+    LANDING_MICROSOFT_TIMEOUT_MS: '2500',
     EMULATOR_PORT: '0',
     PROCESS_RUNNER: 'catch-up',
     PROCESS_LEASE_TAKEOVER_MS: '200',
@@ -74,7 +92,7 @@ t.test('every section from its variables', async (t) => {
   t.same(c.webhook, { tenantId: 'webhook-tenant', audience: 'webhook-app', metadataUrl: 'https://login.example/meta', allowedCallers: ['a', 'b', 'c'] });
   t.same(c.policy, { retiredPlans: ['old', 'older'], maxSeats: 50 });
   t.same(c.operator, { token: 'operator-token-0123456789' });
-  t.same(c.landing, { secret: 'l'.repeat(32), productName: 'Contoso' });
+  t.same(c.landing, { secret: 'l'.repeat(32), productName: 'Contoso', microsoftTimeoutMs: 2500 });
   t.same(c.emulator, { port: 0 });
   t.same(c.runner, { mode: 'catch-up', lease: { takeoverAfterMs: 200, heartbeatMs: 300, pollMs: 20 } });
   t.same(c.integration, { url: 'https://isv.example/ledger', secrets: [secret], timeoutMs: 2000, maxAttempts: 3, insecure: false });
@@ -112,6 +130,8 @@ const bad: Array<[string, NodeJS.ProcessEnv, RegExp]> = [
   ['integration URL without a secret', { PROVISIONING_WEBHOOK_URL: 'https://isv.example/x' }, /^PROVISIONING_WEBHOOK_SECRET: is required when PROVISIONING_WEBHOOK_URL is set/],
   ['integration URL not http(s)', { PROVISIONING_WEBHOOK_URL: 'ftp://isv.example/x', PROVISIONING_WEBHOOK_SECRET: 's'.repeat(32) }, /^PROVISIONING_WEBHOOK_URL: must be an https URL/],
   ['integration timeout not a number', { PROVISIONING_TIMEOUT_MS: 'soon' }, /^PROVISIONING_TIMEOUT_MS: .* \(got "soon"\)$/],
+  ['purchase lead beyond the 30 days', { DEADLINES_PURCHASE_LEAD_DAYS: '31' }, /^DEADLINES_PURCHASE_LEAD_DAYS: must be a whole number of days from 0 to 30 \(got "?31"?\)$/],
+  ['check interval not a number', { DEADLINES_CHECK_INTERVAL_MS: 'often' }, /^DEADLINES_CHECK_INTERVAL_MS: must be a whole number of milliseconds/],
 ];
 for (const [name, env, message] of bad) {
   t.test(`bad configuration stops with one line naming the variable: ${name}`, async (t) => {

@@ -100,9 +100,17 @@ const Processed = Type.Object({
   operationId: Type.String(),
   subscriptionId: Opt(Type.String()),
   action: Opt(Type.String()),
-  outcome: Type.Union([Type.Literal('applied'), Type.Literal('no-change'), Type.Literal('rejected'), Type.Literal('ignored'), Type.Literal('unverified')]),
+  outcome: Type.Union([
+    Type.Literal('applied'),
+    Type.Literal('no-change'),
+    Type.Literal('rejected'),
+    Type.Literal('ignored'),
+    Type.Literal('failed'),
+    Type.Literal('unverified'),
+  ]),
   detail: Type.String(),
   subscriptionEvents: Type.Array(Type.String()),
+  operationStatus: Opt(Type.String()),
   at: Type.String(),
 });
 

@@ -8,13 +8,14 @@
  * inside Microsoft's 10-second window: the refusal goes on the subscription (ChangeRejected), then the
  * delivery and its outcome are appended in one write, so the notification process can never see the
  * delivery without the refusal and apply the change. Verifying, applying and acknowledging the rest is
- * the notification process's job (src/processes/notification.process.ts).
+ * the notification process's job (src/processes/notification.process.ts); a repeated delivery of a
+ * notification Microsoft had not confirmed (`unverified`) reopens it, and the process tries it again.
  */
 import { randomUUID } from 'node:crypto';
 import type { ChangePolicyConfig } from '../domain/change-policy.js';
 import { fold } from '../domain/decider.js';
 import { DomainError } from '../domain/errors.js';
-import { handledActions, isAcknowledgeable, notificationDecider, notificationStream, policyRefusal } from '../domain/notification/index.js';
+import { handledActions, isAcknowledgeable, isReopenable, notificationDecider, notificationStream, policyRefusal } from '../domain/notification/index.js';
 import type { Delivery, NotificationEvent, NotificationPayload, NotificationReading } from '../domain/notification/index.js';
 import type { EventStore, NewEvent } from '../eventstore/eventstore.js';
 import { decodeNotificationEvents } from './notification-events.js';
@@ -82,6 +83,10 @@ export class NotificationInbox {
       return { kind: 'unreadable', deliveryId: delivery.deliveryId, reason: reading.reason };
     }
     const { notification } = reading;
+    if (state.status === 'Processed' && isReopenable(state.outcome)) {
+      log.info({ deliveries: state.deliveries + 1, previous: state.outcome }, 'webhook: repeated delivery of a notification Microsoft had not confirmed; it is processed again');
+      return { kind: 'duplicate', operationId: notification.id, deliveryId: delivery.deliveryId };
+    }
     if (state.status !== 'Initial') {
       log.info({ deliveries: state.deliveries + 1 }, 'webhook: repeated delivery recorded; nothing new to do');
       if (state.status === 'Processed' && state.outcome === 'rejected') return { kind: 'refused', reason: state.detail };

@@ -12,6 +12,23 @@ export interface Provisioner {
   provision(subscription: KnownSubscription, reason: ProvisioningReason): Promise<void>;
 }
 
+/**
+ * The ISV's product did not acknowledge a provisioning request (an error status, no answer in time, a refused
+ * connection). Always worth asking again (docs/integration-events.md: every failure is retried); `retryAfterMs`
+ * is the product's own `Retry-After`, when it sent one.
+ */
+export class ProvisioningError extends Error {
+  override name = 'ProvisioningError';
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly timedOut = false,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
 export const immediateProvisioner: Provisioner = {
   async provision() {
     // Nothing to call: the local sandbox has no product to set up.

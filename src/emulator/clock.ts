@@ -7,6 +7,32 @@ export type Clock = () => Date;
 
 export const systemClock: Clock = () => new Date();
 
+/**
+ * Microsoft's calendar: a base clock plus however far it has been moved on (`POST
+ * /emulator/clock/advance`). It dates what Microsoft records (operations, terms, purchase-token
+ * expiry, the 30-day limits); the webhook bearer tokens keep the base clock, so that a publisher's
+ * verifier, on real time, still accepts them. The short timers (acknowledgement window, redelivery)
+ * run on real time and do not move with it.
+ */
+export class CalendarClock {
+  #offsetMs = 0;
+
+  constructor(readonly base: Clock = systemClock) {}
+
+  readonly now: Clock = () => new Date(this.base().getTime() + this.#offsetMs);
+
+  get offsetMs(): number {
+    return this.#offsetMs;
+  }
+
+  /** Moves the calendar on (never back); returns the new time. */
+  advance(ms: number): Date {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`the calendar only moves forward (got ${ms} ms)`);
+    this.#offsetMs += ms;
+    return this.now();
+  }
+}
+
 export class Timers {
   readonly #pending = new Set<NodeJS.Timeout>();
   readonly #sleepers = new Set<() => void>();

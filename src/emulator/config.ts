@@ -11,6 +11,7 @@
  *   EMULATOR_CATALOGUE_FILE       a JSON catalogue ({ "offers": [...] }, see catalogue.ts)
  *   EMULATOR_ACK_WINDOW_MS        acknowledgement window (default 10000)
  *   EMULATOR_OPERATION_DELAY_MS   delay before a publisher PATCH/DELETE is processed (default 2000)
+ *   EMULATOR_PAGE_SIZE            List subscriptions page size, 1–1000 (default 100, as Microsoft)
  */
 import { readFileSync } from 'node:fs';
 import { isGuid } from '../marketplace/schemas.js';
@@ -87,6 +88,8 @@ export function emulatorOptionsFromEnv(env: Record<string, string | undefined>):
   if (ack !== undefined) options.ackWindowMs = ack;
   const delay = integer('EMULATOR_OPERATION_DELAY_MS', 0, 3_600_000);
   if (delay !== undefined) options.operationDelayMs = delay;
+  const pageSize = integer('EMULATOR_PAGE_SIZE', 1, 1000);
+  if (pageSize !== undefined) options.pageSize = pageSize;
 
   if (problems.length > 0) throw new EmulatorConfigError(problems);
   return options;

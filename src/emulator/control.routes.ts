@@ -6,15 +6,28 @@
  *   GET    /emulator                                      configuration, URLs, timings
  *   GET    /emulator/catalogue                            offers and plans
  *   POST   /emulator/purchases                            buy: → subscription, token, landing-page URL
- *   GET    /emulator/subscriptions/:id                    subscription + all its operations + deliveries
+ *                                                         ({ silent: true }: no webhook goes out)
+ *   POST   /emulator/purchases/bulk                       { count, planId, status?, … } → { count, subscriptionIds }, no webhooks
+ *   GET    /emulator/subscriptions/:id                    subscription + all its operations (revertOf, injected) + deliveries
  *   POST   /emulator/subscriptions/:id/landing-token      a fresh token ("Manage account")
  *   POST   /emulator/subscriptions/:id/change-plan        { planId }   → ChangePlan webhook, ack window
  *   POST   /emulator/subscriptions/:id/change-quantity    { quantity } → ChangeQuantity webhook, ack window
  *   POST   /emulator/subscriptions/:id/suspend | reinstate | renew | unsubscribe
  *   PUT    /emulator/subscriptions/:id/auto-renew         { autoRenew }
+ *   POST   /emulator/subscriptions/:id/silent             { status?, planId?, quantity?, termUnit?, startDate?, endDate?,
+ *                                                           autoRenew? }: Microsoft's record changes, no webhook (drift)
+ *   POST   /emulator/notifications                        { subscriptionId, action, operationId?, status?, planId?, quantity?,
+ *                                                           offerId?, termUnit?, source?, record? }: a signed webhook for anything
+ *                                                           (record 'none': Get operation 404; else an operation in that status;
+ *                                                           the subscription is never changed and need not exist)
+ *   GET    /emulator/clock                                Microsoft's calendar: { now, offsetMs }
+ *   POST   /emulator/clock/advance                        { days?, hours?, ms? } → { now, offsetMs, events }: renewals (Renew),
+ *                                                           term ends with autoRenew off and 30-day suspensions (Unsubscribe),
+ *                                                           pending purchases past 30 days (Unsubscribed, no webhook)
  *   GET    /emulator/deliveries[?subscriptionId=&operationId=]
- *   GET | PUT | DELETE /emulator/faults
- *   PUT    /emulator/settings                             { webhookUrl?, landingPageUrl? }
+ *   GET | PUT | DELETE /emulator/faults                 webhook { duplicate, reorder, delayMs, token, drop }, api { throttle,
+ *                                                           serverError, delay, failActivation } (faults.ts)
+ *   PUT    /emulator/settings                             { webhookUrl?, landingPageUrl?, pageSize? }
  *   GET    /emulator/landing?token=…                      stand-in landing page when none is configured
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
@@ -25,14 +38,16 @@ import { SANDBOX_TYPE_VALUES, SESSION_MODE_VALUES } from '../marketplace/schemas
 import { EmulatorError, CONTROL_STATUS } from './errors.js';
 import { FaultConfigSchema } from './faults.js';
 import { acceptEmptyJson } from './json-body.js';
+import type { CalendarClock } from './clock.js';
 import type { FaultInjector } from './faults.js';
 import type { EmulatedMarketplace } from './marketplace.js';
 import { toOperationPayload, toSubscriptionPayload } from './payloads.js';
-import type { OperationRecord } from './state.js';
+import type { OperationRecord, SilentChange } from './state.js';
 
 export type ControlRoutesOptions = {
   marketplace: EmulatedMarketplace;
   faults: FaultInjector;
+  clock: CalendarClock;
   info: () => Record<string, unknown>;
   setWebhookUrl: (url: string | undefined) => void;
   setLandingPageUrl: (url: string | undefined) => void;
@@ -92,8 +107,73 @@ export const PurchaseBody = Type.Object(
     sandboxType: Type.Optional(Type.Enum(SANDBOX_TYPE_VALUES)),
     sessionMode: Type.Optional(Type.Enum(SESSION_MODE_VALUES)),
     autoActivate: Type.Optional(Type.Boolean()),
+    /** No webhook goes out for this purchase (the `Subscribe` of an auto-activated plan is recorded, not sent). */
+    silent: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
+);
+
+const Status = Type.Enum(['PendingFulfillmentStart', 'Subscribed', 'Suspended', 'Unsubscribed']);
+/** A term unit Microsoft sells (`P1M` … `P5Y`) or one it may start sending (`PAY`). */
+const TermUnit = Type.String({ pattern: '^[A-Za-z0-9]{1,16}$' });
+const DateTime = Type.String({ format: 'date-time' });
+
+export const BulkPurchaseBody = Type.Object(
+  {
+    count: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    offerId: Type.Optional(Type.String({ minLength: 1 })),
+    planId: Type.String({ minLength: 1 }),
+    quantity: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Default Subscribed (with a term started today). */
+    status: Type.Optional(Status),
+    autoRenew: Type.Optional(Type.Boolean()),
+    isTest: Type.Optional(Type.Boolean()),
+    freeTrial: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const SilentChangeBody = Type.Object(
+  {
+    status: Type.Optional(Type.Enum(['Subscribed', 'Suspended', 'Unsubscribed'])),
+    planId: Type.Optional(Type.String({ minLength: 1 })),
+    quantity: Type.Optional(Type.Integer({ minimum: 1 })),
+    termUnit: Type.Optional(TermUnit),
+    startDate: Type.Optional(DateTime),
+    endDate: Type.Optional(DateTime),
+    autoRenew: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+export const NotificationBody = Type.Object(
+  {
+    /** Need not be a subscription Microsoft knows. */
+    subscriptionId: Type.String({ minLength: 1 }),
+    /** Any action, also ones Microsoft does not send yet (`Transfer`). */
+    action: Type.String({ minLength: 1, maxLength: 64 }),
+    operationId: Type.Optional(Type.String({ minLength: 1 })),
+    /** The webhook's `status`, any string. */
+    status: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    planId: Type.Optional(Type.String({ minLength: 1 })),
+    quantity: Type.Optional(Type.Integer({ minimum: 0 })),
+    offerId: Type.Optional(Type.String({ minLength: 1 })),
+    /** Replaces `subscription.term.termUnit` in the webhook (`PAY`). */
+    termUnit: Type.Optional(TermUnit),
+    source: Type.Optional(Type.Enum(['Azure', 'Partner'])),
+    /** What Get operation will answer: 404 (`none`) or an operation in this status. */
+    record: Type.Optional(Type.Enum(['none', 'Succeeded', 'Failed', 'Conflict', 'InProgress'])),
+  },
+  { additionalProperties: false },
+);
+
+export const AdvanceClockBody = Type.Object(
+  {
+    days: Type.Optional(Type.Integer({ minimum: 0, maximum: 36_500 })),
+    hours: Type.Optional(Type.Integer({ minimum: 0, maximum: 876_000 })),
+    ms: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false, minProperties: 1 },
 );
 
 const SubscriptionParams = Type.Object({ subscriptionId: Type.String({ minLength: 1 }) }, { additionalProperties: false });
@@ -212,6 +292,63 @@ function subscriptionActionRoutes(app: Api, marketplace: EmulatedMarketplace): v
   );
 }
 
+/** Drift and load: purchases in bulk, changes at Microsoft that no webhook announces. */
+function driftRoutes(app: Api, marketplace: EmulatedMarketplace): void {
+  app.post('/emulator/purchases/bulk', { schema: { body: BulkPurchaseBody } }, async (req, reply) => {
+    const { count, status, ...input } = req.body;
+    const bought = marketplace.purchaseMany(input, count, status ?? 'Subscribed');
+    return reply.code(201).send({ count: bought.length, subscriptionIds: bought.map((s) => s.id) });
+  });
+
+  app.post(
+    '/emulator/subscriptions/:subscriptionId/silent',
+    { schema: { params: SubscriptionParams, body: SilentChangeBody } },
+    async (req) => {
+      const { startDate, endDate, ...rest } = req.body;
+      const change: SilentChange = { ...rest };
+      if (startDate !== undefined) change.startDate = new Date(startDate);
+      if (endDate !== undefined) change.endDate = new Date(endDate);
+      return { subscription: toSubscriptionPayload(marketplace.silentChange(req.params.subscriptionId, change)) };
+    },
+  );
+}
+
+/** A webhook for anything: other statuses, unknown actions, unknown subscriptions, operations Microsoft has no record of. */
+function notificationRoutes(app: Api, marketplace: EmulatedMarketplace): void {
+  app.post('/emulator/notifications', { schema: { body: NotificationBody } }, async (req, reply) => {
+    const { termUnit, ...input } = req.body;
+    const { injected, delivery } = marketplace.sendNotification(input, termUnit === undefined ? {} : { termUnit });
+    return reply.code(202).send({
+      operationId: injected.operation.id,
+      recorded: injected.recorded,
+      operation: injected.recorded ? toOperationPayload(injected.operation) : null,
+      deliveryId: delivery.id,
+      webhook: delivery.payload,
+    });
+  });
+}
+
+/** Microsoft's calendar: where it stands, and moving it on (renewals, term ends, the 30-day limits). */
+function clockRoutes(app: Api, marketplace: EmulatedMarketplace, clock: CalendarClock): void {
+  const view = (): { now: string; offsetMs: number } => ({ now: clock.now().toISOString(), offsetMs: clock.offsetMs });
+
+  app.get('/emulator/clock', async () => view());
+
+  app.post('/emulator/clock/advance', { schema: { body: AdvanceClockBody } }, async (req) => {
+    const { days = 0, hours = 0, ms = 0 } = req.body;
+    const { events } = marketplace.advanceClock(days * 86_400_000 + hours * 3_600_000 + ms);
+    return {
+      ...view(),
+      events: events.map((e) => ({
+        kind: e.kind,
+        subscriptionId: e.subscriptionId,
+        at: e.at.toISOString(),
+        ...(e.operation ? { operationId: e.operation.id, action: e.operation.action } : {}),
+      })),
+    };
+  });
+}
+
 export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = async (app, opts) => {
   const { marketplace, faults } = opts;
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
@@ -224,7 +361,8 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
   app.get('/emulator/catalogue', async () => marketplace.state.catalogue);
 
   app.post('/emulator/purchases', { schema: { body: PurchaseBody } }, async (req, reply) => {
-    const result = marketplace.purchase(req.body);
+    const { silent, ...input } = req.body;
+    const result = marketplace.purchase(input, { silent: silent ?? false });
     const body: Record<string, unknown> = {
       subscriptionId: result.subscription.id,
       token: result.token,
@@ -242,12 +380,20 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
     return {
       subscription: toSubscriptionPayload(sub),
       locked: marketplace.state.isLocked(id),
-      operations: marketplace.state.operations(id).map((op) => ({ ...toOperationPayload(op), operationRequestSource: op.source })),
+      operations: marketplace.state.operations(id).map((op) => ({
+        ...toOperationPayload(op),
+        operationRequestSource: op.source,
+        ...(op.revertOf !== undefined ? { revertOf: op.revertOf } : {}),
+        ...(op.injected ? { injected: true } : {}),
+      })),
       deliveries: marketplace.deliveries({ subscriptionId: id }),
     };
   });
 
   subscriptionActionRoutes(app, marketplace);
+  driftRoutes(app, marketplace);
+  notificationRoutes(app, marketplace);
+  clockRoutes(app, marketplace, opts.clock);
 
   app.get(
     '/emulator/deliveries',
@@ -289,6 +435,8 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
           {
             webhookUrl: Type.Optional(Type.Union([Type.String({ format: 'uri' }), Type.Null()])),
             landingPageUrl: Type.Optional(Type.Union([Type.String({ format: 'uri' }), Type.Null()])),
+            /** List subscriptions page size from now on. */
+            pageSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
           },
           { additionalProperties: false },
         ),
@@ -297,6 +445,7 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
     async (req) => {
       if (req.body.webhookUrl !== undefined) opts.setWebhookUrl(req.body.webhookUrl ?? undefined);
       if (req.body.landingPageUrl !== undefined) opts.setLandingPageUrl(req.body.landingPageUrl ?? undefined);
+      if (req.body.pageSize !== undefined) marketplace.state.setPageSize(req.body.pageSize);
       return opts.info();
     },
   );

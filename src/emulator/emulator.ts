@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { DEFAULT_CATALOGUE, parseCatalogue } from './catalogue.js';
 import type { Catalogue } from './catalogue.js';
-import { Timers, systemClock } from './clock.js';
+import { CalendarClock, Timers, systemClock } from './clock.js';
 import type { Clock } from './clock.js';
 import { controlRoutes, sendProblem } from './control.routes.js';
 import { FaultInjector } from './faults.js';
@@ -26,7 +26,7 @@ import type { FaultConfig } from './faults.js';
 import { API_VERSION, fulfillmentRoutes, sendMicrosoftError } from './fulfillment.routes.js';
 import { identityRoutes } from './identity.routes.js';
 import { DEFAULT_TIMINGS, EmulatedMarketplace } from './marketplace.js';
-import type { MarketplaceTimings } from './marketplace.js';
+import type { MarketplaceTimings, RevertNotifications } from './marketplace.js';
 import { TokenSigner } from './signing.js';
 import type { CryptoKeyPair, SignerOptions, TokenVersion } from './signing.js';
 import { EmulatorState } from './state.js';
@@ -72,9 +72,12 @@ export type EmulatorOptions = {
   /** Per-attempt webhook timeout (default 10 s). */
   webhookTimeoutMs?: number;
   redelivery?: Partial<RedeliveryPolicy>;
+  /** Revert notifications after a refused change: after PATCH Failure (default), after any refusal, or never. */
+  revertNotifications?: RevertNotifications;
   faults?: FaultConfig;
   /** Require `authorization: Bearer …` on Fulfillment calls (default true; any token value is accepted). */
   requireAuth?: boolean;
+  /** The base clock (default the system's); Microsoft's calendar runs ahead of it by what `clock/advance` added. */
   now?: Clock;
   /** Randomness for probabilistic faults. */
   random?: () => number;
@@ -92,6 +95,8 @@ export type Emulator = {
   faults: FaultInjector;
   signer: TokenSigner;
   timings: MarketplaceTimings;
+  /** Microsoft's calendar: `clock.now()`; `marketplace.advanceClock(ms)` moves it on. */
+  clock: CalendarClock;
   /** Base URL of the emulator (set once it listens). */
   readonly url: string;
   /** The Fulfillment API base: `<url>/api` (Microsoft: `https://marketplaceapi.microsoft.com/api`). */
@@ -159,7 +164,15 @@ function lastResortError(err: FastifyError, req: FastifyRequest, reply: FastifyR
 /** What GET /emulator answers: the configuration, the URLs as they are now, the timings. */
 function infoOf(
   emulator: Emulator,
-  fixed: { publisherId?: string; publisherTenantId: string; publisherAppId: string; requireAuth: boolean; pageSize?: number; purchaseTokenTtlMs?: number },
+  fixed: {
+    publisherId?: string;
+    publisherTenantId: string;
+    publisherAppId: string;
+    requireAuth: boolean;
+    pageSize?: number;
+    purchaseTokenTtlMs?: number;
+    revertNotifications: RevertNotifications;
+  },
 ): Record<string, unknown> {
   const { signer } = emulator;
   return {
@@ -178,8 +191,21 @@ function infoOf(
     requireAuth: fixed.requireAuth,
     pageSize: fixed.pageSize,
     purchaseTokenTtlMs: fixed.purchaseTokenTtlMs,
+    revertNotifications: fixed.revertNotifications,
     timings: emulator.timings,
   };
+}
+
+/** Microsoft's state, with Microsoft's defaults: 100 subscriptions a page, purchase tokens valid 24 h. */
+function stateOf(options: EmulatorOptions, catalogue: Catalogue): EmulatorState {
+  const stateOptions: ConstructorParameters<typeof EmulatorState>[0] = {
+    catalogue,
+    publisherId: options.publisherId ?? 'contoso',
+    pageSize: options.pageSize ?? 100,
+    purchaseTokenTtlMs: options.purchaseTokenTtlMs ?? 24 * 60 * 60 * 1000,
+  };
+  if (options.ids) stateOptions.ids = options.ids;
+  return new EmulatorState(stateOptions);
 }
 
 async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise<{ emulator: Emulator; setUrl: (u: string) => void }> {
@@ -193,27 +219,22 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   let webhookUrl = options.webhookUrl;
   let landingPageUrl = options.landingPageUrl;
 
+  const calendar = new CalendarClock(now);
   const timers = new Timers();
   const faults = new FaultInjector(options.faults ?? {}, options.random);
   const signer = await createSigner(options, { tenantId: publisherTenantId, appId: publisherAppId, now, baseUrl: () => url });
-  const stateOptions: ConstructorParameters<typeof EmulatorState>[0] = {
-    catalogue,
-    publisherId: options.publisherId ?? 'contoso',
-    pageSize: options.pageSize ?? 100,
-    purchaseTokenTtlMs: options.purchaseTokenTtlMs ?? 24 * 60 * 60 * 1000,
-  };
-  if (options.ids) stateOptions.ids = options.ids;
-  const state = new EmulatorState(stateOptions);
+  const state = stateOf(options, catalogue);
   const marketplace = new EmulatedMarketplace({
     state,
     signer,
     faults,
     timers,
-    now,
+    calendar,
     log,
     timings,
     webhookUrl: () => webhookUrl,
     landingPageUrl: () => landingPageUrl ?? `${url}/emulator/landing`,
+    revertNotifications: options.revertNotifications ?? 'failure',
   });
 
   const app = Fastify({
@@ -229,6 +250,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
     faults,
     signer,
     timings,
+    clock: calendar,
     get url() {
       return url;
     },
@@ -268,7 +290,15 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   };
 
   const info = (): Record<string, unknown> =>
-    infoOf(emulator, { ...stateOptions, publisherTenantId, publisherAppId, requireAuth: options.requireAuth ?? true });
+    infoOf(emulator, {
+      publisherId: state.options.publisherId,
+      pageSize: state.options.pageSize,
+      purchaseTokenTtlMs: state.options.purchaseTokenTtlMs,
+      publisherTenantId,
+      publisherAppId,
+      requireAuth: options.requireAuth ?? true,
+      revertNotifications: options.revertNotifications ?? 'failure',
+    });
 
   app.setNotFoundHandler(notFound);
   app.setErrorHandler(lastResortError);
@@ -284,6 +314,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   await app.register(controlRoutes, {
     marketplace,
     faults,
+    clock: calendar,
     info,
     setWebhookUrl: (next) => emulator.setWebhookUrl(next),
     setLandingPageUrl: (next) => emulator.setLandingPageUrl(next),

@@ -1,7 +1,8 @@
 /**
  * Fault injection: the misbehaviours of the real service that an ISV's backend must survive.
  *
- * Webhooks: duplicate deliveries, out-of-order deliveries, delays, and bad bearer tokens.
+ * Webhooks: duplicate deliveries, out-of-order deliveries, delays, bad bearer tokens, and deliveries
+ * dropped for good (never sent: Microsoft gave up after its 8 hours of retries).
  * Fulfillment API: 429 with `Retry-After`, 500s, slow answers, and an Activate that answers 200 but
  * fails afterwards (2023 semantics: the subscription is cancelled and an `Unsubscribe` webhook sent).
  *
@@ -67,6 +68,23 @@ export const FaultConfigSchema = Type.Object(
               { additionalProperties: false },
             ),
           ),
+          /**
+           * The delivery is never sent (Microsoft gave up after 8 hours) and is recorded as `dropped`.
+           * The operation goes on as if the publisher had not answered: a change is accepted when its
+           * acknowledgement window ends, since 8 hours of retries outlast the 10-second window.
+           */
+          drop: Type.Optional(
+            Type.Object(
+              {
+                probability: Probability,
+                times: Times,
+                actions: Type.Optional(
+                  Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'limit to these webhook actions, default all' }),
+                ),
+              },
+              { additionalProperties: false },
+            ),
+          ),
           /** Every delivery waits this long before its first attempt. */
           delayMs: Type.Optional(Delay),
           /** The bearer token is missing or wrong in the given way. */
@@ -111,7 +129,7 @@ export type FaultConfig = Static<typeof FaultConfigSchema>;
 type Trigger = { probability?: number; times?: number; operations?: readonly FulfillmentOperationName[] };
 
 export type FaultCounts = Record<
-  'duplicate' | 'reorder' | 'webhookDelay' | 'token' | 'throttle' | 'serverError' | 'apiDelay' | 'failActivation',
+  'duplicate' | 'drop' | 'reorder' | 'webhookDelay' | 'token' | 'throttle' | 'serverError' | 'apiDelay' | 'failActivation',
   number
 >;
 
@@ -120,6 +138,7 @@ export class FaultInjector {
   readonly #random: () => number;
   readonly fired: FaultCounts = {
     duplicate: 0,
+    drop: 0,
     reorder: 0,
     webhookDelay: 0,
     token: 0,
@@ -153,6 +172,15 @@ export class FaultInjector {
     if (!d || !this.#fires(d, undefined, () => delete this.#config.webhook?.duplicate)) return 0;
     this.fired.duplicate++;
     return d.copies ?? 1;
+  }
+
+  /** Whether a delivery of `action` is dropped for good (counted only for the actions the fault names). */
+  drop(action: string): boolean {
+    const d = this.#config.webhook?.drop;
+    if (!d || (d.actions !== undefined && !d.actions.includes(action))) return false;
+    if (!this.#fires(d, undefined, () => delete this.#config.webhook?.drop)) return false;
+    this.fired.drop++;
+    return true;
   }
 
   reorder(): { window: number; maxHoldMs: number } | undefined {

@@ -4,7 +4,7 @@
  * Configuration is by environment variables (see config.ts for the list): EMULATOR_PORT (3978),
  * EMULATOR_HOST, EMULATOR_WEBHOOK_URL, EMULATOR_LANDING_PAGE_URL, EMULATOR_PUBLISHER_TENANT_ID,
  * EMULATOR_PUBLISHER_APP_ID, EMULATOR_TOKEN_VERSION, EMULATOR_CATALOGUE_FILE,
- * EMULATOR_ACK_WINDOW_MS, EMULATOR_OPERATION_DELAY_MS; LOG_LEVEL (info).
+ * EMULATOR_ACK_WINDOW_MS, EMULATOR_OPERATION_DELAY_MS, EMULATOR_PAGE_SIZE; LOG_LEVEL (info).
  *
  * Try it:
  *   curl -s -XPOST localhost:3978/emulator/purchases -H 'content-type: application/json' -d '{"planId":"standard","quantity":5}'

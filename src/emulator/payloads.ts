@@ -74,6 +74,45 @@ export type EmulatorWebhookPayload = WebhookPayload & {
 };
 
 export function toWebhookPayload(op: OperationRecord, sub: SubscriptionRecord): EmulatorWebhookPayload {
+  return webhookPayload(op, toSubscriptionPayload(sub), op.status);
+}
+
+/**
+ * The webhook of an injected notification: its own `status` (any string), the subscription as
+ * Microsoft has it (or, for one it does not know, `unknownSubscriptionPayload`), and the term unit
+ * in `subscription.term` replaced when one is given (`PAY`, say).
+ */
+export function toInjectedWebhookPayload(
+  op: OperationRecord,
+  subscription: Subscription,
+  status: string,
+  termUnit?: string,
+): EmulatorWebhookPayload {
+  const sub: Subscription = termUnit === undefined ? subscription : { ...subscription, term: { ...subscription.term, termUnit } };
+  return webhookPayload(op, sub, status);
+}
+
+/** A subscription block for a webhook about a subscription Microsoft has no record of. */
+export function unknownSubscriptionPayload(op: OperationRecord): Subscription {
+  return {
+    id: op.subscriptionId,
+    publisherId: op.publisherId,
+    offerId: op.offerId,
+    name: `Subscription ${op.subscriptionId}`,
+    saasSubscriptionStatus: 'Subscribed',
+    planId: op.planId,
+    ...(op.quantity !== undefined ? { quantity: op.quantity } : {}),
+    term: { termUnit: 'P1M' },
+    autoRenew: true,
+    isTest: false,
+    isFreeTrial: false,
+    allowedCustomerOperations: ['Read', 'Update', 'Delete'],
+    sandboxType: 'None',
+    sessionMode: 'None',
+  };
+}
+
+function webhookPayload(op: OperationRecord, subscription: Subscription, status: string): EmulatorWebhookPayload {
   const payload: EmulatorWebhookPayload = {
     id: op.id,
     activityId: op.activityId,
@@ -84,9 +123,9 @@ export function toWebhookPayload(op: OperationRecord, sub: SubscriptionRecord): 
     subscriptionId: op.subscriptionId,
     timeStamp: op.timeStamp.toISOString(),
     action: op.action,
-    status: op.status,
+    status,
     operationRequestSource: op.source,
-    subscription: toSubscriptionPayload(sub),
+    subscription,
     purchaseToken: null,
   };
   return payload;

@@ -45,7 +45,16 @@ export type EmulatedAction =
   | 'Reinstate'
   | 'Renew';
 
+/** An action Microsoft sends today, or any other it may start sending (`Transfer`, say). */
+export type AnyAction = EmulatedAction | (string & {});
+
 export type AadIdentity = { emailId: string; objectId: string; tenantId: string; puid: string };
+
+/**
+ * A term unit: one the catalogue sells (`P1M` … `P5Y`) or any other Microsoft may start sending (`PAY`, say).
+ * Term arithmetic counts an unknown unit as one month (`clock.ts` `termMonths`).
+ */
+export type EmulatedTermUnit = TermUnit | (string & {});
 
 export type SubscriptionRecord = {
   id: string;
@@ -58,11 +67,13 @@ export type SubscriptionRecord = {
   status: EmulatedStatus;
   beneficiary: AadIdentity;
   purchaser: AadIdentity;
-  termUnit: TermUnit;
+  termUnit: EmulatedTermUnit;
   /** Set at activation; moves at each renewal. */
   startDate?: Date;
   endDate?: Date;
   autoRenew: boolean;
+  /** When it was last suspended (the 30-day grace period runs from here); unset unless Suspended. */
+  suspendedAt?: Date;
   isTest: boolean;
   isFreeTrial: boolean;
   allowedCustomerOperations: AllowedCustomerOperation[];
@@ -84,12 +95,57 @@ export type OperationRecord = {
   planId: string;
   /** For ChangeQuantity the new quantity; for ChangePlan the quantity on the new plan. */
   quantity?: number;
-  action: EmulatedAction;
+  action: AnyAction;
   timeStamp: Date;
   status: OperationStatus;
   source: OperationRequestSource;
   errorStatusCode?: number;
   errorMessage?: string;
+  /**
+   * Made by `injectNotification`: completing it (PATCH, a 4xx) only sets its status; it never
+   * changes the subscription, which Microsoft may not even know.
+   */
+  injected?: true;
+  /** A revert notification: the id of the refused change it undoes (`revertOf`). */
+  revertOf?: string;
+};
+
+/** What Microsoft has on record for an injected notification: no operation at all, or one in this status. */
+export type NotificationRecord = 'none' | 'Succeeded' | 'Failed' | 'Conflict' | 'InProgress';
+const RECORD_STATUSES: readonly NotificationRecord[] = ['Succeeded', 'Failed', 'Conflict', 'InProgress'];
+
+/** No status given: a Succeeded record; a status Microsoft can have on record: that; any other status: no record. */
+function defaultRecord(status: string | undefined): NotificationRecord {
+  if (status === undefined) return 'Succeeded';
+  return RECORD_STATUSES.find((r) => r === status) ?? 'none';
+}
+
+/** A webhook for anything: any action and status, for a subscription Microsoft may not know. */
+export type NotificationInput = {
+  subscriptionId: string;
+  action: AnyAction;
+  /** Default: a fresh id. An existing operation's id is allowed with `record: 'none'` (its record stays as it is). */
+  operationId?: string;
+  /** The webhook's `status` (any string). Default: `record`'s status, else `Succeeded`. */
+  status?: string;
+  /** Default: the subscription's (or, for an unknown one, the offer's first plan). Not checked against the catalogue. */
+  planId?: string;
+  quantity?: number;
+  /** For a subscription Microsoft does not know (default: the catalogue's first offer). */
+  offerId?: string;
+  source?: OperationRequestSource;
+  /** Default: the webhook's `status` when it is one of these, else `none`. */
+  record?: NotificationRecord;
+};
+
+export type InjectedNotification = {
+  /** What the webhook describes; in Microsoft's operations unless `recorded` is false. */
+  operation: OperationRecord;
+  recorded: boolean;
+  /** The webhook's `status`. */
+  status: string;
+  /** Microsoft's subscription, when it knows it. */
+  subscription?: SubscriptionRecord;
 };
 
 export type PurchaseToken = { token: string; subscriptionId: string; issuedAt: Date; expiresAt: Date };
@@ -122,6 +178,51 @@ export type Change = { kind: 'plan'; planId: string; quantity?: number } | { kin
 export type IdSource = { uuid(): string; purchaseToken(): string };
 
 /**
+ * Microsoft's calendar catching up (`advanceTo`): what happened to a subscription, and when.
+ *
+ * - `renewed`: the term ended with autoRenew on; the next term started (`Renew` operation, to send).
+ * - `ended`: the term ended with autoRenew off: Unsubscribed (`Unsubscribe` operation, to send).
+ * - `expired`: still PendingFulfillmentStart when the publisher's 30 days ran out: Unsubscribed, nothing to send.
+ * - `grace-ended`: Suspended for 30 days: Unsubscribed (`Unsubscribe` operation, to send).
+ */
+export type TimedEvent = {
+  kind: 'renewed' | 'ended' | 'expired' | 'grace-ended';
+  subscriptionId: string;
+  at: Date;
+  /** The operation whose webhook is to be sent (none for `expired`). */
+  operation?: OperationRecord;
+};
+
+/**
+ * docs/marketplace.md §5: newer documentation gives the publisher 30 days to activate a
+ * subscription that is still PendingFulfillmentStart. The source's sentence stops before saying
+ * what happens then; the emulator takes the presumption recorded there (cancelled, unverified):
+ * the subscription becomes Unsubscribed. §5 names no webhook for it, unlike the end of the
+ * Suspended grace period, and the publisher may never have heard of the subscription (the landing
+ * page is its only news of a purchase): none is sent, and only List subscriptions shows it.
+ */
+export const PENDING_ACTIVATION_LIMIT_DAYS = 30;
+/** docs/marketplace.md §5: Suspended for 30 days without payment → Unsubscribed, with an `Unsubscribe` webhook. */
+export const SUSPENDED_GRACE_DAYS = 30;
+
+/**
+ * A change at Microsoft that no webhook announces (drift): any of these fields, applied at once to
+ * Microsoft's record. Plan and seats are checked against the catalogue as a normal change is.
+ */
+export type SilentChange = {
+  status?: 'Subscribed' | 'Suspended' | 'Unsubscribed';
+  planId?: string;
+  quantity?: number;
+  termUnit?: EmulatedTermUnit;
+  startDate?: Date;
+  endDate?: Date;
+  autoRenew?: boolean;
+};
+
+/** Statuses a subscription can be bought straight into by `purchaseMany` (benchmarks, drift tests). */
+export type BulkStatus = EmulatedStatus;
+
+/**
  * Purchase tokens are opaque and deliberately URL-unsafe: standard base64 with `+`, `/` and `=`
  * always present, so that a caller that decodes the landing page's `?token=` twice (or turns `+`
  * into a space) sends a token that does not resolve (docs/marketplace.md §14.1).
@@ -136,7 +237,7 @@ export const defaultIds: IdSource = { uuid: () => randomUUID(), purchaseToken: u
 export type StateOptions = {
   catalogue: Catalogue;
   publisherId: string;
-  /** `List subscriptions` page size (Microsoft: 100). */
+  /** `List subscriptions` page size (Microsoft: 100); `setPageSize` changes it. */
   pageSize: number;
   /** How long a purchase token resolves (Microsoft: 24 h). */
   purchaseTokenTtlMs: number;
@@ -151,30 +252,39 @@ export function isPending(op: OperationRecord): boolean {
 }
 
 /** ChangePlan, ChangeQuantity and Reinstate wait for the publisher; the others are notifications. */
-export function isAcknowledgeable(action: EmulatedAction): boolean {
-  return ACKNOWLEDGEABLE.includes(action);
+export function isAcknowledgeable(action: AnyAction): boolean {
+  return ACKNOWLEDGEABLE.some((a) => a === action);
 }
 
 /** Only ChangePlan and ChangeQuantity may be refused (a 4xx answer or PATCH Failure); Reinstate may not. */
-export function isRefusable(action: EmulatedAction): boolean {
+export function isRefusable(action: AnyAction): boolean {
   return action === 'ChangePlan' || action === 'ChangeQuantity';
 }
 
 export class EmulatorState {
   readonly #subscriptions = new Map<string, SubscriptionRecord>();
   readonly #operations = new Map<string, OperationRecord>();
+  /** The same operations by subscription, oldest first (thousands of subscriptions, each with a few). */
+  readonly #operationsBySubscription = new Map<string, OperationRecord[]>();
   readonly #tokens = new Map<string, PurchaseToken>();
   readonly #ids: IdSource;
   #catalogue: Catalogue;
   #counter = 0;
 
   constructor(readonly options: StateOptions) {
+    this.setPageSize(options.pageSize);
     this.#catalogue = options.catalogue;
     this.#ids = options.ids ?? defaultIds;
   }
 
   get catalogue(): Catalogue {
     return this.#catalogue;
+  }
+
+  /** Pages already handed out stay valid: a continuation token is an offset into the purchase order. */
+  setPageSize(pageSize: number): void {
+    if (!Number.isInteger(pageSize) || pageSize < 1) throw new EmulatorError('bad-request', 'BadPageSize', 'pageSize must be a positive integer');
+    this.options.pageSize = pageSize;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -235,6 +345,21 @@ export class EmulatorState {
     sub.status = 'Subscribed';
     const operation = this.#newOperation(sub, 'Subscribe', 'Azure', now, 'Succeeded');
     return { subscription: sub, token, operation };
+  }
+
+  /**
+   * Many purchases at once, straight into `status` (no operations recorded, nothing to notify): for
+   * benchmarks and drift tests that need thousands of subscriptions. Each is validated as one purchase is.
+   */
+  purchaseMany(input: PurchaseInput, count: number, status: BulkStatus, now: Date): SubscriptionRecord[] {
+    const bought: SubscriptionRecord[] = [];
+    for (let i = 0; i < count; i++) {
+      const { subscription } = this.purchase({ ...input, autoActivate: false }, now);
+      if (status !== 'PendingFulfillmentStart') this.#startTerm(subscription, now);
+      this.#setStatus(subscription, status, now);
+      bought.push(subscription);
+    }
+    return bought;
   }
 
   /** A fresh landing-page token for an existing subscription ("Manage account", docs/marketplace.md §9). */
@@ -317,7 +442,7 @@ export class EmulatorState {
 
   /** Every operation of a subscription, oldest first. */
   operations(subscriptionId: string): OperationRecord[] {
-    return [...this.#operations.values()].filter((o) => o.subscriptionId === subscriptionId);
+    return [...(this.#operationsBySubscription.get(subscriptionId) ?? [])];
   }
 
   pendingOperations(subscriptionId: string): OperationRecord[] {
@@ -421,8 +546,12 @@ export class EmulatorState {
   accept(operationId: string, now: Date): OperationRecord {
     const op = this.#mustOperation(operationId);
     if (op.status !== 'InProgress') return op;
-    const sub = this.subscription(op.subscriptionId);
     op.timeStamp = now;
+    if (op.injected) {
+      op.status = 'Succeeded';
+      return op;
+    }
+    const sub = this.subscription(op.subscriptionId);
     sub.lastModified = now;
     switch (op.action) {
       case 'ChangePlan': {
@@ -450,11 +579,30 @@ export class EmulatorState {
         break;
       case 'Reinstate':
         sub.status = 'Subscribed';
+        delete sub.suspendedAt;
         break;
       default:
         break;
     }
     op.status = 'Succeeded';
+    return op;
+  }
+
+  /**
+   * The revert notification after a refused ChangePlan/ChangeQuantity (docs/marketplace.md §14.9):
+   * a change of the same kind whose plan and seats are the subscription's current ones, which the
+   * refusal kept. Microsoft's status for it is not documented; the emulator makes it `Succeeded`
+   * from `Azure`, a settled notification with nothing left to acknowledge (a PATCH Success on it is
+   * a harmless repeat).
+   */
+  revertOperation(refusedId: string, now: Date): OperationRecord {
+    const refused = this.#mustOperation(refusedId);
+    if (refused.status !== 'Failed' || !isRefusable(refused.action) || refused.injected) {
+      throw new EmulatorError('wrong-state', 'NothingToRevert', `operation ${refused.id} is not a refused plan or seat change`);
+    }
+    const sub = this.subscription(refused.subscriptionId);
+    const op = this.#newOperation(sub, refused.action, 'Azure', now, 'Succeeded');
+    op.revertOf = refused.id;
     return op;
   }
 
@@ -485,6 +633,7 @@ export class EmulatorState {
     this.#assertStatus(sub, 'Subscribed');
     this.#assertUnlocked(sub);
     sub.status = 'Suspended';
+    sub.suspendedAt = now;
     sub.lastModified = now;
     return this.#newOperation(sub, 'Suspend', 'Azure', now, 'Succeeded');
   }
@@ -534,6 +683,141 @@ export class EmulatorState {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Time: what Microsoft's calendar does (renewals, term ends, the 30-day limits)
+
+  /**
+   * Brings every subscription up to `now` (Microsoft's calendar has moved on): each term that
+   * ended is renewed or, with autoRenew off, ends the subscription; the 30-day limits of a pending
+   * purchase and of a suspension run out. A term ends at the end of its `endDate` (the next one
+   * starts the day after, docs/marketplace.md §4.1); several may pass in one call. Calendar events do
+   * not wait for the lock; a subscription that ends fails its pending operations. Events are
+   * returned in the order they happened, with their time.
+   */
+  advanceTo(now: Date): TimedEvent[] {
+    const events: TimedEvent[] = [];
+    for (const sub of this.#subscriptions.values()) {
+      for (let guard = 0; guard < 10_000; guard++) {
+        const event = this.#nextTimedEvent(sub, now);
+        if (!event) break;
+        events.push(event);
+      }
+    }
+    return events.sort((a, b) => a.at.getTime() - b.at.getTime());
+  }
+
+  #nextTimedEvent(sub: SubscriptionRecord, now: Date): TimedEvent | undefined {
+    const base = { subscriptionId: sub.id };
+    if (sub.status === 'PendingFulfillmentStart') {
+      const at = addDays(sub.created, PENDING_ACTIVATION_LIMIT_DAYS);
+      if (at.getTime() > now.getTime()) return undefined;
+      this.#end(sub, at, 'the publisher did not activate it within 30 days');
+      return { ...base, kind: 'expired', at };
+    }
+    if (sub.status === 'Suspended' && sub.suspendedAt) {
+      const at = addDays(sub.suspendedAt, SUSPENDED_GRACE_DAYS);
+      if (at.getTime() > now.getTime()) return undefined;
+      this.#end(sub, at, 'the 30-day grace period of the suspension ended');
+      return { ...base, kind: 'grace-ended', at, operation: this.#newOperation(sub, 'Unsubscribe', 'Azure', at, 'Succeeded') };
+    }
+    if (sub.status !== 'Subscribed' || !sub.endDate) return undefined;
+    const at = addDays(sub.endDate, 1);
+    if (at.getTime() > now.getTime()) return undefined;
+    if (!sub.autoRenew) {
+      this.#end(sub, at, 'the term ended with autoRenew off');
+      return { ...base, kind: 'ended', at, operation: this.#newOperation(sub, 'Unsubscribe', 'Azure', at, 'Succeeded') };
+    }
+    const term = termFrom(at, sub.termUnit);
+    sub.startDate = term.startDate;
+    sub.endDate = term.endDate;
+    sub.isFreeTrial = false;
+    sub.lastModified = at;
+    return { ...base, kind: 'renewed', at, operation: this.#newOperation(sub, 'Renew', 'Azure', at, 'Succeeded') };
+  }
+
+  /** Unsubscribed by the calendar; what was still pending can no longer happen. */
+  #end(sub: SubscriptionRecord, at: Date, why: string): void {
+    for (const op of this.operations(sub.id).filter(isPending)) this.reject(op.id, at, `the subscription ended: ${why}`);
+    sub.status = 'Unsubscribed';
+    delete sub.suspendedAt;
+    sub.lastModified = at;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Drift: Microsoft's record changes and nobody is told
+
+  /**
+   * Applies `change` to Microsoft's record with no operation and no webhook (Get subscription and
+   * List subscriptions show it; nothing else does). Not held back by the lock: Microsoft's own
+   * record is what drifted. Any status may be set, even out of Unsubscribed (our side may be the
+   * one that is wrong). The plan must be one the subscription could change to, seats within the
+   * resulting plan's limits; a plan with another term unit starts a new term, as a plan change does.
+   * All checks come first: a refused change changes nothing.
+   */
+  silentChange(subscriptionId: string, change: SilentChange, now: Date): SubscriptionRecord {
+    const sub = this.subscription(subscriptionId);
+    const planId = change.planId ?? sub.planId;
+    let plan = findPlan(this.#catalogue, sub.offerId, planId);
+    if (planId !== sub.planId) {
+      plan = availablePlans(this.#catalogue, sub.offerId, sub.planId, sub.beneficiary.tenantId).find((p) => p.planId === planId);
+      if (!plan) throw new EmulatorError('bad-request', 'PlanNotAvailable', `plan ${planId} is not available to subscription ${sub.id}`);
+    }
+    const quantity = this.#silentQuantity(sub, plan, planId, change.quantity);
+    const term = this.#silentTerm(sub, change, planId === sub.planId ? undefined : plan, now);
+    sub.planId = planId;
+    if (quantity === undefined) delete sub.quantity;
+    else sub.quantity = quantity;
+    sub.termUnit = term.termUnit;
+    if (term.startDate && term.endDate) {
+      sub.startDate = term.startDate;
+      sub.endDate = term.endDate;
+    }
+    if (change.status !== undefined) this.#setStatus(sub, change.status, now);
+    if (change.autoRenew !== undefined) sub.autoRenew = change.autoRenew;
+    sub.lastModified = now;
+    return sub;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Notifications of any kind (operations in other statuses, unknown actions and subscriptions)
+
+  /**
+   * The operation an arbitrary webhook describes, recorded in status `record` (or not at all for
+   * `'none'`: Get operation answers 404). The subscription is never changed and need not exist
+   * (then Get subscription, and Get operation with it, answer 404). A recorded `InProgress` locks a
+   * known subscription until the publisher PATCHes it, as any pending operation does.
+   */
+  injectNotification(input: NotificationInput, now: Date): InjectedNotification {
+    const record = input.record ?? defaultRecord(input.status);
+    const status = input.status ?? (record === 'none' ? 'Succeeded' : record);
+    const sub = this.#subscriptions.get(input.subscriptionId);
+    const existing = input.operationId === undefined ? undefined : this.#operations.get(input.operationId);
+    if (existing && record !== 'none') {
+      throw new EmulatorError('conflict', 'OperationExists', `operation ${existing.id} is already on record; send it with record "none"`);
+    }
+    const offerId = sub?.offerId ?? input.offerId ?? this.#catalogue.offers[0]?.offerId ?? 'unknown-offer';
+    const planId = input.planId ?? sub?.planId ?? findOffer(this.#catalogue, offerId)?.plans[0]?.planId ?? 'unknown-plan';
+    const quantity = input.quantity ?? sub?.quantity;
+    const op: OperationRecord = {
+      id: input.operationId ?? this.#ids.uuid(),
+      activityId: this.#ids.uuid(),
+      subscriptionId: input.subscriptionId,
+      offerId,
+      publisherId: this.options.publisherId,
+      planId,
+      action: input.action,
+      timeStamp: now,
+      status: record === 'none' ? 'Succeeded' : record,
+      source: input.source ?? 'Azure',
+      injected: true,
+    };
+    if (quantity !== undefined) op.quantity = quantity;
+    if (record !== 'none') this.#record(op);
+    const injected: InjectedNotification = { operation: op, recorded: record !== 'none', status };
+    if (sub) injected.subscription = sub;
+    return injected;
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Internals
 
   #offerFor(input: PurchaseInput): string {
@@ -575,6 +859,48 @@ export class EmulatorState {
     const q = quantity ?? minQuantity(plan);
     this.#assertSeats(plan, q);
     return q;
+  }
+
+  /**
+   * The term after a silent change. A subscription that leaves PendingFulfillmentStart starts a term
+   * today (an activation nobody was told of); a new plan's other term unit starts one too (as an accepted
+   * ChangePlan does); a term unit given on its own keeps the start and moves the end. Dates given win.
+   */
+  #silentTerm(
+    sub: SubscriptionRecord,
+    change: SilentChange,
+    newPlan: PlanDefinition | undefined,
+    now: Date,
+  ): { termUnit: EmulatedTermUnit; startDate?: Date; endDate?: Date } {
+    const termUnit = change.termUnit ?? newPlan?.termUnit ?? sub.termUnit;
+    let term = sub.startDate && sub.endDate ? { startDate: sub.startDate, endDate: sub.endDate } : undefined;
+    const activates = sub.status === 'PendingFulfillmentStart' && (change.status === 'Subscribed' || change.status === 'Suspended');
+    if (activates && !term) term = termFrom(now, termUnit);
+    else if (term && termUnit !== sub.termUnit) term = termFrom(change.termUnit !== undefined ? term.startDate : now, termUnit);
+    const startDate = change.startDate ?? term?.startDate;
+    let endDate = change.endDate ?? term?.endDate;
+    if (change.startDate && !change.endDate) endDate = termFrom(change.startDate, termUnit).endDate;
+    if (!startDate || !endDate) {
+      if (change.endDate) throw new EmulatorError('bad-request', 'BadTerm', `subscription ${sub.id} has no term yet: give startDate with endDate`);
+      return { termUnit };
+    }
+    if (startDate.getTime() > endDate.getTime()) throw new EmulatorError('bad-request', 'BadTerm', 'startDate is after endDate');
+    return { termUnit, startDate, endDate };
+  }
+
+  /** Seats after a silent change: as given (per-seat plans only, within limits), kept, or dropped for a flat plan. */
+  #silentQuantity(sub: SubscriptionRecord, plan: PlanDefinition | undefined, planId: string, quantity: number | undefined): number | undefined {
+    if (!plan) {
+      // The plan left the catalogue: nothing to check against, take the seats as given.
+      return quantity ?? sub.quantity;
+    }
+    if (!plan.isPricePerSeat) {
+      if (quantity !== undefined) throw new EmulatorError('bad-request', 'PlanNotPerSeat', `plan ${planId} is not priced per seat`);
+      return undefined;
+    }
+    const seats = quantity ?? sub.quantity ?? minQuantity(plan);
+    this.#assertSeats(plan, seats);
+    return seats;
   }
 
   #assertSeats(plan: PlanDefinition, quantity: number): void {
@@ -671,7 +997,7 @@ export class EmulatorState {
 
   #newOperation(
     sub: SubscriptionRecord,
-    action: EmulatedAction,
+    action: AnyAction,
     source: OperationRequestSource,
     now: Date,
     status: OperationStatus,
@@ -690,14 +1016,28 @@ export class EmulatorState {
       source,
     };
     if (target.quantity !== undefined) op.quantity = target.quantity;
-    this.#operations.set(op.id, op);
+    this.#record(op);
     return op;
+  }
+
+  #record(op: OperationRecord): void {
+    this.#operations.set(op.id, op);
+    const list = this.#operationsBySubscription.get(op.subscriptionId);
+    if (list) list.push(op);
+    else this.#operationsBySubscription.set(op.subscriptionId, [op]);
   }
 
   #mustOperation(operationId: string): OperationRecord {
     const op = this.#operations.get(operationId);
     if (!op) throw new EmulatorError('not-found', 'OperationNotFound', `operation ${operationId} not found`);
     return op;
+  }
+
+  /** A status set from outside the normal transitions; a newly Suspended subscription starts its grace period. */
+  #setStatus(sub: SubscriptionRecord, status: EmulatedStatus, now: Date): void {
+    if (status === 'Suspended' && sub.status !== 'Suspended') sub.suspendedAt = now;
+    if (status !== 'Suspended') delete sub.suspendedAt;
+    sub.status = status;
   }
 
   #startTerm(sub: SubscriptionRecord, now: Date): void {

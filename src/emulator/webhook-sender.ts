@@ -5,7 +5,7 @@
  * refusal, not a failure, and stops redelivery.
  *
  * Every delivery and attempt is recorded, so tests and the control API can see what was sent when.
- * Fault injection (duplicates, reordering, delay, bad tokens) happens here, on the way out.
+ * Fault injection (drops, duplicates, reordering, delay, bad tokens) happens here, on the way out.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -24,7 +24,9 @@ export type DeliveryState =
   /** The publisher answered 4xx to a ChangePlan/ChangeQuantity: a refusal. */
   | 'rejected'
   /** Every attempt failed. */
-  | 'abandoned';
+  | 'abandoned'
+  /** Never sent: the drop fault (Microsoft gave up after 8 hours). */
+  | 'dropped';
 
 export type DeliveryAttempt = {
   attempt: number;
@@ -96,6 +98,15 @@ export class WebhookSender {
   /** Queues a webhook call (and, under the duplicate fault, its copies). Returns the primary delivery. */
   send(payload: EmulatorWebhookPayload, options: { refusable: boolean }): WebhookDelivery {
     const primary = this.#newDelivery(payload);
+    if (this.options.faults.drop(payload.action)) {
+      primary.state = 'dropped';
+      this.#deliveries.push(primary);
+      this.options.log.warn(
+        { deliveryId: primary.id, operationId: primary.operationId, action: primary.action },
+        'fault: webhook dropped for good; it will never be sent',
+      );
+      return primary;
+    }
     const copies = this.options.faults.duplicateCopies();
     const all = [primary];
     for (let i = 0; i < copies; i++) all.push({ ...this.#newDelivery(payload), duplicateOf: primary.id });

@@ -11,8 +11,11 @@ import {
   MarketplaceError,
   MarketplaceForbiddenError,
   MarketplaceNotFoundError,
+  MarketplaceUnavailableError,
 } from '../marketplace/errors.js';
 import type { LandingPages } from './landing.pages.js';
+import { LANDING_PATH } from './landing.pages.js';
+import { tokenFromRawUrl } from './landing.token.js';
 import { REOPEN_HINT } from './landing.views.js';
 import { problem, problemContentType } from './problem.js';
 
@@ -39,11 +42,26 @@ function unavailablePage(pages: LandingPages, error: Error, request: FastifyRequ
   });
 }
 
+/**
+ * Microsoft did not answer GET /landing in time (or answered 5xx/429 until the time box ran out): a page that
+ * says so and reloads the same URL, with the same token as it came (read from the raw query string), by itself.
+ */
+function microsoftNotAnswering(pages: LandingPages, error: MarketplaceUnavailableError, request: FastifyRequest, reply: FastifyReply, retryAfterSeconds: number): FastifyReply | undefined {
+  const token = request.method === 'GET' ? tokenFromRawUrl(request.raw.url) : undefined;
+  if (token?.kind !== 'ok') return undefined;
+  request.log.warn({ component: 'landing', marketplace: error.toLog(), reason: error.message, retryAfterSeconds }, 'Microsoft is not answering the landing page; it will retry by itself');
+  return pages.microsoftWait(reply, { retryUrl: `${LANDING_PATH}?token=${token.raw}`, retryAfterSeconds, reference: request.id });
+}
+
 /** Every page error is an HTML page in plain words; the details go to the log. */
-export function pageErrorHandler(pages: LandingPages): ErrorHandler {
+export function pageErrorHandler(pages: LandingPages, options: { retryAfterSeconds: number }): ErrorHandler {
   return (error, request, reply) => {
     const log = request.log.child({ component: 'landing' });
     if ((error as FastifyError).validation) return pages.invalidLink(reply);
+    if (error instanceof MarketplaceUnavailableError) {
+      const page = microsoftNotAnswering(pages, error, request, reply, options.retryAfterSeconds);
+      if (page) return page;
+    }
     if (error instanceof MarketplaceBadRequestError || error instanceof MarketplaceNotFoundError) {
       log.info({ marketplace: error.toLog() }, 'marketplace token did not resolve');
       return pages.invalidLink(reply);

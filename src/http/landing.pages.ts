@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import type { KnownSubscription } from '../domain/subscription/index.js';
 import type { LandingSigner } from './landing.signing.js';
-import { EXPIRED_LINK_MESSAGE, REOPEN_HINT, errorPage, purchasePage } from './landing.views.js';
-import type { ContactForm, ErrorPageModel, PageContext } from './landing.views.js';
+import { EXPIRED_LINK_MESSAGE, REOPEN_HINT, errorPage, microsoftWaitPage, purchasePage } from './landing.views.js';
+import type { ContactForm, ErrorPageModel, MicrosoftWaitModel, PageContext } from './landing.views.js';
 
 export const LANDING_PATH = '/landing';
 
@@ -51,6 +51,8 @@ export type LandingPages = {
   expiredPage: (reply: FastifyReply) => FastifyReply;
   notFoundPage: (reply: FastifyReply) => FastifyReply;
   renderForm: (reply: FastifyReply, status: number, s: KnownSubscription, form: ContactForm, errors: { email?: string }) => FastifyReply;
+  /** 503 + Retry-After: Microsoft did not answer in time; the page reloads itself. */
+  microsoftWait: (reply: FastifyReply, model: MicrosoftWaitModel) => FastifyReply;
 };
 
 export function createLandingPages(productName: string, signer: LandingSigner): LandingPages {
@@ -96,5 +98,8 @@ export function createLandingPages(productName: string, signer: LandingSigner): 
       }),
     );
 
-  return { statusPath, statusPageUrl, sendPage, sendError, invalidLink, expiredPage, notFoundPage, renderForm };
+  const microsoftWait = (reply: FastifyReply, model: MicrosoftWaitModel): FastifyReply =>
+    sendPage(reply.header('retry-after', String(Math.max(1, Math.round(model.retryAfterSeconds)))), 503, (ctx) => microsoftWaitPage(ctx, model));
+
+  return { statusPath, statusPageUrl, sendPage, sendError, invalidLink, expiredPage, notFoundPage, renderForm, microsoftWait };
 }

@@ -14,6 +14,10 @@
  * subscription id is never trusted. Activation itself (provisioning, Microsoft's activate) is the
  * activation process manager's job: this page only records the customer's request and shows progress.
  *
+ * Microsoft's calls (Resolve, and Get subscription when Resolve leaves the status out) share a time box
+ * (`microsoftTimeoutMs`, default 5 s), not the client's whole retry budget: when Microsoft does not answer
+ * within it, the customer gets a page saying so that reloads the same URL (the same token) by itself.
+ *
  * Pages are HTML (never a stack trace, never problem+json); the JSON endpoint answers problem+json.
  */
 import formbody from '@fastify/formbody';
@@ -57,6 +61,10 @@ export type LandingOptions = {
   linkTtlMs?: number;
   /** How often the status page polls; default 2 s. */
   pollIntervalMs?: number;
+  /** How long GET /landing waits for Microsoft (Resolve and Get subscription together); default 5 s. */
+  microsoftTimeoutMs?: number;
+  /** After Microsoft did not answer: how soon the page reloads itself (and Retry-After); default 10 s. */
+  retryAfterSeconds?: number;
   /** Where an active customer uses the product (a link on the account page). */
   accountUrl?: string;
   now?: () => Date;
@@ -64,6 +72,8 @@ export type LandingOptions = {
 
 const DEFAULT_PRODUCT_NAME = 'Our service';
 const DEFAULT_LINK_TTL_MS = 2 * 60 * 60 * 1000;
+const DEFAULT_MICROSOFT_TIMEOUT_MS = 5000;
+const DEFAULT_RETRY_AFTER_SECONDS = 10;
 const EMAIL = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+\.[^\s@<>()[\]\\,;:"]+$/;
 
 const SubscriptionParams = Type.Object({ subscriptionId: Type.String({ pattern: '^[A-Za-z0-9-]{1,100}$' }) });
@@ -84,7 +94,10 @@ const StatusResponse = Type.Object({
   title: Type.String(),
   message: Type.String(),
   final: Type.Boolean(),
+  /** Failed attempts of the current activation request. */
   activationAttempts: Type.Integer(),
+  /** When the next attempt is due (ISO-8601 UTC), while retrying. */
+  nextAttemptAt: Type.Optional(Type.String()),
 });
 const ProblemBody = Type.Object({ type: Type.String(), title: Type.String(), status: Type.Integer(), detail: Type.Optional(Type.String()) });
 const StatusResponses = { 200: StatusResponse, 400: ProblemBody, 403: ProblemBody, 404: ProblemBody, 500: ProblemBody, 503: ProblemBody };
@@ -97,6 +110,7 @@ type Landing = {
   pages: LandingPages;
   now: () => Date;
   pollIntervalMs: number;
+  microsoftTimeoutMs: number;
   accountUrl?: string;
 };
 
@@ -119,11 +133,15 @@ async function openLanding(l: Landing, request: FastifyRequest, reply: FastifyRe
     return l.pages.invalidLink(reply);
   }
   const correlation = correlationOf(request);
+  // One time box for Microsoft's calls: what is left of it when each starts (the error handler turns running out
+  // of it into the page that retries by itself).
+  const deadline = Date.now() + l.microsoftTimeoutMs;
+  const boxed = () => ({ ...correlation, budgetMs: Math.max(1, deadline - Date.now()) });
   // The client percent-decodes the value exactly once (decodeMarketplaceToken); giving it the
   // still-encoded form keeps that true even for a token that decodes to something with a `%`.
-  const resolved = await l.marketplace.resolve(raw.raw, correlation);
+  const resolved = await l.marketplace.resolve(raw.raw, boxed());
   let sub: NormalisedSubscription | undefined = resolved.subscription;
-  if (!sub?.saasSubscriptionStatus) sub = await l.marketplace.getSubscription(resolved.id, correlation);
+  if (!sub?.saasSubscriptionStatus) sub = await l.marketplace.getSubscription(resolved.id, boxed());
   const details = detailsFromMicrosoft({ ...sub, id: resolved.id, name: sub.name ?? resolved.subscriptionName ?? '' });
   if (!details.offerId && resolved.offerId) details.offerId = resolved.offerId;
   if (!details.planId && resolved.planId) details.planId = resolved.planId;
@@ -261,7 +279,8 @@ async function statusOf(
     title: p.title,
     message: p.message,
     final: p.final,
-    activationAttempts: s.activation.failures,
+    activationAttempts: s.activation.attempts,
+    ...(s.activation.nextAttemptAt ? { nextAttemptAt: s.activation.nextAttemptAt } : {}),
   };
 }
 
@@ -289,11 +308,12 @@ export const landingRoutes: FastifyPluginAsyncTypebox<LandingOptions> = async (a
     pages,
     now,
     pollIntervalMs: opts.pollIntervalMs ?? 2000,
+    microsoftTimeoutMs: opts.microsoftTimeoutMs ?? DEFAULT_MICROSOFT_TIMEOUT_MS,
     ...(opts.accountUrl ? { accountUrl: opts.accountUrl } : {}),
   };
 
   await app.register(formbody, { bodyLimit: 16 * 1024 });
-  app.setErrorHandler(pageErrorHandler(pages));
+  app.setErrorHandler(pageErrorHandler(pages, { retryAfterSeconds: opts.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS }));
 
   app.get(LANDING_PATH, { exposeHeadRoute: false }, async (request, reply) => openLanding(l, request, reply));
   app.post(`${LANDING_PATH}/activate`, { schema: { body: ActivateBody } }, async (request, reply) =>

@@ -119,12 +119,12 @@ export function progressOf(s: KnownSubscription): LandingProgress {
           final: true,
         };
       }
-      if (a.failures > 0) {
+      if (a.attempts > 0) {
         return {
           phase: 'retrying',
           label: 'Setting up (retrying)',
           title: 'Setting up your account',
-          message: `Setting up your account is taking longer than usual; we are trying again (attempt ${a.failures + 1}). You don't need to do anything.`,
+          message: `Setting up your account is taking longer than usual; we keep trying (attempt ${a.attempts + 1} is next). You don't need to do anything, and you can close this page.`,
           final: false,
         };
       }
@@ -454,4 +454,47 @@ export function errorPage(ctx: PageContext, m: ErrorPageModel): string {
 ${m.paragraphs.map((text) => html`<p>${text}</p>`)}
 ${m.reference ? html`<p class="small">Reference: <code>${m.reference}</code></p>` : undefined}`;
   return layout(ctx, { title: m.title, body });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Microsoft not answering: a page that reloads itself
+
+export type MicrosoftWaitModel = {
+  /** The same landing URL (the same token), for the "Try again now" link. */
+  retryUrl: string;
+  /** When the page reloads itself. */
+  retryAfterSeconds: number;
+  reference?: string;
+};
+
+export const MICROSOFT_NOT_ANSWERING = 'Microsoft is not answering right now';
+
+/** Counts down the seconds shown; the reload itself is the meta refresh (so it works without scripts too). */
+const COUNTDOWN_SCRIPT = `
+(function () {
+  var el = document.getElementById('retry-seconds');
+  if (!el) return;
+  var left = Number(el.textContent) || 0;
+  var timer = setInterval(function () {
+    left = Math.max(0, left - 1);
+    el.textContent = String(left);
+    if (left === 0) clearInterval(timer);
+  }, 1000);
+})();
+`;
+
+/** The page shown when Microsoft did not answer in time: nothing is lost, and it tries again by itself. */
+export function microsoftWaitPage(ctx: PageContext, m: MicrosoftWaitModel): string {
+  const seconds = Math.max(1, Math.round(m.retryAfterSeconds));
+  const body = html`
+<h1>${MICROSOFT_NOT_ANSWERING}</h1>
+<section class="status" id="progress" data-phase="waiting-for-microsoft" aria-labelledby="wait-title">
+<h2 id="wait-title" class="visually-hidden">Status</h2>
+<p><span class="spinner" aria-hidden="true"></span><span role="status">We need Microsoft to confirm your purchase, and Microsoft is not answering right now. This page will retry by itself in <span id="retry-seconds">${String(seconds)}</span> seconds.</span></p>
+</section>
+<p>Nothing has been charged or lost. You can keep this page open, or <a href="${m.retryUrl}" id="retry-now">try again now</a>.</p>
+<p class="small">If Microsoft is still not answering after a while, come back later: ${REOPEN_HINT}</p>
+${m.reference ? html`<p class="small">Reference: <code>${m.reference}</code></p>` : undefined}`;
+  const head = html`<meta http-equiv="refresh" content="${String(seconds)}">`;
+  return layout(ctx, { title: MICROSOFT_NOT_ANSWERING, body, head, script: COUNTDOWN_SCRIPT });
 }

@@ -161,8 +161,10 @@ export const LastChangeView = Type.Object(
 const Activation = Type.Object(
   {
     requestedAt: Type.Optional(Timestamp),
-    failures: Type.Integer(),
+    failures: Type.Integer({ description: 'failed attempts in all, across activation requests' }),
+    attempts: Type.Integer({ description: 'failed attempts of the current activation request' }),
     lastError: Type.Optional(Type.String()),
+    nextAttemptAt: Type.Optional(Type.String({ description: 'ISO-8601 UTC: when the activation process tries again, after a failure that was not final' })),
     gaveUp: Type.Boolean({ description: 'retries stopped after a final failure; an operator has to look' }),
   },
   strict,

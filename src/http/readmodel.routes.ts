@@ -87,6 +87,8 @@ export function toSubscriptionItem(r: SubscriptionRow): SubscriptionItem {
     autoActivated: bool(r.auto_activated),
     activationFailures: Number(r.activation_failures),
     activationError: str(r.activation_error),
+    activationAttempts: Number(r.activation_attempts),
+    activationNextAttemptAt: str(r.activation_next_attempt_at),
     activationGaveUp: bool(r.activation_gave_up),
     suspendedAt: str(r.suspended_at),
     suspensions: Number(r.suspensions),

@@ -115,6 +115,8 @@ export const SubscriptionItem = Type.Object(
     autoActivated: B,
     activationFailures: I,
     activationError: NS,
+    activationAttempts: I,
+    activationNextAttemptAt: NS,
     activationGaveUp: B,
     suspendedAt: NS,
     suspensions: I,

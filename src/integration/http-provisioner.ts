@@ -1,8 +1,8 @@
 /**
  * The `Provisioner` that asks the ISV's application to provision a customer: a signed
  * `provisioning.requested` POST to PROVISIONING_WEBHOOK_URL that must be answered 2xx within the
- * timeout. Anything else throws a ProvisioningError: the activation process records the failure
- * and retries with backoff; the notification process retries the notification (and Microsoft's
+ * timeout. Anything else throws a ProvisioningError (with the answer's Retry-After, if any): the activation
+ * process records the failure and tries again later with backoff; the notification process retries the notification (and Microsoft's
  * 10-second window runs out if the ISV is slower than that, so answer fast).
  *
  * The idempotency key is derived from what is being provisioned (subscription, reason, plan, seats,
@@ -11,7 +11,7 @@
  */
 import type { KnownSubscription } from '../domain/subscription/index.js';
 import type { Logger } from '../logger.js';
-import { immediateProvisioner } from '../application/provisioner.js';
+import { ProvisioningError, immediateProvisioner } from '../application/provisioner.js';
 import type { Provisioner, ProvisioningReason } from '../application/provisioner.js';
 import { deterministicId } from './ids.js';
 import { INTEGRATION_EVENT_VERSION, subscriptionSnapshot } from './outbound-event.js';
@@ -33,16 +33,7 @@ export type ProvisioningRequest = {
   subscription: SubscriptionSnapshot;
 };
 
-export class ProvisioningError extends Error {
-  override name = 'ProvisioningError';
-  constructor(
-    message: string,
-    readonly status?: number,
-    readonly timedOut = false,
-  ) {
-    super(message);
-  }
-}
+export { ProvisioningError } from '../application/provisioner.js';
 
 export function provisioningKey(s: KnownSubscription, reason: ProvisioningReason): string {
   const cause = reason === 'activation' ? (s.activation.requestedAt ?? s.activatedAt ?? s.purchasedAt) : (s.appliedOperations.at(-1) ?? '');
@@ -95,7 +86,7 @@ export function createHttpProvisioner(options: HttpProvisionerOptions): Provisio
       }
       if (attempts.size > 10_000) attempts.clear(); // a bound, not a ledger: the attempt number is informative only
       log.warn({ ...fields, status: result.status, error: result.error }, 'the ISV did not acknowledge the provisioning request');
-      throw new ProvisioningError(`provisioning in the ISV's application failed: ${result.error}`, result.status, result.timedOut);
+      throw new ProvisioningError(`provisioning in the ISV's application failed: ${result.error}`, result.status, result.timedOut, result.retryAfterMs);
     },
   };
 }

@@ -115,7 +115,7 @@ export function integrationData(event: SubscriptionEvent): Record<string, unknow
     case 'ActivationRequested':
       return defined({ ...base, planId: event.data.planId, quantity: event.data.quantity, contact: { ...event.data.contact } });
     case 'ActivationFailed':
-      return defined({ ...base, reason: event.data.reason, attempt: event.data.attempt, final: event.data.final });
+      return defined({ ...base, reason: event.data.reason, attempt: event.data.attempt, final: event.data.final, retryAt: event.data.retryAt });
     case 'Activated':
       return defined({ ...base, planId: event.data.planId, quantity: event.data.quantity, autoActivated: event.data.autoActivated, term: term(event.data.term) });
     case 'PlanChangeRequested':

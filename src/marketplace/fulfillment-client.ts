@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import {
   MarketplaceBadRequestError,
   MarketplaceConflictError,
+  MarketplaceError,
   MarketplaceForbiddenError,
   MarketplaceNotFoundError,
   MarketplaceUnavailableError,
@@ -46,6 +47,7 @@ import type {
 import { waitForOperation } from './operation-poller.js';
 import type { OperationPollOptions, OperationPollResult } from './operation-poller.js';
 import type { TokenProvider } from './token-provider.js';
+import type { CredentialHealth } from './credential-health.js';
 import { sleep } from './transport.js';
 import type { AcceptedOperation, CallOptions } from './transport.js';
 
@@ -81,6 +83,8 @@ export type FulfillmentClientOptions = {
   fetch?: typeof fetch;
   /** Timeout of one HTTP attempt; default 30 s. */
   requestTimeoutMs?: number;
+  /** Told whether Microsoft accepted the credential on each answer (credential-health.ts). */
+  credentialHealth?: CredentialHealth;
   /** Test hooks. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
@@ -140,6 +144,7 @@ export class FulfillmentClient {
   private readonly requestTimeoutMs: number;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly random: () => number;
+  private readonly health: CredentialHealth | undefined;
 
   constructor(options: FulfillmentClientOptions) {
     const base = new URL(options.baseUrl ?? DEFAULT_MARKETPLACE_API_URL);
@@ -155,6 +160,7 @@ export class FulfillmentClient {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.sleep = options.sleep ?? sleep;
     this.random = options.random ?? Math.random;
+    this.health = options.credentialHealth;
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -503,17 +509,53 @@ export class FulfillmentClient {
     }
   }
 
-  /** One logical call: attempts, backoff, status mapping, logging. */
+  /**
+   * One logical call within its time budget (`budgetMs`), if it has one: the budget aborts whatever is under way
+   * (the token, a request, a pause before a retry), no retry starts that could not end inside it, and running out
+   * of it is a MarketplaceUnavailableError like any other "Microsoft is not answering".
+   */
   private async send(call: Call): Promise<Outcome> {
     const correlationId = this.correlationIdFor(call.options);
-    const signal = call.options?.signal;
-    const started = Date.now();
-    const { maxAttempts, maxElapsedMs, baseDelayMs, maxDelayMs } = this.retry;
+    const budgetMs = call.options?.budgetMs;
+    const caller = call.options?.signal;
+    const progress = { requestId: '', attempts: 0 };
     if (!call.url.searchParams.has('api-version')) call.url.searchParams.set('api-version', API_VERSION);
+    if (budgetMs === undefined) return this.sendAttempts(call, correlationId, caller, this.retry.maxElapsedMs, progress);
+    const budget = AbortSignal.timeout(budgetMs);
+    try {
+      return await this.sendAttempts(call, correlationId, caller ? AbortSignal.any([caller, budget]) : budget, Math.min(this.retry.maxElapsedMs, budgetMs), progress);
+    } catch (err) {
+      if (!budget.aborted || caller?.aborted || err instanceof MarketplaceError) throw err;
+      const error = new MarketplaceUnavailableError({
+        call: call.name,
+        method: call.method,
+        url: call.url.href,
+        requestId: progress.requestId,
+        correlationId,
+        attempts: progress.attempts,
+        reason: `no answer within the call's time budget of ${budgetMs} ms`,
+        cause: err,
+      });
+      this.log.warn(error.toLog(), 'marketplace call gave up: out of time');
+      throw error;
+    }
+  }
+
+  /** The attempts of one logical call: backoff, status mapping, logging. */
+  private async sendAttempts(
+    call: Call,
+    correlationId: string,
+    signal: AbortSignal | undefined,
+    maxElapsedMs: number,
+    progress: { requestId: string; attempts: number },
+  ): Promise<Outcome> {
+    const started = Date.now();
+    const { maxAttempts, baseDelayMs, maxDelayMs } = this.retry;
 
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
       const requestId = randomUUID();
+      Object.assign(progress, { requestId, attempts: attempt });
       const base = { call: call.name, method: call.method, url: call.url.href, requestId, correlationId, attempt };
       const attemptStarted = Date.now();
       let retryReason: string;
@@ -527,6 +569,7 @@ export class FulfillmentClient {
         const res = await this.attempt(call, requestId, correlationId, signal);
         status = res.status;
         bodyText = res.text;
+        this.noteCredential(call.name, status, bodyText);
         const durationMs = Date.now() - attemptStarted;
         const echoed = {
           responseRequestId: res.headers.get('x-ms-requestid') ?? undefined,
@@ -550,23 +593,7 @@ export class FulfillmentClient {
         }
         const logFields = { call: call.name, method: call.method, status, requestId, correlationId, attempt, durationMs };
         const details: MarketplaceErrorDetails = { ...base, status, body: bodyText, attempts: attempt };
-        switch (status) {
-          case 400:
-            this.log.warn(logFields, 'marketplace call rejected');
-            throw new MarketplaceBadRequestError(details);
-          case 401:
-          case 403:
-            this.log.error(logFields, 'marketplace call forbidden: check tenant id, app id and secret expiry');
-            throw new MarketplaceForbiddenError(details);
-          case 404:
-            this.log.warn(logFields, 'marketplace call found nothing');
-            throw new MarketplaceNotFoundError(details);
-          case 409:
-            this.log.warn(logFields, 'marketplace call conflict');
-            throw new MarketplaceConflictError(details);
-          default:
-            break;
-        }
+        this.throwIfFinal(status, logFields, details);
         if (status === 429 || status >= 500) {
           retryReason = `status ${status}`;
           retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
@@ -621,6 +648,36 @@ export class FulfillmentClient {
     }
   }
 
+  /** 400, 401/403, 404 and 409 are Microsoft's final answers: the error that names each. */
+  private throwIfFinal(status: number, logFields: Record<string, unknown>, details: MarketplaceErrorDetails): void {
+    switch (status) {
+      case 400:
+        this.log.warn(logFields, 'marketplace call rejected');
+        throw new MarketplaceBadRequestError(details);
+      case 401:
+      case 403:
+        this.log.error(logFields, 'marketplace call forbidden: check tenant id, app id and secret expiry');
+        throw new MarketplaceForbiddenError(details);
+      case 404:
+        this.log.warn(logFields, 'marketplace call found nothing');
+        throw new MarketplaceNotFoundError(details);
+      case 409:
+        this.log.warn(logFields, 'marketplace call conflict');
+        throw new MarketplaceConflictError(details);
+      default:
+        break;
+    }
+  }
+
+  /** 401/403: the credential was rejected; 429 and 5xx say nothing about it; any other answer: it got through. */
+  private noteCredential(call: string, status: number, body: string): void {
+    if (!this.health) return;
+    if (status === 401 || status === 403) {
+      const text = body.replace(/\s+/g, ' ').trim().slice(0, 200);
+      this.health.recordRejected({ call, status, message: `${status} ${status === 401 ? 'Unauthorized' : 'Forbidden'}${text ? `: ${text}` : ''}` });
+    } else if (status !== 429 && status < 500) this.health.recordAccepted();
+  }
+
   private async attempt(
     call: Call,
     requestId: string,
@@ -639,7 +696,7 @@ export class FulfillmentClient {
       body = JSON.stringify(call.body);
     }
     // Token errors (MarketplaceAuthError) are not network failures: they propagate as they are.
-    const token = await this.tokenProvider.getToken();
+    const token = await untilAborted(this.tokenProvider.getToken(), signal);
     if (token) headers.authorization = `Bearer ${token}`;
 
     const timeout = AbortSignal.timeout(this.requestTimeoutMs);
@@ -706,6 +763,26 @@ function parseJson(call: Call, text: string, base: MarketplaceErrorDetails, stat
     if (call.method !== 'GET' && call.name !== 'resolve') return undefined;
     throw new MarketplaceUnexpectedResponseError({ ...base, status, body: text, reason: 'the body is not JSON', cause: err });
   }
+}
+
+/** `promise`, or the signal's reason as soon as it aborts (the promise itself goes on, unobserved). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** `Retry-After` as seconds or an HTTP date → milliseconds (undefined if absent or unreadable). */

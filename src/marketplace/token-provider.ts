@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { AuthError, ConfidentialClientApplication, LogLevel } from '@azure/msal-node';
 import type { Configuration, INetworkModule } from '@azure/msal-node';
 import type { Logger } from 'pino';
+import type { CertificateInfo, CredentialHealth } from './credential-health.js';
 import { MarketplaceAuthError } from './errors.js';
 
 export interface TokenProvider {
@@ -69,6 +70,8 @@ export type MsalTokenProviderOptions = {
   cloudDiscoveryMetadata?: string;
   /** JSON string (OpenID configuration), passed to MSAL to avoid the metadata call. */
   authorityMetadata?: string;
+  /** Told when Entra rejects the token request (credential-health.ts). */
+  health?: CredentialHealth;
 };
 
 export class MsalTokenProvider implements TokenProvider {
@@ -78,6 +81,7 @@ export class MsalTokenProvider implements TokenProvider {
   readonly scope: string;
   private readonly app: ConfidentialClientApplication;
   private readonly log: Logger | undefined;
+  private readonly health: CredentialHealth | undefined;
   private pending: Promise<string> | undefined;
 
   constructor(options: MsalTokenProviderOptions) {
@@ -98,6 +102,7 @@ export class MsalTokenProvider implements TokenProvider {
     this.authority = `${host.origin}/${encodeURIComponent(tenantId)}`;
     this.scope = options.scope ?? MARKETPLACE_SCOPE;
     this.log = options.logger?.child({ component: 'marketplace-token' });
+    this.health = options.health;
 
     const auth: Configuration['auth'] = { clientId, authority: this.authority };
     if (options.credential.kind === 'secret') {
@@ -158,6 +163,8 @@ export class MsalTokenProvider implements TokenProvider {
         { tenantId: this.tenantId, clientId: this.clientId, errorCode: error.errorCode, aadsts: error.aadsts },
         'marketplace token request failed',
       );
+      if (isCredentialRejection(error)) this.health?.recordRejected({ call: 'token', message: error.message });
+      else this.health?.recordTokenUnavailable(error.message);
       throw error;
     }
     if (!result?.accessToken) {
@@ -175,6 +182,14 @@ export class MsalTokenProvider implements TokenProvider {
     }
     return result.accessToken;
   }
+}
+
+/**
+ * Whether Entra answered and rejected the credential (an AADSTS code, or an OAuth error such as
+ * `invalid_client`), as opposed to not being reachable.
+ */
+export function isCredentialRejection(error: MarketplaceAuthError): boolean {
+  return error.aadsts !== undefined || (error.errorCode !== undefined && /^(invalid_|unauthorized_client)/.test(error.errorCode));
 }
 
 function toAuthError(err: unknown, tenantId: string, clientId: string): MarketplaceAuthError {
@@ -219,6 +234,17 @@ export class NoTokenProvider implements TokenProvider {
   }
 }
 
+/** Validity and identity of a PEM certificate, for the credential's expiry (credential-health.ts). */
+export function certificateInfo(certificatePem: string): CertificateInfo {
+  const cert = new X509Certificate(certificatePem);
+  return {
+    notAfter: new Date(cert.validTo).toISOString(),
+    notBefore: new Date(cert.validFrom).toISOString(),
+    subject: cert.subject,
+    thumbprintSha256: cert.fingerprint256.replace(/:/g, '').toLowerCase(),
+  };
+}
+
 /** Splits a PEM file that holds a certificate and its private key. */
 export function readCertificatePem(pem: string): { privateKey: string; certificate?: string; thumbprintSha256?: string } {
   const key = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/.exec(pem)?.[0];
@@ -253,9 +279,12 @@ export type MarketplaceAuthConfig = {
  */
 export function createTokenProvider(
   config: MarketplaceAuthConfig,
-  extra: Pick<MsalTokenProviderOptions, 'logger' | 'networkClient' | 'knownAuthorities' | 'authorityMetadata' | 'cloudDiscoveryMetadata'> = {},
+  extra: Pick<MsalTokenProviderOptions, 'logger' | 'networkClient' | 'knownAuthorities' | 'authorityMetadata' | 'cloudDiscoveryMetadata' | 'health'> = {},
 ): TokenProvider {
-  if (config.staticToken) return new StaticTokenProvider(config.staticToken);
+  if (config.staticToken) {
+    extra.health?.setKind('static-token');
+    return new StaticTokenProvider(config.staticToken);
+  }
   const hasCredential = Boolean(config.clientSecret || config.clientCertificatePath);
   if (!hasCredential) {
     if (config.tenantId || config.clientId) {
@@ -277,6 +306,8 @@ export function createTokenProvider(
         'MARKETPLACE_CLIENT_CERTIFICATE_THUMBPRINT_SHA256 is required when the PEM file holds no certificate',
       );
     }
+    if (pem.certificate) extra.health?.setCertificate(certificateInfo(pem.certificate));
+    extra.health?.setKind('certificate');
     credential = {
       kind: 'certificate',
       thumbprintSha256,
@@ -284,6 +315,7 @@ export function createTokenProvider(
       ...(pem.certificate ? { x5c: pem.certificate } : {}),
     };
   } else {
+    extra.health?.setKind('secret');
     credential = { kind: 'secret', clientSecret: config.clientSecret ?? '' };
   }
   return new MsalTokenProvider({

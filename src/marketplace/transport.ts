@@ -7,6 +7,12 @@ export type CallOptions = {
   /** A GUID tying this call to a wider operation; a new one is generated when absent. */
   correlationId?: string;
   signal?: AbortSignal;
+  /**
+   * The most this call may take, retries and the token included (ms). Past it the call stops with a
+   * MarketplaceUnavailableError ("no answer within …"), whatever the client's own retry budget: for a caller a
+   * person is waiting on (the landing page), which would rather say "try again shortly" than hang.
+   */
+  budgetMs?: number;
 };
 
 /** What a 202 from PATCH/DELETE subscription gives: where to follow the operation. */

@@ -1,13 +1,15 @@
 /**
  * Activation as a pure workflow: given what has happened so far in one run (the workflow's state) and what the
  * last step found out (the input), what to do next. The executor (activation.process.ts) does the I/O each step
- * names and turns its outcome into the next input; nothing here reads a clock, a store or the network.
+ * names and turns its outcome into the next input; nothing here reads a clock, a store or the network (the
+ * executor's clock arrives in the inputs as `atMs`).
  *
- * One run handles one event of a subscription stream:
+ * One run handles one event of a subscription stream, and makes at most ONE attempt:
  * - ActivationRequested: load the subscription (still pending and still this request, or stop: activated,
- *   unsubscribed or superseded meanwhile) → provision in the ISV's product → ask Microsoft where the subscription
- *   is → activate with the plan and seats the customer confirmed → wait for Microsoft to report Subscribed →
- *   Get subscription and record the confirmation (Activated, with Microsoft's term).
+ *   unsubscribed or superseded meanwhile; or not due yet: a failed attempt said when the next one is) → provision
+ *   in the ISV's product → ask Microsoft where the subscription is → activate with the plan and seats the customer
+ *   confirmed → wait for Microsoft to report Subscribed → Get subscription and record the confirmation (Activated,
+ *   with Microsoft's term).
  * - Activated with autoActivated (Microsoft activated it at purchase): Microsoft needs nothing from us; the
  *   product needs the customer, so only provision.
  *
@@ -15,9 +17,16 @@
  * is. Subscribed (or Suspended) already → confirm without activating again, so a run killed after Microsoft
  * accepted the activation but before we recorded it confirms on restart. Unsubscribed → a final failure.
  *
- * A failed attempt is recorded (RecordActivationFailure); a transient one is retried after a backoff that
- * doubles from `backoffMs`; after `maxAttempts` attempts, or at once when the failure is not transient, the
- * failure is final and an operator has to look.
+ * A failed attempt is recorded (RecordActivationFailure → ActivationFailed with its number and, unless final,
+ * `retryAt`). A failure that cannot change (Microsoft answered 400, 404 or 409, or the subscription is
+ * Unsubscribed there) is final at once. Any other failure (Microsoft or the ISV not answering, 5xx, 429, our
+ * credentials refused) is transient: the run ends with `retry-later` (the executor throws RetryLater, so the
+ * runner tries the event again later without holding up other subscriptions), after a backoff that doubles from
+ * `backoffMs` up to `maxBackoffMs`, for as long as activating can still matter: until Microsoft's limit for a
+ * purchase in PendingFulfillmentStart, 30 days (docs/marketplace.md §5), counted from the purchase (Microsoft's
+ * `created`, else when we recorded it). A transient failure whose next attempt would fall at or past that
+ * deadline is final. A run that finds the next attempt not yet due makes none (`retry-later` until it is), so
+ * the recorded schedule holds whatever the runner's own retry pace.
  */
 import { termFromMicrosoft } from '../application/subscription-details.js';
 import type { KnownSubscription, SubscriptionCommand, SubscriptionState } from '../domain/subscription/index.js';
@@ -26,15 +35,25 @@ import type { RecordedEvent } from '../eventstore/eventstore.js';
 import type { NormalisedTerm } from '../marketplace/schemas.js';
 
 export type ActivationPolicy = {
-  /** Attempts in all before a transient failure becomes final. */
-  maxAttempts: number;
-  /** Pause after the first failed attempt; doubles after each further one. */
+  /** Pause after the first failed attempt; doubles after each further one… */
   backoffMs: number;
+  /** …up to this. */
+  maxBackoffMs: number;
+  /** How long after the purchase activating can still matter (Microsoft's limit for PendingFulfillmentStart). */
+  deadlineMs: number;
   /** How long to wait for Microsoft to report Subscribed after an accepted activate. */
   confirmTimeoutMs: number;
 };
 
-export const defaultActivationPolicy: ActivationPolicy = { maxAttempts: 5, backoffMs: 1000, confirmTimeoutMs: 30_000 };
+/** Microsoft gives the publisher 30 days to activate a purchase in PendingFulfillmentStart (docs/marketplace.md §5). */
+export const MICROSOFT_ACTIVATION_WINDOW_MS = 30 * 24 * 60 * 60 * 1000;
+
+export const defaultActivationPolicy: ActivationPolicy = {
+  backoffMs: 1000,
+  maxBackoffMs: 15 * 60 * 1000,
+  deadlineMs: MICROSOFT_ACTIVATION_WINDOW_MS,
+  confirmTimeoutMs: 30_000,
+};
 
 /** While waiting for Subscribed: the first pause between two Get subscription calls, and the longest. */
 export const subscribedPoll = { firstMs: 250, maxMs: 5000 } as const;
@@ -55,19 +74,21 @@ export type GetPurpose = 'locate' | 'await' | 'confirm';
 type ConfirmActivation = Extract<SubscriptionCommand, { type: 'ConfirmActivation' }>;
 type RecordActivationFailure = Extract<SubscriptionCommand, { type: 'RecordActivationFailure' }>;
 
-/** What the last step found out. */
+/** When and until when the runner is to try the event again (RetryLater's `afterMs` and `until`). */
+export type RetryPlan = { afterMs: number; until: string };
+
+/** What the last step found out. `atMs`: the executor's clock when it was found out (epoch ms). */
 export type ActivationInput =
   | { type: 'Triggered'; trigger: ActivationTrigger }
-  | { type: 'SubscriptionLoaded'; subscription: SubscriptionState }
+  | { type: 'SubscriptionLoaded'; subscription: SubscriptionState; atMs: number }
   | { type: 'Provisioned' }
-  /** `atMs`: the executor's clock when the answer arrived (for the wait's deadline). */
   | { type: 'MicrosoftAnswered'; purpose: GetPurpose; status: string | undefined; term?: NormalisedTerm; atMs: number }
   | { type: 'ActivationAccepted'; atMs: number }
   | { type: 'ActivationConfirmed' }
-  /** A step of the attempt failed; `transient` failures may be retried. */
-  | { type: 'AttemptFailed'; reason: string; transient: boolean }
-  | { type: 'FailureRecorded'; final: boolean }
-  | { type: 'BackedOff' };
+  /** A step of the attempt failed; `transient` failures may be retried, not before `retryAfterMs` (a hint, e.g. Retry-After). */
+  | { type: 'AttemptFailed'; reason: string; transient: boolean; atMs: number; retryAfterMs?: number }
+  /** The failure is recorded; `retry` as the record-failure step planned it (absent when final). */
+  | { type: 'FailureRecorded'; final: boolean; retry?: RetryPlan };
 
 export type ActivationOutcome =
   | 'unknown-subscription' // the stream has no subscription (nothing to activate)
@@ -88,12 +109,14 @@ export type ActivationStep =
   /** Pause `afterMs`, then Get subscription to see whether Microsoft reports Subscribed yet. */
   | { kind: 'await-subscribed'; afterMs: number }
   | { kind: 'confirm'; command: Omit<ConfirmActivation, 'now'> }
-  | { kind: 'record-failure'; attempt: number; command: Omit<RecordActivationFailure, 'now'> }
-  | { kind: 'back-off'; ms: number };
+  /** `retry`: the plan for the next attempt (absent when the failure is final). */
+  | { kind: 'record-failure'; attempt: number; command: Omit<RecordActivationFailure, 'now'>; retry?: RetryPlan }
+  /** End the run; the runner is to handle the event again after `afterMs`, until `until` (RetryLater). */
+  | ({ kind: 'retry-later'; reason: string } & RetryPlan);
 
 export type ActivationState = {
   trigger?: ActivationTrigger;
-  /** The attempt under way (1-based); 0 before the first. */
+  /** The attempt under way (1-based, within its activation request); 0 before it starts. */
   attempt: number;
   /** The subscription as loaded at the start of the attempt. */
   subscription?: KnownSubscription;
@@ -106,7 +129,7 @@ export type ActivationWorkflow = {
   evolve(state: ActivationState, input: ActivationInput): ActivationState;
   /** The next step after `input`, given the state before it. */
   decide(input: ActivationInput, state: ActivationState): ActivationStep;
-  /** Whether a failure of this step fails the attempt (recorded, perhaps retried) rather than the whole run. */
+  /** Whether a failure of this step fails the attempt (recorded, perhaps retried later) rather than the whole run. */
   failsTheAttempt(step: ActivationStep, state: ActivationState): boolean;
 };
 
@@ -127,15 +150,8 @@ export function activationWorkflow(policy: ActivationPolicy = defaultActivationP
     switch (input.type) {
       case 'Triggered':
         return { kind: 'load' };
-      case 'SubscriptionLoaded': {
-        const s = input.subscription;
-        const trigger = triggerOf(state);
-        if (s.status === 'Initial') return { kind: 'done', outcome: 'unknown-subscription' };
-        if (trigger.kind === 'auto-activated') return { kind: 'provision', subscription: s };
-        if (s.status !== 'PendingFulfillmentStart') return { kind: 'done', outcome: 'not-pending' };
-        if (s.activation.gaveUp || s.activation.requestedAt !== trigger.requestedAt) return { kind: 'done', outcome: 'superseded' };
-        return { kind: 'provision', subscription: s };
-      }
+      case 'SubscriptionLoaded':
+        return afterLoad(policy, input, state);
       case 'Provisioned':
         return triggerOf(state).kind === 'auto-activated' ? { kind: 'done', outcome: 'provisioned' } : { kind: 'get-subscription', purpose: 'locate' };
       case 'MicrosoftAnswered':
@@ -145,11 +161,10 @@ export function activationWorkflow(policy: ActivationPolicy = defaultActivationP
       case 'ActivationConfirmed':
         return { kind: 'done', outcome: 'activated' };
       case 'AttemptFailed':
-        return failure(policy, state, input.reason, input.transient);
+        return failure(policy, state, input);
       case 'FailureRecorded':
-        return input.final ? { kind: 'done', outcome: 'gave-up' } : { kind: 'back-off', ms: policy.backoffMs * 2 ** (state.attempt - 1) };
-      case 'BackedOff':
-        return { kind: 'load' };
+        if (input.final || !input.retry) return { kind: 'done', outcome: 'gave-up' };
+        return { kind: 'retry-later', reason: `activation attempt ${state.attempt} failed`, ...input.retry };
       default: {
         const _exhaustive: never = input;
         return _exhaustive;
@@ -165,8 +180,8 @@ export function activationWorkflow(policy: ActivationPolicy = defaultActivationP
         const s = input.subscription;
         return {
           ...(state.trigger ? { trigger: state.trigger } : {}),
-          // Every load of a requested activation starts an attempt (or ends the run).
-          attempt: state.trigger?.kind === 'requested' ? state.attempt + 1 : state.attempt,
+          // The load of a requested activation starts its next attempt (or ends the run).
+          attempt: state.trigger?.kind === 'requested' && s.status !== 'Initial' ? s.activation.attempts + 1 : 0,
           ...(s.status === 'Initial' ? {} : { subscription: s }),
         };
       }
@@ -184,6 +199,24 @@ export function activationWorkflow(policy: ActivationPolicy = defaultActivationP
 }
 
 /**
+ * After loading: nothing to do (unknown, no longer pending, superseded), only provisioning (auto-activated), not
+ * yet (the last failed attempt said when the next is due, and it is not), or an attempt: provision first.
+ */
+function afterLoad(policy: ActivationPolicy, input: Extract<ActivationInput, { type: 'SubscriptionLoaded' }>, state: ActivationState): ActivationStep {
+  const s = input.subscription;
+  const trigger = triggerOf(state);
+  if (s.status === 'Initial') return { kind: 'done', outcome: 'unknown-subscription' };
+  if (trigger.kind === 'auto-activated') return { kind: 'provision', subscription: s };
+  if (s.status !== 'PendingFulfillmentStart') return { kind: 'done', outcome: 'not-pending' };
+  if (s.activation.gaveUp || s.activation.requestedAt !== trigger.requestedAt) return { kind: 'done', outcome: 'superseded' };
+  const dueMs = s.activation.nextAttemptAt === undefined ? NaN : Date.parse(s.activation.nextAttemptAt);
+  if (dueMs > input.atMs) {
+    return { kind: 'retry-later', reason: `the next activation attempt is due at ${s.activation.nextAttemptAt}`, afterMs: dueMs - input.atMs, until: iso(deadlineOf(policy, s, input.atMs)) };
+  }
+  return { kind: 'provision', subscription: s };
+}
+
+/**
  * The decisions after a Get subscription, by its purpose. Before activating (locate): activate, or confirm without
  * activating when Microsoft has the subscription active already, or fail for good when it is Unsubscribed. While
  * waiting (await): confirm once it is active, else wait on, or fail (transiently) past the deadline. For the
@@ -198,7 +231,7 @@ function afterAnswer(
   switch (input.purpose) {
     case 'locate':
       if (input.status === 'Unsubscribed') {
-        return failure(policy, state, 'the subscription is Unsubscribed at Microsoft; it cannot be activated', false);
+        return failure(policy, state, { reason: 'the subscription is Unsubscribed at Microsoft; it cannot be activated', transient: false, atMs: input.atMs });
       }
       if (isActive(input.status)) return { kind: 'get-subscription', purpose: 'confirm', ...(input.status ? { alreadyActive: input.status } : {}) };
       return { kind: 'activate', planId, ...(quantity !== undefined ? { quantity } : {}) };
@@ -207,7 +240,8 @@ function afterAnswer(
       const wait = state.wait;
       if (!wait) throw new Error('activation workflow: waiting for Subscribed before Microsoft accepted an activation');
       if (input.atMs + wait.nextMs > wait.deadlineMs) {
-        return failure(policy, state, `Microsoft accepted the activation but did not report Subscribed within ${policy.confirmTimeoutMs} ms`, true);
+        const reason = `Microsoft accepted the activation but did not report Subscribed within ${policy.confirmTimeoutMs} ms`;
+        return failure(policy, state, { reason, transient: true, atMs: input.atMs });
       }
       return { kind: 'await-subscribed', afterMs: wait.nextMs };
     }
@@ -246,14 +280,49 @@ function failsTheAttempt(step: ActivationStep, state: ActivationState): boolean 
   }
 }
 
-/** Records a failed attempt: final when the failure is not transient or the attempts are used up. */
-function failure(policy: ActivationPolicy, state: ActivationState, reason: string, transient: boolean): ActivationStep {
+/**
+ * Records a failed attempt: final when the failure is not transient, or when the next attempt (after the backoff,
+ * or the failure's own hint if longer) would fall at or past the deadline; otherwise with when it is due.
+ */
+function failure(
+  policy: ActivationPolicy,
+  state: ActivationState,
+  failed: { reason: string; transient: boolean; atMs: number; retryAfterMs?: number },
+): ActivationStep {
+  const attempt = state.attempt;
+  const command = { type: 'RecordActivationFailure', source: 'process' } as const;
+  if (!failed.transient) return { kind: 'record-failure', attempt, command: { ...command, reason: failed.reason, final: true } };
+  const deadlineMs = deadlineOf(policy, subscriptionOf(state), failed.atMs);
+  const afterMs = Math.max(backoffAfter(policy, attempt), Math.min(failed.retryAfterMs ?? 0, policy.maxBackoffMs));
+  if (failed.atMs + afterMs >= deadlineMs) {
+    const ended = failed.atMs >= deadlineMs ? 'ended' : 'ends';
+    const reason = `${failed.reason}; not retried: the time for activating this purchase ${ended} at ${iso(deadlineMs)} (Microsoft allows 30 days from the purchase)`;
+    return { kind: 'record-failure', attempt, command: { ...command, reason, final: true } };
+  }
   return {
     kind: 'record-failure',
-    attempt: state.attempt,
-    command: { type: 'RecordActivationFailure', source: 'process', reason, final: !transient || state.attempt >= policy.maxAttempts },
+    attempt,
+    command: { ...command, reason: failed.reason, final: false, retryAt: iso(failed.atMs + afterMs) },
+    retry: { afterMs, until: iso(deadlineMs) },
   };
 }
+
+/** The pause after failed attempt `attempt` (1-based): `backoffMs` doubling, at most `maxBackoffMs`. */
+export function backoffAfter(policy: ActivationPolicy, attempt: number): number {
+  return Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** Math.max(0, attempt - 1));
+}
+
+/**
+ * Until when activating can still matter: the purchase (Microsoft's `created`, else when we recorded it) plus
+ * `deadlineMs`. Neither readable cannot happen (we stamp `purchasedAt`); then a full window from now.
+ */
+export function deadlineOf(policy: ActivationPolicy, s: KnownSubscription, nowMs: number): number {
+  const created = s.created === undefined ? NaN : Date.parse(s.created);
+  const from = Number.isFinite(created) ? created : Date.parse(s.purchasedAt);
+  return (Number.isFinite(from) ? from : nowMs) + policy.deadlineMs;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** The plan and seats to activate with: what the customer confirmed when requesting, else what was bought. */
 export function activationPlan(s: KnownSubscription): { planId: string; quantity?: number } {

@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import { activationProcess } from './activation.process.js';
 import type { ActivationOptions } from './activation.process.js';
 import { notificationProcess } from './notification.process.js';
+import { refreshProcess } from './refresh.process.js';
 import type { Provisioner } from '../application/provisioner.js';
 import { newInstanceId } from './runner/lease.js';
 import { startProcess } from './runner/start.js';
@@ -17,7 +18,7 @@ export type ProcessesOptions = {
   marketplace: FulfillmentClient;
   provisioner: Provisioner;
   logger: Logger;
-  activation?: Pick<ActivationOptions, 'maxAttempts' | 'backoffMs' | 'confirmTimeoutMs'>;
+  activation?: Pick<ActivationOptions, 'backoffMs' | 'maxBackoffMs' | 'deadlineMs' | 'confirmTimeoutMs'>;
   runner?: RunnerOptions;
 };
 
@@ -38,6 +39,7 @@ export function startProcesses(options: ProcessesOptions): RunningProcesses {
   const all = [
     startProcess(store, activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }), logger, runner),
     startProcess(store, notificationProcess({ store: () => store, ledger, marketplace, provisioner, logger }), logger, runner),
+    startProcess(store, refreshProcess({ ledger, marketplace, logger }), logger, runner),
   ];
   return {
     instanceId: runner.instanceId,

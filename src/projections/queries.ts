@@ -416,3 +416,89 @@ export function iterateTable(db: ReadModelDb, name: ExportName): { columns: stri
     rows: db.prepare(`SELECT * FROM ${table} ORDER BY ${order}`).safeIntegers(true).iterate() as IterableIterator<Record<string, unknown>>,
   };
 }
+
+// ------------------------------------------------------------------------------------------------
+// Deadlines (src/projections/views/deadlines.ts): the rows whose clock runs against us
+
+/** A subscription still PendingFulfillmentStart: Microsoft gives 30 days to activate it (docs/marketplace.md §5). */
+export type PendingSubscriptionRow = {
+  subscriptionId: string;
+  offerId: string;
+  planId: string;
+  quantity: number | null;
+  /** Microsoft's `created`, else when we recorded the purchase. */
+  createdAt: string;
+  purchasedAt: string;
+  activationRequestedAt: string | null;
+  activationFailures: number;
+  activationError: string | null;
+  activationGaveUp: boolean;
+  /** The contact's email, else the purchaser's, else the beneficiary's. */
+  email: string | null;
+  isTest: boolean;
+};
+
+const text = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+export const pendingSubscriptionsSql = `SELECT subscription_id, offer_id, plan_id, quantity, created_at, purchased_at, activation_requested_at, activation_failures,
+    activation_error, activation_gave_up, coalesce(contact_email, purchaser_email, beneficiary_email) AS email, is_test
+  FROM subscriptions WHERE status = 'PendingFulfillmentStart' ORDER BY created_at, subscription_id`;
+
+/** Every PendingFulfillmentStart subscription, oldest first (index `subscriptions_by_status`). */
+export function pendingSubscriptions(db: ReadModelDb): PendingSubscriptionRow[] {
+  const rows = db.prepare(pendingSubscriptionsSql).all() as Row[];
+  return rows.map((r) => ({
+    subscriptionId: String(r.subscription_id),
+    offerId: String(r.offer_id),
+    planId: String(r.plan_id),
+    quantity: r.quantity === null || r.quantity === undefined ? null : Number(r.quantity),
+    createdAt: String(r.created_at),
+    purchasedAt: String(r.purchased_at),
+    activationRequestedAt: text(r.activation_requested_at),
+    activationFailures: n(r.activation_failures),
+    activationError: text(r.activation_error),
+    activationGaveUp: n(r.activation_gave_up) === 1,
+    email: text(r.email),
+    isTest: n(r.is_test) === 1,
+  }));
+}
+
+/** A plan or quantity change Microsoft notified and waits for us to answer (docs/marketplace.md §7.1–7.2). */
+export type UnacknowledgedOperationRow = {
+  operationId: string;
+  subscriptionId: string | null;
+  action: string;
+  source: string | null;
+  planId: string | null;
+  quantity: number | null;
+  firstReceivedAt: string;
+  lastReceivedAt: string | null;
+  deliveries: number;
+};
+
+export const unacknowledgedOperationsSql = `SELECT operation_id, subscription_id, action, source, plan_id, quantity, first_received_at, last_received_at, deliveries
+  FROM operations INDEXED BY operations_unacknowledged
+  WHERE acknowledged_at IS NULL AND processed_at IS NULL AND first_received_at IS NOT NULL
+    AND action IN ('ChangePlan', 'ChangeQuantity')
+  ORDER BY first_received_at, operation_id`;
+
+/**
+ * ChangePlan/ChangeQuantity notifications neither acknowledged (`OperationAcknowledged`) nor settled
+ * (`NotificationProcessed`: the notification process acknowledges before it finishes, or found nothing to
+ * acknowledge; a change refused at the webhook is recorded processed at once). The conditions repeat the
+ * partial index `operations_unacknowledged`, so SQLite reads only the open ones.
+ */
+export function unacknowledgedOperations(db: ReadModelDb): UnacknowledgedOperationRow[] {
+  const rows = db.prepare(unacknowledgedOperationsSql).all() as Row[];
+  return rows.map((r) => ({
+    operationId: String(r.operation_id),
+    subscriptionId: text(r.subscription_id),
+    action: String(r.action),
+    source: text(r.source),
+    planId: text(r.plan_id),
+    quantity: r.quantity === null || r.quantity === undefined ? null : Number(r.quantity),
+    firstReceivedAt: String(r.first_received_at),
+    lastReceivedAt: text(r.last_received_at),
+    deliveries: n(r.deliveries),
+  }));
+}

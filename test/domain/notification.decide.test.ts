@@ -164,3 +164,44 @@ t.test('evolve tolerates histories we never write: an outcome or acknowledgement
   t.same(fold(notificationDecider, [acknowledgedEvent]), { status: 'Initial' });
   t.match(fold(notificationDecider, [receivedEvent(1), processedEvent('rejected', 'no'), processedEvent('applied', 'later')]), { outcome: 'rejected', detail: 'no' }, 'the first outcome stands');
 });
+
+t.test('an unverified outcome is reopened by the next delivery and processed again; any other outcome stands', async (t) => {
+  const unverified: NotificationEvent = {
+    type: 'NotificationProcessed',
+    data: { operationId: OP, subscriptionId: SUB, action: 'ChangeQuantity', outcome: 'unverified', detail: 'not final yet', subscriptionEvents: [], operationStatus: 'NotStarted', at: NOW },
+  };
+  t.match(fold(notificationDecider, [receivedEvent(1), unverified]), { status: 'Processed', outcome: 'unverified' });
+  const reopened = spec(t)
+    .given([receivedEvent(1), unverified])
+    .when({ type: 'ReceiveDelivery', delivery: delivery(2), reading: { readable: true, notification: payload() } })
+    .then([receivedEvent(2)]);
+  t.match(reopened, { status: 'Received', deliveries: 2, first: { deliveryId: 'd-1', receivedAt: RECEIVED_AT }, reopened: { outcome: 'unverified', detail: 'not final yet' } }, 'received again');
+
+  // Processed again: a new outcome (with Microsoft's status) is recorded, and that one stands.
+  const applied = spec(t)
+    .given([receivedEvent(1), unverified, receivedEvent(2)])
+    .when({ type: 'RecordOutcome', outcome: 'applied', detail: 'ChangeQuantity applied', subscriptionEvents: ['QuantityChanged'], operationStatus: 'Succeeded', now: NOW })
+    .then([{ type: 'NotificationProcessed', data: { operationId: OP, subscriptionId: SUB, action: 'ChangeQuantity', outcome: 'applied', detail: 'ChangeQuantity applied', subscriptionEvents: ['QuantityChanged'], operationStatus: 'Succeeded', at: NOW } }]);
+  t.match(applied, { status: 'Processed', outcome: 'applied', deliveries: 2 });
+  t.notOk('reopened' in applied, 'the reopening is over once processed');
+  const later = fold(notificationDecider, [receivedEvent(1), unverified, receivedEvent(2), processedEvent(), receivedEvent(3)]);
+  t.match(later, { status: 'Processed', outcome: 'applied', deliveries: 3 }, 'an applied notification is never processed again');
+
+  // The acknowledgement recorded before the reopening is kept (it is not sent twice).
+  t.match(fold(notificationDecider, [receivedEvent(1), acknowledgedEvent, unverified, receivedEvent(2)]), { status: 'Received', acknowledged: { status: 'Success' } });
+  spec(t).given([receivedEvent(1), acknowledgedEvent, unverified, receivedEvent(2)]).when({ type: 'AcknowledgeOperation', status: 'Success', now: NOW }).thenNothing();
+
+  for (const outcome of ['applied', 'no-change', 'rejected', 'ignored', 'failed'] as const) {
+    const done: NotificationEvent = { type: 'NotificationProcessed', data: { operationId: OP, subscriptionId: SUB, action: 'ChangeQuantity', outcome, detail: outcome, subscriptionEvents: [], at: NOW } };
+    t.match(fold(notificationDecider, [receivedEvent(1), done, receivedEvent(2)]), { status: 'Processed', outcome, deliveries: 2 }, `${outcome}: stands`);
+  }
+  // A history with an outcome but no delivery is reopened by the delivery that brings the notification.
+  t.match(fold(notificationDecider, [unverified, receivedEvent(2)]), { status: 'Received', notification: { id: OP }, first: { deliveryId: 'd-2' } });
+});
+
+t.test('RecordOutcome: failed, with the status Microsoft reported', async (t) => {
+  spec(t)
+    .given([receivedEvent(1)])
+    .when({ type: 'RecordOutcome', outcome: 'failed', detail: 'Microsoft ended it Failed', subscriptionEvents: [], operationStatus: 'Failed', now: NOW })
+    .then([{ type: 'NotificationProcessed', data: { operationId: OP, subscriptionId: SUB, action: 'ChangeQuantity', outcome: 'failed', detail: 'Microsoft ended it Failed', subscriptionEvents: [], operationStatus: 'Failed', at: NOW } }]);
+});

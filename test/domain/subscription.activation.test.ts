@@ -3,6 +3,8 @@
  * a pending subscription that turns out to be active, and the activation request / failure / confirmation cycle.
  */
 import t from 'tap';
+import { fold } from '../../src/domain/decider.js';
+import { subscriptionDecider } from '../../src/domain/subscription/index.js';
 import type { SubscriptionCommand, SubscriptionEvent } from '../../src/domain/subscription/index.js';
 import {
   CONTACT,
@@ -246,7 +248,11 @@ t.test('RequestActivation', async (t) => {
       .given([purchased(), activationRequested(), activationFailed(1, false), activationFailed(2, true)])
       .when(request())
       .then([{ type: 'ActivationRequested', data: { ...because(NOW, 'landing'), planId: 'silver', quantity: 5, contact: CONTACT } }]);
-    t.match(state, { activation: { requestedAt: NOW, failures: 2, gaveUp: false } });
+    t.match(state, { activation: { requestedAt: NOW, failures: 2, attempts: 0, gaveUp: false } }, 'the new request counts its attempts from 0');
+    spec(t)
+      .given([purchased(), activationRequested(), activationFailed(1, false), activationFailed(2, true), activationRequested(NOW)])
+      .when({ type: 'RecordActivationFailure', now: NOW, source: 'process', reason: 'Activate answered 503', final: false })
+      .then([{ type: 'ActivationFailed', data: { ...because(NOW, 'process'), reason: 'Activate answered 503', attempt: 1, final: false } }]);
   });
 
   t.test('without a contact email → contact-required', async (t) => {
@@ -293,6 +299,47 @@ t.test('RecordActivationFailure', async (t) => {
       status: 'PendingFulfillmentStart',
       activation: { requestedAt: T.activationRequested, failures: 2, lastError: 'Activate answered 503', gaveUp: true },
     });
+  });
+});
+
+t.test('RecordActivationFailure with when the next attempt is due', async (t) => {
+  const RETRY_AT = '2026-05-01T12:15:00.000Z';
+  const failedDueAgain: SubscriptionEvent = {
+    type: 'ActivationFailed',
+    data: { ...because(T.activated, 'process'), reason: 'Activate answered 503', attempt: 1, final: false, retryAt: RETRY_AT },
+  };
+  const failure = (final: boolean): SubscriptionCommand => ({
+    type: 'RecordActivationFailure',
+    now: NOW,
+    source: 'process',
+    reason: 'Microsoft is not answering',
+    final,
+    retryAt: RETRY_AT,
+  });
+
+  t.test('not final → ActivationFailed with retryAt; the pending state says when', async (t) => {
+    const state = spec(t)
+      .given([purchased(), activationRequested(), activationFailed(1, false)])
+      .when(failure(false))
+      .then([{ type: 'ActivationFailed', data: { ...because(NOW, 'process'), reason: 'Microsoft is not answering', attempt: 2, final: false, retryAt: RETRY_AT } }]);
+    t.match(state, { activation: { failures: 2, attempts: 2, nextAttemptAt: RETRY_AT, gaveUp: false } });
+  });
+
+  t.test('final → no retryAt, and no next attempt', async (t) => {
+    const state = spec(t)
+      .given([purchased(), activationRequested(), failedDueAgain])
+      .when(failure(true))
+      .then([{ type: 'ActivationFailed', data: { ...because(NOW, 'process'), reason: 'Microsoft is not answering', attempt: 2, final: true } }]);
+    t.equal(known(state).activation.nextAttemptAt, undefined);
+    t.equal(known(state).activation.gaveUp, true);
+  });
+
+  t.test('activated, cancelled or requested afresh: no next attempt any more', async (t) => {
+    const waiting = [purchased(), activationRequested(), failedDueAgain];
+    const next = (events: SubscriptionEvent[]) => known(fold(subscriptionDecider, events)).activation.nextAttemptAt;
+    t.equal(next(waiting), RETRY_AT);
+    t.equal(next([...waiting, activated()]), undefined, 'Activated');
+    t.equal(next([...waiting, { type: 'Unsubscribed', data: because(NOW, 'webhook') }]), undefined, 'Unsubscribed');
   });
 });
 

@@ -27,6 +27,7 @@ const samples: SubscriptionEvent[] = [
   { type: 'ActivationRequested', data: { ...because(T.activationRequested, 'landing'), planId: 'standard', quantity: 5, contact: CONTACT } },
   { type: 'ActivationRequested', data: { ...because(T.activationRequested, 'landing'), planId: 'basic', contact: { email: 'a@b.example' } } },
   { type: 'ActivationFailed', data: { ...because(NOW, 'process'), reason: 'Microsoft is down', attempt: 2, final: false } },
+  { type: 'ActivationFailed', data: { ...because(NOW, 'process'), reason: 'Microsoft is down', attempt: 3, final: false, retryAt: '2026-05-01T12:00:04.000Z' } },
   { type: 'Activated', data: { ...because(T.activated, 'process'), planId: 'standard', quantity: 5, autoActivated: false, term: FIRST_TERM } },
   { type: 'Activated', data: { ...because(T.activated, 'webhook'), planId: 'basic', autoActivated: true } },
   { type: 'PlanChangeRequested', data: { ...because(NOW, 'operator'), requestId: 'r1', planId: 'premium', previousPlanId: 'standard' } },

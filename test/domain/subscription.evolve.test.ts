@@ -101,7 +101,7 @@ const reinstated = {
   appliedOperations: ['op-q1', 'op-p1', 'op-x1', 'op-r1', 'op-s1', 'op-re1'],
   settledRequests: ['req-1'],
   contact: CONTACT,
-  activation: { requestedAt: at(1, 10), planId: 'silver', quantity: 5, failures: 1, lastError: 'Activate answered 503', gaveUp: false },
+  activation: { requestedAt: at(1, 10), planId: 'silver', quantity: 5, failures: 1, attempts: 1, lastError: 'Activate answered 503', gaveUp: false },
   autoActivated: false,
   activatedAt: at(1, 12),
   lastRenewedAt: '2026-04-01T00:05:00.000Z',
@@ -123,7 +123,7 @@ t.test('folding the life gives the expected state at each point', async (t) => {
   t.strictSame(upTo(0), { status: 'Initial' }, 'nothing: Initial');
   t.strictSame(
     asStored(upTo(1)),
-    { ...details(), status: 'PendingFulfillmentStart', purchasedAt: at(1), appliedOperations: [], settledRequests: [], activation: { failures: 0, gaveUp: false }, autoActivated: false },
+    { ...details(), status: 'PendingFulfillmentStart', purchasedAt: at(1), appliedOperations: [], settledRequests: [], activation: { failures: 0, attempts: 0, gaveUp: false }, autoActivated: false },
     'after the purchase: pending, every detail Microsoft gave',
   );
   t.match(known(upTo(3)), { status: 'PendingFulfillmentStart', contact: CONTACT, activation: { requestedAt: at(1, 10), failures: 1, gaveUp: false } });

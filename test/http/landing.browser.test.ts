@@ -4,7 +4,8 @@
  * temp dir, the activation process, the built-in marketplace emulator on 127.0.0.1).
  *
  * Walks purchase → landing → form → Active (with scripts, progress by polling; without scripts,
- * by meta refresh) and "Manage account", and saves screenshots under test-output/landing/.
+ * by meta refresh) and "Manage account"; and Microsoft not answering the landing page (the page
+ * that says so refreshes itself into the normal one). Saves screenshots under test-output/landing/.
  *
  * Chromium comes from scripts/install-browser.sh. Without it the test fails under CI and is
  * skipped (with the reason) elsewhere.
@@ -95,6 +96,7 @@ t.test('landing page in chromium: purchase → landing → form → Active', { s
     EMULATOR_PORT: '0',
     LANDING_SECRET: 'browser-test-landing-secret-0123456789abcdef',
     PRODUCT_NAME: 'Contoso Notes',
+    LANDING_MICROSOFT_TIMEOUT_MS: '2000',
   });
   t.equal(config.store.kind, 'sqlite');
   const provisioner = gatedProvisioner();
@@ -234,5 +236,35 @@ t.test('landing page in chromium: purchase → landing → form → Active', { s
     t.match((await page.getByRole('status').textContent()) ?? '', /active/);
     await page.screenshot({ path: `${OUT}6-active-no-script.png`, fullPage: true });
     t.same(await events(runtime, id), ['Purchased', 'ActivationRequested', 'Activated']);
+  });
+  await t.test('Microsoft not answering: the page says so, then refreshes itself into the normal page', async (t) => {
+    const emulator = runtime.emulator;
+    if (!emulator) throw new Error('no emulator');
+    const bought = emulator.marketplace.purchase({ planId: 'standard', quantity: 2, subscriptionName: 'Northwind ops' });
+    // Microsoft does not answer the first Resolve (for a minute), then answers again.
+    emulator.faults.set({ api: { delay: { ms: 60_000, times: 1, operations: ['resolve'] } } });
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    t.teardown(() => context.close());
+    const page = await context.newPage();
+    const consoleErrors: string[] = [];
+    page.on('pageerror', (err) => consoleErrors.push(err.message));
+    page.on('console', (msg) => {
+      // The 503 itself is logged by Chromium as a failed resource; anything else (a CSP violation, a script error) is not expected.
+      if (msg.type() === 'error' && !/status of 503/.test(msg.text())) consoleErrors.push(msg.text());
+    });
+    const started = Date.now();
+    const first = await page.goto(bought.landingPageUrl);
+    t.equal(first?.status(), 503);
+    t.ok(Date.now() - started < 30_000, 'answered within the time box, not after Microsoft\'s minute');
+    t.equal(await page.locator('h1').textContent(), 'Microsoft is not answering right now');
+    t.match((await page.getByRole('status').textContent()) ?? '', /This page will retry by itself/);
+    await page.screenshot({ path: `${OUT}7-microsoft-not-answering.png`, fullPage: true });
+
+    await page.waitForSelector('h1:text-is("Set up your subscription")', { timeout: 45_000 });
+    t.equal(page.url(), bought.landingPageUrl, 'the same URL: the same token, as Microsoft sent it');
+    t.equal(await page.getByLabel('Email address').count(), 1, 'the normal page, with its form');
+    t.same(await events(runtime, bought.subscription.id), ['Purchased']);
+    t.same(consoleErrors, [], 'no script errors and no CSP violations');
   });
 });

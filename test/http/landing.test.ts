@@ -207,7 +207,7 @@ t.test('a new purchase shows the details and the contact form; only the purchase
   t.same(await s.events(bought.id), ['Purchased'], 'nothing new recorded');
 });
 
-t.test('expired, unknown and missing tokens: a 400 page in Microsoft’s wording; Microsoft down: 503', async (t) => {
+t.test('expired, unknown and missing tokens: a 400 page in Microsoft’s wording; Microsoft unreachable: 503, retrying by itself', async (t) => {
   const s = await setup(t);
   const bought = s.buy();
   s.emulator.state.options.purchaseTokenTtlMs = 1;
@@ -229,9 +229,73 @@ t.test('expired, unknown and missing tokens: a 400 page in Microsoft’s wording
   t.teardown(() => app.close());
   const res = await app.inject({ method: 'GET', url: landingPath('abc+def/ghi=') });
   t.equal(res.statusCode, 503);
-  t.equal(res.headers['retry-after'], '30');
-  t.match(text(res.body), /couldn't reach Microsoft/);
+  t.equal(res.headers['retry-after'], '10');
+  t.match(text(res.body), /Microsoft is not answering right now/);
   t.notMatch(res.body, /ECONNREFUSED|127\.0\.0\.1:9/, 'no internals');
+});
+
+/** The page's meta refresh: the seconds, and the URL it goes to (none: the same URL). */
+function metaRefresh(page: string): string | undefined {
+  return /<meta http-equiv="refresh" content="([^"]*)">/.exec(page)?.[1];
+}
+
+t.test('Microsoft not answering: the page answers within its time box, says so and retries by itself; then the same URL works', async (t) => {
+  const s = await setup(t, { microsoftTimeoutMs: 300, retryAfterSeconds: 3 });
+  const bought = s.buy();
+  // Resolve stalls for a minute, as when Microsoft does not answer (the client alone would wait up to its 30 s per request).
+  s.emulator.faults.set({ api: { delay: { ms: 60_000, operations: ['resolve'] } } });
+  const started = Date.now();
+  const res = await s.app.inject({ method: 'GET', url: bought.path });
+  t.ok(Date.now() - started < 30_000, 'answered long before Microsoft would have (not a 60-s hang)');
+  t.equal(res.statusCode, 503);
+  t.equal(res.headers['retry-after'], '3');
+  t.match(res.headers['content-type'], /text\/html/);
+  t.match(text(res.body), /Microsoft is not answering right now/);
+  t.match(text(res.body), /This page will retry by itself in 3 seconds/);
+  t.match(text(res.body), /Nothing has been charged or lost/);
+  t.equal(metaRefresh(res.body), '3', 'a meta refresh of the same URL (no URL given: the token as it came)');
+  const retryNow = /<a href="([^"]+)" id="retry-now">/.exec(res.body)?.[1]?.replace(/&amp;/g, '&');
+  t.equal(retryNow, bought.path, '"try again now" carries the same token, as it stood in the URL');
+  t.match(bought.token, /[+/=]/, 'a token with +, / or = (the encodings that matter)');
+  t.notMatch(res.body, /at [A-Za-z]+ \(|Error:|stack|budget|ECONN/i, 'no stack trace, no internals');
+  t.same(await s.events(bought.id), [], 'nothing recorded');
+
+  s.emulator.faults.clear();
+  const again = await s.app.inject({ method: 'GET', url: retryNow ?? '' });
+  t.equal(again.statusCode, 200, 'Microsoft answers again: the normal page, from the same URL');
+  t.match(text(again.body), /Set up your subscription/);
+  t.equal(metaRefresh(again.body), undefined, 'no refresh on the form');
+  t.same(await s.events(bought.id), ['Purchased']);
+});
+
+t.test('Microsoft answering 500 for a while: the page that retries by itself, then the normal page', async (t) => {
+  const s = await setup(t, { retryAfterSeconds: 5 });
+  const bought = s.buy();
+  s.emulator.faults.set({ api: { serverError: { times: 1, operations: ['resolve'] } } });
+  const down = await s.app.inject({ method: 'GET', url: bought.path });
+  t.equal(down.statusCode, 503);
+  t.equal(metaRefresh(down.body), '5');
+  t.match(text(down.body), /Microsoft is not answering right now/);
+  const up = await s.app.inject({ method: 'GET', url: bought.path });
+  t.equal(up.statusCode, 200);
+  t.match(text(up.body), /Set up your subscription/);
+});
+
+t.test('the time box covers Get subscription too, and what is left of it when it starts', async (t) => {
+  const server = await startScriptedServer((req) => {
+    if (req.url.includes('/resolve')) return { status: 200, body: { id: '11111111-2222-4333-8444-555555555555', subscriptionName: 'x', offerId: 'o', planId: 'p' } };
+    return new Promise<never>(() => undefined); // Get subscription: never answered
+  });
+  t.teardown(() => server.close());
+  const store = openSqliteStore({ path: ':memory:' });
+  t.teardown(() => store.close());
+  const marketplace = new FulfillmentClient({ baseUrl: server.apiUrl, tokenProvider: new StaticTokenProvider('entra'), logger: silent });
+  const app = await buildApp({ logger: silent, store: () => store, landing: { ledger: new SubscriptionLedger(store), marketplace, landingSecret: SECRET, microsoftTimeoutMs: 400 } });
+  t.teardown(() => app.close());
+  const res = await app.inject({ method: 'GET', url: landingPath('abc+def/ghi=') });
+  t.equal(res.statusCode, 503);
+  t.match(text(res.body), /Microsoft is not answering right now/);
+  t.same(server.requests.map((r) => r.url.split('?')[0]), ['/api/saas/subscriptions/resolve', '/api/saas/subscriptions/11111111-2222-4333-8444-555555555555'], 'Resolve answered, Get subscription did not');
 });
 
 t.test('the activation form: signature required, email required when Microsoft gave none, activation requested once', async (t) => {
@@ -409,9 +473,13 @@ t.test('a final activation failure is shown clearly, and the customer may try ag
   const posted = await s.app.inject({ method: 'POST', url: '/landing/activate', ...form({ subscriptionId: bought.id, sig, email: 'lin@contoso.example' }) });
   const location = String(posted.headers.location);
   const at = () => new Date().toISOString();
-  await s.ledger.execute(bought.id, { type: 'RecordActivationFailure', reason: 'provisioning timed out', final: false, now: at(), source: 'process' }, { actor: 'system:test' });
+  const retryAt = new Date(Date.now() + 60_000).toISOString();
+  await s.ledger.execute(bought.id, { type: 'RecordActivationFailure', reason: 'provisioning timed out', final: false, retryAt, now: at(), source: 'process' }, { actor: 'system:test' });
   const retrying = await s.app.inject({ method: 'GET', url: location });
   t.match(text(retrying.body), /Status: Setting up \(retrying\)/);
+  t.match(text(retrying.body), /we keep trying \(attempt 2 is next\)/);
+  const retryingStatus = /data-status-url="([^"]+)"/.exec(retrying.body)?.[1]?.replace(/&amp;/g, '&') ?? '';
+  t.match((await s.app.inject({ method: 'GET', url: retryingStatus })).json(), { phase: 'retrying', final: false, activationAttempts: 1, nextAttemptAt: retryAt }, 'the JSON says when the next attempt is due');
   await s.ledger.execute(bought.id, { type: 'RecordActivationFailure', reason: 'provisioning timed out', final: true, now: at(), source: 'process' }, { actor: 'system:test' });
 
   const failed = await s.app.inject({ method: 'GET', url: location });

@@ -276,7 +276,7 @@ t.test('GET a subscription: its state with an ETag; GET its events: the full his
     created: '2026-03-01T08:59:12Z',
     purchaser: { emailId: 'buyer@contoso.example', tenantId: '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e' },
     beneficiary: { emailId: 'user@contoso.example', tenantId: '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e', puid: null },
-    activation: { failures: 0, gaveUp: false },
+    activation: { failures: 0, attempts: 0, gaveUp: false },
     purchasedAt: '2026-03-01T09:00:00.000Z',
     activatedAt: '2026-03-01T09:00:00.000Z',
     appliedOperations: [],

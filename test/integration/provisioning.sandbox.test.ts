@@ -26,7 +26,7 @@ t.test('purchase → activation waits for the ISV → change, suspend, reinstate
   if (!settings) throw new Error('settings expected');
   const s = await startSandbox(t, {}, {
     provisioner: createHttpProvisioner({ url: settings.url, secrets: settings.secrets, timeoutMs: settings.timeoutMs, logger }),
-    activation: { backoffMs: 100, maxAttempts: 12 },
+    activation: { backoffMs: 100, maxBackoffMs: 400 },
   });
   const store = s.store() as EventStore;
   const integration = startIntegrationEvents({ store, settings, logger, runner: { retryBaseMs: 20, retryMaxMs: 200 }, delivery: { backoffBaseMs: 50, backoffMaxMs: 300 } });

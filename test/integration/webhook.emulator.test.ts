@@ -66,6 +66,8 @@ t.test('customer-side plan and quantity changes: applied and acknowledged well i
   t.comment(`plan change: ack latency ${ack.latencyMs} ms; customer action → Succeeded at Microsoft ${endToEnd} ms`);
   t.equal((await state(s, id)).planId, 'premium');
   t.equal(s.emulator.state.subscription(id).planId, 'premium');
+  const view = await operationView(s, id, op.id, (i) => i.notificationOutcome === 'applied');
+  t.match(view, { outcome: 'applied', microsoftStatus: 'Succeeded', ackStatus: 'Success' }, "the read model shows Microsoft's final status, not the notification's InProgress");
 
   const qop = s.emulator.marketplace.changeQuantity(id, 12);
   t.equal((await processed(s, qop.id)).outcome, 'applied');
@@ -119,6 +121,17 @@ t.test('suspend, reinstate, renew, unsubscribe; a late renew after unsubscribe c
   t.not(late.outcome, 'applied', `late renew: ${late.outcome} (${late.detail})`);
   t.equal((await state(s, id)).status, 'Unsubscribed', 'still Unsubscribed');
 });
+
+/** The operator API's read model of one operation, once it shows what `ready` waits for. */
+async function operationView(s: Sandbox, subscriptionId: string, operationId: string, ready: (item: Record<string, unknown>) => boolean) {
+  return waitFor(`the read model to show operation ${operationId}`, async () => {
+    const res = await fetch(`${s.url}/api/read/operations?subscriptionId=${subscriptionId}`, { headers: { authorization: 'Bearer test-operator-token-0123456789' } });
+    if (res.status !== 200) return undefined;
+    const body = (await res.json()) as { items: Array<Record<string, unknown>> };
+    const item = body.items.find((i) => i.operationId === operationId);
+    return item && ready(item) ? item : undefined;
+  });
+}
 
 /** A notification signed with the emulator's real key, posted like Microsoft would. */
 async function postWebhook(s: Sandbox, payload: object, token?: string) {
@@ -290,4 +303,40 @@ t.test('a store outage answers 503; Microsoft\'s redelivery succeeds once the st
   const attempts = s.emulator.deliveries({ operationId: op.id })[0]?.attempts ?? [];
   t.same(attempts.map((a) => a.statusCode).slice(-1), [200], `delivered at last (${attempts.map((a) => a.statusCode).join(', ')})`);
   t.equal((await state(s, id)).status, 'Suspended');
+});
+
+t.test("a change Microsoft reports Failed is recorded with the reason and not applied, whatever the notification says", async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  // Driven in the emulator's state directly: an operation Microsoft failed, then a notification that still says InProgress.
+  const op = s.emulator.state.customerChange(id, { planId: 'premium' }, new Date());
+  s.emulator.state.reject(op.id, new Date(), 'the customer cancelled the change');
+  const res = await postWebhook(s, { id: op.id, subscriptionId: id, action: 'ChangePlan', planId: 'premium', status: 'InProgress', operationRequestSource: 'Azure' });
+  t.equal(res.status, 200);
+  const outcome = await processed(s, op.id);
+  t.equal(outcome.outcome, 'failed');
+  t.match(outcome.detail, /is Failed \(the customer cancelled the change\): it did not happen, not applied/);
+  t.equal((await state(s, id)).planId, 'standard', 'not applied');
+  t.notOk((await notification(s, op.id)).some((e) => e.type === 'OperationAcknowledged'), 'not acknowledged');
+  const view = await operationView(s, id, op.id, (i) => i.notificationOutcome === 'failed');
+  t.match(view, { outcome: 'failed', microsoftStatus: 'Failed', outcomeDetail: /the customer cancelled the change/, appliedEvent: null }, 'the operator API shows the refusal and why');
+});
+
+t.test('an Unsubscribe Microsoft does not back is unverified; delivered again once Microsoft shows it, it is applied', async (t) => {
+  const s = await startSandbox(t);
+  const id = await activeSubscription(t, s);
+  const payload = { id: crypto.randomUUID(), subscriptionId: id, action: 'Unsubscribe', status: 'Succeeded' };
+  t.equal((await postWebhook(s, payload)).status, 200);
+  const first = await processed(s, payload.id);
+  t.equal(first.outcome, 'unverified');
+  t.match(first.detail, /Subscribed at Microsoft, not Unsubscribed/);
+  t.equal((await state(s, id)).status, 'Subscribed');
+  t.match(await operationView(s, id, payload.id, (i) => i.outcome === 'unverified'), { outcomeDetail: /not Unsubscribed/ }, 'the operator API shows why');
+
+  s.emulator.state.unsubscribe(id, new Date()); // Microsoft cancels it (no webhook from the state alone)
+  t.equal((await postWebhook(s, payload)).status, 200, 'the redelivery is answered 200');
+  await waitFor('processed again', async () => (await notification(s, payload.id)).filter((e) => e.type === 'NotificationProcessed').length === 2);
+  const events = await notification(s, payload.id);
+  t.match(events.filter((e) => e.type === 'NotificationProcessed').at(-1)?.data, { outcome: 'applied', subscriptionEvents: ['Unsubscribed'] });
+  t.equal((await state(s, id)).status, 'Unsubscribed');
 });

@@ -31,6 +31,49 @@ t.test('duplicate deliveries: the same payload (same operation id) arrives copie
   t.equal(h.receiver.deliveries.length, 4, 'the next webhook is sent once');
 });
 
+t.test('dropped deliveries: never sent, recorded as dropped; the change goes on as if unanswered', async (t) => {
+  const h = await startHarness(t);
+  const id = await subscribed(h);
+  const set = await setFaults(h, { webhook: { drop: { times: 1, actions: ['ChangeQuantity', 'Transfer'] } } });
+  t.match(set, { faults: { webhook: { drop: { times: 1 } } } });
+  const res = await h.http.act(id, 'change-quantity', { quantity: 9 });
+  const { operation } = res.body as { operation: { id: string } };
+  t.match(h.emulator.deliveries({ operationId: operation.id }), [{ state: 'dropped', action: 'ChangeQuantity', attempts: [] }], 'recorded as dropped');
+  await waitFor(async () => ((await h.http.api('GET', `/saas/subscriptions/${id}`)).body as { quantity: number }).quantity === 9);
+  t.match((await h.http.api('GET', `/saas/subscriptions/${id}/operations/${operation.id}`)).body, { status: 'Succeeded' }, 'accepted when the window ended');
+  const state = (await h.http.raw('GET', '/emulator/faults')).body as { faults: unknown; fired: { drop: number } };
+  t.same(state.faults, {}, '`times` ran out');
+  t.equal(state.fired.drop, 1);
+
+  await setFaults(h, { webhook: { drop: { actions: ['Renew'] } } });
+  await h.http.act(id, 'suspend');
+  await h.http.act(id, 'reinstate');
+  await h.receiver.waitFor((all) => all.some((d) => d.body.action === 'Reinstate'));
+  const reinstate = h.receiver.deliveries.find((d) => d.body.action === 'Reinstate')?.body.id ?? '';
+  await h.http.api('PATCH', `/saas/subscriptions/${id}/operations/${reinstate}`, { body: { status: 'Success' } });
+  t.same(
+    h.receiver.deliveries.map((d) => d.body.action).sort(),
+    ['Reinstate', 'Suspend'],
+    'only the ChangeQuantity was dropped; actions the fault does not name go out',
+  );
+  await h.http.act(id, 'renew');
+  t.match(h.emulator.deliveries({ subscriptionId: id }).at(-1), { action: 'Renew', state: 'dropped' }, 'no `times`: until cleared');
+});
+
+t.test('dropped deliveries: probability', async (t) => {
+  let draw = 0.7;
+  const h = await startHarness(t, { random: () => draw, faults: { webhook: { drop: { probability: 0.5 } } } });
+  const id = await subscribed(h);
+  await h.http.act(id, 'suspend');
+  await waitFor(() => h.emulator.deliveries({ subscriptionId: id })[0]?.state === 'delivered');
+  t.equal(h.receiver.deliveries.length, 1, '0.7 ≥ 0.5: sent');
+  draw = 0.2;
+  await h.http.act(id, 'unsubscribe');
+  t.match(h.emulator.deliveries({ subscriptionId: id }).at(-1), { action: 'Unsubscribe', state: 'dropped' });
+  const bad = await h.http.raw('PUT', '/emulator/faults', { body: { webhook: { drop: { actions: [] } } } });
+  t.equal(bad.status, 400, 'actions must name at least one');
+});
+
 t.test('out-of-order deliveries: held until the window fills, then sent newest first', async (t) => {
   const h = await startHarness(t, { ackWindowMs: 2000 });
   const id = await subscribed(h);

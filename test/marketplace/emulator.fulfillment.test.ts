@@ -246,7 +246,7 @@ t.test('listAvailablePlans: from the catalogue, with seat limits; planId filter;
 });
 
 t.test('change plan: 202 + Operation-Location, NotStarted → InProgress → webhook (Partner) → PATCH Success → Succeeded', async (t) => {
-  const h = await startHarness(t, { operationDelayMs: 100, ackWindowMs: 5000 });
+  const h = await startHarness(t, { operationDelayMs: 1000, ackWindowMs: 5000 });
   const id = await subscribed(h);
   const res = await h.http.api('PATCH', `/saas/subscriptions/${id}`, { body: { planId: 'premium' } });
   t.equal(res.status, 202);
@@ -329,7 +329,7 @@ t.test('the lock: while an operation is pending, PATCH and DELETE get 409; it li
 });
 
 t.test('DELETE: 202 + Operation-Location, then Unsubscribed and an Unsubscribe webhook (Partner)', async (t) => {
-  const h = await startHarness(t, { operationDelayMs: 80 });
+  const h = await startHarness(t, { operationDelayMs: 1000 });
   const id = await subscribed(h);
   const res = await h.http.api('DELETE', `/saas/subscriptions/${id}`);
   t.equal(res.status, 202);

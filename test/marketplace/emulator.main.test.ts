@@ -25,6 +25,7 @@ t.test('environment → options, with every problem listed at once', async (t) =
     EMULATOR_CATALOGUE_FILE: `${dir}/catalogue.json`,
     EMULATOR_ACK_WINDOW_MS: '500',
     EMULATOR_OPERATION_DELAY_MS: '0',
+    EMULATOR_PAGE_SIZE: '100',
   });
   t.match(options, {
     port: 4000,
@@ -33,6 +34,7 @@ t.test('environment → options, with every problem listed at once', async (t) =
     tokenVersion: 'v1',
     ackWindowMs: 500,
     operationDelayMs: 0,
+    pageSize: 100,
     catalogue: { offers: [{ offerId: 'o' }] },
   });
   try {
@@ -44,12 +46,13 @@ t.test('environment → options, with every problem listed at once', async (t) =
       EMULATOR_TOKEN_VERSION: '2',
       EMULATOR_CATALOGUE_FILE: `${dir}/broken.json`,
       EMULATOR_ACK_WINDOW_MS: '-1',
+      EMULATOR_PAGE_SIZE: '0',
     });
     t.fail('should throw');
   } catch (err) {
     t.ok(err instanceof EmulatorConfigError);
     const problems = (err as EmulatorConfigError).problems.join('\n');
-    for (const name of ['EMULATOR_PORT', 'EMULATOR_WEBHOOK_URL', "must not contain '#'", 'EMULATOR_PUBLISHER_TENANT_ID', 'EMULATOR_TOKEN_VERSION', 'displayName', 'EMULATOR_ACK_WINDOW_MS']) {
+    for (const name of ['EMULATOR_PORT', 'EMULATOR_WEBHOOK_URL', "must not contain '#'", 'EMULATOR_PUBLISHER_TENANT_ID', 'EMULATOR_TOKEN_VERSION', 'displayName', 'EMULATOR_ACK_WINDOW_MS', 'EMULATOR_PAGE_SIZE']) {
       t.match(problems, name, `reports ${name}`);
     }
   }

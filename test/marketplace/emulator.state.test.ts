@@ -3,7 +3,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { DEFAULT_CATALOGUE, parseCatalogue, CatalogueError } from '../../src/emulator/catalogue.js';
 import type { Catalogue } from '../../src/emulator/catalogue.js';
-import { addMonths, termFrom } from '../../src/emulator/clock.js';
+import { CalendarClock, addMonths, termFrom } from '../../src/emulator/clock.js';
 import { EmulatorError } from '../../src/emulator/errors.js';
 import { EmulatorState, urlUnsafeToken } from '../../src/emulator/state.js';
 import type { StateOptions } from '../../src/emulator/state.js';
@@ -291,4 +291,218 @@ t.test('catalogue validation', async (t) => {
     /listed twice/,
   );
   t.ok(parseCatalogue(DEFAULT_CATALOGUE));
+});
+
+t.test('silent change: applied at once with no operation, plan and seats checked as a change is', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const sub = state.silentChange(id, { quantity: 9 }, later(1000));
+  t.equal(sub.quantity, 9);
+  t.same(state.operations(id), [], 'no operation: nobody is told');
+  t.same(sub.lastModified, later(1000));
+
+  state.silentChange(id, { planId: 'premium' }, later(2000));
+  t.match(state.subscription(id), { planId: 'premium', quantity: 9, termUnit: 'P1Y' }, 'seats kept, term unit follows the plan');
+  t.same(state.subscription(id).startDate, new Date('2025-01-31T00:00:00Z'), 'a new term starts when the unit changes');
+  t.same(state.subscription(id).endDate, new Date('2026-01-30T00:00:00Z'));
+  state.silentChange(id, { planId: 'basic' }, T0);
+  t.equal(state.subscription(id).quantity, undefined, 'a flat plan has no seats');
+
+  rejects(t, () => state.silentChange(id, { planId: 'legacy' }, T0), 'bad-request', 'PlanNotAvailable');
+  rejects(t, () => state.silentChange(id, { planId: 'nope' }, T0), 'bad-request', 'PlanNotAvailable');
+  rejects(t, () => state.silentChange(id, { quantity: 3 }, T0), 'bad-request', 'PlanNotPerSeat');
+  rejects(t, () => state.silentChange(id, { planId: 'premium', quantity: 2 }, T0), 'bad-request', 'QuantityOutOfRange');
+  t.equal(state.subscription(id).planId, 'basic', 'a refused change changes nothing');
+  rejects(t, () => state.silentChange('nope', { quantity: 3 }, T0), 'not-found', 'SubscriptionNotFound');
+});
+
+t.test('silent change: status, term and autoRenew, also while locked and out of Unsubscribed', async (t) => {
+  const state = newState();
+  const id = active(state);
+  state.customerChange(id, { quantity: 9 }, T0);
+  t.ok(state.isLocked(id));
+  state.silentChange(id, { status: 'Suspended', autoRenew: false }, T0);
+  t.match(state.subscription(id), { status: 'Suspended', autoRenew: false }, 'not held back by the lock');
+  state.silentChange(id, { status: 'Unsubscribed' }, T0);
+  state.silentChange(id, { status: 'Subscribed' }, T0);
+  t.equal(state.subscription(id).status, 'Subscribed', 'Microsoft may say Subscribed where we say Unsubscribed');
+
+  state.silentChange(id, { termUnit: 'P2Y' }, T0);
+  t.same(state.subscription(id).startDate, new Date('2025-01-31T00:00:00Z'), 'a new unit keeps the start');
+  t.same(state.subscription(id).endDate, new Date('2027-01-30T00:00:00Z'), 'and moves the end');
+  state.silentChange(id, { termUnit: 'PAY' }, T0);
+  t.equal(state.subscription(id).termUnit, 'PAY', 'any term unit Microsoft may send');
+  const start = new Date('2025-06-01T00:00:00Z');
+  state.silentChange(id, { termUnit: 'P1M', startDate: start }, T0);
+  t.same(state.subscription(id).endDate, new Date('2025-06-30T00:00:00Z'), 'a start alone gets the end of its term');
+  state.silentChange(id, { endDate: new Date('2025-07-15T00:00:00Z') }, T0);
+  t.same(state.subscription(id).endDate, new Date('2025-07-15T00:00:00Z'));
+  rejects(t, () => state.silentChange(id, { startDate: new Date('2025-08-01T00:00:00Z'), endDate: start }, T0), 'bad-request', 'BadTerm');
+
+  const pending = state.purchase({ planId: 'standard' }, T0).subscription.id;
+  rejects(t, () => state.silentChange(pending, { endDate: start }, T0), 'bad-request', 'BadTerm');
+  state.silentChange(pending, { status: 'Subscribed' }, later(86_400_000));
+  t.match(state.subscription(pending), { status: 'Subscribed', startDate: new Date('2025-02-01T00:00:00Z') }, 'an unannounced activation starts a term');
+});
+
+t.test('purchaseMany: many subscriptions straight into a status, no operations', async (t) => {
+  const state = newState({ pageSize: 100 });
+  const bought = state.purchaseMany({ planId: 'standard', quantity: 3 }, 250, 'Subscribed', T0);
+  t.equal(bought.length, 250);
+  t.equal(new Set(bought.map((s) => s.id)).size, 250, 'distinct ids');
+  t.match(bought[0], { status: 'Subscribed', quantity: 3, startDate: new Date('2025-01-31T00:00:00Z') });
+  t.equal(state.operations(bought[0]?.id ?? '').length, 0);
+  t.equal(state.purchaseMany({ planId: 'instant' }, 1, 'PendingFulfillmentStart', T0)[0]?.status, 'PendingFulfillmentStart', 'auto-activation does not apply');
+  t.equal(state.purchaseMany({ planId: 'basic' }, 1, 'Suspended', T0)[0]?.status, 'Suspended');
+  rejects(t, () => state.purchaseMany({ planId: 'standard', quantity: 99 }, 2, 'Subscribed', T0), 'bad-request', 'QuantityOutOfRange');
+  let pages = 0;
+  let token: string | undefined;
+  do {
+    const page = state.listSubscriptions(token);
+    token = page.continuationToken;
+    pages++;
+  } while (token !== undefined);
+  t.equal(pages, 3, '252 subscriptions in pages of 100');
+  state.setPageSize(300);
+  t.equal(state.listSubscriptions().subscriptions.length, 252);
+  rejects(t, () => state.setPageSize(0), 'bad-request', 'BadPageSize');
+  rejects(t, () => newState({ pageSize: 0 }), 'bad-request', 'BadPageSize');
+});
+
+t.test('injected notifications: a record in the status asked for, or none; the subscription never changes', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const before = structuredClone(state.subscription(id));
+
+  const conflict = state.injectNotification({ subscriptionId: id, action: 'ChangePlan', planId: 'premium', record: 'Conflict' }, T0);
+  t.match(conflict, { recorded: true, status: 'Conflict', operation: { action: 'ChangePlan', planId: 'premium', quantity: 5, status: 'Conflict', source: 'Azure' } });
+  t.equal(state.operation(id, conflict.operation.id).status, 'Conflict', 'Get operation finds it');
+
+  const none = state.injectNotification({ subscriptionId: id, action: 'Transfer', record: 'none' }, T0);
+  t.match(none, { recorded: false, status: 'Succeeded', operation: { action: 'Transfer', planId: 'standard' } });
+  rejects(t, () => state.operation(id, none.operation.id), 'not-found', 'OperationNotFound');
+
+  t.equal(state.injectNotification({ subscriptionId: id, action: 'Renew' }, T0).recorded, true, 'no status, no record: a Succeeded record');
+  t.match(state.injectNotification({ subscriptionId: id, action: 'Renew', status: 'Failed' }, T0), { recorded: true, operation: { status: 'Failed' } });
+  t.match(state.injectNotification({ subscriptionId: id, action: 'Renew', status: 'Weird' }, T0), { recorded: false, status: 'Weird' }, 'a status Microsoft cannot hold: no record');
+  t.match(state.injectNotification({ subscriptionId: id, action: 'Renew', status: 'NotStarted', record: 'Succeeded' }, T0), {
+    status: 'NotStarted',
+    operation: { status: 'Succeeded' },
+  });
+
+  rejects(t, () => state.injectNotification({ subscriptionId: id, action: 'Renew', operationId: conflict.operation.id, record: 'Succeeded' }, T0), 'conflict', 'OperationExists');
+  const replay = state.injectNotification({ subscriptionId: id, action: 'ChangePlan', operationId: conflict.operation.id, planId: 'basic', record: 'none' }, T0);
+  t.equal(replay.operation.id, conflict.operation.id, 'an existing id with no new record');
+  t.match(state.operation(id, conflict.operation.id), { planId: 'premium', status: 'Conflict' }, 'the record stays as it was');
+
+  const inProgress = state.injectNotification({ subscriptionId: id, action: 'ChangeQuantity', quantity: 9, record: 'InProgress' }, T0);
+  t.ok(state.isLocked(id), 'an InProgress record locks, as any pending operation does');
+  state.acknowledge(id, inProgress.operation.id, 'Success', T0);
+  t.equal(inProgress.operation.status, 'Succeeded');
+  t.notOk(state.isLocked(id));
+  t.same(state.subscription(id), before, 'nothing injected changed the subscription');
+
+  const ghost = '0d7f3c2a-9b8e-4f1d-a6c5-3e2b1a0f9d8c';
+  const unknown = state.injectNotification({ subscriptionId: ghost, action: 'Unsubscribe' }, T0);
+  t.match(unknown, { recorded: true, subscription: undefined, operation: { subscriptionId: ghost, offerId: 'ledger-saas', planId: 'basic' } });
+  rejects(t, () => state.subscription(ghost), 'not-found', 'SubscriptionNotFound');
+  rejects(t, () => state.operation(ghost, unknown.operation.id), 'not-found', 'SubscriptionNotFound');
+});
+
+t.test('the calendar: renewals at term end, one per term passed, in order', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const sub = state.subscription(id);
+  sub.isFreeTrial = true;
+  t.same(sub.endDate, new Date('2025-02-27T00:00:00Z'));
+  t.same(state.advanceTo(new Date('2025-02-27T23:59:59Z')), [], 'the last day of the term is still in it');
+  const [renewed, ...none] = state.advanceTo(new Date('2025-02-28T00:00:00Z'));
+  t.same(none, []);
+  t.match(renewed, { kind: 'renewed', subscriptionId: id, at: new Date('2025-02-28T00:00:00Z'), operation: { action: 'Renew', status: 'Succeeded', source: 'Azure' } });
+  t.same(renewed?.operation?.timeStamp, new Date('2025-02-28T00:00:00Z'), 'dated when it happened');
+  t.match(sub, { startDate: new Date('2025-02-28T00:00:00Z'), endDate: new Date('2025-03-27T00:00:00Z'), isFreeTrial: false, status: 'Subscribed' });
+
+  const yearly = active(state, 'premium', 5);
+  const events = state.advanceTo(new Date('2025-06-01T00:00:00Z'));
+  t.same(
+    events.map((e) => [e.kind, e.subscriptionId, e.at.toISOString().slice(0, 10)]),
+    [
+      ['renewed', id, '2025-03-28'],
+      ['renewed', id, '2025-04-28'],
+      ['renewed', id, '2025-05-28'],
+    ],
+    'every term that passed, oldest first; the yearly plan is not due',
+  );
+  t.same(state.subscription(yearly).endDate, new Date('2026-01-30T00:00:00Z'));
+  t.same(state.advanceTo(new Date('2025-06-01T00:00:00Z')), [], 'nothing twice');
+});
+
+t.test('the calendar: autoRenew off ends the subscription at term end; pending operations fail', async (t) => {
+  const state = newState();
+  const id = active(state);
+  state.setAutoRenew(id, false, T0);
+  const change = state.customerChange(id, { quantity: 9 }, T0);
+  const [ended] = state.advanceTo(new Date('2025-03-15T00:00:00Z'));
+  t.match(ended, { kind: 'ended', at: new Date('2025-02-28T00:00:00Z'), operation: { action: 'Unsubscribe', status: 'Succeeded' } });
+  t.equal(state.subscription(id).status, 'Unsubscribed');
+  t.match(change, { status: 'Failed', errorMessage: /ended/ }, 'a change still pending can no longer happen');
+  t.same(state.advanceTo(new Date('2026-01-01T00:00:00Z')), [], 'Unsubscribed is final');
+});
+
+t.test('the calendar: a purchase never activated expires after 30 days, with no operation', async (t) => {
+  const state = newState();
+  const pending = state.purchase({ planId: 'basic' }, T0).subscription;
+  const activated = state.purchase({ planId: 'basic' }, T0).subscription;
+  t.same(state.advanceTo(later(29 * 86_400_000)), []);
+  state.activate(activated.id, {}, later(29 * 86_400_000));
+  const events = state.advanceTo(later(30 * 86_400_000));
+  t.same(events, [{ kind: 'expired', subscriptionId: pending.id, at: later(30 * 86_400_000) }], 'no operation: no webhook to send');
+  t.equal(pending.status, 'Unsubscribed');
+  t.same(state.operations(pending.id), []);
+  t.equal(activated.status, 'Subscribed', 'activated in time');
+});
+
+t.test('the calendar: 30 days Suspended ends the subscription; a reinstatement stops the count', async (t) => {
+  const state = newState();
+  const kept = active(state, 'premium', 5);
+  const lost = active(state, 'premium', 5);
+  state.suspend(kept, T0);
+  state.suspend(lost, later(86_400_000));
+  state.acknowledge(kept, state.reinstate(kept, later(10 * 86_400_000)).id, 'Success', later(10 * 86_400_000));
+  t.equal(state.subscription(kept).suspendedAt, undefined);
+  t.same(state.advanceTo(later(30 * 86_400_000)), [], 'the grace period runs from the suspension');
+  const [ended] = state.advanceTo(later(31 * 86_400_000));
+  t.match(ended, { kind: 'grace-ended', subscriptionId: lost, at: later(31 * 86_400_000), operation: { action: 'Unsubscribe' } });
+  t.equal(state.subscription(kept).status, 'Subscribed');
+
+  const silent = active(state, 'premium', 5);
+  state.silentChange(silent, { status: 'Suspended' }, later(31 * 86_400_000));
+  t.match(state.advanceTo(later(61 * 86_400_000)), [{ kind: 'grace-ended', subscriptionId: silent }], 'a silent suspension has its grace period too');
+});
+
+t.test('CalendarClock: a base clock moved forward, never back', async (t) => {
+  const clock = new CalendarClock(() => T0);
+  t.same(clock.now(), T0);
+  t.same(clock.advance(86_400_000), later(86_400_000));
+  t.equal(clock.offsetMs, 86_400_000);
+  t.throws(() => clock.advance(-1), RangeError);
+  t.throws(() => clock.advance(Number.NaN), RangeError);
+});
+
+t.test('revertOperation: after a refused change, the same action back to what was kept', async (t) => {
+  const state = newState();
+  const id = active(state);
+  const refused = state.customerChange(id, { planId: 'premium' }, T0);
+  rejects(t, () => state.revertOperation(refused.id, T0), 'wrong-state', 'NothingToRevert');
+  state.acknowledge(id, refused.id, 'Failure', T0);
+  const revert = state.revertOperation(refused.id, later(5));
+  t.match(revert, { action: 'ChangePlan', planId: 'standard', quantity: 5, status: 'Succeeded', source: 'Azure', revertOf: refused.id });
+  t.notOk(state.isLocked(id));
+  t.same(state.acknowledge(id, revert.id, 'Success', T0), revert, 'a Success on it is a harmless repeat');
+
+  state.acknowledge(id, state.reinstate(state.suspend(id, T0).subscriptionId, T0).id, 'Success', T0);
+  const suspend = state.suspend(id, T0);
+  rejects(t, () => state.revertOperation(suspend.id, T0), 'wrong-state', 'NothingToRevert');
+  const injected = state.injectNotification({ subscriptionId: id, action: 'ChangePlan', record: 'Failed' }, T0);
+  rejects(t, () => state.revertOperation(injected.operation.id, T0), 'wrong-state', 'NothingToRevert');
 });

@@ -101,6 +101,50 @@ t.test('ChangeQuantity: PATCH Failure within the window refuses it', async (t) =
   await h.http.api('PATCH', `/saas/subscriptions/${id}/operations/${opId}`, { body: { status: 'Failure' } });
   t.match(await opStatus(h, id, opId), { status: 'Failed' });
   t.match(await subscription(h, id), { quantity: 5 });
+
+  // Then Microsoft reverts (docs/marketplace.md §14.9): a ChangeQuantity back to the quantity kept.
+  const [, revert] = await h.receiver.waitFor((ds) => ds.length === 2);
+  checkPayload(t, revert, { action: 'ChangeQuantity', status: 'Succeeded', quantity: 5, operationRequestSource: 'Azure', subscription: { quantity: 5 } });
+  t.not(revert?.body.id, opId, 'an operation of its own');
+  t.match(await opStatus(h, id, revert?.body.id ?? ''), { action: 'ChangeQuantity', status: 'Succeeded', quantity: 5 });
+  const view = (await h.http.raw('GET', `/emulator/subscriptions/${id}`)).body as { operations: Record<string, unknown>[] };
+  t.match(view.operations.at(-1), { id: revert?.body.id, revertOf: opId });
+  t.notOk(h.emulator.state.isLocked(id), 'nothing left to acknowledge');
+  t.equal((await h.http.api('PATCH', `/saas/subscriptions/${id}/operations/${revert?.body.id ?? ''}`, { body: { status: 'Success' } })).status, 200, 'a Success on it is harmless');
+});
+
+t.test('revert after a refused ChangePlan: the plan kept; with revertNotifications "all" a 4xx is followed by one too', async (t) => {
+  const h = await startHarness(t, { ackWindowMs: 2000, revertNotifications: 'all' });
+  const id = await subscribed(h);
+  const patched = ((await h.http.act(id, 'change-plan', { planId: 'premium' })).body as { operation: { id: string } }).operation.id;
+  await h.receiver.waitFor((ds) => ds.length === 1);
+  await h.http.api('PATCH', `/saas/subscriptions/${id}/operations/${patched}`, { body: { status: 'Failure' } });
+  const [, revert] = await h.receiver.waitFor((ds) => ds.length === 2);
+  checkPayload(t, revert, { action: 'ChangePlan', status: 'Succeeded', planId: 'standard', quantity: 5, subscription: { planId: 'standard' } });
+
+  h.receiver.respond((d) => (d.body.status === 'InProgress' ? 400 : 200));
+  const answered = ((await h.http.act(id, 'change-quantity', { quantity: 7 })).body as { operation: { id: string } }).operation.id;
+  const ds = await h.receiver.waitFor((all) => all.length === 4);
+  t.match(ds[2]?.body, { id: answered, quantity: 7, status: 'InProgress' });
+  t.match(ds[3]?.body, { action: 'ChangeQuantity', status: 'Succeeded', quantity: 5 }, 'refused by a 4xx, then reverted');
+  t.match(await opStatus(h, id, answered), { status: 'Failed' });
+});
+
+t.test('revertNotifications: a 4xx alone is not followed by a revert by default; "none" sends none at all', async (t) => {
+  const h = await startHarness(t, { ackWindowMs: 2000 });
+  h.receiver.respond(() => 400);
+  const id = await subscribed(h);
+  await h.http.act(id, 'change-plan', { planId: 'premium' });
+  await waitFor(() => h.emulator.deliveries({ subscriptionId: id })[0]?.state === 'rejected');
+  t.equal(h.emulator.deliveries({ subscriptionId: id }).length, 1, 'no revert after a 4xx by default');
+
+  const quiet = await startHarness(t, { ackWindowMs: 2000, revertNotifications: 'none' });
+  const q = await subscribed(quiet);
+  const opId = ((await quiet.http.act(q, 'change-quantity', { quantity: 9 })).body as { operation: { id: string } }).operation.id;
+  await quiet.receiver.waitFor((all) => all.length === 1);
+  await quiet.http.api('PATCH', `/saas/subscriptions/${q}/operations/${opId}`, { body: { status: 'Failure' } });
+  t.equal(quiet.emulator.deliveries({ subscriptionId: q }).length, 1, 'no revert');
+  t.match((await quiet.http.raw('GET', '/emulator')).body, { revertNotifications: 'none' });
 });
 
 t.test('a 4xx answer to ChangePlan/ChangeQuantity refuses the change and is not redelivered', async (t) => {

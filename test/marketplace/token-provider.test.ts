@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from '@azure/msal-node';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 import t from 'tap';
+import { CredentialHealth } from '../../src/marketplace/credential-health.js';
 import { MarketplaceAuthError } from '../../src/marketplace/errors.js';
 import { FulfillmentClient } from '../../src/marketplace/fulfillment-client.js';
 import {
@@ -294,6 +295,43 @@ t.test('a rejected secret surfaces as a clear error', async (t) => {
   const client = new FulfillmentClient({ baseUrl: api.apiUrl, tokenProvider: provider, logger });
   await t.rejects(client.getSubscription(SUB_ID), MarketplaceAuthError);
   t.equal(api.requests.length, 0, 'no API request without a token');
+});
+
+t.test('credential health: Entra rejecting the secret counts; a certificate PEM gives its notAfter', async (t) => {
+  const entra = await startEntra(3600);
+  t.teardown(entra.close);
+  const health = new CredentialHealth();
+  const provider = createTokenProvider(
+    { tenantId: TENANT_ID, clientId: CLIENT_ID, clientSecret: 'an-expired-or-wrong-secret', authorityHost: entra.host },
+    { networkClient, health, logger: captureLogger().logger },
+  );
+  await t.rejects(provider.getToken(), MarketplaceAuthError);
+  t.match(health.snapshot(), { kind: 'secret', consecutiveRejections: 1, lastFailure: { call: 'token', message: /AADSTS7000215/ } });
+  t.notMatch(JSON.stringify(health.snapshot()), /an-expired-or-wrong-secret/, 'the secret is not kept');
+  await t.rejects(provider.getToken(), MarketplaceAuthError);
+  t.equal(health.snapshot().consecutiveRejections, 2);
+
+  const unreachable = new CredentialHealth();
+  const offline = createTokenProvider(
+    { tenantId: TENANT_ID, clientId: CLIENT_ID, clientSecret: SECRET, authorityHost: 'https://127.0.0.1:9' },
+    { networkClient, health: unreachable, logger: captureLogger().logger },
+  );
+  await t.rejects(offline.getToken(), MarketplaceAuthError);
+  t.match(unreachable.snapshot(), { consecutiveRejections: 0, lastFailure: { call: 'token' } }, 'Entra unreachable: remembered, not a rejection');
+
+  const withCertificate = new CredentialHealth();
+  createTokenProvider({ tenantId: TENANT_ID, clientId: CLIENT_ID, clientCertificatePath: clientPemPath, authorityHost: entra.host }, { networkClient, health: withCertificate });
+  const x509 = new X509Certificate(clientCert);
+  t.match(withCertificate.snapshot(), {
+    kind: 'certificate',
+    certificate: {
+      notAfter: new Date(x509.validTo).toISOString(),
+      notBefore: new Date(x509.validFrom).toISOString(),
+      subject: /fulfillment-ledger-test-app/,
+      thumbprintSha256: createHash('sha256').update(clientCertDer).digest('hex'),
+    },
+  });
+  t.ok(Date.parse(withCertificate.snapshot().certificate?.notAfter ?? '') > Date.now(), 'the test certificate is valid for a day');
 });
 
 t.test('certificate credentials: a signed client assertion with the SHA-256 thumbprint', async (t) => {

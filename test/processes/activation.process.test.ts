@@ -9,9 +9,11 @@ import type { KnownSubscription } from '../../src/domain/subscription/index.js';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
-import { MarketplaceBadRequestError, MarketplaceUnavailableError } from '../../src/marketplace/errors.js';
+import { ProvisioningError } from '../../src/application/provisioner.js';
+import { MarketplaceBadRequestError, MarketplaceForbiddenError, MarketplaceUnavailableError } from '../../src/marketplace/errors.js';
 import type { NormalisedSubscription } from '../../src/marketplace/schemas.js';
 import { activationProcess } from '../../src/processes/activation.process.js';
+import { RetryLater } from '../../src/processes/runner/types.js';
 import { CONTACT, FIRST_TERM, details } from '../domain/subscription.fixtures.js';
 import { capturingLogger } from './support.js';
 
@@ -37,19 +39,28 @@ class FakeMicrosoft {
   }
 }
 
-async function world(t: Test, microsoft: FakeMicrosoft) {
+/** The clock the process reads (commands, deadline, backoff); tests move it. */
+type Clock = { ms: number };
+
+async function world(t: Test, microsoft: FakeMicrosoft, provision: (s: KnownSubscription) => void = () => undefined) {
   const store = openSqliteStore({ path: ':memory:' });
   t.teardown(() => store.close());
   const ledger = new SubscriptionLedger(store);
   const provisioned: string[] = [];
   const { logger, lines } = capturingLogger();
+  const clock: Clock = { ms: Date.parse('2026-03-01T09:06:00.000Z') };
   const process = activationProcess({
     ledger,
     marketplace: microsoft,
-    provisioner: { provision: async (s: KnownSubscription, reason) => void provisioned.push(`${s.subscriptionId} ${reason}`) },
+    provisioner: {
+      provision: async (s: KnownSubscription, reason) => {
+        provisioned.push(`${s.subscriptionId} ${reason}`);
+        provision(s);
+      },
+    },
     logger,
-    backoffMs: 1,
-    now: () => new Date('2026-03-01T09:06:00.000Z'),
+    backoffMs: 1000,
+    now: () => new Date(clock.ms),
   });
   const at = '2026-03-01T09:05:00.000Z';
   await ledger.execute(id, { type: 'RecordPurchase', now: at, source: 'landing', subscription: details(), microsoftStatus: 'PendingFulfillmentStart' }, { actor: 'test' });
@@ -57,8 +68,22 @@ async function world(t: Test, microsoft: FakeMicrosoft) {
   const events = async (): Promise<RecordedEvent[]> => store.readStream(subscriptionStream(id));
   const requested = (await events()).find((e) => e.type === 'ActivationRequested');
   if (!requested) throw new Error('no ActivationRequested');
-  return { process, ledger, provisioned, lines, events, requested };
+  /** One run; the RetryLater it ends with, if it does. */
+  const run = async (): Promise<RetryLater | undefined> => {
+    try {
+      await process.handle(requested);
+      return undefined;
+    } catch (err) {
+      if (err instanceof RetryLater) return err;
+      throw err;
+    }
+  };
+  return { process, ledger, provisioned, lines, events, requested, clock, run };
 }
+
+/** Microsoft's 30 days for this purchase, from its `created`. */
+const DEADLINE = '2026-03-31T08:59:12.000Z';
+const unavailable = (reason = 'busy') => new MarketplaceUnavailableError({ ...errorDetails, status: 503, reason });
 
 t.test('pending at Microsoft: provision, ask, activate, wait for Subscribed, confirm', async (t) => {
   const microsoft = new FakeMicrosoft(['PendingFulfillmentStart', 'PendingFulfillmentStart', 'Subscribed']);
@@ -82,24 +107,94 @@ t.test('already Subscribed at Microsoft: confirmed without activating', async (t
   t.ok(w.lines.some((l) => l.msg === 'already active at Microsoft: recording it without activating again'));
 });
 
-t.test('a transient failure is recorded and retried after the backoff', async (t) => {
-  const microsoft = new FakeMicrosoft([new MarketplaceUnavailableError({ ...errorDetails, status: 503, reason: 'busy' }), 'Subscribed']);
+t.test('a transient failure is recorded and the run ends with RetryLater; the next run activates', async (t) => {
+  const microsoft = new FakeMicrosoft([unavailable(), 'Subscribed']);
   const w = await world(t, microsoft);
-  await w.process.handle(w.requested);
-  const events = await w.events();
+  const retry = await w.run();
+  t.ok(retry instanceof RetryLater, 'the run ends: try again later');
+  t.match(retry?.options, { afterMs: 1000, until: DEADLINE }, "after the backoff, until Microsoft's 30 days are up");
+  t.match(retry?.message, /activation attempt 1 failed/);
+  let events = await w.events();
+  t.strictSame(events.map((e) => e.type), ['Purchased', 'ActivationRequested', 'ActivationFailed']);
+  t.match(events[2], { data: { attempt: 1, final: false, retryAt: '2026-03-01T09:06:01.000Z' }, metadata: { actor: 'system:activation', causationId: w.requested.id } });
+  t.match((await w.ledger.load(id)).state, { activation: { attempts: 1, failures: 1, nextAttemptAt: '2026-03-01T09:06:01.000Z', gaveUp: false } }, 'the pending state says when');
+  t.ok(w.lines.some((l) => l.msg === 'activation attempt failed' && l.attempt === 1 && l.final === false && l.retryAt === '2026-03-01T09:06:01.000Z'));
+
+  w.clock.ms += 1000;
+  t.equal(await w.run(), undefined, 'the second run activates');
+  events = await w.events();
   t.strictSame(events.map((e) => e.type), ['Purchased', 'ActivationRequested', 'ActivationFailed', 'Activated']);
-  t.match(events[2], { data: { attempt: 1, final: false }, metadata: { actor: 'system:activation', causationId: w.requested.id } });
   t.strictSame(w.provisioned.length, 2, 'each attempt provisions (idempotently)');
-  t.ok(w.lines.some((l) => l.msg === 'activation attempt failed' && l.attempt === 1 && l.final === false));
+  const after = (await w.ledger.load(id)).state;
+  t.ok(after.status === 'Subscribed' && after.activation.nextAttemptAt === undefined, 'activated: no next attempt');
 });
 
-t.test('five transient failures: the fifth is final', async (t) => {
-  const microsoft = new FakeMicrosoft([new Error('socket hang up')]);
+t.test('a run that comes back before the next attempt is due makes none', async (t) => {
+  const microsoft = new FakeMicrosoft([unavailable(), 'Subscribed']);
   const w = await world(t, microsoft);
-  await w.process.handle(w.requested);
+  await w.run();
+  const calls = microsoft.calls.length;
+  w.clock.ms += 400;
+  const early = await w.run();
+  t.match(early?.options, { afterMs: 600, until: DEADLINE }, 'the rest of the backoff');
+  t.match(early?.message, /next activation attempt is due at 2026-03-01T09:06:01\.000Z/);
+  t.equal(microsoft.calls.length, calls, 'no call to Microsoft');
+  t.equal(w.provisioned.length, 1, 'no provisioning');
+  t.equal((await w.events()).length, 3, 'nothing recorded');
+});
+
+t.test('Microsoft unreachable far longer than five attempts: every failure is retried, the backoff grows to its cap, and it activates when Microsoft is back', async (t) => {
+  const outage = Array.from({ length: 14 }, () => new Error('connect ECONNREFUSED 127.0.0.1:443'));
+  const microsoft = new FakeMicrosoft([...outage, 'Subscribed']);
+  const w = await world(t, microsoft);
+  const pauses: number[] = [];
+  for (let i = 0; i < 14; i++) {
+    const retry = await w.run();
+    if (!retry) throw new Error(`run ${i + 1} did not ask to be retried`);
+    pauses.push(retry.options.afterMs ?? -1);
+    w.clock.ms += retry.options.afterMs ?? 0;
+  }
+  t.strictSame(pauses, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900, 900].map((s) => s * 1000), '1 s doubling, capped at 15 minutes');
   const failures = (await w.events()).filter((e) => e.type === 'ActivationFailed').map((e) => e.data);
-  t.match(failures, [1, 2, 3, 4, 5].map((attempt) => ({ attempt, final: attempt === 5, reason: 'socket hang up' })));
-  t.equal(microsoft.calls.length, 5, 'one Get per attempt');
+  t.equal(failures.length, 14);
+  t.match(failures, Array.from({ length: 14 }, (_, i) => ({ attempt: i + 1, final: false, reason: 'connect ECONNREFUSED 127.0.0.1:443' })), 'none final');
+  t.equal(await w.run(), undefined, 'Microsoft answers again: activated');
+  t.equal((await w.ledger.load(id)).state.status, 'Subscribed');
+});
+
+t.test("past Microsoft's 30 days: the failure is final", async (t) => {
+  const microsoft = new FakeMicrosoft([unavailable()]);
+  const w = await world(t, microsoft);
+  w.clock.ms = Date.parse(DEADLINE) + 1;
+  t.equal(await w.run(), undefined, 'no retry asked for');
+  const events = await w.events();
+  t.match(events.at(-1), { type: 'ActivationFailed', data: { attempt: 1, final: true, reason: /not retried: the time for activating this purchase ended at 2026-03-31T08:59:12\.000Z/ } });
+  t.notOk('retryAt' in (events.at(-1)?.data as object), 'no next attempt');
+  t.match((await w.ledger.load(id)).state, { activation: { gaveUp: true } });
+});
+
+t.test("our credentials refused (403): retried, not final (an operator can fix them)", async (t) => {
+  const microsoft = new FakeMicrosoft([new MarketplaceForbiddenError({ ...errorDetails, status: 403 })]);
+  const w = await world(t, microsoft);
+  const retry = await w.run();
+  t.ok(retry instanceof RetryLater);
+  t.match((await w.events()).at(-1), { type: 'ActivationFailed', data: { final: false } });
+});
+
+t.test("the ISV's product not acknowledging provisioning: recorded, retried later, honouring its Retry-After", async (t) => {
+  let isvDown = true;
+  const microsoft = new FakeMicrosoft(['Subscribed']);
+  const w = await world(t, microsoft, () => {
+    if (isvDown) throw new ProvisioningError("provisioning in the ISV's application failed: answered 503", 503, false, 120_000);
+  });
+  const retry = await w.run();
+  t.match(retry?.options, { afterMs: 120_000, until: DEADLINE }, "the ISV's Retry-After, longer than the backoff");
+  t.strictSame(microsoft.calls, [], 'Microsoft is not asked before the ISV provisioned');
+  t.match((await w.events()).at(-1), { type: 'ActivationFailed', data: { attempt: 1, final: false, reason: /answered 503/ } });
+  isvDown = false;
+  w.clock.ms += 120_000;
+  t.equal(await w.run(), undefined);
+  t.equal((await w.ledger.load(id)).state.status, 'Subscribed');
 });
 
 t.test('Microsoft refuses the activation (400): final at once', async (t) => {

@@ -9,7 +9,7 @@ import { subscriptionDecider } from '../../src/domain/subscription/index.js';
 import type { SubscriptionEvent, SubscriptionState } from '../../src/domain/subscription/index.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
 import type { NormalisedTerm } from '../../src/marketplace/schemas.js';
-import { activationTrigger, activationWorkflow, defaultActivationPolicy } from '../../src/processes/activation.workflow.js';
+import { MICROSOFT_ACTIVATION_WINDOW_MS, activationTrigger, activationWorkflow, backoffAfter, defaultActivationPolicy } from '../../src/processes/activation.workflow.js';
 import type { ActivationInput, ActivationState, ActivationStep, ActivationTrigger } from '../../src/processes/activation.workflow.js';
 import { CONTACT, FIRST_TERM, T, activationRequested, because, history, known, purchased } from '../domain/subscription.fixtures.js';
 import { deepFreeze } from '../support/given-when-then.js';
@@ -33,10 +33,16 @@ const failed = (final: boolean): SubscriptionEvent => ({
   data: { ...because(T.activated, 'process'), reason: 'Activate answered 503', attempt: 1, final },
 });
 
+/** The executor's clock in the scenario: a few seconds after the request, unless a test says otherwise. */
+const AT = Date.parse(T.activationRequested) + 3_000;
+/** Microsoft's 30 days for activating, counted from the purchase (Microsoft's `created`). */
+const DEADLINE = '2026-03-31T08:59:12.000Z';
+const iso = (ms: number): string => new Date(ms).toISOString();
+
 const triggered = (trigger: ActivationTrigger = requested): ActivationInput => ({ type: 'Triggered', trigger });
-const loaded = (subscription: SubscriptionState = pending): ActivationInput => ({ type: 'SubscriptionLoaded', subscription });
+const loaded = (subscription: SubscriptionState = pending, atMs = AT): ActivationInput => ({ type: 'SubscriptionLoaded', subscription, atMs });
 const provisioned: ActivationInput = { type: 'Provisioned' };
-const located = (status: string | undefined): ActivationInput => ({ type: 'MicrosoftAnswered', purpose: 'locate', status, atMs: 0 });
+const located = (status: string | undefined): ActivationInput => ({ type: 'MicrosoftAnswered', purpose: 'locate', status, atMs: AT });
 const accepted = (atMs = 1_000): ActivationInput => ({ type: 'ActivationAccepted', atMs });
 const polled = (status: string, atMs: number): ActivationInput => ({ type: 'MicrosoftAnswered', purpose: 'await', status, atMs });
 const read = (term?: NormalisedTerm): ActivationInput => ({
@@ -46,20 +52,37 @@ const read = (term?: NormalisedTerm): ActivationInput => ({
   ...(term ? { term } : {}),
   atMs: 0,
 });
-const attemptFailed = (transient: boolean, reason = 'Get subscription answered 503'): ActivationInput => ({ type: 'AttemptFailed', reason, transient });
-const failureRecorded = (final: boolean): ActivationInput => ({ type: 'FailureRecorded', final });
-const backedOff: ActivationInput = { type: 'BackedOff' };
+const attemptFailed = (transient: boolean, reason = 'Get subscription answered 503', atMs = AT, retryAfterMs?: number): ActivationInput => ({
+  type: 'AttemptFailed',
+  reason,
+  transient,
+  atMs,
+  ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+});
 
 /** Up to the point where Microsoft has accepted an activation in attempt 1. */
 const untilAccepted = [triggered(), loaded(), provisioned, located('PendingFulfillmentStart')];
-/** `n` attempts that each failed (transiently) and were recorded and backed off from. */
-const failedAttempts = (n: number): ActivationInput[] =>
-  Array.from({ length: n }, () => [loaded(), attemptFailed(true), failureRecorded(false), backedOff]).flat();
 
-const recordFailure = (attempt: number, reason: string, final: boolean): ActivationStep => ({
+/** The subscription after `n` recorded, not final, failures of this request (the last one due at `retryAt`). */
+function afterFailures(n: number, retryAt?: string): SubscriptionState {
+  const failures: SubscriptionEvent[] = Array.from({ length: n }, (_, i) => ({
+    type: 'ActivationFailed',
+    data: {
+      ...because(T.activated, 'process'),
+      reason: 'Get subscription answered 503',
+      attempt: i + 1,
+      final: false,
+      ...(i === n - 1 && retryAt ? { retryAt } : {}),
+    },
+  }));
+  return state([purchased(), requestedGold, ...failures]);
+}
+
+const recordFailure = (attempt: number, reason: string, final: boolean, retry?: { atMs: number; afterMs: number }): ActivationStep => ({
   kind: 'record-failure',
   attempt,
-  command: { type: 'RecordActivationFailure', source: 'process', reason, final },
+  command: { type: 'RecordActivationFailure', source: 'process', reason, final, ...(retry ? { retryAt: iso(retry.atMs + retry.afterMs) } : {}) },
+  ...(retry ? { retry: { afterMs: retry.afterMs, until: DEADLINE } } : {}),
 });
 
 /** given inputs / when input / then step; the state and input are frozen, and deciding twice gives the same. */
@@ -200,7 +223,7 @@ t.test('no Subscribed within the confirm timeout (30 s): a transient failure', a
   given(t, [...untilAccepted, accepted(1_000)]).when(polled('PendingFulfillmentStart', 30_750)).then({ kind: 'await-subscribed', afterMs: 250 });
   given(t, [...untilAccepted, accepted(1_000)])
     .when(polled('PendingFulfillmentStart', 30_751))
-    .then(recordFailure(1, 'Microsoft accepted the activation but did not report Subscribed within 30000 ms', false));
+    .then(recordFailure(1, 'Microsoft accepted the activation but did not report Subscribed within 30000 ms', false, { atMs: 30_751, afterMs: 1000 }));
 });
 
 // ---- confirming ------------------------------------------------------------------------------------------------
@@ -235,45 +258,117 @@ t.test('the crash-restart path: already active → confirm → done, and Microso
 
 // ---- failures, retries and backoff -------------------------------------------------------------------------------
 
-t.test('a transient failure is recorded, not final, then backed off from (1 s, doubling)', async (t) => {
-  given(t, [triggered(), loaded()]).when(attemptFailed(true)).then(recordFailure(1, 'Get subscription answered 503', false));
-  given(t, [triggered(), loaded(), attemptFailed(true)]).when(failureRecorded(false)).then({ kind: 'back-off', ms: 1000 });
-  given(t, [triggered(), ...failedAttempts(2), loaded(), attemptFailed(true)]).when(failureRecorded(false)).then({ kind: 'back-off', ms: 4000 }, 'attempt 3: 4 s');
-  given(t, [triggered(), ...failedAttempts(1)]).when(backedOff).then({ kind: 'load' }, 'backed off: load and check again');
+t.test('a transient failure is recorded with when the next attempt is due, and the run ends: retry later', async (t) => {
+  given(t, [triggered(), loaded()]).when(attemptFailed(true)).then(recordFailure(1, 'Get subscription answered 503', false, { atMs: AT, afterMs: 1000 }));
+  given(t, [triggered(), loaded(), attemptFailed(true)])
+    .when({ type: 'FailureRecorded', final: false, retry: { afterMs: 1000, until: DEADLINE } })
+    .then({ kind: 'retry-later', reason: 'activation attempt 1 failed', afterMs: 1000, until: DEADLINE }, 'one attempt per run: the runner comes back');
+});
+
+t.test('each run is one attempt, numbered from the failures recorded for this request', async (t) => {
+  const after = given(t, [triggered()]).when(loaded(afterFailures(2))).then({ kind: 'provision', subscription: known(afterFailures(2)) });
+  t.equal(after.attempt, 3, 'two failed before: this is attempt 3');
+  const newRequest = state([purchased(), requestedGold, failed(true), { ...requestedGold, data: { ...requestedGold.data, at: T.activationRequested } }]);
+  t.equal(given(t, [triggered(), loaded(newRequest)]).state.attempt, 1, 'a new request after giving up counts from 1 again');
+});
+
+t.test('the backoff doubles from 1 s and is capped at 15 minutes', async (t) => {
+  const cases: Array<[attempt: number, afterMs: number]> = [[1, 1000], [2, 2000], [3, 4000], [10, 512_000], [11, 900_000], [12, 900_000], [500, 900_000]];
+  for (const [attempt, afterMs] of cases) {
+    t.equal(backoffAfter(defaultActivationPolicy, attempt), afterMs, `after attempt ${attempt}: ${afterMs} ms`);
+    given(t, [triggered(), loaded(afterFailures(attempt - 1))])
+      .when(attemptFailed(true))
+      .then(recordFailure(attempt, 'Get subscription answered 503', false, { atMs: AT, afterMs }), `attempt ${attempt}: not final, next after ${afterMs} ms`);
+  }
+});
+
+t.test('no permanent give-up after a few attempts: attempt 200, weeks into an outage, is retried', async (t) => {
+  const weeksLater = Date.parse('2026-03-20T00:00:00.000Z');
+  given(t, [triggered(), loaded(afterFailures(199), weeksLater)])
+    .when(attemptFailed(true, 'Get subscription: network error: connect ECONNREFUSED', weeksLater))
+    .then(recordFailure(200, 'Get subscription: network error: connect ECONNREFUSED', false, { atMs: weeksLater, afterMs: 900_000 }));
+});
+
+t.test("a hint to wait longer (the ISV's Retry-After) is honoured, up to the cap", async (t) => {
+  given(t, [triggered(), loaded()]).when(attemptFailed(true, 'ISV answered 503', AT, 60_000)).then(recordFailure(1, 'ISV answered 503', false, { atMs: AT, afterMs: 60_000 }));
+  given(t, [triggered(), loaded()]).when(attemptFailed(true, 'ISV answered 503', AT, 500)).then(recordFailure(1, 'ISV answered 503', false, { atMs: AT, afterMs: 1000 }), 'shorter than the backoff: the backoff');
+  given(t, [triggered(), loaded()]).when(attemptFailed(true, 'ISV answered 503', AT, 86_400_000)).then(recordFailure(1, 'ISV answered 503', false, { atMs: AT, afterMs: 900_000 }), 'capped');
+});
+
+t.test("Microsoft's 30 days, counted from the purchase: a failure whose next attempt would miss them is final", async (t) => {
+  const deadline = Date.parse(DEADLINE);
+  const lastChance = deadline - 900_001;
+  given(t, [triggered(), loaded(afterFailures(20), lastChance)])
+    .when(attemptFailed(true, 'Activate: status 503', lastChance))
+    .then(recordFailure(21, 'Activate: status 503', false, { atMs: lastChance, afterMs: 900_000 }), 'the next attempt still falls before the deadline');
+  given(t, [triggered(), loaded(afterFailures(20), deadline - 900_000)])
+    .when(attemptFailed(true, 'Activate: status 503', deadline - 900_000))
+    .then(
+      recordFailure(21, `Activate: status 503; not retried: the time for activating this purchase ends at ${DEADLINE} (Microsoft allows 30 days from the purchase)`, true),
+      'the next attempt would fall on the deadline: final now',
+    );
+  given(t, [triggered(), loaded(afterFailures(20), deadline + 1)])
+    .when(attemptFailed(true, 'Activate: status 503', deadline + 1))
+    .then(
+      recordFailure(21, `Activate: status 503; not retried: the time for activating this purchase ended at ${DEADLINE} (Microsoft allows 30 days from the purchase)`, true),
+      'past the deadline: final',
+    );
+  given(t, [triggered()]).when(loaded(afterFailures(20), deadline + 1)).then({ kind: 'provision', subscription: known(afterFailures(20)) }, 'past the deadline a run still makes its attempt: Microsoft may still take it');
+});
+
+t.test("without Microsoft's `created`, the 30 days count from when we recorded the purchase", async (t) => {
+  const bare = state([purchased({ subscription: { created: undefined } }), requestedGold]);
+  const recordedDeadline = iso(Date.parse(T.purchased) + MICROSOFT_ACTIVATION_WINDOW_MS);
+  given(t, [triggered(), loaded(bare)]).when(attemptFailed(true)).then({
+    kind: 'record-failure',
+    attempt: 1,
+    command: { type: 'RecordActivationFailure', source: 'process', reason: 'Get subscription answered 503', final: false, retryAt: iso(AT + 1000) },
+    retry: { afterMs: 1000, until: recordedDeadline },
+  });
+});
+
+t.test('the next attempt not due yet (the runner came back early): no attempt, retry later at the recorded time', async (t) => {
+  const due = iso(AT + 4_000);
+  given(t, [triggered()])
+    .when(loaded(afterFailures(3, due)))
+    .then({ kind: 'retry-later', reason: `the next activation attempt is due at ${due}`, afterMs: 4_000, until: DEADLINE });
+  given(t, [triggered()]).when(loaded(afterFailures(3, due), AT + 4_000)).then({ kind: 'provision', subscription: known(afterFailures(3, due)) }, 'due: the attempt');
 });
 
 t.test('a failure that is not transient is final at once', async (t) => {
   given(t, [triggered(), loaded(), provisioned]).when(attemptFailed(false, 'Activate answered 400')).then(recordFailure(1, 'Activate answered 400', true));
-  given(t, [triggered(), loaded(), attemptFailed(false)]).when(failureRecorded(true)).then({ kind: 'done', outcome: 'gave-up' });
-});
-
-t.test('the fifth attempt is the last: its failure is final', async (t) => {
-  const fourFailed = [triggered(), ...failedAttempts(4)];
-  const fifth = given(t, fourFailed).when(loaded()).then({ kind: 'provision', subscription: known(pending) });
-  t.equal(fifth.attempt, 5);
-  given(t, [...fourFailed, loaded()]).when(attemptFailed(true)).then(recordFailure(5, 'Get subscription answered 503', true));
-  given(t, [...fourFailed, loaded(), provisioned, located('PendingFulfillmentStart'), accepted(0)])
-    .when(polled('PendingFulfillmentStart', 30_000))
-    .then(recordFailure(5, 'Microsoft accepted the activation but did not report Subscribed within 30000 ms', true), 'a timeout too');
+  given(t, [triggered(), loaded(), attemptFailed(false)]).when({ type: 'FailureRecorded', final: true }).then({ kind: 'done', outcome: 'gave-up' });
 });
 
 t.test('a new attempt waits afresh for Subscribed', async (t) => {
-  const second = [...untilAccepted, accepted(0), polled('PendingFulfillmentStart', 10), polled('PendingFulfillmentStart', 20), attemptFailed(true), failureRecorded(false), backedOff, loaded(), provisioned, located('PendingFulfillmentStart')];
+  const second = [triggered(), loaded(afterFailures(1)), provisioned, located('PendingFulfillmentStart')];
   given(t, second).when(accepted(50_000)).then({ kind: 'await-subscribed', afterMs: 0 });
-  given(t, [...second, accepted(50_000)]).when(polled('PendingFulfillmentStart', 50_010)).then({ kind: 'await-subscribed', afterMs: 250 }, 'from 250 ms again');
+  given(t, [...second, accepted(50_000)]).when(polled('PendingFulfillmentStart', 50_010)).then({ kind: 'await-subscribed', afterMs: 250 }, 'from 250 ms');
 });
 
-t.test('the policy is a parameter (the defaults are 5 attempts, 1 s, 30 s)', async (t) => {
-  t.strictSame(defaultActivationPolicy, { maxAttempts: 5, backoffMs: 1000, confirmTimeoutMs: 30_000 });
-  const quick = activationWorkflow({ maxAttempts: 2, backoffMs: 10, confirmTimeoutMs: 100 });
-  given(t, [triggered(), loaded(), attemptFailed(true)], quick).when(failureRecorded(false)).then({ kind: 'back-off', ms: 10 });
-  given(t, [triggered(), loaded(), attemptFailed(true), failureRecorded(false), backedOff, loaded()], quick)
-    .when(attemptFailed(true))
-    .then(recordFailure(2, 'Get subscription answered 503', true), 'attempt 2 of 2 is final');
+t.test('the policy is a parameter (the defaults: 1 s doubling to 15 min, 30 days, 30 s)', async (t) => {
+  t.strictSame(defaultActivationPolicy, { backoffMs: 1000, maxBackoffMs: 900_000, deadlineMs: MICROSOFT_ACTIVATION_WINDOW_MS, confirmTimeoutMs: 30_000 });
+  t.equal(MICROSOFT_ACTIVATION_WINDOW_MS, 30 * 24 * 3600 * 1000);
+  const quick = activationWorkflow({ backoffMs: 10, maxBackoffMs: 40, deadlineMs: 60_000, confirmTimeoutMs: 100 });
+  const soon = Date.parse(T.created) + 1_000;
+  given(t, [triggered(), loaded(afterFailures(4), soon)], quick).when(attemptFailed(true, 'x', soon)).then({
+    kind: 'record-failure',
+    attempt: 5,
+    command: { type: 'RecordActivationFailure', source: 'process', reason: 'x', final: false, retryAt: iso(soon + 40) },
+    retry: { afterMs: 40, until: iso(Date.parse(T.created) + 60_000) },
+  }, 'capped at 40 ms, a minute to go');
   given(t, untilAccepted, quick).when(accepted(0)).then({ kind: 'await-subscribed', afterMs: 0 }, 'one look at once, whatever the timeout');
-  given(t, [...untilAccepted, accepted(0)], quick)
-    .when(polled('PendingFulfillmentStart', 0))
-    .then(recordFailure(1, 'Microsoft accepted the activation but did not report Subscribed within 100 ms', false), 'the next (250 ms later) would miss the deadline');
+  const late = Date.parse(T.created) + 60_000;
+  given(t, [triggered(), loaded(pending, late), provisioned, located('PendingFulfillmentStart'), accepted(late)], quick).when(polled('PendingFulfillmentStart', late)).then({
+    kind: 'record-failure',
+    attempt: 1,
+    command: {
+      type: 'RecordActivationFailure',
+      source: 'process',
+      reason: `Microsoft accepted the activation but did not report Subscribed within 100 ms; not retried: the time for activating this purchase ended at ${iso(late)} (Microsoft allows 30 days from the purchase)`,
+      final: true,
+    },
+  }, 'the next look (250 ms later) would miss the wait, and the minute is up');
 });
 
 t.test('which failures fail the attempt, and which end the run (for the runner to retry)', async (t) => {
@@ -287,7 +382,7 @@ t.test('which failures fail the attempt, and which end the run (for the runner t
     { kind: 'confirm', command: { type: 'ConfirmActivation', source: 'process' } },
   ];
   for (const step of inAttempt) t.ok(flow.failsTheAttempt(step, attemptState), `${step.kind}: the attempt fails`);
-  const outside: ActivationStep[] = [{ kind: 'load' }, recordFailure(1, 'x', false), { kind: 'back-off', ms: 1000 }];
+  const outside: ActivationStep[] = [{ kind: 'load' }, recordFailure(1, 'x', false), { kind: 'retry-later', reason: 'x', afterMs: 1000, until: DEADLINE }];
   for (const step of outside) t.notOk(flow.failsTheAttempt(step, attemptState), `${step.kind}: the run fails`);
   t.notOk(flow.failsTheAttempt({ kind: 'provision', subscription: known(pending) }, autoState), 'auto-activated provisioning: the run fails');
 });

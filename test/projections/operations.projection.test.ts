@@ -41,7 +41,7 @@ t.test('a customer-side plan change: received twice, applied, acknowledged, proc
     subscription_id: SUB,
     action: 'ChangePlan',
     source: 'Azure',
-    microsoft_status: 'InProgress',
+    microsoft_status: 'Succeeded',
     plan_id: 'premium',
     first_received_at: at(0),
     last_received_at: at(30),
@@ -134,4 +134,63 @@ t.test('a refused change, an unverified notification, an unreadable delivery', a
   t.match(operation(db, 'op-r'), { outcome: 'rejected', notification_outcome: 'no-change' }, 'a refusal stays a refusal');
   t.match(operation(db, 'op-u'), { action: 'Suspend', outcome: 'unverified', applied_event: null });
   t.equal(db.prepare('SELECT count(*) FROM operations').pluck().get(), 2, 'an unreadable delivery has no operation to file it under');
+});
+
+t.test("Microsoft's status follows what we learned: acknowledged, read back, applied; a final status does not go back", async (t) => {
+  const db = memoryDb(t, operationsProjection);
+  const r = recorder();
+  const stream = subscriptionStream(SUB);
+  const processed = (op: string, outcome: string, operationStatus?: string, seconds = 1) =>
+    r(notificationStream(op), 'NotificationProcessed', {
+      operationId: op,
+      subscriptionId: SUB,
+      action: 'ChangePlan',
+      outcome,
+      detail: outcome,
+      subscriptionEvents: [],
+      ...(operationStatus ? { operationStatus } : {}),
+      at: at(seconds),
+    });
+  const acked = (op: string, note?: string) =>
+    r(notificationStream(op), 'OperationAcknowledged', { operationId: op, subscriptionId: SUB, status: 'Success', at: at(0.5), latencyMs: 500, ...(note ? { note } : {}) });
+
+  // Acknowledged (200), then a late redelivery still saying InProgress.
+  applyAll(db, operationsProjection, [received(r, 'op-a', 'ChangePlan', 0, { planId: 'premium' }), acked('op-a')]);
+  t.match(operation(db, 'op-a'), { microsoft_status: 'Succeeded' }, 'after our accepted acknowledgement');
+  applyAll(db, operationsProjection, [received(r, 'op-a', 'ChangePlan', 60, { planId: 'premium' })]);
+  t.match(operation(db, 'op-a'), { microsoft_status: 'Succeeded', deliveries: 2 }, 'a redelivery does not take it back to InProgress');
+
+  // A 409 says nothing certain; the read-back that follows does.
+  applyAll(db, operationsProjection, [received(r, 'op-b', 'ChangePlan', 0), acked('op-b', 'Conflict (409)')]);
+  t.match(operation(db, 'op-b'), { microsoft_status: 'InProgress' });
+  applyAll(db, operationsProjection, [processed('op-b', 'failed', 'Conflict')]);
+  t.match(operation(db, 'op-b'), { microsoft_status: 'Conflict', outcome: 'failed', notification_outcome: 'failed' });
+
+  // Microsoft failed it: read back as Failed, not applied.
+  applyAll(db, operationsProjection, [received(r, 'op-c', 'ChangePlan', 0), processed('op-c', 'failed', 'Failed')]);
+  t.match(operation(db, 'op-c'), { microsoft_status: 'Failed', outcome: 'failed', applied_event: null });
+
+  // Not final yet (unverified), then confirmed by a redelivery's processing.
+  applyAll(db, operationsProjection, [received(r, 'op-d', 'ChangeQuantity', 0), processed('op-d', 'unverified', 'NotStarted')]);
+  t.match(operation(db, 'op-d'), { microsoft_status: 'NotStarted', outcome: 'unverified' });
+  applyAll(db, operationsProjection, [received(r, 'op-d', 'ChangeQuantity', 30), processed('op-d', 'applied', 'Succeeded', 31)]);
+  t.match(operation(db, 'op-d'), { microsoft_status: 'Succeeded', outcome: 'applied', notification_outcome: 'applied', deliveries: 2 });
+  applyAll(db, operationsProjection, [processed('op-d', 'unverified', 'InProgress', 40)]);
+  t.match(operation(db, 'op-d'), { microsoft_status: 'Succeeded' }, 'a read-back that is not final does not replace a final one');
+
+  // An older history: applied without a status read back (Microsoft's window had accepted it).
+  applyAll(db, operationsProjection, [received(r, 'op-e', 'ChangePlan', 0), processed('op-e', 'applied')]);
+  t.match(operation(db, 'op-e'), { microsoft_status: 'Succeeded' });
+  applyAll(db, operationsProjection, [received(r, 'op-f', 'Suspend', 0), processed('op-f', 'unverified')]);
+  t.match(operation(db, 'op-f'), { microsoft_status: 'InProgress' }, 'unverified without a status: as the notification said');
+
+  // A publisher-side change applied after polling saw Succeeded (no notification processed yet).
+  applyAll(db, operationsProjection, [
+    r(stream, 'QuantityChangeRequested', { at: at(0), source: 'operator', requestId: 'req-9', quantity: 9, previousQuantity: 5 }),
+    r(stream, 'ChangeSubmitted', { at: at(1), source: 'operator', requestId: 'req-9', operationId: 'op-g' }),
+    r(stream, 'QuantityChanged', { at: at(3), source: 'process', operationId: 'op-g', quantity: 9, previousQuantity: 5, requestSource: 'Partner' }),
+  ]);
+  t.match(operation(db, 'op-g'), { microsoft_status: 'Succeeded', outcome: 'applied' });
+  applyAll(db, operationsProjection, [received(r, 'op-g', 'ChangeQuantity', 4, { quantity: 9, operationRequestSource: 'Partner' })]);
+  t.match(operation(db, 'op-g'), { microsoft_status: 'Succeeded' }, "the Partner notification's InProgress comes too late to count");
 });

@@ -18,7 +18,7 @@ export async function startSandbox(t: Test, env: Record<string, string> = {}, ov
   const runtime = await startRuntime(config, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), {
     ...overrides,
     emulator: { operationDelayMs: 50, redelivery: { initialDelayMs: 50, factor: 2, maxDelayMs: 500, maxAttempts: 20 }, ...overrides.emulator },
-    runner: { retryBaseMs: 20, retryMaxMs: 200, ...overrides.runner },
+    runner: { retryBaseMs: 20, retryMaxMs: 200, retryLaterMaxMs: 500, ...overrides.runner },
   });
   t.teardown(() => runtime.close());
   if (!runtime.emulator) throw new Error('the sandbox runs against the built-in emulator');

@@ -4,7 +4,9 @@
  * - `RefuseChange`: the first delivery of a customer-side plan or quantity change that the ISV's policy
  *   refuses is recorded together with its outcome, so that nothing can act on the delivery alone.
  * - `AcknowledgeOperation`: Microsoft answered our PATCH (once per operation).
- * - `RecordOutcome`: what processing made of it (applied, no-change, ignored, unverified); the first one stands.
+ * - `RecordOutcome`: what processing made of it (applied, no-change, ignored, failed, unverified), with
+ *   Microsoft's status of the operation as last known; the first one stands, unless a later delivery
+ *   reopened an unverified one (notification.state.ts).
  */
 import { evaluateChange } from '../change-policy.js';
 import type { ChangePolicyConfig } from '../change-policy.js';
@@ -31,7 +33,14 @@ export type NotificationCommand =
   | { type: 'ReceiveDelivery'; delivery: Delivery; reading: NotificationReading }
   | { type: 'RefuseChange'; delivery: Delivery; notification: NotificationPayload; reason: string; subscriptionEvents: readonly string[]; now: string }
   | { type: 'AcknowledgeOperation'; status: 'Success' | 'Failure'; note?: string; now: string }
-  | { type: 'RecordOutcome'; outcome: Exclude<NotificationOutcome, 'rejected'>; detail: string; subscriptionEvents: readonly string[]; now: string };
+  | {
+      type: 'RecordOutcome';
+      outcome: Exclude<NotificationOutcome, 'rejected'>;
+      detail: string;
+      subscriptionEvents: readonly string[];
+      operationStatus?: string;
+      now: string;
+    };
 
 export type NotificationCommandType = NotificationCommand['type'];
 
@@ -76,6 +85,7 @@ function processed(
   detail: string,
   subscriptionEvents: readonly string[],
   at: string,
+  operationStatus?: string,
 ): NotificationProcessed {
   return {
     type: 'NotificationProcessed',
@@ -86,6 +96,7 @@ function processed(
       outcome,
       detail,
       subscriptionEvents: [...subscriptionEvents],
+      ...(operationStatus !== undefined ? { operationStatus } : {}),
       at,
     },
   };
@@ -141,7 +152,7 @@ export function decide(command: NotificationCommand, state: NotificationState): 
         throw new DomainError('not-received', `RecordOutcome: no readable notification here (${state.status})`);
       }
       if (state.status === 'Processed') return [];
-      return [processed(state.notification, command.outcome, command.detail, command.subscriptionEvents, command.now)];
+      return [processed(state.notification, command.outcome, command.detail, command.subscriptionEvents, command.now, command.operationStatus)];
     }
     default: {
       const _exhaustive: never = command;

@@ -2,7 +2,9 @@
  * Microsoft's webhook notifications as we keep them: every authenticated delivery is stored verbatim
  * (raw body, the headers that matter, receipt time, who signed it) in a `notification-<operation id>`
  * stream BEFORE anything acts on it; what we then did is recorded in the same stream.
- * The operation id is the idempotency key: a stream that has `NotificationProcessed` is done.
+ * The operation id is the idempotency key: a stream that has `NotificationProcessed` is done, unless
+ * its outcome only says that Microsoft did not confirm the operation (yet): a later delivery of the
+ * same operation then reopens it (`isReopenable`), and it is processed again.
  */
 import { streamName } from '../streams.js';
 import type { Term } from '../subscription/subscription.events.js';
@@ -71,7 +73,24 @@ export type OperationAcknowledged = {
   };
 };
 
-export type NotificationOutcome = 'applied' | 'no-change' | 'rejected' | 'ignored' | 'unverified';
+/**
+ * What processing made of a notification:
+ * - `applied`: Microsoft confirmed it and it changed our record; `no-change`: confirmed, nothing to change.
+ * - `rejected`: our policy refused it inside Microsoft's window.
+ * - `ignored`: recorded, not acted on (an action we do not know, data missing, not applicable here).
+ * - `failed`: Microsoft says the operation did not happen (`Failed` or `Conflict`): not applied.
+ * - `unverified`: Microsoft did not confirm it (no such operation, another subscription or action, not
+ *   final yet, a subscription it does not know, or not in the state the notification claims): not applied,
+ *   and reopened by a later delivery of the same operation.
+ */
+export type NotificationOutcome = 'applied' | 'no-change' | 'rejected' | 'ignored' | 'failed' | 'unverified';
+
+/** Outcomes a later delivery of the same operation reopens: Microsoft may confirm it then. */
+export const reopenableOutcomes: readonly NotificationOutcome[] = ['unverified'];
+
+export function isReopenable(outcome: NotificationOutcome): boolean {
+  return reopenableOutcomes.includes(outcome);
+}
 
 export type NotificationProcessed = {
   type: 'NotificationProcessed';
@@ -83,6 +102,12 @@ export type NotificationProcessed = {
     detail: string;
     /** Types of the subscription events this notification caused. */
     subscriptionEvents: string[];
+    /**
+     * Microsoft's status of the operation when processing ended, as far as we know it: read back with Get
+     * operation, or `Succeeded` once Microsoft accepted our acknowledgement. Absent when Microsoft has no
+     * operation to read (and in histories recorded before this field existed).
+     */
+    operationStatus?: string;
     at: string;
   };
 };

@@ -71,7 +71,7 @@ const quantityChanged = { ...byOperation, quantity: Type.Number(), previousQuant
 const schemas = {
   Purchased: event('Purchased', { ...byOperation, ...details, microsoftStatus: Str }),
   ActivationRequested: event('ActivationRequested', { ...byOperation, planId: Str, quantity: Opt(Type.Number()), contact: Contact }),
-  ActivationFailed: event('ActivationFailed', { ...byOperation, reason: Str, attempt: Type.Number(), final: Type.Boolean() }),
+  ActivationFailed: event('ActivationFailed', { ...byOperation, reason: Str, attempt: Type.Number(), final: Type.Boolean(), retryAt: Opt(Str) }),
   Activated: event('Activated', { ...byOperation, planId: Str, quantity: Opt(Type.Number()), autoActivated: Type.Boolean(), term: Opt(Term) }),
   PlanChangeRequested: event('PlanChangeRequested', { ...byOperation, requestId: Str, planId: Str, previousPlanId: Str }),
   QuantityChangeRequested: event('QuantityChangeRequested', { ...byOperation, requestId: Str, quantity: Type.Number(), previousQuantity: Opt(Type.Number()) }),

@@ -33,7 +33,8 @@ export type SubscriptionCommand =
       operationId?: string;
     })
   | (CommandMeta & { type: 'RequestActivation'; contact: Contact; planId?: string; quantity?: number })
-  | (CommandMeta & { type: 'RecordActivationFailure'; reason: string; final: boolean })
+  /** `retryAt`: when the next attempt is due (ignored on a final failure). */
+  | (CommandMeta & { type: 'RecordActivationFailure'; reason: string; final: boolean; retryAt?: string })
   | (CommandMeta & { type: 'ConfirmActivation'; planId?: string; quantity?: number; term?: Term })
   | (CommandMeta & { type: 'RequestPlanChange'; requestId: string; planId: string })
   | (CommandMeta & { type: 'RequestQuantityChange'; requestId: string; quantity: number })
@@ -228,7 +229,13 @@ function recordActivationFailure(
   return [
     {
       type: 'ActivationFailed',
-      data: { ...because, reason: command.reason, attempt: s.activation.failures + 1, final: command.final },
+      data: {
+        ...because,
+        reason: command.reason,
+        attempt: s.activation.attempts + 1,
+        final: command.final,
+        ...(!command.final && command.retryAt !== undefined ? { retryAt: command.retryAt } : {}),
+      },
     },
   ];
 }

@@ -102,7 +102,15 @@ export type ActivationRequested = {
 
 export type ActivationFailed = {
   type: 'ActivationFailed';
-  data: Because & { reason: string; attempt: number; final: boolean };
+  data: Because & {
+    reason: string;
+    /** The attempt's number within its activation request (1-based). */
+    attempt: number;
+    /** True when no attempt follows: the failure cannot change, or Microsoft's time for activating has run out. */
+    final: boolean;
+    /** When the next attempt is due (ISO-8601 UTC); only on a failure that is not final. Absent in events stored before it existed. */
+    retryAt?: string;
+  };
 };
 
 export type Activated = {

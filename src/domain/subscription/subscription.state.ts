@@ -11,8 +11,13 @@ export type Activation = {
   /** The plan and seats the customer confirmed when requesting activation. */
   planId?: string;
   quantity?: number;
+  /** Failed attempts in all, across activation requests. */
   failures: number;
+  /** Failed attempts of the current activation request (a new request starts again from 0). */
+  attempts: number;
   lastError?: string;
+  /** When the next attempt is due, after a failure that was not final. */
+  nextAttemptAt?: string;
   /** A final ActivationFailed: retries stopped, an operator has to look. */
   gaveUp: boolean;
 };
@@ -74,6 +79,25 @@ function settled(state: Known, requestId: string | undefined, operationId: strin
   };
 }
 
+/** After a failed attempt: counted, its reason kept, and when the next is due (unless it was final). */
+function failedAttempt(activation: Activation, failed: { reason: string; final: boolean; retryAt?: string }): Activation {
+  const retryAt = failed.final ? undefined : failed.retryAt;
+  return {
+    ...noNextAttempt(activation),
+    failures: activation.failures + 1,
+    attempts: activation.attempts + 1,
+    lastError: failed.reason,
+    ...(retryAt !== undefined ? { nextAttemptAt: retryAt } : {}),
+    gaveUp: failed.final,
+  };
+}
+
+/** The activation without a next attempt: none is due once it is activated, cancelled, requested afresh or failed again. */
+function noNextAttempt(activation: Activation): Activation {
+  const { nextAttemptAt: _next, ...rest } = activation;
+  return rest;
+}
+
 function withTerm(term: Term, update: Term | undefined): Term {
   return update ? { ...term, ...update } : term;
 }
@@ -98,7 +122,7 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       purchasedAt: at,
       appliedOperations: operationId ? [operationId] : [],
       settledRequests: [],
-      activation: { failures: 0, gaveUp: false },
+      activation: { failures: 0, attempts: 0, gaveUp: false },
       autoActivated: false,
     };
   }
@@ -111,7 +135,8 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
         ...state,
         contact: event.data.contact,
         activation: {
-          ...state.activation,
+          ...noNextAttempt(state.activation),
+          attempts: 0,
           requestedAt: d.at,
           planId: event.data.planId,
           ...(event.data.quantity !== undefined ? { quantity: event.data.quantity } : {}),
@@ -119,18 +144,11 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
         },
       };
     case 'ActivationFailed':
-      return {
-        ...state,
-        activation: {
-          ...state.activation,
-          failures: state.activation.failures + 1,
-          lastError: event.data.reason,
-          gaveUp: event.data.final,
-        },
-      };
+      return { ...state, activation: failedAttempt(state.activation, event.data) };
     case 'Activated':
       return {
         ...state,
+        activation: noNextAttempt(state.activation),
         status: 'Subscribed',
         planId: event.data.planId,
         quantity: event.data.quantity ?? state.quantity,
@@ -191,6 +209,7 @@ export function evolve(state: SubscriptionState, event: SubscriptionEvent): Subs
       return {
         ...state,
         status: 'Unsubscribed',
+        activation: noNextAttempt(state.activation),
         unsubscribedAt: d.at,
         pendingChange: undefined,
         settledRequests: state.pendingChange

@@ -16,6 +16,14 @@
  *   are avoiding.
  * - If the group's connection fails, the runner reconnects with backoff.
  *
+ * Failure isolation: the catch-up runner's per-key queues (key-queues.ts) are not used here. The server's retry and
+ * park ARE the isolation: a nacked event goes back to the group and the member handles its next delivery
+ * meanwhile, so one failing event does not stop the others (but while this member waits out the backoff before a
+ * nack, its next deliveries wait; `bufferSize` and the other members keep the group going). `ProcessHandler.keyOf`
+ * is not used: ordering is by stream id (below). A `RetryLater` waits at least its `afterMs` before the nack; its
+ * `until` is not enforced, the group's `maxRetryCount` parks it. Parked events are in EventStoreDB, not in
+ * `/api/processes/parked`.
+ *
  * Consumer strategy: `Pinned`. The server hashes the event's stream id to pick the member, so all events of one
  * stream (one SaaS subscription, one Microsoft operation) go to the same instance and, as the runner handles its
  * deliveries one at a time, in order — while the group's membership is stable. RoundRobin would spread one
@@ -39,6 +47,7 @@ import { readCheckpoint } from './checkpoints.js';
 import type { EventStore } from '../../eventstore/eventstore.js';
 import type { EsdbEventStore, PersistentDelivery, PersistentSubscriptionHandle } from '../../eventstore/esdb.store.js';
 import type { Logger } from '../../logger.js';
+import { RetryLater } from './types.js';
 import type { PersistentRunnerOptions, ProcessHandler, RunnerOptions, RunningProcess } from './types.js';
 
 export type { PersistentRunnerOptions } from './types.js';
@@ -181,8 +190,10 @@ async function settleDelivery(delivery: PersistentDelivery, s: Settling): Promis
     await s.handler.handle(event);
   } catch (err) {
     const last = retryCount >= s.maxRetryCount;
-    const delay = last ? 0 : s.backoff(retryCount);
+    // A RetryLater asks for at least its `afterMs`; its `until` is not enforced here: the server's maxRetryCount bounds it.
+    const delay = last ? 0 : Math.max(s.backoff(retryCount), err instanceof RetryLater ? (err.options.afterMs ?? 0) : 0);
     if (last) s.log.error({ err, ...where }, 'handler failed on the last retry: the server parks the event for an operator to replay');
+    else if (err instanceof RetryLater) s.log.warn({ err, ...where, retryInMs: delay, until: err.options.until }, 'handler cannot handle the event now (RetryLater); it goes back to the group after a backoff');
     else s.log.error({ err, ...where, retryInMs: delay }, 'handler failed; the event goes back to the group after a backoff');
     await sleep(delay, undefined, { signal: s.stopSignal }).catch(() => undefined);
     await delivery.nack(describe(err)).catch((nackErr: unknown) =>

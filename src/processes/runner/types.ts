@@ -12,6 +12,8 @@ export type ProcessHandler = {
    * The ordering key of an event (default: its stream id). Events with the same key are handled one at a time and
    * in order; a key whose event fails waits (retried with backoff, then parked) without holding up any other key.
    * The notification process keys by subscription id, so one subscription's notifications stay in order.
+   * Used by the catch-up and lease modes; the persistent mode (EventStoreDB) orders by stream id, as its `Pinned`
+   * strategy hashes the stream id (persistent.runner.ts).
    */
   keyOf?(event: RecordedEvent): string;
   handle(event: RecordedEvent): Promise<void>;
@@ -46,9 +48,18 @@ export type RunnerOptions = {
   checkpointEvery?: number;
   /** …or this long after the first unsaved one. */
   checkpointAfterMs?: number;
-  /** Backoff after a handler failure: base and cap. */
+  /**
+   * catch-up and lease: keys (`ProcessHandler.keyOf`) handled at once; one key's events are always handled one at
+   * a time, in order. Default 4.
+   */
+  concurrency?: number;
+  /** Backoff after a handler failure: base (default 200 ms) and cap after an ordinary error (default 30 s). */
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** catch-up and lease: cap of the backoff after a `RetryLater` (or the store being unavailable). Default 5 minutes. */
+  retryLaterMaxMs?: number;
+  /** catch-up and lease: attempts at an event failing with an ordinary error before it is parked. Default 8. */
+  maxAttempts?: number;
   lease?: LeaseOptions;
   persistent?: PersistentRunnerOptions;
 };
@@ -60,8 +71,11 @@ export type RunningProcess = {
   /** Whether this instance is handling the process's events now (lease: it holds the lease; persistent: joined). */
   active(): boolean;
   /**
-   * Resolves once this instance has handled every event that existed when called. With `lease`, an instance that
-   * does not hold the lease is idle; with `persistent`, best effort (other instances share the work).
+   * Resolves once every event that existed when called is settled by this instance: handled, or held — waiting
+   * for a retry after a failure (deferred), parked, or queued behind such an event of its key. It does NOT wait
+   * for deferred events to succeed: wait for their effect instead. With `lease`, an instance that does not hold
+   * the lease is idle; with `persistent`, best effort (other instances share the work; an event the server will
+   * hand out again after a nack counts as settled only once parked).
    */
   idle(): Promise<void>;
   stop(): Promise<void>;

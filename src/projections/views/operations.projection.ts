@@ -12,7 +12,15 @@
  * or refused by our policy, a later notification outcome (`no-change` from a second processing of the
  * same notification) does not overwrite it; `notification_outcome` keeps the last one as recorded.
  *
+ * `microsoft_status` is Microsoft's status of the operation as last known: the notification's (weakest), then
+ * `Succeeded` once Microsoft accepted our acknowledgement, once a notification was applied without a status
+ * read back, or once a publisher-side change was applied after polling; a status read back with Get operation
+ * (`NotificationProcessed.operationStatus`, `ChangeRequestFailed.status`) overrides those. A final status
+ * (`Succeeded`, `Failed`, `Conflict`) is never replaced by one that is not (a late redelivery says `InProgress`).
+ *
  * v2: a refusal is not overwritten by a later notification outcome.
+ * v3: `microsoft_status` follows the acknowledgement, the outcome and Microsoft's read-back status (it stayed at
+ * the notification's `InProgress` for operations Microsoft had completed).
  */
 import { decodeNotificationEvent } from '../../application/notification-events.js';
 import { notificationCategory } from '../../domain/notification/notification.events.js';
@@ -56,6 +64,8 @@ CREATE TABLE IF NOT EXISTS operations (
 CREATE INDEX IF NOT EXISTS operations_by_subscription ON operations (subscription_id, updated_at);
 CREATE INDEX IF NOT EXISTS operations_by_received ON operations (first_received_at);
 CREATE INDEX IF NOT EXISTS operations_by_action ON operations (action, source);
+-- The operations still waiting for our answer (src/projections/views/deadlines.ts): few at any time, however long the history.
+CREATE INDEX IF NOT EXISTS operations_unacknowledged ON operations (first_received_at) WHERE acknowledged_at IS NULL AND processed_at IS NULL;
 CREATE TABLE IF NOT EXISTS change_requests (
   request_id        TEXT PRIMARY KEY,
   subscription_id   TEXT NOT NULL,
@@ -95,6 +105,16 @@ const actionOfRequest: Record<string, string> = { plan: 'ChangePlan', quantity: 
 
 const ifNewer = 'WHERE excluded.position > operations.position';
 
+const finalStatuses = "('Succeeded', 'Failed', 'Conflict')";
+/** `microsoft_status` from a weaker source (the notification, an inference): only where none is final yet. */
+const unlessFinal = (value: string) =>
+  `CASE WHEN operations.microsoft_status IN ${finalStatuses} THEN operations.microsoft_status ELSE coalesce(${value}, operations.microsoft_status) END`;
+/** `microsoft_status` read back from Microsoft: replaces anything, but a final status only with a final one. */
+const readBack = (value: string) =>
+  `CASE WHEN ${value} IS NULL THEN operations.microsoft_status
+        WHEN operations.microsoft_status IN ${finalStatuses} AND ${value} NOT IN ${finalStatuses} THEN operations.microsoft_status
+        ELSE ${value} END`;
+
 function received(db: ReadModelDb, e: RecordedEvent): void {
   const event = decodeNotificationEvent(e);
   if (event?.type !== 'NotificationReceived') return;
@@ -110,7 +130,7 @@ function received(db: ReadModelDb, e: RecordedEvent): void {
        subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
        action = coalesce(excluded.action, operations.action),
        source = coalesce(excluded.source, operations.source),
-       microsoft_status = coalesce(excluded.microsoft_status, operations.microsoft_status),
+       microsoft_status = ${unlessFinal('excluded.microsoft_status')},
        plan_id = coalesce(operations.plan_id, excluded.plan_id),
        quantity = coalesce(operations.quantity, excluded.quantity),
        first_received_at = coalesce(operations.first_received_at, excluded.first_received_at),
@@ -137,15 +157,26 @@ function acknowledged(db: ReadModelDb, e: RecordedEvent): void {
   const d = event.data;
   cached(
     db,
-    `INSERT INTO operations (operation_id, subscription_id, deliveries, acknowledged_at, ack_status, ack_latency_ms, ack_note, outcome, updated_at, position)
-     VALUES (@id, @subscriptionId, 0, @at, @status, @latency, @note, 'pending', @at, @position)
+    `INSERT INTO operations (operation_id, subscription_id, microsoft_status, deliveries, acknowledged_at, ack_status, ack_latency_ms, ack_note, outcome, updated_at, position)
+     VALUES (@id, @subscriptionId, @taken, 0, @at, @status, @latency, @note, 'pending', @at, @position)
      ON CONFLICT (operation_id) DO UPDATE SET
        subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+       microsoft_status = ${unlessFinal('excluded.microsoft_status')},
        acknowledged_at = excluded.acknowledged_at, ack_status = excluded.ack_status,
        ack_latency_ms = excluded.ack_latency_ms, ack_note = excluded.ack_note,
        updated_at = excluded.updated_at, position = excluded.position
      ${ifNewer}`,
-  ).run({ id: d.operationId, subscriptionId: d.subscriptionId, at: d.at, status: d.status, latency: Math.round(d.latencyMs), note: nullable(d.note), position: e.position });
+  ).run({
+    id: d.operationId,
+    subscriptionId: d.subscriptionId,
+    // Microsoft answered our PATCH Success with a plain 200: it completed the operation. A note (409, recovered) says less.
+    taken: d.status === 'Success' && d.note === undefined ? 'Succeeded' : null,
+    at: d.at,
+    status: d.status,
+    latency: Math.round(d.latencyMs),
+    note: nullable(d.note),
+    position: e.position,
+  });
 }
 
 function processed(db: ReadModelDb, e: RecordedEvent): void {
@@ -154,11 +185,12 @@ function processed(db: ReadModelDb, e: RecordedEvent): void {
   const d = event.data;
   cached(
     db,
-    `INSERT INTO operations (operation_id, subscription_id, action, deliveries, processed_at, notification_outcome, outcome, outcome_detail, subscription_events, updated_at, position)
-     VALUES (@id, @subscriptionId, @action, 0, @at, @outcome, @outcome, @detail, @events, @at, @position)
+    `INSERT INTO operations (operation_id, subscription_id, action, microsoft_status, deliveries, processed_at, notification_outcome, outcome, outcome_detail, subscription_events, updated_at, position)
+     VALUES (@id, @subscriptionId, @action, coalesce(@readBack, @inferred), 0, @at, @outcome, @outcome, @detail, @events, @at, @position)
      ON CONFLICT (operation_id) DO UPDATE SET
        subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
        action = coalesce(operations.action, excluded.action),
+       microsoft_status = CASE WHEN @readBack IS NOT NULL THEN ${readBack('@readBack')} ELSE ${unlessFinal('@inferred')} END,
        processed_at = excluded.processed_at,
        notification_outcome = excluded.notification_outcome,
        outcome = CASE WHEN operations.applied_event IS NOT NULL THEN 'applied' WHEN operations.outcome = 'rejected' THEN 'rejected' ELSE excluded.outcome END,
@@ -174,6 +206,9 @@ function processed(db: ReadModelDb, e: RecordedEvent): void {
     outcome: d.outcome,
     detail: d.detail,
     events: d.subscriptionEvents.join(','),
+    readBack: nullable(d.operationStatus),
+    // Applied (or nothing to change) without a status read back (no operation record, or an older history): Microsoft had completed it.
+    inferred: d.outcome === 'applied' || d.outcome === 'no-change' ? 'Succeeded' : null,
     position: e.position,
   });
 }
@@ -183,10 +218,11 @@ function appliedBy(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, 
   const requestSource = 'requestSource' in event.data ? event.data.requestSource : undefined;
   cached(
     db,
-    `INSERT INTO operations (operation_id, subscription_id, action, source, deliveries, outcome, applied_event, applied_at, updated_at, position)
-     VALUES (@id, @subscriptionId, @action, @source, 0, 'applied', @event, @at, @at, @position)
+    `INSERT INTO operations (operation_id, subscription_id, action, source, microsoft_status, deliveries, outcome, applied_event, applied_at, updated_at, position)
+     VALUES (@id, @subscriptionId, @action, @source, @status, 0, 'applied', @event, @at, @at, @position)
      ON CONFLICT (operation_id) DO UPDATE SET
        subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
+       microsoft_status = ${unlessFinal('excluded.microsoft_status')},
        action = coalesce(operations.action, excluded.action),
        source = coalesce(operations.source, excluded.source),
        outcome = 'applied',
@@ -199,6 +235,8 @@ function appliedBy(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, 
     subscriptionId,
     action: nullable(actionOfEvent[event.type]),
     source: nullable(requestSource),
+    // The publisher-change process applies only what its polling saw Succeeded; a webhook applies before acknowledging.
+    status: event.data.source === 'process' ? 'Succeeded' : null,
     event: event.type,
     at: event.data.at,
     position: e.position,
@@ -319,7 +357,7 @@ function apply(db: ReadModelDb, e: RecordedEvent): void {
 
 export const operationsProjection: Projection = {
   name: 'operations',
-  version: 2,
+  version: 3,
   description: "Every Microsoft operation we know of (webhook deliveries, acknowledgements, outcomes; publisher-side changes) and every publisher-side change request",
   schemaSql,
   tables: ['operations', 'change_requests'],

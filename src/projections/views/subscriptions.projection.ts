@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
   auto_activated              INTEGER NOT NULL,
   activation_failures         INTEGER NOT NULL,
   activation_error            TEXT,
+  activation_attempts         INTEGER NOT NULL,
+  activation_next_attempt_at  TEXT,
   activation_gave_up          INTEGER NOT NULL,
   suspended_at                TEXT,
   suspensions                 INTEGER NOT NULL,
@@ -179,6 +181,8 @@ function rowOf(s: KnownSubscription, x: Extras, revision: bigint, position: bigi
     auto_activated: bit(s.autoActivated),
     activation_failures: s.activation.failures,
     activation_error: nullable(s.activation.lastError),
+    activation_attempts: s.activation.attempts,
+    activation_next_attempt_at: nullable(s.activation.nextAttemptAt),
     activation_gave_up: bit(s.activation.gaveUp),
     suspended_at: nullable(x.lastSuspendedAt),
     suspensions: x.suspensions,
@@ -234,7 +238,8 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
 export const subscriptionsProjection: Projection = {
   name: 'subscriptions',
   // 2: the folded state says `planTimeStamp`/`quantityTimeStamp` (Microsoft's time) where it said `planChangedAt`/`quantityChangedAt`.
-  version: 2,
+  // 3: the activation's attempts of the current request and when the next is due (activation_attempts, activation_next_attempt_at).
+  version: 3,
   description: 'One row per SaaS subscription: status, offer, plan, seats, term, flags, parties, contact, lifecycle times, last operation',
   schemaSql,
   tables: ['subscriptions', 'subscriptions_state'],

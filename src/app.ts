@@ -15,6 +15,8 @@ import { integrationRoutes } from './http/integration.routes.js';
 import { readModelRoutes } from './http/readmodel.routes.js';
 import { deadlineRoutes } from './http/deadlines.routes.js';
 import type { DeadlineRoutesOptions } from './http/deadlines.routes.js';
+import { reconciliationRoutes } from './http/reconciliation.routes.js';
+import type { ReconciliationRoutesOptions } from './http/reconciliation.routes.js';
 import type { ReadModelRoutesOptions } from './http/readmodel.routes.js';
 import type { IntegrationRoutesOptions } from './http/integration.routes.js';
 import type { WebhookOptions } from './http/webhook.routes.js';
@@ -56,6 +58,8 @@ export type ApiOptions = {
   processes?: ProcessesRoutesOptions;
   /** Deadlines that lose revenue (/api/deadlines); not served when absent. */
   deadlines?: DeadlineRoutesOptions;
+  /** Reconciliation runs: trigger one, list the last, show one (/api/reconcile, /api/reconciliations…); not served when absent. */
+  reconciliation?: ReconciliationRoutesOptions;
 };
 
 export async function buildApp(deps: AppDeps) {
@@ -112,6 +116,7 @@ export async function buildApp(deps: AppDeps) {
         if (api.readModels) await scope.register(readModelRoutes, api.readModels);
         if (api.processes) await scope.register(processesRoutes, api.processes);
         if (api.deadlines) await scope.register(deadlineRoutes, api.deadlines);
+        if (api.reconciliation) await scope.register(reconciliationRoutes, api.reconciliation);
       },
     });
   }

@@ -1,6 +1,6 @@
 /**
  * Configuration: environment → TypeBox schema → one typed `Config`, in sections (http, log, store,
- * marketplace, webhook, policy, operator, landing, emulator, runner, integration, projections).
+ * marketplace, webhook, policy, operator, landing, emulator, runner, integration, projections, reconciliation).
  * Nothing else in the service reads the environment. A bad value stops start-up with one line that
  * names the variable (ConfigError), never a stack trace.
  *
@@ -101,6 +101,10 @@ export const EnvSchema = Type.Object({
   DEADLINES_ACTIVATION_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 2_592_000_000, default: 900_000, description: 'Warn about an activation not confirmed after this long' }),
   DEADLINES_CREDENTIAL_REJECTIONS: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'Rejections (401/403) in a row that make the credential overdue' }),
   DEADLINES_CERTIFICATE_LEAD_DAYS: Type.Integer({ minimum: 0, maximum: 365, default: 30, description: "Warn this many days before the client certificate's notAfter" }),
+  // The reconciler (docs/reconciliation.md).
+  RECONCILE_INTERVAL_MINUTES: Type.Integer({ minimum: 0, maximum: 10080, default: 60, description: 'Minutes between scheduled reconciliation runs; 0 = no schedule (on demand only)' }),
+  RECONCILE_MAX_CALLS_PER_SECOND: Type.Number({ exclusiveMinimum: 0, maximum: 1000, default: 10, description: 'Calls to Microsoft per second at most during a run' }),
+  RECONCILE_TAKEOVER_MS: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: "A run's claim not renewed for this long is taken over (the run resumed) by the next trigger" }),
   ...IntegrationEnvSchema.properties,
 });
 
@@ -222,6 +226,16 @@ export type DeadlinesConfig = {
   certificateLeadMs: number;
 };
 
+/** The reconciler: when it runs on its own, how fast it may call Microsoft, when a vanished run is taken over. */
+export type ReconciliationConfig = {
+  /** RECONCILE_INTERVAL_MINUTES in milliseconds; undefined when 0: no schedule, runs on demand only. */
+  intervalMs?: number;
+  /** RECONCILE_MAX_CALLS_PER_SECOND */
+  maxCallsPerSecond: number;
+  /** RECONCILE_TAKEOVER_MS */
+  takeoverAfterMs: number;
+};
+
 export type ProjectionsConfig = {
   /** The read-model SQLite file: READMODELS_PATH, else `readmodels.db` in DATA_DIR (beside the embedded store). */
   path: string;
@@ -242,6 +256,7 @@ export type Config = {
   integration?: IntegrationConfig;
   projections: ProjectionsConfig;
   deadlines: DeadlinesConfig;
+  reconciliation: ReconciliationConfig;
 };
 
 export class ConfigError extends Error {
@@ -301,6 +316,11 @@ export function loadConfig(environment: Environment = process.env): Config {
       credentialRejections: env.DEADLINES_CREDENTIAL_REJECTIONS,
       certificateLeadMs: env.DEADLINES_CERTIFICATE_LEAD_DAYS * DAY_MS,
     },
+    reconciliation: {
+      ...(env.RECONCILE_INTERVAL_MINUTES > 0 ? { intervalMs: env.RECONCILE_INTERVAL_MINUTES * 60_000 } : {}),
+      maxCallsPerSecond: env.RECONCILE_MAX_CALLS_PER_SECOND,
+      takeoverAfterMs: env.RECONCILE_TAKEOVER_MS,
+    },
   };
 }
 
@@ -325,6 +345,9 @@ const expectation: Record<string, string> = {
   DEADLINES_CHECK_INTERVAL_MS: 'must be a whole number of milliseconds from 0 (off) to 86400000',
   DEADLINES_PURCHASE_LEAD_DAYS: 'must be a whole number of days from 0 to 30',
   DEADLINES_CERTIFICATE_LEAD_DAYS: 'must be a whole number of days from 0 to 365',
+  RECONCILE_INTERVAL_MINUTES: 'must be a whole number of minutes from 0 (no schedule) to 10080 (a week)',
+  RECONCILE_MAX_CALLS_PER_SECOND: 'must be a number above 0 and at most 1000',
+  RECONCILE_TAKEOVER_MS: 'must be a whole number of milliseconds from 1000 to 3600000',
 };
 
 /**

@@ -38,6 +38,9 @@ import { PublisherChanges } from './application/publisher-changes.js';
 import { INTEGRATION_PROCESS_NAME, startIntegrationEvents } from './processes/integration-events.process.js';
 import type { RunningIntegrationEvents } from './processes/integration-events.process.js';
 import { provisionerFor } from './integration/http-provisioner.js';
+import { Reconciler } from './processes/reconciliation.process.js';
+import type { ReconcilerOptions } from './processes/reconciliation.process.js';
+import { scheduleReconciliation } from './processes/reconciliation.schedule.js';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -60,6 +63,8 @@ export type Runtime = {
   emulator?: Emulator;
   processes: () => RunningProcesses | undefined;
   projections: () => RunningProjections | undefined;
+  /** The reconciler (docs/reconciliation.md), once the store is open. */
+  reconciler: () => Reconciler | undefined;
   operatorToken: string;
   close(): Promise<void>;
 };
@@ -136,6 +141,24 @@ function connectSandbox(emulator: Emulator, publicUrl: string, generatedToken: s
   if (generatedToken) logger.warn({ operatorToken: generatedToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
 }
 
+type RunningReconciliation = { reconciler: Reconciler; close(): Promise<void> };
+
+/** The reconciler, and its schedule unless RECONCILE_INTERVAL_MINUTES is 0. */
+function startReconciliation(
+  config: Config['reconciliation'],
+  deps: Pick<ReconcilerOptions, 'store' | 'ledger' | 'marketplace' | 'logger' | 'instanceId'>,
+): RunningReconciliation {
+  const reconciler = new Reconciler({ ...deps, maxCallsPerSecond: config.maxCallsPerSecond, takeoverAfterMs: config.takeoverAfterMs });
+  const schedule = config.intervalMs !== undefined ? scheduleReconciliation({ reconciler, intervalMs: config.intervalMs, logger: deps.logger }) : undefined;
+  return {
+    reconciler,
+    async close() {
+      schedule?.stop();
+      await reconciler.close();
+    },
+  };
+}
+
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const sandbox = config.marketplace.sandbox;
   let emulator: Emulator | undefined;
@@ -154,6 +177,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   let processes: RunningProcesses | undefined;
   let integration: RunningIntegrationEvents | undefined;
   let projections: RunningProjections | undefined;
+  let reconciliation: RunningReconciliation | undefined;
   const deadlines = deadlinesOf(config, credentialHealth, () => projections, logger);
   const storeRef = () => store;
   const ledger = new SubscriptionLedger(storeRef);
@@ -183,6 +207,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       readModels: { readModels: () => projections },
       processes: { processes: () => processesAdmin(store, processes, integration, overrides.runner?.mode) },
       deadlines: deadlines.routes,
+      reconciliation: { reconciler: () => reconciliation?.reconciler },
     },
   });
 
@@ -214,6 +239,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     });
     projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: config.integration, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
+    reconciliation = startReconciliation(config.reconciliation, { store, ledger, marketplace, logger, instanceId: processes.instanceId });
   } catch (err) {
     deadlines.warner.stop();
     await app.close();
@@ -235,12 +261,14 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     ...(emulator ? { emulator } : {}),
     processes: () => processes,
     projections: () => projections,
+    reconciler: () => reconciliation?.reconciler,
     operatorToken,
     close: () =>
       (closing ??= (async () => {
         deadlines.warner.stop();
         await app.close();
         await publisherChanges.close();
+        await reconciliation?.close();
         await processes?.stop();
         await integration?.stop();
         await projections?.stop();

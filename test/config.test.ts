@@ -26,6 +26,7 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
     { checkIntervalMs: 300_000, purchaseLeadMs: 7 * 86_400_000, activationGraceMs: 900_000, credentialRejections: 3, certificateLeadMs: 30 * 86_400_000 },
     'deadlines: a check every 5 minutes, a week before the 30 days, 15 minutes for an activation, 3 refusals, 30 days before a certificate expires',
   );
+  t.same(c.reconciliation, { intervalMs: 3_600_000, maxCallsPerSecond: 10, takeoverAfterMs: 60_000 }, 'reconciliation hourly, 10 calls/s');
 });
 
 t.test('the deadline settings from their variables', async (t) => {
@@ -38,6 +39,16 @@ t.test('the deadline settings from their variables', async (t) => {
     DEADLINES_CERTIFICATE_LEAD_DAYS: '14',
   });
   t.same(c.deadlines, { checkIntervalMs: 0, purchaseLeadMs: 10 * 86_400_000, activationGraceMs: 60_000, credentialRejections: 1, certificateLeadMs: 14 * 86_400_000 });
+});
+
+t.test('reconciliation: its interval (0 = no schedule), call rate and takeover; bad values name the variable', async (t) => {
+  const dir = tempDir(t);
+  const c = loadConfig({ DATA_DIR: dir, RECONCILE_INTERVAL_MINUTES: '15', RECONCILE_MAX_CALLS_PER_SECOND: '2.5', RECONCILE_TAKEOVER_MS: '5000' });
+  t.same(c.reconciliation, { intervalMs: 900_000, maxCallsPerSecond: 2.5, takeoverAfterMs: 5000 });
+  t.same(loadConfig({ DATA_DIR: dir, RECONCILE_INTERVAL_MINUTES: '0' }).reconciliation, { maxCallsPerSecond: 10, takeoverAfterMs: 60_000 }, '0: on demand only');
+  t.throws(() => loadConfig({ DATA_DIR: dir, RECONCILE_INTERVAL_MINUTES: 'hourly' }), { name: 'ConfigError', message: /^RECONCILE_INTERVAL_MINUTES: must be a whole number of minutes/ });
+  t.throws(() => loadConfig({ DATA_DIR: dir, RECONCILE_MAX_CALLS_PER_SECOND: '0' }), { name: 'ConfigError', message: /^RECONCILE_MAX_CALLS_PER_SECOND: must be a number above 0/ });
+  t.throws(() => loadConfig({ DATA_DIR: dir, RECONCILE_TAKEOVER_MS: '10' }), { name: 'ConfigError', message: /^RECONCILE_TAKEOVER_MS: / });
 });
 
 t.test('every section from its variables', async (t) => {

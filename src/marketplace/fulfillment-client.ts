@@ -211,25 +211,33 @@ export class FulfillmentClient {
         });
       }
       seen.add(url.href);
-      const out = await this.send({
-        name: 'listSubscriptions',
-        method: 'GET',
-        url,
-        idempotent: true,
-        expect: [200],
-        options: callOptions,
-      });
-      const page = this.parse('listSubscriptions', out, parseSubscriptionsResponse);
-      let next: URL | undefined;
-      if (page.nextLink) next = this.followLink(page.nextLink, 'saas/subscriptions/');
-      else if (page.continuationToken) {
-        next = this.url('saas/subscriptions/', { continuationToken: page.continuationToken });
-      }
-      const result: SubscriptionsPage = { subscriptions: page.subscriptions };
-      if (next) result.nextLink = next.href;
+      const result = await this.readSubscriptionsPage(url, callOptions);
       yield result;
-      url = next;
+      url = result.nextLink === undefined ? undefined : new URL(result.nextLink);
     }
+  }
+
+  /**
+   * One page of List subscriptions: the first (no `link`), or the page a previous page's `nextLink` points at,
+   * e.g. as recorded before a restart (a link to another origin is rebuilt on the base URL). For callers that
+   * keep their place themselves (the reconciler records each page's `nextLink` to resume from it).
+   */
+  async listSubscriptionsPage(link?: string, options?: CallOptions): Promise<SubscriptionsPage> {
+    const url = link === undefined ? this.url('saas/subscriptions/') : this.followLink(link, 'saas/subscriptions/');
+    return this.readSubscriptionsPage(url, options);
+  }
+
+  private async readSubscriptionsPage(url: URL, options: CallOptions | undefined): Promise<SubscriptionsPage> {
+    const out = await this.send({ name: 'listSubscriptions', method: 'GET', url, idempotent: true, expect: [200], options });
+    const page = this.parse('listSubscriptions', out, parseSubscriptionsResponse);
+    let next: URL | undefined;
+    if (page.nextLink) next = this.followLink(page.nextLink, 'saas/subscriptions/');
+    else if (page.continuationToken) {
+      next = this.url('saas/subscriptions/', { continuationToken: page.continuationToken });
+    }
+    const result: SubscriptionsPage = { subscriptions: page.subscriptions };
+    if (next) result.nextLink = next.href;
+    return result;
   }
 
   /** Get subscription (docs/marketplace.md §3.4). */

@@ -74,6 +74,24 @@ t.test('page by page', async (t) => {
   t.match(links, [/continuationToken=n/, undefined]);
 });
 
+t.test('one page at a time, from a recorded nextLink (as a resumed reconciliation does), even one of another origin', async (t) => {
+  const { server, client } = await clientFor((req, base) => {
+    const token = new URL(req.url, 'http://x').searchParams.get('continuationToken');
+    if (!token) return { status: 200, body: page(1, 2, `${base}/saas/subscriptions/?continuationToken=p2&api-version=2018-08-31`) };
+    return { status: 200, body: page(3, 1) };
+  });
+  t.teardown(() => server.close());
+  const first = await client.listSubscriptionsPage(undefined, { correlationId: CORRELATION_ID });
+  t.equal(first.subscriptions.length, 2);
+  t.match(first.nextLink, /continuationToken=p2/);
+  const recorded = first.nextLink?.replace(new URL(server.apiUrl).origin, 'https://old-host.example') ?? '';
+  const next = await client.listSubscriptionsPage(recorded, { correlationId: CORRELATION_ID });
+  t.same(next.subscriptions.map((s) => s.id), [uuid(3)]);
+  t.equal(next.nextLink, undefined, 'the last page');
+  t.equal(server.requests.length, 2, 'the second request went to the configured API, not the recorded origin');
+  t.same(server.requests.map((r) => new URL(r.url, 'http://x').searchParams.get('continuationToken')), [null, 'p2']);
+});
+
 t.test('an empty body means no subscriptions', async (t) => {
   const { server, client } = await clientFor(() => ({ status: 200 }));
   t.teardown(() => server.close());

@@ -20,8 +20,9 @@ export const defaultRefreshPatienceMs = 60 * 60 * 1000;
 
 /** Whether this event asks for a refresh: a change we applied, not one that converged on Microsoft already. */
 export function wantsRefresh(event: SubscriptionEvent, state: SubscriptionState): state is KnownSubscription {
-  // Events that converged on Microsoft, and whatever the reconciler recorded, were just read from Microsoft's record.
-  if (!triggers.has(event.type) || event.data.reported !== undefined || event.data.source === 'reconciliation') return false;
+  // Events that carry what Microsoft reported (converged, or recorded by the reconciler from Microsoft's list) were
+  // just read from Microsoft's record. ReconcileStatus's events carry only the status and are read back.
+  if (!triggers.has(event.type) || event.data.reported !== undefined) return false;
   // After the cancellation itself, Microsoft's final record is read once more (a change it completed just before
   // may be notified after); after anything else, a cancelled subscription is left alone.
   return state.status !== 'Initial' && (state.status !== 'Unsubscribed' || event.type === 'Unsubscribed');

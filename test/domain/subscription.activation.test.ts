@@ -80,27 +80,29 @@ t.test('RecordPurchase of a new subscription', async (t) => {
     t.equal(known(state).activation.requestedAt, undefined, 'we never asked for an activation');
   });
 
-  t.test('Suspended (learned of late, by reconciliation) → Purchased + Activated + Suspended', async (t) => {
+  t.test('Suspended (learned of late, by reconciliation) → Purchased + Activated + Suspended, each with what Microsoft reported', async (t) => {
+    const reported = { status: 'Suspended', planId: 'silver', quantity: 5, term: FIRST_TERM, autoRenew: true };
     const state = spec(t)
       .given([])
       .when(recordPurchase('Suspended', { source: 'reconciliation', subscription: { term: FIRST_TERM } }))
       .then([
-        { type: 'Purchased', data: { ...because(NOW, 'reconciliation'), ...details({ term: FIRST_TERM }), microsoftStatus: 'Suspended' } },
+        { type: 'Purchased', data: { ...because(NOW, 'reconciliation'), reported, ...details({ term: FIRST_TERM }), microsoftStatus: 'Suspended' } },
         {
           type: 'Activated',
-          data: { ...because(NOW, 'reconciliation'), planId: 'silver', quantity: 5, autoActivated: true, term: FIRST_TERM },
+          data: { ...because(NOW, 'reconciliation'), reported, planId: 'silver', quantity: 5, autoActivated: true, term: FIRST_TERM },
         },
-        { type: 'Suspended', data: because(NOW, 'reconciliation') },
+        { type: 'Suspended', data: { ...because(NOW, 'reconciliation'), reported } },
       ]);
     t.match(state, { status: 'Suspended', suspendedAt: NOW, activatedAt: NOW, autoActivated: true });
   });
 
   t.test('Unsubscribed → Purchased + Unsubscribed, and it can never be activated', async (t) => {
+    const reported = { status: 'Unsubscribed', planId: 'silver', quantity: 5, term: details().term, autoRenew: true };
     const events: SubscriptionEvent[] = [
-      { type: 'Purchased', data: { ...because(NOW, 'reconciliation'), ...details(), microsoftStatus: 'Unsubscribed' } },
+      { type: 'Purchased', data: { ...because(NOW, 'reconciliation'), reported, ...details(), microsoftStatus: 'Unsubscribed' } },
       {
         type: 'Unsubscribed',
-        data: { ...because(NOW, 'reconciliation'), reason: 'already unsubscribed at Microsoft when first recorded' },
+        data: { ...because(NOW, 'reconciliation'), reported, reason: 'already unsubscribed at Microsoft when first recorded' },
       },
     ];
     const state = spec(t).given([]).when(recordPurchase('Unsubscribed', { source: 'reconciliation' })).then(events);

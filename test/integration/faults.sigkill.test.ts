@@ -30,7 +30,8 @@ import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 import { dump } from '../projections/helpers.js';
 
-const SEED = Number(process.env.FAULT_SEED ?? Date.now() % 1_000_000);
+// A fixed seed by default (CI runs the same workload every time); FAULT_SEED=<n> explores others.
+const SEED = Number(process.env.FAULT_SEED ?? 20261201);
 const SUBSCRIPTIONS = Number(process.env.FAULT_SUBSCRIPTIONS ?? 40);
 const NOTIFICATIONS = Number(process.env.FAULT_NOTIFICATIONS ?? 1000);
 const KILLS = Number(process.env.FAULT_KILLS ?? 8);

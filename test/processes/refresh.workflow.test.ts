@@ -22,7 +22,8 @@ t.test('changes we applied ask for a refresh; converged ones, purchases and canc
   }
   const reported = { status: 'Subscribed', planId: 'gold' };
   t.notOk(wantsRefresh({ type: 'PlanChanged', data: { ...at, reported, planId: 'gold', previousPlanId: 'silver' } }, active), 'an event that converged on Microsoft does not ask again (no loop)');
-  t.notOk(wantsRefresh({ type: 'Activated', data: { ...at, source: 'reconciliation', planId: 'silver', autoActivated: true } }, active), 'nor what the reconciler recorded from Microsoft\'s list');
+  t.notOk(wantsRefresh({ type: 'Activated', data: { ...at, source: 'reconciliation', reported, planId: 'silver', autoActivated: true } }, active), "nor what the reconciler recorded from Microsoft's list");
+  t.ok(wantsRefresh({ type: 'Unsubscribed', data: { ...at, source: 'reconciliation' } }, fold(history('Unsubscribed'))), 'a status reconciled alone (ReconcileStatus) is read back in full');
   t.notOk(wantsRefresh({ type: 'DetailsRefreshed', data: { ...at, changes: {}, previous: {} } }, active), 'DetailsRefreshed does not');
   t.notOk(wantsRefresh({ type: 'ActivationRequested', data: { ...at, planId: 'silver', contact: { email: 'a@b.example' } } }, active), 'requests do not');
   t.notOk(wantsRefresh({ type: 'Renewed', data: at }, fold(history('Unsubscribed'))), 'nothing else after Unsubscribed');

@@ -134,8 +134,13 @@ function quantityValid(quantity: number, command: SubscriptionCommand): void {
 function purchaseEvents(
   command: Extract<SubscriptionCommand, { type: 'RecordPurchase' }>,
 ): SubscriptionEvent[] {
-  const because = { at: command.now, source: command.source };
   const s = command.subscription;
+  // Recorded by the reconciler from Microsoft's list: the events say what Microsoft reported, like every converging event.
+  const reported =
+    command.source === 'reconciliation'
+      ? { status: command.microsoftStatus, planId: s.planId, ...(s.quantity !== undefined ? { quantity: s.quantity } : {}), term: s.term, autoRenew: s.autoRenew }
+      : undefined;
+  const because = { at: command.now, source: command.source, ...(reported ? { reported } : {}) };
   const events: SubscriptionEvent[] = [
     {
       type: 'Purchased',

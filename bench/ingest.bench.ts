@@ -155,8 +155,8 @@ function rawInsertLimit(dir: string): number {
 
 const emulator = await startEmulator({ operationDelayMs: 50 });
 const metadataUrl = emulator.openIdConfigurationUrl;
-if (!metadataUrl) throw new Error('the emulator publishes no OpenID metadata');
 const token = await emulator.signer.webhookToken();
+if (!token) throw new Error('the emulator signed no webhook token');
 const work = mkdtempSync(join(tmpdir(), 'ledger-ingest-'));
 const results: Figures[] = [];
 try {

@@ -7,7 +7,7 @@
  */
 import { parseJson } from '../json.js';
 import Type from 'typebox';
-import { Value } from 'typebox/value';
+import { Compile } from 'typebox/compile';
 import type { NotificationEvent, NotificationPayload, NotificationReading } from '../domain/notification/index.js';
 import { TermSchema } from '../domain/subscription/index.js';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
@@ -120,19 +120,29 @@ const Processed = Type.Object({
  * does not have the shape we wrote). A delivery recorded without `payload` (before it was stored) and not
  * marked unreadable gets it from its body, read as it was read then.
  */
+/** Compiled on first use: every recorded notification is decoded by the process and the projections. */
+let compiled: { received: ReturnType<typeof compileReceived>; acknowledged: ReturnType<typeof compileAcknowledged>; processed: ReturnType<typeof compileProcessed> } | undefined;
+const compileReceived = () => Compile(Received);
+const compileAcknowledged = () => Compile(Acknowledged);
+const compileProcessed = () => Compile(Processed);
+function validators() {
+  compiled ??= { received: compileReceived(), acknowledged: compileAcknowledged(), processed: compileProcessed() };
+  return compiled;
+}
+
 export function decodeNotificationEvent(event: Pick<RecordedEvent, 'type' | 'data'>): NotificationEvent | undefined {
   const data = event.data;
   switch (event.type) {
     case 'NotificationReceived': {
-      if (!Value.Check(Received, data)) return undefined;
+      if (!validators().received.Check(data)) return undefined;
       if (data.payload || data.unreadable !== undefined) return { type: 'NotificationReceived', data };
       const payload = parseBody(data.body);
       return { type: 'NotificationReceived', data: typeof payload === 'string' ? data : { ...data, payload: notificationPayloadOf(payload) } };
     }
     case 'OperationAcknowledged':
-      return Value.Check(Acknowledged, data) ? { type: 'OperationAcknowledged', data } : undefined;
+      return validators().acknowledged.Check(data) ? { type: 'OperationAcknowledged', data } : undefined;
     case 'NotificationProcessed':
-      return Value.Check(Processed, data) ? { type: 'NotificationProcessed', data } : undefined;
+      return validators().processed.Check(data) ? { type: 'NotificationProcessed', data } : undefined;
     default:
       return undefined;
   }

@@ -205,6 +205,8 @@ async function prefixCosts(size: number): Promise<string[]> {
     const oneBack = caughtUp - categories.length; // one event of the first category left to read
     const label = prefixes.length === 1 ? 'notification-' : 'notification- + subscription-';
     row(`wake-up read, nothing new (${label})`, await perCall(() => oldPage(raw, caughtUp, prefixes, 1000)), await perCall(() => s.readPage(BigInt(caughtUp), 1000, prefixes)));
+    row(`catch-up page of 1000 from the start (${label})`, await perCall(() => oldPage(raw, 0, prefixes, 1000)), await perCall(() => s.readPage(0n, 1000, prefixes)));
+    row(`catch-up page of 1000 from the middle (${label})`, await perCall(() => oldPage(raw, size / 2, prefixes, 1000)), await perCall(() => s.readPage(BigInt(size / 2), 1000, prefixes)));
     row(`wake-up read, 1 new event (${label})`, await perCall(() => oldPage(raw, oneBack, prefixes, 1000)), await perCall(() => s.readPage(BigInt(oneBack), 1000, prefixes)));
   }
   const tail = raw.prepare('SELECT MAX(position) FROM events').pluck().get() as number;

@@ -7,7 +7,8 @@
  *   and the insert happen under that lock, and UNIQUE(stream_id, revision) backs it up.
  * - `position` is an AUTOINCREMENT key assigned under the write lock, so positions are committed
  *   in increasing order: a catch-up reader never sees a gap that is filled later.
- * - Subscriptions catch up by reading pages, then wait for a local append signal or a poll tick
+ * - Subscriptions catch up by reading pages (prefix reads are index ranges on `category`: sqlite-reads.ts), then
+ *   wait for a local append to a stream they read or a poll tick that finds the change mark moved
  *   (the poll is how events appended by another process on the same file are noticed).
  * - Nothing waits for a lock inside a call (`busy_timeout = 0`; better-sqlite3 is synchronous, so a
  *   busy wait there would stop the event loop): a write that meets another process's lock is retried
@@ -21,7 +22,6 @@
  *   a small volume gets its space back once the disk has room (docs/operations.md).
  */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -46,6 +46,9 @@ import type {
   StoreSubscription,
   SubscribeOptions,
 } from './eventstore.js';
+import { migrateSchema } from './sqlite-migrate.js';
+import type { MigrationReport } from './sqlite-migrate.js';
+import { PrefixReads, categoryOf, normalisePrefixes } from './sqlite-reads.js';
 import { WriteQueue, codeOf, isBusy, retryWhileBusy, writeFailureOf } from './sqlite-writes.js';
 import type { BusyWait } from './sqlite-writes.js';
 import { WriteHealth } from './write-health.js';
@@ -136,19 +139,12 @@ function serialise(event: NewEvent, streamId: string): { data: string; metadata:
   }
 }
 
-/** Prefix filter as index-friendly ranges: prefix <= stream_id < prefix + U+FFFF. */
-function prefixClause(prefixes: readonly string[] | undefined): { sql: string; params: string[] } {
-  if (!prefixes || prefixes.length === 0) return { sql: '', params: [] };
-  const parts = prefixes.map(() => '(stream_id >= ? AND stream_id < ?)');
-  return { sql: ` AND (${parts.join(' OR ')})`, params: prefixes.flatMap((p) => [p, `${p}\uffff`]) };
-}
-
 /**
- * Opens the file with the pragmas above. Creating the schema is the one write made at open, and only for a
- * new (or older) file; it may wait for the lock synchronously (up to `busyWaitMs`, once in the file's life),
- * everything after runs with `busy_timeout = 0`.
+ * Opens the file with the pragmas above. Creating the schema and migrating it (sqlite-migrate.ts) are the only
+ * writes made at open, and only for a new (or older) file; they may wait for the lock synchronously (up to
+ * `busyWaitMs` per step, once in the file's life), everything after runs with `busy_timeout = 0`.
  */
-function openDatabase(path: string, busyWaitMs: number): Db {
+function openDatabase(path: string, busyWaitMs: number): { db: Db; migrated: MigrationReport | undefined } {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   try {
@@ -162,12 +158,13 @@ function openDatabase(path: string, busyWaitMs: number): Db {
       .pluck()
       .get(...schemaTables);
     if (present !== schemaTables.length) db.exec(schema);
+    const migrated = migrateSchema(db);
     db.pragma('busy_timeout = 0');
+    return { db, migrated };
   } catch (err) {
     db.close();
     throw err;
   }
-  return db;
 }
 
 type AppendOutcome = { result: AppendResult; wrote: boolean };
@@ -175,7 +172,6 @@ type AppendOutcome = { result: AppendResult; wrote: boolean };
 export class SqliteEventStore implements EventStore {
   readonly kind = 'sqlite' as const;
   private readonly db: Db;
-  private readonly appended = new EventEmitter();
   private readonly pollIntervalMs: number;
   private readonly pageSize: number;
   private readonly busy: BusyWait;
@@ -189,18 +185,25 @@ export class SqliteEventStore implements EventStore {
   private readonly stmt: {
     streamRevision: Statement<[string], { revision: number }>;
     eventById: Statement<[string], { stream_id: string; revision: number; position: number }>;
-    insert: Statement<[string, string, number, string, string, string, string]>;
+    insert: Statement<[string, string, string, number, string, string, string, string]>;
     upsertStream: Statement<[string, number]>;
     readStream: Statement<[string, number, number], EventRow>;
     lastEvent: Statement<[string], EventRow>;
     pruneStream: Statement<[string, number]>;
     probe: Statement<[string, number]>;
+    lastPosition: Statement<[], number | null>;
+    changeMark: Statement<[], number | null>;
+    select1: Statement<[], unknown>;
   };
+  private readonly reads: PrefixReads<EventRow>;
+  /** How many idle-poll checks ran (each one cheap read of the change mark): for the tests. */
+  private pollChecks = 0;
 
   constructor(private readonly options: SqliteStoreOptions) {
     this.busy = { maxWaitMs: options.busyWaitMs ?? 2000 };
+    let migrated: MigrationReport | undefined;
     try {
-      this.db = openDatabase(options.path, this.busy.maxWaitMs);
+      ({ db: this.db, migrated } = openDatabase(options.path, this.busy.maxWaitMs));
     } catch (err) {
       const why = writeFailureOf(err)?.reason ?? (err instanceof Error ? err.message : String(err));
       throw new StoreUnavailableError(`cannot open the event store ${options.path}: ${why}`, { cause: err });
@@ -208,7 +211,9 @@ export class SqliteEventStore implements EventStore {
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.pageSize = options.pageSize ?? 1000;
     this.log = options.logger;
-    this.appended.setMaxListeners(0);
+    if (migrated && migrated.from > 0 && migrated.backfilled > 0) {
+      this.log?.info({ store: 'sqlite', path: options.path, ...migrated }, 'event store schema migrated: events carry their category, prefix reads use events_category');
+    }
     this.writes = new WriteQueue(this.busy);
     this.health = new WriteHealth({
       probeIntervalMs: options.writeProbeIntervalMs ?? 5000,
@@ -222,7 +227,7 @@ export class SqliteEventStore implements EventStore {
       streamRevision: this.db.prepare('SELECT revision FROM streams WHERE stream_id = ?'),
       eventById: this.db.prepare('SELECT stream_id, revision, position FROM events WHERE event_id = ?'),
       insert: this.db.prepare(
-        'INSERT INTO events (event_id, stream_id, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO events (event_id, stream_id, category, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       upsertStream: this.db.prepare(
         'INSERT INTO streams (stream_id, revision) VALUES (?, ?) ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision',
@@ -235,7 +240,12 @@ export class SqliteEventStore implements EventStore {
       probe: this.db.prepare(
         'INSERT INTO store_probe (id, probed_at, pad) VALUES (1, ?, zeroblob(?)) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, pad = excluded.pad',
       ),
+      lastPosition: this.db.prepare<[], number | null>('SELECT MAX(position) FROM events').pluck(),
+      // AUTOINCREMENT's high-water mark: grows with every insert by any connection, never goes back (pruning included).
+      changeMark: this.db.prepare<[], number | null>("SELECT seq FROM sqlite_sequence WHERE name = 'events'").pluck(),
+      select1: this.db.prepare('SELECT 1'),
     };
+    this.reads = new PrefixReads<EventRow>(this.db);
     this.checkpoint('open');
     const every = options.checkpointIntervalMs ?? 60_000;
     if (every > 0 && options.path !== ':memory:') this.checkpointTimer = setInterval(() => this.checkpoint('periodic'), every).unref();
@@ -254,6 +264,7 @@ export class SqliteEventStore implements EventStore {
       throw new StoreError(`stream ${streamId}: keepLast must be a whole number of at least 1, not ${keepLast}`);
     }
     const rows = events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, ...serialise(e, streamId) }));
+    const category = categoryOf(streamId);
     const append: Transaction<() => AppendOutcome> = this.db.transaction((): AppendOutcome => {
       const current = this.stmt.streamRevision.get(streamId)?.revision ?? -1;
       const repeat = this.idempotentRepeat(streamId, rows.map((r) => r.id));
@@ -267,7 +278,7 @@ export class SqliteEventStore implements EventStore {
       let position = 0;
       for (const r of rows) {
         revision += 1;
-        const info = this.stmt.insert.run(r.id, streamId, revision, r.type, r.data, r.metadata, recordedAt);
+        const info = this.stmt.insert.run(r.id, streamId, category, revision, r.type, r.data, r.metadata, recordedAt);
         position = Number(info.lastInsertRowid);
       }
       this.stmt.upsertStream.run(streamId, revision);
@@ -286,7 +297,7 @@ export class SqliteEventStore implements EventStore {
     }
     if (outcome.wrote) {
       this.health.succeeded();
-      this.appended.emit('append');
+      for (const sub of this.subscriptions) sub.appended(streamId);
     }
     return outcome.result;
   }
@@ -338,8 +349,18 @@ export class SqliteEventStore implements EventStore {
   }
 
   private lastPosition(): number {
-    const row = this.db.prepare('SELECT MAX(position) AS p FROM events').get() as { p: number | null };
-    return row.p ?? 0;
+    return this.stmt.lastPosition.get() ?? 0;
+  }
+
+  /** A number that grows whenever any connection appends: a caught-up subscription compares it before reading again. */
+  changeMark(): number {
+    this.pollChecks++;
+    return this.stmt.changeMark.get() ?? 0;
+  }
+
+  /** Page queries run and idle-poll checks made so far (what the wake-up tests and the benchmark count). */
+  readStats(): { pageQueries: number; pollChecks: number } {
+    return { pageQueries: this.reads.queries, pollChecks: this.pollChecks };
   }
 
   /** A read, retried on timers in the rare case that it meets a lock (WAL recovery by another process). */
@@ -373,9 +394,7 @@ export class SqliteEventStore implements EventStore {
   /** One page of events after `after`, in global order. */
   async readPage(after: bigint, limit: number, prefixes?: readonly string[]): Promise<RecordedEvent[]> {
     this.assertOpen();
-    const filter = prefixClause(prefixes);
-    const query = this.db.prepare<unknown[], EventRow>(`SELECT * FROM events WHERE position > ?${filter.sql} ORDER BY position LIMIT ?`);
-    const rows = await this.reading('all events', () => query.all(Number(after), ...filter.params, limit));
+    const rows = await this.reading('all events', () => this.reads.page(Number(after), limit, prefixes));
     return rows.map(toRecorded);
   }
 
@@ -394,7 +413,7 @@ export class SqliteEventStore implements EventStore {
 
   subscribeToAll(options: SubscribeOptions = {}): StoreSubscription {
     this.assertOpen();
-    const sub = new SqliteSubscription(this, this.appended, options, this.pollIntervalMs, this.pageSize, () =>
+    const sub = new SqliteSubscription(this, options, this.pollIntervalMs, this.pageSize, () =>
       this.subscriptions.delete(sub),
     );
     this.subscriptions.add(sub);
@@ -407,7 +426,7 @@ export class SqliteEventStore implements EventStore {
    */
   async ping(): Promise<void> {
     this.assertOpen();
-    await this.reading('ping', () => this.db.prepare('SELECT 1').get());
+    await this.reading('ping', () => this.stmt.select1.get());
     await this.health.check(() => this.probe());
   }
 
@@ -465,19 +484,35 @@ export class SqliteEventStore implements EventStore {
   }
 }
 
+/**
+ * A subscription reads a page, and when caught up waits for a local append to a stream it matches (the store
+ * calls `appended` with each append's stream id) or a poll tick. A tick first compares the store's change mark
+ * with the one taken before the last read: unchanged means nothing was appended anywhere, and no query runs.
+ */
 class SqliteSubscription implements StoreSubscription {
   private closed = false;
   private started = false;
   private wake: (() => void) | undefined;
+  /** A matching local append arrived since the last read began. */
+  private pending = false;
+  private readonly prefixes: string[] | undefined;
 
   constructor(
     private readonly store: SqliteEventStore,
-    private readonly appended: EventEmitter,
     private readonly options: SubscribeOptions,
     private readonly pollIntervalMs: number,
     private readonly pageSize: number,
     private readonly onClose: () => void,
-  ) {}
+  ) {
+    this.prefixes = normalisePrefixes(options.streamPrefixes);
+  }
+
+  /** Called by the store after each local append: only a stream this subscription reads wakes it. */
+  appended(streamId: string): void {
+    if (this.prefixes && !this.prefixes.some((p) => streamId.startsWith(p))) return;
+    this.pending = true;
+    this.wake?.();
+  }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<RecordedEvent> {
     if (this.started) throw new StoreError('a subscription can be iterated once');
@@ -485,17 +520,38 @@ class SqliteSubscription implements StoreSubscription {
     let after = this.options.after ?? 0n;
     try {
       while (!this.closed) {
+        const mark = this.mark(); // before the read: whatever is appended later moves it
+        this.pending = false;
         const page = await this.store.readPage(after, this.pageSize, this.options.streamPrefixes);
         for (const event of page) {
           if (this.closed) return;
           yield event;
           after = event.position;
         }
-        if (page.length < this.pageSize) await this.waitForMore();
+        if (page.length < this.pageSize) await this.waitForNew(mark);
       }
     } finally {
       this.closed = true;
       this.onClose();
+    }
+  }
+
+  /** The store's change mark; -1 when it cannot be read now (the next tick then reads the page, which retries). */
+  private mark(): number {
+    try {
+      return this.store.changeMark();
+    } catch {
+      return -1;
+    }
+  }
+
+  /** Until a matching local append, or a tick that finds the change mark moved (another process, or a stream we may read). */
+  private async waitForNew(mark: number): Promise<void> {
+    while (!this.closed && !this.pending) {
+      await this.waitForMore();
+      if (this.closed || this.pending) return;
+      const now = this.mark();
+      if (now !== mark || now === -1) return;
     }
   }
 
@@ -504,12 +560,10 @@ class SqliteSubscription implements StoreSubscription {
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
-        this.appended.off('append', done);
         this.wake = undefined;
         resolve();
       };
       const timer = setTimeout(done, this.pollIntervalMs);
-      this.appended.on('append', done);
       this.wake = done;
     });
   }

@@ -38,17 +38,24 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
 
 /** Runs `work` while sampling RSS every 10 ms and the event loop's delay: peak RSS and the longest stall. */
-async function watched<T>(work: () => Promise<T>): Promise<{ result: T; peakRss: number; maxStallMs: number }> {
+type Watch = { rssBefore: number; peakRss: number; heapBefore: number; peakHeap: number; maxStallMs: number };
+async function watched<T>(work: () => Promise<T>): Promise<Watch & { result: T }> {
   const loop = monitorEventLoopDelay({ resolution: 10 });
-  let peakRss = process.memoryUsage.rss();
-  const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage.rss());
-  }, 10);
+  const rssBefore = process.memoryUsage.rss();
+  const heapBefore = process.memoryUsage().heapUsed;
+  let peakRss = rssBefore;
+  let peakHeap = heapBefore;
+  const sample = () => {
+    const m = process.memoryUsage();
+    peakRss = Math.max(peakRss, m.rss);
+    peakHeap = Math.max(peakHeap, m.heapUsed);
+  };
+  const sampler = setInterval(sample, 10);
   loop.enable();
   try {
     const result = await work();
-    peakRss = Math.max(peakRss, process.memoryUsage.rss());
-    return { result, peakRss, maxStallMs: loop.max / 1e6 };
+    sample();
+    return { result, rssBefore, peakRss, heapBefore, peakHeap, maxStallMs: loop.max / 1e6 };
   } finally {
     loop.disable();
     clearInterval(sampler);
@@ -90,8 +97,8 @@ async function main() {
     results.set(name, list);
   };
   let fileSize = 0;
-  const watch = new Map<string, Array<{ peakRss: number; maxStallMs: number }>>();
-  const noteWatch = (name: string, w: { peakRss: number; maxStallMs: number }) => watch.set(name, [...(watch.get(name) ?? []), w]);
+  const watch = new Map<string, Watch[]>();
+  const noteWatch = (name: string, w: Watch) => watch.set(name, [...(watch.get(name) ?? []), w]);
 
   for (let round = 0; round < ROUNDS; round++) {
     // Raw reads: the whole log, then what the runner consumes (a catch-up subscription), doing nothing.
@@ -143,11 +150,12 @@ async function main() {
     const m = median(rates);
     console.log(`${name.padEnd(width)}  ${fmt(m).padStart(9)}   ${((m / raw) * 100).toFixed(1).padStart(5)} %`);
   }
-  console.log(`\n${'while'.padEnd(width)}  peak RSS   longest event-loop stall (max over rounds)`);
+  console.log(`\n${'while (max over rounds)'.padEnd(width)}  RSS before → peak   heap used before → peak   longest event-loop stall`);
   for (const [name, list] of watch) {
-    const peak = Math.max(...list.map((w) => w.peakRss));
-    const stall = Math.max(...list.map((w) => w.maxStallMs));
-    console.log(`${name.padEnd(width)}  ${mib(peak).padStart(8)}   ${stall.toFixed(0).padStart(5)} ms`);
+    const max = (f: (w: Watch) => number) => Math.max(...list.map(f));
+    const rss = `${mib(max((w) => w.rssBefore))} → ${mib(max((w) => w.peakRss))}`;
+    const heap = `${mib(max((w) => w.heapBefore))} → ${mib(max((w) => w.peakHeap))}`;
+    console.log(`${name.padEnd(width)}  ${rss.padStart(17)}   ${heap.padStart(23)}   ${max((w) => w.maxStallMs).toFixed(0).padStart(5)} ms`);
   }
   console.log(`process maxRSS (whole run, history generation included): ${mib(process.resourceUsage().maxRSS * 1024)}`);
   console.log(`\nread-model file after a full rebuild: ${(fileSize / 1024 / 1024).toFixed(1)} MiB (WAL checkpointed on close)`);

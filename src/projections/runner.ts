@@ -31,6 +31,12 @@ export type RunProjectionsOptions = {
   projections: readonly Projection[];
   /** Events per transaction. Default 500. */
   batchSize?: number;
+  /**
+   * A batch's transaction should hold the event loop for at most about this long: while catching up, a batch
+   * whose commit took longer halves the next batches (down to 50 events), one that took under half of it
+   * doubles them again (up to `batchSize`). Default 50 ms.
+   */
+  maxBatchMs?: number;
   /** A partial batch is committed once no further event arrived for this long. Default 5 ms. */
   flushAfterMs?: number;
   retryBaseMs?: number;
@@ -112,6 +118,9 @@ type Runner = {
   readonly db: ReadModelDb;
   readonly ownsDb: boolean;
   readonly batchSize: number;
+  readonly maxBatchMs: number;
+  /** The batch size in use: `batchSize`, smaller while batches take longer than `maxBatchMs`. */
+  batchLimit: number;
   readonly flushAfterMs: number;
   readonly retryBaseMs: number;
   readonly retryMaxMs: number;
@@ -230,6 +239,14 @@ function markLive(r: Runner): void {
   r.rebuilding.clear();
 }
 
+const MIN_BATCH = 50;
+
+/** Halves the batch limit after a commit over `maxBatchMs`, doubles it back after one under half of it. */
+function adaptBatchLimit(r: Runner, tookMs: number): void {
+  if (tookMs > r.maxBatchMs) r.batchLimit = Math.max(Math.min(MIN_BATCH, r.batchSize), Math.floor(r.batchLimit / 2));
+  else if (tookMs < r.maxBatchMs / 2) r.batchLimit = Math.min(r.batchSize, r.batchLimit * 2);
+}
+
 /** A flush timer that can be dropped: once cancelled, its promise (and every race waiting on it) is garbage. */
 function flushTimer(ms: number): { promise: Promise<typeof TICK>; cancel: () => void } {
   let handle: NodeJS.Timeout | undefined;
@@ -271,8 +288,10 @@ async function consume(r: Runner, sub: StoreSubscription, running: readonly Proj
       batch.push(res.value);
       next = it.next();
       next.catch(noop);
-      if (batch.length >= r.batchSize) {
+      if (batch.length >= r.batchLimit) {
+        const started = performance.now();
         flush();
+        adaptBatchLimit(r, performance.now() - started);
         await yieldToLoop();
       }
     }
@@ -437,6 +456,8 @@ function createRunner(options: RunProjectionsOptions): Runner {
     db,
     ownsDb: !options.db,
     batchSize: options.batchSize ?? 500,
+    maxBatchMs: options.maxBatchMs ?? 50,
+    batchLimit: options.batchSize ?? 500,
     flushAfterMs: options.flushAfterMs ?? 5,
     retryBaseMs: options.retryBaseMs ?? 200,
     retryMaxMs: options.retryMaxMs ?? 30_000,

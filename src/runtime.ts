@@ -7,7 +7,7 @@
  * the processes; shutdown runs the other way round.
  */
 import { randomBytes } from 'node:crypto';
-import { startProjections } from './projections/index.js';
+import { pendingChangeSource, startProjections } from './projections/index.js';
 import type { RunningProjections } from './projections/runner.js';
 import { buildApp } from './app.js';
 import type { App } from './app.js';
@@ -247,7 +247,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     throw err;
   }
   // Publisher-side changes a restart interrupted: follow them again (never re-sent to Microsoft).
-  void publisherChanges.resumeAll().catch((err: unknown) => logger.error({ err }, 'could not resume pending publisher-side changes'));
+  void publisherChanges.resumeAll(pendingChangeSource(projections)).catch((err: unknown) => logger.error({ err }, 'could not resume pending publisher-side changes'));
   logger.info({ url, instanceId: processes?.instanceId }, 'ready');
 
   let closing: Promise<void> | undefined;

@@ -67,6 +67,13 @@ export type PublisherChange =
 
 export type PublisherChangeKind = PublisherChange['kind'];
 
+/**
+ * Where `resumeAll` finds the subscriptions with a pending publisher-side change: their ids (extra ids
+ * are harmless, a missing one is not), or undefined when the source cannot answer correctly (then the
+ * store is scanned).
+ */
+export type PendingChangeSource = () => Promise<readonly string[] | undefined>;
+
 export type PublisherChangesOptions = {
   ledger: SubscriptionLedger;
   client: PublisherChangeClient;
@@ -289,15 +296,15 @@ export class PublisherChanges {
 
   /**
    * At startup: `resume` every subscription whose publisher-side change was left pending by a
-   * restart. Scans the subscription streams of the store; once the projections issue provides a
-   * read model of pending changes, query that instead. One failure does not stop the others.
+   * restart. With `pending` (the read model of subscriptions, once caught up: see
+   * projections/pending-changes.ts) only the subscriptions it lists are looked at; without it, or when it
+   * answers undefined (the read model cannot be trusted), the subscription streams of the store are
+   * scanned. `resume` reads each candidate's own stream, so a candidate with nothing pending costs one
+   * read. One failure does not stop the others.
    */
-  async resumeAll(): Promise<{ subscriptionId: string; outcome: ResumeOutcome | 'error' }[]> {
-    const candidates = new Set<string>();
-    const prefix = categoryPrefix(subscriptionCategory);
-    for await (const e of this.#ledger.store.readAll({ streamPrefixes: [prefix] })) {
-      if (CHANGE_REQUESTED.has(e.type)) candidates.add(entityIdOf(e.streamId));
-    }
+  async resumeAll(pending?: PendingChangeSource): Promise<{ subscriptionId: string; outcome: ResumeOutcome | 'error' }[]> {
+    const listed = pending ? await pending() : undefined;
+    const candidates = listed ? new Set(listed) : await this.#scanForPendingChanges();
     const results: { subscriptionId: string; outcome: ResumeOutcome | 'error' }[] = [];
     for (const subscriptionId of candidates) {
       try {
@@ -310,6 +317,17 @@ export class PublisherChanges {
     const resumed = results.filter((r) => r.outcome !== 'nothing-pending');
     if (resumed.length > 0) this.#log.info({ resumed }, 'pending publisher changes resumed');
     return results;
+  }
+
+  /** The fallback: every subscription that ever had a change requested, from the whole store. */
+  async #scanForPendingChanges(): Promise<Set<string>> {
+    this.#log.info('no read model of pending changes: scanning the subscription streams for them');
+    const candidates = new Set<string>();
+    const prefix = categoryPrefix(subscriptionCategory);
+    for await (const e of this.#ledger.store.readAll({ streamPrefixes: [prefix] })) {
+      if (CHANGE_REQUESTED.has(e.type)) candidates.add(entityIdOf(e.streamId));
+    }
+    return candidates;
   }
 
   /** Resolves when no background work is left (tests; graceful shutdown after `close`). */

@@ -13,6 +13,7 @@ import type { RunProjectionsOptions, RunningProjections } from './runner.js';
 export { allProjections };
 export type { Projection, ReadModelDb } from './projection.js';
 export { openReadModelDb } from './readmodel-db.js';
+export { pendingChangeSource } from './pending-changes.js';
 export type { ProjectionStatus, RunningProjections } from './runner.js';
 
 export type StartProjectionsOptions = Omit<RunProjectionsOptions, 'projections'> & {

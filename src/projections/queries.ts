@@ -503,3 +503,16 @@ export function unacknowledgedOperations(db: ReadModelDb): UnacknowledgedOperati
     deliveries: n(r.deliveries),
   }));
 }
+
+// ------------------------------------------------------------------------------------------------
+// Pending publisher-side changes (what `PublisherChanges.resumeAll` resumes at startup)
+
+export const pendingPublisherChangesSql = 'SELECT subscription_id FROM subscriptions WHERE pending_change IS NOT NULL ORDER BY subscription_id';
+
+/** The subscriptions whose state has a pending publisher-side change (a plan, seat or cancel request not settled). */
+export function subscriptionsWithPendingChange(db: ReadModelDb): string[] {
+  return db
+    .prepare<[], { subscription_id: string }>(pendingPublisherChangesSql)
+    .all()
+    .map((row) => row.subscription_id);
+}

@@ -15,7 +15,7 @@
  * nothing is skipped. A projection whose stored version is not its code's (another process rebuilt
  * it with other code) is left alone and reported `superseded`.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import type { EventStore, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
 import type { Projection, ReadModelDb } from './projection.js';
@@ -31,6 +31,12 @@ export type RunProjectionsOptions = {
   projections: readonly Projection[];
   /** Events per transaction. Default 500. */
   batchSize?: number;
+  /**
+   * A batch's transaction should hold the event loop for at most about this long: while catching up, a batch
+   * whose commit took longer halves the next batches (down to 50 events), one that took under half of it
+   * doubles them again (up to `batchSize`). Default 50 ms.
+   */
+  maxBatchMs?: number;
   /** A partial batch is committed once no further event arrived for this long. Default 5 ms. */
   flushAfterMs?: number;
   retryBaseMs?: number;
@@ -59,6 +65,11 @@ export type RunningProjections = {
   readonly projections: readonly Projection[];
   /** Resolves once every projection has applied every event that existed when called. */
   idle(): Promise<void>;
+  /**
+   * Resolves once the runner is live (it caught up with the store: no further event came within the flush
+   * delay), at once when it is live already, and when it stops. Cheaper than `idle()`, which reads to the head.
+   */
+  whenLive(): Promise<void>;
   /** Resolves once every projection has reached `position`. */
   waitForPosition(position: bigint): Promise<void>;
   /** Drop the named projections' tables (all when omitted) and rebuild them from the first event; resolves when caught up. */
@@ -86,6 +97,8 @@ export class ProjectionApplyError extends Error {
 }
 
 const TICK = Symbol('tick');
+/** `idle()` reads to the head of the store; it gives the event loop a turn every this many events. */
+const HEAD_YIELD_EVERY = 1000;
 const noop = (): void => undefined;
 
 /** a < b, where undefined is "before the first event". */
@@ -105,6 +118,9 @@ type Runner = {
   readonly db: ReadModelDb;
   readonly ownsDb: boolean;
   readonly batchSize: number;
+  readonly maxBatchMs: number;
+  /** The batch size in use: `batchSize`, smaller while batches take longer than `maxBatchMs`. */
+  batchLimit: number;
   readonly flushAfterMs: number;
   readonly retryBaseMs: number;
   readonly retryMaxMs: number;
@@ -116,6 +132,7 @@ type Runner = {
   readonly rebuilding: Set<string>;
   readonly waiters: Array<{ target: bigint; resolve: () => void }>;
   readonly rebuildRequests: RebuildRequest[];
+  readonly liveWaiters: Array<() => void>;
   readonly stopSignal: AbortController;
   stopped: boolean;
   live: boolean;
@@ -217,38 +234,71 @@ function commit(r: Runner, batch: readonly RecordedEvent[], running: readonly Pr
 function markLive(r: Runner): void {
   if (r.live) return;
   r.live = true;
+  for (const resolve of r.liveWaiters.splice(0)) resolve();
   if (r.rebuilding.size > 0) r.log.info({ projections: [...r.rebuilding] }, 'projections rebuilt and live');
   r.rebuilding.clear();
 }
 
-/** Reads the subscription in batches of up to `batchSize`, a partial batch committed after `flushAfterMs` of quiet. */
+const MIN_BATCH = 50;
+
+/** Halves the batch limit after a commit over `maxBatchMs`, doubles it back after one under half of it. */
+function adaptBatchLimit(r: Runner, tookMs: number): void {
+  if (tookMs > r.maxBatchMs) r.batchLimit = Math.max(Math.min(MIN_BATCH, r.batchSize), Math.floor(r.batchLimit / 2));
+  else if (tookMs < r.maxBatchMs / 2) r.batchLimit = Math.min(r.batchSize, r.batchLimit * 2);
+}
+
+/** A flush timer that can be dropped: once cancelled, its promise (and every race waiting on it) is garbage. */
+function flushTimer(ms: number): { promise: Promise<typeof TICK>; cancel: () => void } {
+  let handle: NodeJS.Timeout | undefined;
+  const promise = new Promise<typeof TICK>((resolve) => {
+    handle = setTimeout(resolve, ms, TICK);
+  });
+  return { promise, cancel: () => clearTimeout(handle) };
+}
+
+/**
+ * Reads the subscription in batches of up to `batchSize`, a partial batch committed after `flushAfterMs` of quiet.
+ * Between batches it gives the event loop a turn (setImmediate): a catch-up from memory resolves every `next()`
+ * in microtasks, so without it HTTP and timers would wait for the end of the catch-up. The flush timer of a
+ * batch is cancelled once the batch is committed, so no event already applied stays referenced by a pending race.
+ */
 async function consume(r: Runner, sub: StoreSubscription, running: readonly Projection[]): Promise<void> {
   const it = sub[Symbol.asyncIterator]();
   let batch: RecordedEvent[] = [];
-  let tick: Promise<typeof TICK> | undefined;
+  let timer: ReturnType<typeof flushTimer> | undefined;
+  const flush = (): void => {
+    timer?.cancel();
+    timer = undefined;
+    if (batch.length > 0) commit(r, batch, running);
+    batch = [];
+  };
   let next = it.next();
   next.catch(noop);
-  for (;;) {
-    const waitTick = batch.length > 0 || !r.live;
-    const res = waitTick ? await Promise.race([next, (tick ??= sleep(r.flushAfterMs).then(() => TICK))]) : await next;
-    if (res === TICK) {
-      tick = undefined;
-      if (batch.length > 0) commit(r, batch, running);
-      batch = [];
-      markLive(r);
-      continue;
+  try {
+    for (;;) {
+      const waitTick = batch.length > 0 || !r.live;
+      const res = waitTick ? await Promise.race([next, (timer ??= flushTimer(r.flushAfterMs)).promise]) : await next;
+      if (res === TICK) {
+        // The event loop turned already (a timer fired): no yield needed here.
+        flush();
+        markLive(r);
+        continue;
+      }
+      if (res.done) break;
+      batch.push(res.value);
+      next = it.next();
+      next.catch(noop);
+      if (batch.length >= r.batchLimit) {
+        const started = performance.now();
+        flush();
+        adaptBatchLimit(r, performance.now() - started);
+        await yieldToLoop();
+      }
     }
-    if (res.done) break;
-    batch.push(res.value);
-    next = it.next();
-    next.catch(noop);
-    if (batch.length >= r.batchSize) {
-      tick = undefined;
-      commit(r, batch, running);
-      batch = [];
-    }
+    flush();
+  } finally {
+    timer?.cancel();
   }
-  if (batch.length > 0) commit(r, batch, running);
 }
 
 function runRebuilds(r: Runner): void {
@@ -314,7 +364,11 @@ async function headPosition(r: Runner): Promise<bigint | undefined> {
   const prefixes = [...new Set(active(r).flatMap((p) => p.streamPrefixes))];
   const from = lowest(r);
   let last: bigint | undefined;
-  for await (const e of r.store.readAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes })) last = e.position;
+  let n = 0;
+  for await (const e of r.store.readAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes })) {
+    last = e.position;
+    if (++n % HEAD_YIELD_EVERY === 0) await yieldToLoop(); // a long read from memory must not starve HTTP either
+  }
   return last;
 }
 
@@ -374,6 +428,7 @@ async function stop(r: Runner, running: Promise<void>): Promise<void> {
   await r.current?.close();
   await running;
   for (const w of r.waiters.splice(0)) w.resolve();
+  for (const resolve of r.liveWaiters.splice(0)) resolve();
   for (const req of r.rebuildRequests.splice(0)) req.failed(new Error('the projection runner stopped'));
   if (r.ownsDb) r.db.close();
   r.log.info('projections stopped');
@@ -401,6 +456,8 @@ function createRunner(options: RunProjectionsOptions): Runner {
     db,
     ownsDb: !options.db,
     batchSize: options.batchSize ?? 500,
+    maxBatchMs: options.maxBatchMs ?? 50,
+    batchLimit: options.batchSize ?? 500,
     flushAfterMs: options.flushAfterMs ?? 5,
     retryBaseMs: options.retryBaseMs ?? 200,
     retryMaxMs: options.retryMaxMs ?? 30_000,
@@ -410,6 +467,7 @@ function createRunner(options: RunProjectionsOptions): Runner {
     rebuilding: new Set<string>([...readStates(db)].filter(([, s]) => s.position === undefined).map(([n]) => n)),
     waiters: [],
     rebuildRequests: [],
+    liveWaiters: [],
     stopSignal: new AbortController(),
     stopped: false,
     live: false,
@@ -427,6 +485,7 @@ export function runProjections(options: RunProjectionsOptions): RunningProjectio
     db: r.db,
     projections: r.projections,
     idle: () => idle(r),
+    whenLive: () => (r.live || r.stopped ? Promise.resolve() : new Promise<void>((resolve) => r.liveWaiters.push(resolve))),
     waitForPosition: (position) => waitForPosition(r, position),
     rebuild: (names) => rebuild(r, names),
     status: () => statusOf(r),

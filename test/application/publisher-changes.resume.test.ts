@@ -5,11 +5,11 @@
  */
 import { join } from 'node:path';
 import t from 'tap';
+import { purchaseDetails } from '../support/purchase-details.js';
 import type { Test } from 'tap';
 import { PublisherChanges } from '../../src/application/publisher-changes.js';
 import type { PublisherChangeClient } from '../../src/application/publisher-changes.js';
 import { SubscriptionLedger } from '../../src/application/subscription-ledger.js';
-import type { SubscriptionDetails } from '../../src/domain/subscription/index.js';
 import type { EventStore } from '../../src/eventstore/eventstore.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import { createLogger } from '../../src/logger.js';
@@ -28,24 +28,7 @@ const ids = {
 };
 const OP = '20000000-0000-4000-8000-000000000002';
 
-function details(subscriptionId: string): SubscriptionDetails {
-  return {
-    subscriptionId,
-    name: 'Contoso ledger',
-    publisherId: 'fabrikam',
-    offerId: 'ledger-saas',
-    planId: 'standard',
-    quantity: 5,
-    purchaser: { emailId: 'buyer@contoso.example', tenantId: '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e' },
-    beneficiary: { emailId: 'user@contoso.example', tenantId: '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e', puid: null },
-    term: { termUnit: 'P1M', startDate: '2026-03-01T00:00:00Z', endDate: '2026-03-31T00:00:00Z' },
-    autoRenew: true,
-    isFreeTrial: false,
-    isTest: true,
-    allowedCustomerOperations: ['Read', 'Update', 'Delete'],
-    created: '2026-03-01T08:59:12Z',
-  };
-}
+const details = (subscriptionId: string) => purchaseDetails(subscriptionId);
 
 /** Microsoft for a resume: nothing outstanding, the subscription as bought; operations never finish. */
 class QuietMicrosoft implements PublisherChangeClient {

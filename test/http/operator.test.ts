@@ -6,6 +6,7 @@
  */
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import t from 'tap';
+import { purchaseDetails } from '../support/purchase-details.js';
 import type { Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { SubscriptionLedger } from '../../src/application/subscription-ledger.js';
@@ -27,25 +28,7 @@ const SUB = '5d0c9a7e-1b2f-4c3d-9e8f-0a1b2c3d4e5f';
 const OTHER = '6e1d0b8f-2c3a-4d4e-8f90-1b2c3d4e5f60';
 const OP = '7f2e1c90-3d4b-4e5f-9a01-2c3d4e5f6071';
 
-function details(subscriptionId: string, overrides: Partial<SubscriptionDetails> = {}): SubscriptionDetails {
-  return {
-    subscriptionId,
-    name: 'Contoso ledger',
-    publisherId: 'fabrikam',
-    offerId: 'ledger-saas',
-    planId: 'standard',
-    quantity: 5,
-    purchaser: { emailId: 'buyer@contoso.example', tenantId: '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e' },
-    beneficiary: { emailId: 'user@contoso.example', tenantId: '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e', puid: null },
-    term: { termUnit: 'P1M', startDate: '2026-03-01T00:00:00Z', endDate: '2026-03-31T00:00:00Z' },
-    autoRenew: true,
-    isFreeTrial: false,
-    isTest: true,
-    allowedCustomerOperations: ['Read', 'Update', 'Delete'],
-    created: '2026-03-01T08:59:12Z',
-    ...overrides,
-  };
-}
+const details = purchaseDetails;
 
 /** Microsoft as a script: each PATCH/DELETE answers from `submit`; operations finish when `finish` is called. */
 class ScriptedMicrosoft implements PublisherChangeClient {

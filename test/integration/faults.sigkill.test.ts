@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
+import { prng } from '../support/prng.js';
 import type { Test } from 'tap';
 import { notificationCategory } from '../../src/domain/notification/index.js';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
@@ -41,16 +42,6 @@ const logger = createLogger('silent');
 // The loop takes minutes on a loaded 2-core machine: longer than the suite's per-file timeout (.taprc).
 t.setTimeout(540_000);
 
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Service = { url: Promise<string>; kill(signal: NodeJS.Signals): Promise<void> };
 

@@ -5,21 +5,12 @@
  * and the service must still work afterwards. Seeded, so a failure can be replayed (FUZZ_SEED).
  */
 import t from 'tap';
+import { prng } from '../support/prng.js';
 import { startSandbox } from '../support/sandbox.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261124);
 const PER_SURFACE = Number(process.env.FUZZ_PER_SURFACE ?? 1700);
 
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hostile = [
   "'; DROP TABLE events; --",

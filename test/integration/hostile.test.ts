@@ -12,6 +12,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import t from 'tap';
+import { prng } from '../support/prng.js';
 import { loadConfig } from '../../src/config.js';
 import { loggerOptions } from '../../src/logger.js';
 import { startRuntime } from '../../src/runtime.js';
@@ -23,16 +24,6 @@ const REQUESTS = Number(process.env.HOSTILE_REQUESTS ?? 5000);
 const OPERATOR = 'hostile-operator-token-0123456789';
 t.setTimeout(300_000);
 
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const protoKeys = ['__proto__', ' __proto__', '__proto__ ', 'constructor', ' constructor ', 'prototype'];
 const SECRETS = ['s3cr3t-access-token-value', 's3cr3t-auth-code-value', 's3cr3t-client-secret-value', 's3cr3t-password-value', 's3cr3t-api-key-value'];

@@ -3,6 +3,7 @@
  * subscription ledger writing real commands to it, notifications recorded through their decider, and
  * the real projection runner keeping a read-model file up to date.
  */
+import { purchaseDetails } from './purchase-details.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,23 +22,7 @@ export const DAY = 86_400_000;
 export const at = (ms: number): string => new Date(T0 + ms).toISOString();
 
 export function purchased(subscriptionId: string, created = at(0)): SubscriptionDetails {
-  return {
-    subscriptionId,
-    name: 'Contoso ledger',
-    publisherId: 'fabrikam',
-    offerId: 'ledger-saas',
-    planId: 'standard',
-    quantity: 5,
-    purchaser: { emailId: 'buyer@contoso.example', tenantId: '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e' },
-    beneficiary: { emailId: 'user@contoso.example', tenantId: '0b5c6d1e-2f3a-4b4c-8d5e-6f7a8b9c0d1e', puid: null },
-    term: { termUnit: 'P1M' },
-    autoRenew: true,
-    isFreeTrial: false,
-    isTest: false,
-    allowedCustomerOperations: ['Read', 'Update', 'Delete'],
-    sandboxType: 'None',
-    created,
-  };
+  return purchaseDetails(subscriptionId, { term: { termUnit: 'P1M' }, isTest: false, sandboxType: 'None', created });
 }
 
 export type DeadlinesWorld = {

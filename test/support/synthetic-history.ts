@@ -5,6 +5,7 @@
  * sometimes twice; acknowledged for plan and seat changes; processed). Used by the projection tests
  * and the projection benchmark.
  */
+import { prng } from './prng.js';
 import { subscriptionDecider, subscriptionStream } from '../../src/domain/subscription/index.js';
 import type { SubscriptionCommand, SubscriptionDetails, SubscriptionEvent, SubscriptionState } from '../../src/domain/subscription/index.js';
 import { notificationStream } from '../../src/domain/notification/notification.events.js';
@@ -21,17 +22,6 @@ export type HistoryOptions = {
   months?: number;
 };
 
-/** mulberry32: a small seeded PRNG so that a history is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PLANS = [
   { offerId: 'ledger-saas', planId: 'basic', seats: false, trial: false },

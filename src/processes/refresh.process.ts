@@ -12,7 +12,7 @@ import { categoryPrefix, entityIdOf } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
 import { MarketplaceNotFoundError, MarketplaceUnavailableError } from '../marketplace/errors.js';
 import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
-import { afterOperations, defaultRefreshPatienceMs, isOpen, wantsRefresh } from './refresh.workflow.js';
+import { afterOperations, defaultRefreshPatienceMs, isOpen, mayWantRefresh, wantsRefresh } from './refresh.workflow.js';
 import { RetryLater } from './runner/types.js';
 import type { ProcessHandler } from './runner/types.js';
 
@@ -38,7 +38,7 @@ export function refreshProcess(options: RefreshOptions): ProcessHandler {
     streamPrefixes: [categoryPrefix(subscriptionCategory)],
     async handle(recorded) {
       const event = decodeSubscriptionEvent(recorded);
-      if (!event) return;
+      if (!event || !mayWantRefresh(event)) return; // most events: no stream read at all
       const subscriptionId = entityIdOf(recorded.streamId);
       const { ledger, marketplace } = options;
       const { state } = await ledger.load(subscriptionId);

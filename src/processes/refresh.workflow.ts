@@ -18,11 +18,19 @@ const triggers: ReadonlySet<SubscriptionEvent['type']> = new Set(['Activated', '
 /** How long after the change a refresh still waits for Microsoft's open operations to complete. */
 export const defaultRefreshPatienceMs = 60 * 60 * 1000;
 
-/** Whether this event asks for a refresh: a change we applied, not one that converged on Microsoft already. */
-export function wantsRefresh(event: SubscriptionEvent, state: SubscriptionState): state is KnownSubscription {
+/**
+ * Whether the event alone can ask for a refresh (no state needed): a change we applied, not one that converged
+ * on Microsoft already. The executor checks this before it loads the subscription.
+ */
+export function mayWantRefresh(event: SubscriptionEvent): boolean {
   // Events that carry what Microsoft reported (converged, or recorded by the reconciler from Microsoft's list) were
   // just read from Microsoft's record. ReconcileStatus's events carry only the status and are read back.
-  if (!triggers.has(event.type) || event.data.reported !== undefined) return false;
+  return triggers.has(event.type) && event.data.reported === undefined;
+}
+
+/** Whether this event asks for a refresh, given the subscription's state now. */
+export function wantsRefresh(event: SubscriptionEvent, state: SubscriptionState): state is KnownSubscription {
+  if (!mayWantRefresh(event)) return false;
   // After the cancellation itself, Microsoft's final record is read once more (a change it completed just before
   // may be notified after); after anything else, a cancelled subscription is left alone.
   return state.status !== 'Initial' && (state.status !== 'Unsubscribed' || event.type === 'Unsubscribed');

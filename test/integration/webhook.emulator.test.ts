@@ -334,6 +334,10 @@ t.test("a change Microsoft reports Failed is recorded with the reason and not ap
   t.notOk((await notification(s, op.id)).some((e) => e.type === 'OperationAcknowledged'), 'not acknowledged');
   const view = await operationView(s, id, op.id, (i) => i.notificationOutcome === 'failed');
   t.match(view, { outcome: 'failed', microsoftStatus: 'Failed', outcomeDetail: /the customer cancelled the change/, appliedEvent: null }, 'the operator API shows the refusal and why');
+  // The real change, when it comes, is applied.
+  const real = s.emulator.marketplace.changePlan(id, 'premium');
+  t.equal((await processed(s, real.id)).outcome, 'applied', 'the genuine change that follows is applied');
+  t.equal((await state(s, id)).planId, 'premium');
 });
 
 t.test('an Unsubscribe Microsoft does not back is unverified; delivered again once Microsoft shows it, it is applied', async (t) => {

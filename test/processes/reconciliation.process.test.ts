@@ -14,7 +14,7 @@ import type { EventStore } from '../../src/eventstore/eventstore.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import { MarketplaceUnavailableError } from '../../src/marketplace/errors.js';
 import { Reconciler } from '../../src/processes/reconciliation.process.js';
-import type { ReconcilerMarketplace, RunOutcome, TriggerResult } from '../../src/processes/reconciliation.process.js';
+import type { ReconcilerMarketplace, RunOutcome, RunSummary, TriggerResult } from '../../src/processes/reconciliation.process.js';
 import { scheduleReconciliation } from '../../src/processes/reconciliation.schedule.js';
 import { differences, known, logger, reconcileWorld } from '../support/reconcile-world.js';
 import { waitFor } from '../support/wait.js';
@@ -307,4 +307,27 @@ t.test('the operator API: 503 until the store is open, and the routes documented
   t.equal(doc.paths['/api/reconcile']?.post?.operationId, 'reconcile');
   t.equal(doc.paths['/api/reconciliations']?.get?.operationId, 'listReconciliations');
   t.equal(doc.paths['/api/reconciliations/{id}']?.get?.operationId, 'getReconciliation');
+});
+
+t.test('scheduled on two instances of one SQLite file: the runs never overlap', async (t) => {
+  const w = await reconcileWorld(t);
+  for (let i = 0; i < 4; i++) w.ms.purchase({ planId: 'basic' });
+  const other = openSqliteStore({ path: w.path, pollIntervalMs: 20 });
+  t.teardown(() => other.close());
+  const a = w.reconciler({ instanceId: 'a' });
+  const b = w.reconciler({ store: other, ledger: new SubscriptionLedger(other), instanceId: 'b' });
+  const schedules = [a, b].map((reconciler) => scheduleReconciliation({ reconciler, intervalMs: 300, logger }));
+  t.teardown(() => schedules.forEach((s) => s.stop()));
+  const runs = await waitFor('three scheduled runs finished', async () => {
+    const list = await a.list();
+    return list.filter((x) => x.status === 'finished').length >= 3 ? list : undefined;
+  }, 20_000);
+  schedules.forEach((s) => s.stop());
+  const done = runs.filter((x) => x.status === 'finished').sort((x, y) => Date.parse(x.startedAt) - Date.parse(y.startedAt));
+  for (let i = 1; i < done.length; i++) {
+    const previous = done[i - 1] as RunSummary;
+    const end = Date.parse(previous.startedAt) + (previous.durationMs ?? 0);
+    t.ok(Date.parse((done[i] as RunSummary).startedAt) >= end, `run ${i + 1} started after run ${i} ended`);
+  }
+  t.ok(done.every((x) => x.trigger === 'schedule'), 'all started by the schedules');
 });

@@ -1,0 +1,82 @@
+/**
+ * An embedded event store file that already holds N events of realistic history, quickly, for the benchmarks
+ * that measure a figure "at 1M events".
+ *
+ * The events are the synthetic history the projection tests use (test/support/synthetic-history.ts: real decider
+ * output, subscription streams interleaved with their notification streams), written in one transaction with
+ * `synchronous = OFF` straight into the store's own schema (the store creates the file first, so the schema,
+ * its migrations and the `category` column are the store's). Writing 1M events through appendToStream would take
+ * minutes of fsyncs that measure nothing the benchmarks are about.
+ *
+ * The first call for a size writes a template in bench/results/cache/ (ignored by git); later calls copy it.
+ */
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
+import { categoryOf } from '../../src/eventstore/sqlite-reads.js';
+import { syntheticHistory } from '../../test/support/synthetic-history.js';
+
+/** Bump when the synthetic history or the store's schema changes, so old templates are not reused. */
+const TEMPLATE_VERSION = 1;
+const cacheDir = join(import.meta.dirname, '..', 'results', 'cache');
+
+/** Writes (or copies from the cache) a store file holding at least `events` events to `dest`; returns the count. */
+export async function historyFile(events: number, dest: string): Promise<number> {
+  mkdirSync(cacheDir, { recursive: true });
+  const template = join(cacheDir, `history-${events}-v${TEMPLATE_VERSION}.db`);
+  if (!existsSync(template)) {
+    const partial = `${template}.partial`;
+    rmSync(partial, { force: true });
+    await writeHistoryFile(partial, events);
+    renameSync(partial, template);
+  }
+  copyFileSync(template, dest);
+  return countIn(dest);
+}
+
+function countIn(path: string): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return Number(db.prepare('SELECT count(*) FROM events').pluck().get());
+  } finally {
+    db.close();
+  }
+}
+
+async function writeHistoryFile(path: string, target: number): Promise<void> {
+  // The store makes the file: its schema, its migrations. Then it is closed and the rows go in raw.
+  await openSqliteStore({ path, checkpointIntervalMs: 0 }).close();
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = OFF');
+  const insert = db.prepare(
+    'INSERT INTO events (event_id, stream_id, category, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+  );
+  const upsert = db.prepare('INSERT INTO streams (stream_id, revision) VALUES (?, ?) ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision');
+  const revisions = new Map<string, number>();
+  let written = 0;
+  const writeBatch = db.transaction((appends: ReturnType<typeof syntheticHistory>, room: number) => {
+    for (const a of appends) {
+      if (written >= room) return;
+      let revision = revisions.get(a.streamId) ?? -1;
+      const at = new Date(a.at).toISOString();
+      for (const e of a.events) {
+        revision += 1;
+        insert.run(e.id ?? randomUUID(), a.streamId, categoryOf(a.streamId), revision, e.type, JSON.stringify(e.data ?? null), JSON.stringify(e.metadata ?? {}), at);
+        written += 1;
+      }
+      revisions.set(a.streamId, revision);
+    }
+  });
+  for (let seed = 1; written < target; seed++) {
+    writeBatch(syntheticHistory({ subscriptions: 2000, seed, start: new Date(Date.parse('2026-01-05T08:00:00.000Z') + seed * 3_600_000).toISOString() }), target);
+  }
+  const flush = db.transaction(() => {
+    for (const [stream, revision] of revisions) upsert.run(stream, revision);
+  });
+  flush();
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+}

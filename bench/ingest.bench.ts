@@ -15,16 +15,15 @@
  *
  * Prints a table and writes bench/results/ingest.json (machine-readable, to see a regression).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { startEmulator } from '../src/emulator/emulator.js';
 import { openSqliteStore } from '../src/eventstore/sqlite.store.js';
 import { syntheticHistory, writeHistory } from '../test/support/synthetic-history.js';
+import { emulatorEnv, startService } from './support/service.js';
 
 const SIZES = (process.env.BENCH_INGEST_SIZES ?? '0,100000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_INGEST_SECONDS ?? 10);
@@ -36,34 +35,6 @@ type Figures = { size: number; events: number; requests: number; perSecond: numb
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
-
-async function startService(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void> }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'server.ts')], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let listening = '';
-    createInterface({ input: proc.stdout }).on('line', (line) => {
-      try {
-        const log = JSON.parse(line) as { msg?: string; url?: string };
-        if (log.msg === 'listening; opening the event store' && log.url) listening = log.url;
-        if (log.msg === 'ready') resolve(listening);
-      } catch {
-        // not a log line
-      }
-    });
-    proc.on('exit', () => reject(new Error('the service exited before it was ready')));
-  });
-  return {
-    url,
-    stop: async () => {
-      proc.kill('SIGTERM');
-      await exited;
-    },
-  };
 }
 
 /** N events of realistic subscription history, written straight into the store before the service starts. */
@@ -166,15 +137,7 @@ try {
     const dir = join(work, `size-${size}`);
     mkdirSync(dir);
     const events = await prefill(join(dir, 'events.db'), size);
-    const service = await startService({
-      DATA_DIR: dir,
-      MARKETPLACE_API_URL: `${emulator.url}/api`,
-      MARKETPLACE_STATIC_TOKEN: 'emulator-accepts-any-token',
-      WEBHOOK_TENANT_ID: emulator.publisherTenantId,
-      WEBHOOK_AUDIENCE: emulator.publisherAppId,
-      WEBHOOK_OPENID_METADATA_URL: metadataUrl,
-      OPERATOR_TOKEN: 'bench-operator-token-0123456789',
-    });
+    const service = await startService({ DATA_DIR: dir, ...emulatorEnv(emulator) });
     try {
       results.push({ size, events, ...(await load(service.url, token)) });
     } finally {

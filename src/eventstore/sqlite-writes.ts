@@ -9,7 +9,8 @@
  *
  * - `WriteQueue` serialises one connection's writes in arrival order: a write is tried at once when
  *   nothing is ahead of it (the usual case: no timer, no extra tick), else queued behind the others,
- *   so two appends of this process never overtake each other while one waits for the lock.
+ *   so two writes of this process never overtake each other while one waits for the lock. The store's
+ *   writes are group-commit batches (sqlite-group-commit.ts).
  * - `retryWhileBusy` does the same wait for reads (in WAL mode they hardly ever meet a lock).
  * - `writeFailureOf` says which errors mean "this store cannot write right now" (disk full, I/O error,
  *   read-only, locked past the bound), as opposed to errors of the request itself.
@@ -103,9 +104,11 @@ export class WriteQueue {
 
   constructor(private readonly wait: BusyWait) {}
 
-  /** `attempt` runs one whole write transaction synchronously; it is retried while the database is locked. */
-  write<T>(what: string, attempt: () => T): Promise<T> {
-    const started = performance.now();
+  /**
+   * `attempt` runs one whole write transaction synchronously; it is retried while the database is locked, for at
+   * most the bound from `started` (default now; the group commit passes when its oldest append was asked for).
+   */
+  write<T>(what: string, attempt: () => T, started = performance.now()): Promise<T> {
     let tried = false;
     if (this.jobs.length === 0) {
       tried = true;

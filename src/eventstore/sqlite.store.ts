@@ -5,6 +5,9 @@
  * - Every append runs in a BEGIN IMMEDIATE transaction, so writers (in this process or another
  *   process on the same file) are serialised by SQLite's write lock; the expected-revision check
  *   and the insert happen under that lock, and UNIQUE(stream_id, revision) backs it up.
+ * - Group commit (sqlite-group-commit.ts): appends asked for in the same turn of the event loop share that
+ *   transaction and its one fsync, each in its own savepoint, so one append's conflict fails it alone; each
+ *   caller is answered once the whole batch has committed.
  * - `position` is an AUTOINCREMENT key assigned under the write lock, so positions are committed
  *   in increasing order: a catch-up reader never sees a gap that is filled later.
  * - Subscriptions catch up by reading pages (prefix reads are index ranges on `category`: sqlite-reads.ts), then
@@ -25,7 +28,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Database as Db, Statement, Transaction } from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
 import type { Logger } from '../logger.js';
 import {
   ConcurrencyError,
@@ -49,7 +52,9 @@ import type {
 import { migrateSchema } from './sqlite-migrate.js';
 import type { MigrationReport } from './sqlite-migrate.js';
 import { PrefixReads, categoryOf, normalisePrefixes } from './sqlite-reads.js';
-import { WriteQueue, codeOf, isBusy, retryWhileBusy, writeFailureOf } from './sqlite-writes.js';
+import { GroupCommit } from './sqlite-group-commit.js';
+import type { GroupCommitStats } from './sqlite-group-commit.js';
+import { StoreBusyError, WriteQueue, codeOf, isBusy, retryWhileBusy, writeFailureOf } from './sqlite-writes.js';
 import type { BusyWait } from './sqlite-writes.js';
 import { WriteHealth } from './write-health.js';
 
@@ -66,6 +71,8 @@ export type SqliteStoreOptions = {
   writeProbeIntervalMs?: number;
   /** How often the WAL is checkpointed and truncated; 0 = only at open and after a write outage. Default 60000. */
   checkpointIntervalMs?: number;
+  /** The most appends committed in one transaction (group commit, sqlite-group-commit.ts); 1 = one commit each. Default 256. */
+  maxBatch?: number;
   /** Where the store says that writes fail and work again, and how checkpoints go. */
   logger?: Logger;
 };
@@ -176,6 +183,7 @@ export class SqliteEventStore implements EventStore {
   private readonly pageSize: number;
   private readonly busy: BusyWait;
   private readonly writes: WriteQueue;
+  private readonly group: GroupCommit;
   private readonly health: WriteHealth;
   private readonly log: Logger | undefined;
   private readonly checkpointTimer: NodeJS.Timeout | undefined;
@@ -215,6 +223,10 @@ export class SqliteEventStore implements EventStore {
       this.log?.info({ store: 'sqlite', path: options.path, ...migrated }, 'event store schema migrated: events carry their category, prefix reads use events_category');
     }
     this.writes = new WriteQueue(this.busy);
+    this.group = new GroupCommit(this.db, this.writes, {
+      ...(options.maxBatch !== undefined ? { maxBatch: options.maxBatch } : {}),
+      beforeWrite: () => this.assertOpen(), // the store may have been closed while the batch waited for the lock
+    });
     this.health = new WriteHealth({
       probeIntervalMs: options.writeProbeIntervalMs ?? 5000,
       onFailing: (f) => this.log?.error({ store: 'sqlite', path: options.path, code: f.code, reason: f.reason }, 'event store cannot write: appends answer 503 and /readyz says not-ready until a write succeeds'),
@@ -265,7 +277,7 @@ export class SqliteEventStore implements EventStore {
     }
     const rows = events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, ...serialise(e, streamId) }));
     const category = categoryOf(streamId);
-    const append: Transaction<() => AppendOutcome> = this.db.transaction((): AppendOutcome => {
+    const append = (): AppendOutcome => {
       const current = this.stmt.streamRevision.get(streamId)?.revision ?? -1;
       const repeat = this.idempotentRepeat(streamId, rows.map((r) => r.id));
       if (repeat) return { result: repeat, wrote: false };
@@ -285,13 +297,11 @@ export class SqliteEventStore implements EventStore {
       // A bounded stream: its older events go with this append, or not at all.
       if (keepLast !== undefined) this.stmt.pruneStream.run(streamId, revision - keepLast);
       return { result: { nextExpectedRevision: BigInt(revision), position: BigInt(position) }, wrote: true };
-    });
+    };
     let outcome: AppendOutcome;
     try {
-      outcome = await this.writes.write(`stream ${streamId}`, () => {
-        this.assertOpen(); // the store may have been closed while this append waited for the lock
-        return append.immediate();
-      });
+      // Committed with whatever else is appended now, in one transaction, inside its own savepoint (sqlite-group-commit.ts).
+      outcome = await this.group.submit(append);
     } catch (err) {
       throw this.appendError(streamId, err);
     }
@@ -306,7 +316,9 @@ export class SqliteEventStore implements EventStore {
   private appendError(streamId: string, err: unknown): Error {
     const failure = writeFailureOf(err);
     if (failure) this.health.failed(failure);
-    if (err instanceof StoreError) return err; // ours: a conflict, a bad batch, a closed store, a lock past the bound
+    // A batch that waited for the lock past its bound: said for this append's stream.
+    if (err instanceof StoreBusyError) return new StoreBusyError(`stream ${streamId}`, err.waitedMs);
+    if (err instanceof StoreError) return err; // ours: a conflict, a bad batch, a closed store
     const code = codeOf(err);
     const message = err instanceof Error ? err.message : String(err);
     if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -356,6 +368,11 @@ export class SqliteEventStore implements EventStore {
   changeMark(): number {
     this.pollChecks++;
     return this.stmt.changeMark.get() ?? 0;
+  }
+
+  /** Group-commit transactions and the appends they carried so far (what the group-commit tests and the benchmark count). */
+  writeStats(): GroupCommitStats {
+    return this.group.stats();
   }
 
   /** Page queries run and idle-poll checks made so far (what the wake-up tests and the benchmark count). */
@@ -471,7 +488,8 @@ export class SqliteEventStore implements EventStore {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.all([...this.subscriptions].map((s) => s.close()));
-      await this.writes.idle(); // appends waiting for the lock get their answer first
+      await this.group.idle(); // queued appends, and those waiting for the lock, get their answer first
+      await this.writes.idle();
       this.closed = true;
       clearInterval(this.checkpointTimer);
       this.db.close();

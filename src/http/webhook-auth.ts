@@ -6,6 +6,14 @@
  *   v2: iss https://login.microsoftonline.com/<tid>/v2.0, caller in `azp`
  * Keys come from the OpenID metadata's `jwks_uri`, cached; an unknown `kid` triggers a refetch
  * (jose's remote key set, with a cooldown so a flood of forged kids cannot hammer the issuer).
+ *
+ * Verified tokens are remembered (VerifiedTokens below): Microsoft reuses one access token across many webhook
+ * calls until it nears expiry, and an RSA verification costs more than the rest of a delivery. A token that passed
+ * every check above is accepted again, by its exact string, until the earlier of its `exp` (without the clock
+ * tolerance) and `verifiedTokenMaxAgeMs` (10 min) after it was verified; at most `verifiedTokenMaxEntries` (256)
+ * are kept, least recently used first out. A token that differs by one character is a new token and is verified in
+ * full; failures are never remembered. The cost: a signing key withdrawn from the JWKS stops a token already seen
+ * being accepted only when its entry ends (at most the max age). docs/marketplace.md §8.
  */
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyGetKey } from 'jose';
@@ -28,6 +36,12 @@ export type WebhookAuthOptions = {
   clockToleranceSec?: number;
   /** Least time between key refetches triggered by unknown `kid`s. Default 30 s. */
   keyRefreshCooldownMs?: number;
+  /** How long a verified token is accepted again without a new verification (never past its exp). Default 10 min; 0 = verify every call. */
+  verifiedTokenMaxAgeMs?: number;
+  /** How many verified tokens are remembered. Default 256. */
+  verifiedTokenMaxEntries?: number;
+  /** The clock for exp/nbf and for the verified tokens; default the system clock. */
+  now?: () => Date;
   fetch?: typeof fetch;
 };
 
@@ -69,13 +83,59 @@ export type WebhookAuthenticator = {
   authenticate(authorization: string | undefined): Promise<WebhookCaller>;
 };
 
-export function createWebhookAuthenticator(options: WebhookAuthOptions): WebhookAuthenticator {
+/** Calls authenticated so far: `verified` in full (signature and claims), `remembered` from an earlier verification. */
+export type WebhookAuthStats = { verified: number; remembered: number };
+
+/**
+ * Tokens that passed every check, by their exact string, each until `until` (ms since the epoch): a bounded LRU
+ * (a Map keeps insertion order; a hit moves its entry to the end, the first entry is the least recently used).
+ */
+export class VerifiedTokens {
+  private readonly entries = new Map<string, { caller: WebhookCaller; until: number }>();
+
+  constructor(
+    private readonly maxEntries: number,
+    private readonly maxAgeMs: number,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(token: string, now: number): WebhookCaller | undefined {
+    const entry = this.entries.get(token);
+    if (!entry) return undefined;
+    this.entries.delete(token);
+    if (now >= entry.until) return undefined;
+    this.entries.set(token, entry);
+    return entry.caller;
+  }
+
+  /** `expiresAt`: the token's exp in ms; remembered until then or `maxAgeMs` from now, whichever is first. */
+  remember(token: string, caller: WebhookCaller, expiresAt: number, now: number): void {
+    if (this.maxAgeMs <= 0 || this.maxEntries <= 0) return;
+    const until = Math.min(expiresAt, now + this.maxAgeMs);
+    if (until <= now) return;
+    this.entries.delete(token);
+    this.entries.set(token, { caller, until });
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest === undefined) break;
+      this.entries.delete(oldest);
+    }
+  }
+}
+
+export function createWebhookAuthenticator(options: WebhookAuthOptions): WebhookAuthenticator & { stats(): WebhookAuthStats } {
   const tenant = options.tenantId;
   const metadataUrl = options.metadataUrl ?? `https://login.microsoftonline.com/${tenant}/v2.0/.well-known/openid-configuration`;
   const doFetch = options.fetch ?? fetch;
   const audiences = [options.audience, `api://${options.audience}`];
   const allowedCallers = options.allowedCallers ?? [MARKETPLACE_APP_ID];
   let keys: Promise<{ jwks: JWTVerifyGetKey; issuers: string[] }> | undefined;
+  const verified = new VerifiedTokens(options.verifiedTokenMaxEntries ?? 256, options.verifiedTokenMaxAgeMs ?? 10 * 60 * 1000);
+  const now = options.now ?? (() => new Date());
+  const counts: WebhookAuthStats = { verified: 0, remembered: 0 };
 
   const loadKeys = async () => {
     let metadata: OpenIdMetadata;
@@ -106,6 +166,12 @@ export function createWebhookAuthenticator(options: WebhookAuthOptions): Webhook
       if (!authorization) throw new WebhookAuthError('missing-token', 'no Authorization header (check proxies and gateways forward it)');
       if (!match) throw new WebhookAuthError('malformed-token', 'Authorization is not a Bearer token');
       const token = match[1] as string;
+      const at = now();
+      const seen = verified.get(token, at.getTime());
+      if (seen) {
+        counts.remembered += 1;
+        return seen;
+      }
       keys ??= loadKeys().catch((err: unknown) => {
         keys = undefined; // try the metadata again on the next call
         throw err;
@@ -119,6 +185,7 @@ export function createWebhookAuthenticator(options: WebhookAuthOptions): Webhook
           issuer: issuers,
           clockTolerance: options.clockToleranceSec ?? 120,
           requiredClaims: ['exp', 'iss', 'aud'],
+          currentDate: at,
         }));
       } catch (err) {
         throw translate(err);
@@ -130,7 +197,7 @@ export function createWebhookAuthenticator(options: WebhookAuthOptions): Webhook
       if (!allowedCallers.includes(caller)) {
         throw new WebhookAuthError('wrong-caller', `token caller ${caller || '(none)'} is not the marketplace (${allowedCallers.join(', ')})`);
       }
-      return {
+      const result: WebhookCaller = {
         tokenVersion: version,
         issuer: String(payload.iss),
         tenantId: tid,
@@ -138,7 +205,11 @@ export function createWebhookAuthenticator(options: WebhookAuthOptions): Webhook
         audience: Array.isArray(payload.aud) ? payload.aud.join(',') : String(payload.aud),
         ...(payload.exp ? { expiresAt: new Date(payload.exp * 1000).toISOString() } : {}),
       };
+      counts.verified += 1;
+      if (typeof payload.exp === 'number') verified.remember(token, result, payload.exp * 1000, at.getTime());
+      return result;
     },
+    stats: () => ({ ...counts }),
   };
 }
 

@@ -5,7 +5,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import type { JWK, CryptoKey } from 'jose';
-import { MARKETPLACE_APP_ID, WebhookAuthError, createWebhookAuthenticator } from '../../src/http/webhook-auth.js';
+import { MARKETPLACE_APP_ID, VerifiedTokens, WebhookAuthError, createWebhookAuthenticator } from '../../src/http/webhook-auth.js';
 
 const tenant = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const app = 'a8c4f9b3-0000-4000-8000-00000000a11e';
@@ -100,4 +100,61 @@ t.test('the emulator or a test issuer can be allowed as caller; unreachable meta
   const down = createWebhookAuthenticator({ tenantId: tenant, audience: app, metadataUrl: 'http://127.0.0.1:9/nothing' });
   const err = await down.authenticate(`Bearer ${await sign(key, 'k1', v2())}`).catch((e: unknown) => e);
   t.equal((err as WebhookAuthError).reason, 'keys-unavailable');
+});
+
+t.test('a verified token is accepted again by its exact string; a changed one is verified in full; entries end at exp or the max age', async (t) => {
+  const iss = await issuer(t);
+  const key = await iss.addKey('k1');
+  let clock = Date.now();
+  const auth = createWebhookAuthenticator({ tenantId: tenant, audience: app, metadataUrl: iss.url, now: () => new Date(clock), verifiedTokenMaxAgeMs: 10 * 60_000 });
+  const exp = Math.floor(clock / 1000) + 300; // 5 minutes
+  const token = await sign(key, 'k1', v2({ exp }), exp);
+  t.match(await auth.authenticate(`Bearer ${token}`), { tokenVersion: '2.0', caller: MARKETPLACE_APP_ID });
+  for (let i = 0; i < 4; i++) await auth.authenticate(`Bearer ${token}`);
+  t.same(auth.stats(), { verified: 1, remembered: 4 }, 'verified once, then remembered');
+
+  const [head, body, signature] = token.split('.') as [string, string, string];
+  const flipped = `${signature.slice(0, -2)}${signature.endsWith('AA') ? 'BB' : 'AA'}`;
+  const otherTenant = Buffer.from(JSON.stringify({ ...v2({ exp }), tid: '00000000-0000-0000-0000-000000000000' })).toString('base64url');
+  for (const [name, changed] of [['another signature', `${head}.${body}.${flipped}`], ['another payload, the same signature', `${head}.${otherTenant}.${signature}`]] as const) {
+    const err = await auth.authenticate(`Bearer ${changed}`).catch((e: unknown) => e);
+    t.equal((err as WebhookAuthError).reason, 'bad-signature', `${name}: verified in full and refused`);
+  }
+  const again = await auth.authenticate(`Bearer ${head}.${body}.${flipped}`).catch((e: unknown) => e);
+  t.type(again, WebhookAuthError, 'a refused token is refused again: failures are not remembered');
+  t.equal(auth.stats().verified, 1, 'refusals do not count as verified');
+
+  clock = exp * 1000 + 1000; // past exp, within jose's clock tolerance: a full verification, which still accepts it
+  await auth.authenticate(`Bearer ${token}`);
+  t.equal(auth.stats().verified, 2, 'the entry ended at exp: verified again');
+  clock = exp * 1000 + 10 * 60_000; // past exp and the tolerance
+  t.equal(((await auth.authenticate(`Bearer ${token}`).catch((e: unknown) => e)) as WebhookAuthError).reason, 'expired', 'and refused once it is expired');
+
+  clock = Date.now();
+  const longExp = Math.floor(clock / 1000) + 3600;
+  const long = await sign(key, 'k1', v2({ exp: longExp }), longExp);
+  await auth.authenticate(`Bearer ${long}`);
+  await auth.authenticate(`Bearer ${long}`);
+  const before = auth.stats().verified;
+  clock += 10 * 60_000 + 1;
+  await auth.authenticate(`Bearer ${long}`);
+  t.equal(auth.stats().verified, before + 1, 'a token valid for an hour is verified again after the 10-minute max age');
+});
+
+t.test('the verified tokens are a bounded LRU', async (t) => {
+  const tokens = new VerifiedTokens(2, 60_000);
+  const caller = { tokenVersion: '2.0' as const, issuer: 'i', tenantId: tenant, caller: MARKETPLACE_APP_ID, audience: app };
+  tokens.remember('a', caller, 1e15, 0);
+  tokens.remember('b', caller, 1e15, 0);
+  t.ok(tokens.get('a', 1), 'a is used: b is now the least recently used');
+  tokens.remember('c', caller, 1e15, 2);
+  t.equal(tokens.size, 2, 'never more than the bound');
+  t.equal(tokens.get('b', 3), undefined, 'b went');
+  t.ok(tokens.get('a', 3) && tokens.get('c', 3), 'a and c stay');
+  t.equal(tokens.get('a', 60_001), undefined, 'past the max age: gone');
+  tokens.remember('d', caller, 500, 0);
+  t.equal(tokens.get('d', 500), undefined, 'at its exp: gone');
+  const off = new VerifiedTokens(2, 0);
+  off.remember('a', caller, 1e15, 0);
+  t.equal(off.get('a', 1), undefined, 'max age 0: nothing remembered');
 });

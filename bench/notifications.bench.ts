@@ -109,45 +109,58 @@ type Outcome = {
   acked: number;
   missed: number;
   never: number;
+  offeredPerSecond: number;
   ackPerSecond: number;
   ingestPerSecond: number;
   webhook: Spread;
   webhookErrors: number;
 };
 
+/** Events a second over the span from the first to the last of them ((n - 1) / span): the same measure for every rate. */
+function rate(times: readonly number[]): number {
+  if (times.length < 2) return 0;
+  const span = (Math.max(...times) - Math.min(...times)) / 1000;
+  return span > 0 ? round1((times.length - 1) / span) : 0;
+}
+
 /** What the emulator saw: acknowledgement latencies, webhook answers, the rates. */
-function outcome(emulator: RunningEmulator, changes: Map<string, Change>, firstSentAt: number): Outcome {
+function outcome(emulator: RunningEmulator, changes: Map<string, Change>): Outcome {
   const all = [...changes.values()];
-  const latencies = all.filter((c) => c.ackedAt !== undefined).map((c) => (c.ackedAt as number) - c.sentAt);
+  const acked = all.filter((c): c is Change & { ackedAt: number } => c.ackedAt !== undefined);
+  const latencies = acked.map((c) => c.ackedAt - c.sentAt);
   const missed = all.filter((c) => c.ackedAt === undefined || c.ackedAt - c.sentAt > WINDOW_MS).length;
-  const lastAck = Math.max(...all.map((c) => c.ackedAt ?? 0));
   const ids = new Set(changes.keys());
   const deliveries = emulator.marketplace.deliveries().filter((d) => ids.has(d.operationId));
   const firstAttempts = deliveries.map((d) => d.attempts[0]).filter((a) => a !== undefined);
   const ok = firstAttempts.filter((a) => a.statusCode === 200);
-  const starts = firstAttempts.map((a) => Date.parse(a.at));
-  const ends = ok.map((a) => Date.parse(a.at) + a.durationMs);
-  const ingestSeconds = ok.length ? (Math.max(...ends) - Math.min(...starts)) / 1000 : 0;
   return {
     ack: spread(latencies),
     acked: latencies.length,
     missed,
-    never: all.filter((c) => c.ackedAt === undefined).length,
-    ackPerSecond: latencies.length ? round1(latencies.length / ((lastAck - firstSentAt) / 1000)) : 0,
-    ingestPerSecond: ingestSeconds > 0 ? round1(ok.length / ingestSeconds) : 0,
+    never: all.length - acked.length,
+    offeredPerSecond: rate(all.map((c) => c.sentAt)),
+    ackPerSecond: rate(acked.map((c) => c.ackedAt)),
+    ingestPerSecond: rate(ok.map((a) => Date.parse(a.at) + a.durationMs)),
     webhook: spread(ok.map((a) => a.durationMs)),
     webhookErrors: firstAttempts.length - ok.length,
   };
 }
 
-function figures(o: Outcome, offered: number, cpuPercent: number, load: string, fsyncs: number): Figure[] {
+function figures(o: Outcome, cpuPercent: number, load: string, fsyncs: number): Figure[] {
   const cond = `${RATE}/s for ${SECONDS} s over ${SUBSCRIPTIONS.toLocaleString('en-US')} subscriptions`;
   return [
     { name: `receipt → Success at Microsoft, p50 (${cond})`, value: o.ack.p50, unit: 'ms' },
     { name: `receipt → Success at Microsoft, p99 (${cond})`, value: o.ack.p99, unit: 'ms', goal: { op: '<', value: 1000 }, limit: { name: "Microsoft's acknowledgement window", value: WINDOW_MS, unit: 'ms' } },
     { name: `receipt → Success at Microsoft, max (${cond})`, value: o.ack.max, unit: 'ms' },
     { name: `changes not acknowledged within 10 s (${cond})`, value: o.missed, unit: 'changes', goal: { op: '<=', value: 0 }, note: `${o.never} never acknowledged, of ${o.acked + o.never} offered` },
-    { name: `acknowledgements per second (${cond})`, value: o.ackPerSecond, unit: 'acks/s', goal: { op: '>=', value: offered }, limit: { name: 'webhooks accepted (200) per second by the service, same run', value: o.ingestPerSecond, unit: 'req/s' } },
+    {
+      name: `acknowledgements per second (${cond})`,
+      value: o.ackPerSecond,
+      unit: 'acks/s',
+      goal: { op: '>=', value: round1(0.99 * o.offeredPerSecond) },
+      limit: { name: 'webhooks accepted (200) per second by the service, same run', value: o.ingestPerSecond, unit: 'req/s' },
+      note: `offered ${o.offeredPerSecond}/s; every rate is (n - 1) / (last - first), so a rate that keeps up trails the offered one by the spread of latencies over the run: the goal is 99 % of the offered rate`,
+    },
     { name: `webhook answered 200, p99 (${cond})`, value: o.webhook.p99, unit: 'ms', note: `${o.webhookErrors} first attempts not answered 200` },
     { name: `service CPU while under this load (${cond})`, value: cpuPercent, unit: '% of a core', note: `machine load average ${load} (shared machine)` },
     { name: `durable one-row SQLite transactions per second in the data directory (${BASE_DIR}), right after the load`, value: fsyncs, unit: 'tx/s', note: 'each change costs the service ~4 such appends (webhook receipt, the subscription command, the acknowledgement, the outcome), each on the event loop' },
@@ -170,13 +183,12 @@ async function main(): Promise<void> {
     watchAcknowledgements(emulator, changes);
     const pid = service.proc.pid as number;
     const cpu0 = cpuSeconds(pid);
-    const firstSentAt = performance.now();
     const offer = await offerChanges(emulator, bought.map((s) => s.id), changes);
     const cpuPercent = round1(((cpuSeconds(pid) - cpu0) / (offer.ms / 1000)) * 100);
     const load = loadAverage().toFixed(2);
     await waitFor('every change acknowledged or past its window', () => ([...changes.values()].every((c) => c.ackedAt !== undefined || performance.now() - c.sentAt > WINDOW_MS + 2000) ? true : undefined), 5 * 60_000, 250);
-    const offered = round1(offer.sent / (offer.ms / 1000));
-    const o = outcome(emulator, changes, firstSentAt);
+    const o = outcome(emulator, changes);
+    const offered = o.offeredPerSecond;
     const fsyncs = durableInsertsPerSecond(dir);
 
     console.log(`offered ${offer.sent} changes at ${offered}/s; ingest ${o.ingestPerSecond}/s (webhook p99 ${o.webhook.p99} ms); acks ${o.ackPerSecond}/s`);
@@ -184,8 +196,8 @@ async function main(): Promise<void> {
     const path = writeResult({
       bench: 'notifications',
       command,
-      figures: figures(o, offered, cpuPercent, load, fsyncs),
-      details: { dataDir: BASE_DIR, durableInsertsPerSecond: fsyncs, subscriptions: SUBSCRIPTIONS, rate: RATE, seconds: SECONDS, offered: offer.sent, offeredPerSecond: offered, setupMs: Math.round(setup.ms), reconciliation: setup.counts, ...o },
+      figures: figures(o, cpuPercent, load, fsyncs),
+      details: { dataDir: BASE_DIR, durableInsertsPerSecond: fsyncs, subscriptions: SUBSCRIPTIONS, rate: RATE, seconds: SECONDS, offered: offer.sent, setupMs: Math.round(setup.ms), reconciliation: setup.counts, ...o },
     });
     console.log(`wrote ${path}`);
   } finally {

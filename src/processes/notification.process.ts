@@ -26,6 +26,7 @@ import type { NotificationCommand, NotificationPayload, NotificationState } from
 import { decodeSubscriptionEvent } from '../domain/subscription/index.js';
 import type { EventStore, RecordedEvent } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { MarketplaceConflictError, MarketplaceNotFoundError, MarketplaceUnavailableError } from '../marketplace/errors.js';
 import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
 import { decide, initialWorkflow, nextStep } from './notification.workflow.js';
@@ -49,6 +50,8 @@ export type NotificationProcessOptions = {
   now?: () => Date;
   /** Microsoft's acknowledgement window, from the first delivery (default ACK_WINDOW_MS). */
   ackWindowMs?: number;
+  /** The ACK latency of each acknowledgement our PATCH made (src/metrics/metrics.ts). */
+  metrics?: Pick<Metrics, 'operationAcknowledged'>;
 };
 
 const actor = 'system:notifications';
@@ -60,6 +63,7 @@ type Io = {
   provisioner: Provisioner;
   log: Logger;
   now: () => string;
+  metrics?: Pick<Metrics, 'operationAcknowledged'> | undefined;
 };
 
 /** One notification being processed: the stream as read (once) and folded, and what every step needs. */
@@ -81,8 +85,9 @@ export function notificationProcess(options: NotificationProcessOptions): Proces
     ledger: options.ledger,
     marketplace: options.marketplace,
     provisioner: options.provisioner,
-    log: options.logger.child({ process: 'notifications' }),
+    log: options.logger.child({ component: 'notification-process', process: 'notifications' }),
     now: () => (options.now?.() ?? new Date()).toISOString(),
+    metrics: options.metrics,
   };
   const { log, now } = io;
   const windowMs = options.ackWindowMs ?? ACK_WINDOW_MS;
@@ -143,6 +148,7 @@ async function recordAcknowledgement(io: Io, run: Run, note: string | undefined)
   const p = run.notification;
   const [ack] = await record(run, { type: 'AcknowledgeOperation', status: 'Success', now: io.now(), ...(note ? { note } : {}) }, { actor, correlationId: run.correlationId });
   const latencyMs = ack?.type === 'OperationAcknowledged' ? ack.data.latencyMs : undefined;
+  if (!note && latencyMs !== undefined) io.metrics?.operationAcknowledged(latencyMs / 1000);
   io.log[note ? 'warn' : 'info']({ operationId: p.id, subscriptionId: p.subscriptionId, latencyMs, note }, 'operation acknowledged');
 }
 

@@ -4,6 +4,7 @@
  */
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { LeaseOptions } from './lease.js';
+import type { Metrics } from '../../metrics/metrics.js';
 
 export type ProcessHandler = {
   name: string;
@@ -62,6 +63,8 @@ export type RunnerOptions = {
   maxAttempts?: number;
   lease?: LeaseOptions;
   persistent?: PersistentRunnerOptions;
+  /** Each handled event's latency and outcome (src/metrics/metrics.ts). */
+  metrics?: Pick<Metrics, 'processHandled'>;
 };
 
 export type RunningProcess = {

@@ -24,6 +24,8 @@ import { FulfillmentClient } from '../src/marketplace/fulfillment-client.js';
 import { StaticTokenProvider } from '../src/marketplace/token-provider.js';
 import { Reconciler } from '../src/processes/reconciliation.process.js';
 import type { RunOutcome } from '../src/processes/reconciliation.process.js';
+import { writeResult } from './support/results.js';
+import type { Figure } from './support/results.js';
 
 const SUBSCRIPTIONS = Number(process.env.BENCH_SUBSCRIPTIONS ?? 10_000);
 const PAGE_SIZE = Number(process.env.BENCH_PAGE_SIZE ?? 100);
@@ -83,6 +85,7 @@ async function main() {
   );
   console.log('run                           duration   HTTP requests   run calls   peak RSS    peak heap   counts');
 
+  const figures: Figure[] = [];
   const runOnce = async (label: string): Promise<RunOutcome> => {
     const before = requests;
     const memory = sampleMemory();
@@ -102,6 +105,11 @@ async function main() {
         `repaired ${fmt(c.repaired)}, purchases ${fmt(c.purchasesRecorded)}, in flight ${c.inFlight}, errors ${c.errors}` +
         (global.gc ? `; heap after GC ${mb(retained)}` : ''),
     );
+    const what = `reconciliation run "${label}", ${fmt(SUBSCRIPTIONS)} subscriptions, pages of ${PAGE_SIZE}, at most ${RATE} calls/s`;
+    figures.push(
+      { name: `${what}: duration`, value: Math.round(ms) / 1000, unit: 's', limit: { name: 'its calls to Microsoft at the call rate', value: c.calls / RATE, unit: 's' }, note: `${fmt(requests - before)} HTTP requests; checked ${fmt(c.checked)}, drifted ${fmt(c.drifted)}, repaired ${fmt(c.repaired)}, purchases ${fmt(c.purchasesRecorded)}, errors ${c.errors}` },
+      { name: `${what}: peak RSS`, value: Math.round(peak.rss / 1024 / 1024), unit: 'MiB', note: `the emulator's state lives in the same process: RSS after setup ${mb(base.rss)}` },
+    );
     return outcome;
   };
 
@@ -109,6 +117,7 @@ async function main() {
   await runOnce('2. all in line');
   for (const id of ids.slice(0, DRIFT)) emulator.state.accept(emulator.state.customerChange(id, { planId: 'premium' }, new Date()).id, new Date());
   await runOnce(`3. ${fmt(DRIFT)} plans changed unheard`);
+  console.log(`wrote ${writeResult({ bench: 'reconcile', command: 'npm run bench:reconcile', figures, details: { subscriptions: SUBSCRIPTIONS, pageSize: PAGE_SIZE, rate: RATE, drift: DRIFT } })}`);
 
   await reconciler.close();
   await store.close();

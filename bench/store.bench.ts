@@ -19,6 +19,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { openSqliteStore } from '../src/eventstore/sqlite.store.js';
 import type { SqliteEventStore } from '../src/eventstore/sqlite.store.js';
+import { writeResult } from './support/results.js';
+import type { Figure } from './support/results.js';
 
 const SINGLE = Number(process.env.BENCH_SINGLE ?? 2000);
 const BATCHED = Number(process.env.BENCH_BATCHED ?? 100000);
@@ -27,6 +29,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const PREFIX_SIZES = (process.env.BENCH_PREFIX_SIZES ?? '10000,100000,1000000').split(',').map(Number).filter((n) => n > 0);
 
 const dir = mkdtempSync(join(tmpdir(), 'ledger-bench-'));
+/** What bench/results/store.json gets (bench/report.ts): the same figures as the printed tables. */
+const figures: Figure[] = [];
 const payload = (n: number) => ({
   subscriptionId: `6f1ab3d8-0000-4000-8000-${String(n).padStart(12, '0')}`,
   planId: 'gold',
@@ -198,8 +202,10 @@ async function prefixCosts(size: number): Promise<string[]> {
   const raw = new Database(path, { readonly: true });
   const lastOf = (c: string) => raw.prepare('SELECT MAX(position) FROM events WHERE category = ?').pluck().get(c) as number;
   const out: string[] = [];
-  const row = (what: string, oldMs: number, newMs: number) =>
-    out.push([`${what} at ${size}`.padEnd(66), oldMs.toFixed(3).padStart(10), newMs.toFixed(3).padStart(10), (oldMs / newMs).toFixed(0).padStart(8)].join(' '));
+  const row = (what: string, oldMs: number, newMs: number) => {
+    figures.push({ name: `${what} at ${size.toLocaleString('en-US')} events`, value: Number(newMs.toPrecision(3)), unit: 'ms per call', limit: { name: 'the version 1 query, same file, same run', value: Number(oldMs.toPrecision(3)), unit: 'ms per call' } });
+    return out.push([`${what} at ${size}`.padEnd(66), oldMs.toFixed(3).padStart(10), newMs.toFixed(3).padStart(10), (oldMs / newMs).toFixed(0).padStart(8)].join(' '));
+  };
   for (const prefixes of [['notification-'], ['notification-', 'subscription-']]) {
     const caughtUp = Math.max(...prefixes.map(lastOf));
     const oneBack = caughtUp - categories.length; // one event of the first category left to read
@@ -215,6 +221,7 @@ async function prefixCosts(size: number): Promise<string[]> {
   const perAppend = await queriesPerAppend(s, tail, 200);
   await s.close();
   rmSync(path, { force: true });
+  figures.push({ name: `page queries per append, ${categories.length} caught-up subscriptions (one per category), ${size.toLocaleString('en-US')} events`, value: Number(perAppend.toFixed(2)), unit: 'queries', limit: { name: 'version 1 woke every subscription', value: categories.length, unit: 'queries' } });
   out.push(`  ${size} events: old-shaped file written in ${(built / 1000).toFixed(1)} s, migrated in place at open in ${(migrated / 1000).toFixed(1)} s; `
     + `page queries per append with ${categories.length} caught-up subscriptions (one per category): ${perAppend.toFixed(2)} (v1 woke all ${categories.length})`);
   return out;
@@ -241,6 +248,7 @@ try {
     const a = rate(count, ms);
     const b = rate(count, rawMs);
     console.log([what.padEnd(44), String(a).padStart(10), String(b).padStart(10), (a / b).toFixed(2).padStart(9)].join(' '));
+    figures.push({ name: what.includes('/s') ? what : `${what}, per second`, value: a, unit: what.startsWith('read') ? 'events/s' : 'appends/s', limit: { name: 'raw better-sqlite3, same settings, same run', value: b, unit: what.startsWith('read') ? 'events/s' : 'appends/s' }, note: `median of ${ROUNDS} rounds` });
   }
   if (read !== (rs[0] as Run).read) console.log(`note: ours read ${read} events, raw read ${(rs[0] as Run).read}`);
   if (PREFIX_SIZES.length > 0) {
@@ -249,6 +257,7 @@ try {
     console.log(['what'.padEnd(66), 'v1 ms'.padStart(10), 'now ms'.padStart(10), 'v1/now'.padStart(8)].join(' '));
     for (const size of PREFIX_SIZES) for (const line of await prefixCosts(size)) console.log(line);
   }
+  console.log(`wrote ${writeResult({ bench: 'store', command: 'npm run bench:store', figures, details: { single: SINGLE, batched: BATCHED, batch: BATCH, rounds: ROUNDS, prefixSizes: PREFIX_SIZES } })}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -30,6 +30,10 @@ import { landingRoutes } from './http/landing.routes.js';
 import type { LandingOptions } from './http/landing.routes.js';
 import { problem, problemContentType } from './http/problem.js';
 import type { Logger } from './logger.js';
+// issue 14: /metrics and the request log's component
+import { metricsRoutes } from './http/metrics.routes.js';
+import type { MetricsRoutesOptions } from './http/metrics.routes.js';
+import { requestLogBindings } from './http/log-context.js';
 
 export type AppDeps = {
   logger: Logger;
@@ -41,6 +45,8 @@ export type AppDeps = {
   landing?: LandingOptions;
   /** Microsoft's webhook (POST /webhook); not served when absent. */
   webhook?: WebhookOptions;
+  /** GET /metrics behind METRICS_TOKEN or the operator token (docs/operations.md); not served when absent. */
+  metrics?: MetricsRoutesOptions;
 };
 
 /** The operator API: one token, the OpenAPI document, and the route modules served under /api. */
@@ -73,6 +79,8 @@ export async function buildApp(deps: AppDeps) {
       return reply.code(status).type(problemContentType).send(problem(status, status === 414 ? 'uri-too-long' : 'bad-url', error.message));
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    // Logs (issue 14): one `component` per request line, named for its front door, and Microsoft's ids (log-context.ts).
+    childLoggerFactory: (logger, bindings, options, raw) => logger.child({ ...bindings, ...requestLogBindings(raw.url, raw.headers) }, options),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
@@ -106,6 +114,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(healthRoutes, { store: deps.store });
   if (deps.landing) await app.register(landingRoutes, deps.landing);
   if (deps.webhook) await app.register(webhookRoutes, deps.webhook);
+  if (deps.metrics) await app.register(metricsRoutes, deps.metrics); // issue 14
   if (api) {
     await app.register(apiPlugin, {
       prefix: '/api',

@@ -79,6 +79,8 @@ export const EnvSchema = Type.Object({
   POLICY_MAX_SEATS: Type.Optional(Type.Integer({ minimum: 1 })),
   // Front doors.
   OPERATOR_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  // GET /metrics (docs/operations.md): a read-only token for the scraper; the operator token works too.
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token for GET /metrics (the operator token is accepted too)' })),
   LANDING_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   LANDING_MICROSOFT_TIMEOUT_MS: Type.Integer({
     minimum: 100,
@@ -178,6 +180,8 @@ export type PolicyConfig = {
 export type OperatorConfig = {
   /** OPERATOR_TOKEN; runtime.ts generates one for a sandbox run and requires it otherwise. */
   token?: string;
+  /** METRICS_TOKEN: GET /metrics accepts it besides the operator token. */
+  metricsToken?: string;
 };
 
 export type LandingConfig = {
@@ -296,7 +300,10 @@ export function loadConfig(environment: Environment = process.env): Config {
       retiredPlans: list(env.POLICY_RETIRED_PLANS ?? ''),
       ...(env.POLICY_MAX_SEATS !== undefined ? { maxSeats: env.POLICY_MAX_SEATS } : {}),
     },
-    operator: { ...(env.OPERATOR_TOKEN ? { token: env.OPERATOR_TOKEN } : {}) },
+    operator: {
+      ...(env.OPERATOR_TOKEN ? { token: env.OPERATOR_TOKEN } : {}),
+      ...(env.METRICS_TOKEN ? { metricsToken: env.METRICS_TOKEN } : {}),
+    },
     landing: {
       productName: env.PRODUCT_NAME,
       microsoftTimeoutMs: env.LANDING_MICROSOFT_TIMEOUT_MS,
@@ -340,6 +347,7 @@ const expectation: Record<string, string> = {
   PROCESS_RUNNER: "must be 'lease' (SQLite default), 'persistent' (EventStoreDB default) or 'catch-up' (one instance only)",
   EMULATOR_PORT: 'must be a whole number from 0 to 65535',
   OPERATOR_TOKEN: 'must be at least 16 characters (a long random string)',
+  METRICS_TOKEN: 'must be at least 16 characters (a long random string)',
   LANDING_SECRET: 'must be at least 32 characters (a long random string)',
   POLICY_MAX_SEATS: 'must be a whole number ≥ 1',
   DEADLINES_CHECK_INTERVAL_MS: 'must be a whole number of milliseconds from 0 (off) to 86400000',

@@ -41,6 +41,11 @@ import { provisionerFor } from './integration/http-provisioner.js';
 import { Reconciler } from './processes/reconciliation.process.js';
 import type { ReconcilerOptions } from './processes/reconciliation.process.js';
 import { scheduleReconciliation } from './processes/reconciliation.schedule.js';
+// issue 14: metrics
+import { createPrometheusMetrics } from './metrics/prometheus.js';
+import type { PrometheusMetrics } from './metrics/prometheus.js';
+import { timeAppends } from './eventstore/timed-appends.js';
+import { countEventsAfter } from './eventstore/count-after.js';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -66,19 +71,22 @@ export type Runtime = {
   /** The reconciler (docs/reconciliation.md), once the store is open. */
   reconciler: () => Reconciler | undefined;
   operatorToken: string;
+  /** This instance's metrics (GET /metrics). */
+  metrics: PrometheusMetrics;
   close(): Promise<void>;
 };
 
 /** The Fulfillment API client: the emulator's in a sandbox, else Microsoft's (or MARKETPLACE_API_URL's) with the configured credentials. */
-function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger): { client: FulfillmentClient; health: CredentialHealth } {
+function marketplaceClient(config: Config['marketplace'], emulator: Emulator | undefined, logger: Logger, metrics: PrometheusMetrics): { client: FulfillmentClient; health: CredentialHealth } {
   const { sandbox, apiUrl, ...credentials } = config;
   const health = new CredentialHealth(); // what the client and the token provider see of the credential (GET /api/deadlines)
   const tokenProvider = createTokenProvider({ ...credentials, ...(!credentials.staticToken && sandbox ? { staticToken: 'sandbox' } : {}) }, { logger, health });
   const client = createFulfillmentClient({
     baseUrl: emulator?.apiBaseUrl ?? apiUrl ?? DEFAULT_MARKETPLACE_API_URL,
     tokenProvider,
-    logger: logger.child({ component: 'marketplace' }),
+    logger, // the client names its component itself
     credentialHealth: health,
+    metrics,
   });
   return { client, health };
 }
@@ -141,12 +149,27 @@ function connectSandbox(emulator: Emulator, publicUrl: string, generatedToken: s
   if (generatedToken) logger.warn({ operatorToken: generatedToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
 }
 
+/** What the "behind" gauges of GET /metrics read when scraped (src/metrics/prometheus.ts). */
+function metricSources(store: EventStore, processes: RunningProcesses, integration: RunningIntegrationEvents, projections: RunningProjections, health: CredentialHealth) {
+  return {
+    processBacklog: async () => new Map([...(await processes.backlog()), ...(await integration.backlog())]),
+    projectionLag: async () => {
+      const byName = new Map(projections.projections.map((p) => [p.name, p.streamPrefixes]));
+      const lag = new Map<string, number>();
+      for (const s of projections.status()) lag.set(s.name, await countEventsAfter(store, s.position === undefined ? undefined : BigInt(s.position), byName.get(s.name) ?? []));
+      return lag;
+    },
+    deadLetters: async () => (await integration.admin.status()).deadLettered,
+    credentialRejections: () => health.snapshot().consecutiveRejections,
+  };
+}
+
 type RunningReconciliation = { reconciler: Reconciler; close(): Promise<void> };
 
 /** The reconciler, and its schedule unless RECONCILE_INTERVAL_MINUTES is 0. */
 function startReconciliation(
   config: Config['reconciliation'],
-  deps: Pick<ReconcilerOptions, 'store' | 'ledger' | 'marketplace' | 'logger' | 'instanceId'>,
+  deps: Pick<ReconcilerOptions, 'store' | 'ledger' | 'marketplace' | 'logger' | 'instanceId' | 'metrics'>,
 ): RunningReconciliation {
   const reconciler = new Reconciler({ ...deps, maxCallsPerSecond: config.maxCallsPerSecond, takeoverAfterMs: config.takeoverAfterMs });
   const schedule = config.intervalMs !== undefined ? scheduleReconciliation({ reconciler, intervalMs: config.intervalMs, logger: deps.logger }) : undefined;
@@ -170,7 +193,8 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const operatorToken = config.operator.token ?? (sandbox ? randomBytes(24).toString('base64url') : undefined);
   if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
 
-  const { client: marketplace, health: credentialHealth } = marketplaceClient(config.marketplace, emulator, logger);
+  const metrics = createPrometheusMetrics();
+  const { client: marketplace, health: credentialHealth } = marketplaceClient(config.marketplace, emulator, logger, metrics);
   const authenticator = webhookAuthenticator(config, emulator);
 
   let store: EventStore | undefined;
@@ -186,12 +210,8 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const app = await buildApp({
     logger,
     store: storeRef,
-    webhook: {
-      store: storeRef,
-      ledger,
-      authenticator,
-      policy: config.policy,
-    },
+    webhook: { store: storeRef, ledger, authenticator, policy: config.policy, metrics },
+    metrics: { tokens: [config.operator.metricsToken ?? '', operatorToken], render: () => metrics.render(), contentType: metrics.contentType },
     landing: {
       ledger,
       marketplace,
@@ -227,7 +247,8 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
 
   try {
     const opened = await openStore(config.store, logger);
-    store = overrides.wrapStore ? overrides.wrapStore(opened) : opened;
+    const timed = timeAppends(opened, metrics);
+    store = overrides.wrapStore ? overrides.wrapStore(timed) : timed;
     processes = startProcesses({
       store,
       ledger,
@@ -235,11 +256,13 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       provisioner: overrides.provisioner ?? provisionerFor(config.integration, logger),
       logger,
       ...(overrides.activation ? { activation: overrides.activation } : {}),
-      runner: { ...config.runner, ...overrides.runner },
+      runner: { ...config.runner, ...overrides.runner, metrics },
+      metrics,
     });
     projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
-    integration = startIntegrationEvents({ store, settings: config.integration, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });
-    reconciliation = startReconciliation(config.reconciliation, { store, ledger, marketplace, logger, instanceId: processes.instanceId });
+    integration = startIntegrationEvents({ store, settings: config.integration, logger, metrics, runner: { ...overrides.runner, instanceId: processes.instanceId, metrics } });
+    reconciliation = startReconciliation(config.reconciliation, { store, ledger, marketplace, logger, instanceId: processes.instanceId, metrics });
+    metrics.setSources(metricSources(store, processes, integration, projections, credentialHealth));
   } catch (err) {
     deadlines.warner.stop();
     await app.close();
@@ -263,6 +286,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     projections: () => projections,
     reconciler: () => reconciliation?.reconciler,
     operatorToken,
+    metrics,
     close: () =>
       (closing ??= (async () => {
         deadlines.warner.stop();

@@ -39,10 +39,13 @@ export function emulatorEnv(emulator: RunningEmulator): Record<string, string> {
   };
 }
 
-/** Spawns the service with `env` on top of this process's environment and resolves once it logs 'ready'. */
-export async function startService(env: Record<string, string>): Promise<Service> {
+/**
+ * Spawns the service with `env` on top of this process's environment and resolves once it logs 'ready'.
+ * `nodeArgs` go before the entry (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow).
+ */
+export async function startService(env: Record<string, string>, options: { nodeArgs?: string[] } = {}): Promise<Service> {
   const started = performance.now();
-  const proc = spawn(process.execPath, serverArgs(), {
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), ...serverArgs()], {
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -24,6 +24,7 @@ import { problem, problemContentType } from './problem.js';
 import type { Problem } from './problem.js';
 import { WebhookAuthError } from './webhook-auth.js';
 import type { WebhookAuthenticator, WebhookCaller } from './webhook-auth.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 export type WebhookOptions = {
   store: StoreRef;
@@ -31,6 +32,7 @@ export type WebhookOptions = {
   authenticator: WebhookAuthenticator;
   policy: ChangePolicyConfig;
   now?: () => Date;
+  metrics?: Pick<Metrics, 'webhookReceived' | 'webhookAuthFailed'>;
 };
 
 /** Headers worth keeping with a delivery (never the bearer token itself). */
@@ -61,6 +63,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
     } catch (err) {
       const reason = err instanceof WebhookAuthError ? err.reason : 'error';
       const keysDown = reason === 'keys-unavailable';
+      options.metrics?.webhookAuthFailed(reason);
       request.log[keysDown ? 'error' : 'warn'](
         { reason, detail: err instanceof Error ? err.message : String(err), ip: request.ip, userAgent: request.headers['user-agent'] },
         keysDown ? 'webhook: cannot verify tokens (signing keys unavailable)' : 'webhook: unauthenticated request',
@@ -83,15 +86,17 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<WebhookOptions> = async (a
       if (typeof v === 'string') headers[h] = v;
     }
     const c = request.webhookCaller;
+    const reading = readNotification(body);
     const outcome = await inbox.receive(
       {
         body,
         headers,
         ...(c ? { caller: { tokenVersion: c.tokenVersion, issuer: c.issuer, caller: c.caller, tenantId: c.tenantId } } : {}),
-        reading: readNotification(body),
+        reading,
       },
       request.log,
     );
+    options.metrics?.webhookReceived(reading.readable ? reading.notification.action : 'unreadable', outcome.kind);
     switch (outcome.kind) {
       case 'accepted':
       case 'duplicate':

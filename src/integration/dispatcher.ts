@@ -23,6 +23,7 @@ import { categoryPrefix, entityIdOf } from '../eventstore/eventstore.js';
 import { retryOnConflict } from '../eventstore/conflict-retry.js';
 import type { EventStore, NewEvent, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { deterministicId } from './ids.js';
 import type { IntegrationEvent } from './outbound-event.js';
 import { backoffDelay, decodeOutboxEvent, evolveOutbox, initialOutbox, nextStep, outboxCategory, outboxStream } from './outbox.js';
@@ -44,6 +45,8 @@ export type DispatcherOptions = {
   /** Whether this instance delivers now (default: always). Checked before every step and every `activeCheckMs`. */
   active?: () => boolean;
   activeCheckMs?: number;
+  /** Each delivery attempt's outcome (src/metrics/metrics.ts). */
+  metrics?: Pick<Metrics, 'outboundDelivery'>;
 };
 
 export type DeadLetter = {
@@ -423,6 +426,7 @@ export class OutboxDispatcher implements DeadLetterAdmin {
     const fields = { subscriptionId: q.subscriptionId, eventId: event.id, type: event.type, sequence: event.sequence, attempt, durationMs: result.durationMs };
     const isHead = (s: OutboxState) => s.pending[0]?.event.id === event.id && s.pending[0].attempts === attempt - 1 && !s.pending[0].deadLetteredAt;
     q.notBefore = undefined;
+    this.options.metrics?.outboundDelivery(result.ok ? 'delivered' : attempt >= this.options.maxAttempts ? 'dead-lettered' : 'failed');
     if (result.ok) {
       await this.write(q, (s) => (isHead(s) ? [{ type: 'Delivered', data: { eventId: event.id, attempt, at, status: result.status, durationMs: result.durationMs } }] : undefined));
       if (attempt > 1) {

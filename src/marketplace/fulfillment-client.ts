@@ -49,6 +49,8 @@ import { waitForOperation } from './operation-poller.js';
 import type { OperationPollOptions, OperationPollResult } from './operation-poller.js';
 import type { TokenProvider } from './token-provider.js';
 import type { CredentialHealth } from './credential-health.js';
+import { noMetrics, secondsSince } from '../metrics/metrics.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { sleep } from './transport.js';
 import type { AcceptedOperation, CallOptions } from './transport.js';
 
@@ -86,6 +88,8 @@ export type FulfillmentClientOptions = {
   requestTimeoutMs?: number;
   /** Told whether Microsoft accepted the credential on each answer (credential-health.ts). */
   credentialHealth?: CredentialHealth;
+  /** Each HTTP attempt's operation, status and duration, and each retry (src/metrics/metrics.ts). */
+  metrics?: Pick<Metrics, 'marketplaceCall' | 'marketplaceRetry'>;
   /** Test hooks. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
@@ -146,6 +150,7 @@ export class FulfillmentClient {
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly random: () => number;
   private readonly health: CredentialHealth | undefined;
+  private readonly metrics: Pick<Metrics, 'marketplaceCall' | 'marketplaceRetry'>;
 
   constructor(options: FulfillmentClientOptions) {
     const base = new URL(options.baseUrl ?? DEFAULT_MARKETPLACE_API_URL);
@@ -162,6 +167,7 @@ export class FulfillmentClient {
     this.sleep = options.sleep ?? sleep;
     this.random = options.random ?? Math.random;
     this.health = options.credentialHealth;
+    this.metrics = options.metrics ?? noMetrics;
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -537,7 +543,7 @@ export class FulfillmentClient {
         reason: `no answer within the call's time budget of ${budgetMs} ms`,
         cause: err,
       });
-      this.log.warn(error.toLog(), 'marketplace call gave up: out of time');
+      this.log.warn({ ...error.toLog(), ...idsInPath(call.url) }, 'marketplace call gave up: out of time');
       throw error;
     }
   }
@@ -552,13 +558,15 @@ export class FulfillmentClient {
   ): Promise<Outcome> {
     const started = Date.now();
     const { maxAttempts, baseDelayMs, maxDelayMs } = this.retry;
+    const about = idsInPath(call.url); // subscriptionId, operationId: on every log line of this call
 
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
       const requestId = randomUUID();
       Object.assign(progress, { requestId, attempts: attempt });
-      const base = { call: call.name, method: call.method, url: call.url.href, requestId, correlationId, attempt };
+      const base = { call: call.name, method: call.method, url: call.url.href, requestId, correlationId, attempt, ...about };
       const attemptStarted = Date.now();
+      const timer = performance.now();
       let retryReason: string;
       let status: number | undefined;
       let bodyText: string | undefined;
@@ -570,6 +578,7 @@ export class FulfillmentClient {
         const res = await this.attempt(call, requestId, correlationId, signal);
         status = res.status;
         bodyText = res.text;
+        this.metrics.marketplaceCall(call.name, String(status), secondsSince(timer));
         this.noteCredential(call.name, status, bodyText);
         const durationMs = Date.now() - attemptStarted;
         const echoed = {
@@ -578,7 +587,7 @@ export class FulfillmentClient {
         };
         if (call.expect.includes(status)) {
           this.log.info(
-            { call: call.name, method: call.method, status, requestId, correlationId, attempt, durationMs, ...diffIds(echoed, requestId, correlationId) },
+            { call: call.name, method: call.method, status, requestId, correlationId, attempt, durationMs, ...about, ...diffIds(echoed, requestId, correlationId) },
             'marketplace call',
           );
           return {
@@ -592,7 +601,7 @@ export class FulfillmentClient {
             correlationId,
           };
         }
-        const logFields = { call: call.name, method: call.method, status, requestId, correlationId, attempt, durationMs };
+        const logFields = { call: call.name, method: call.method, status, requestId, correlationId, attempt, durationMs, ...about };
         const details: MarketplaceErrorDetails = { ...base, status, body: bodyText, attempts: attempt };
         this.throwIfFinal(status, logFields, details);
         if (status === 429 || status >= 500) {
@@ -611,10 +620,11 @@ export class FulfillmentClient {
         if (!(err instanceof NetworkFailure)) throw err;
         if (signal?.aborted) throw signal.reason ?? err;
         cause = err.cause;
+        this.metrics.marketplaceCall(call.name, err.timedOut ? 'timeout' : 'network-error', secondsSince(timer));
         retryReason = err.timedOut ? `timed out after ${this.requestTimeoutMs} ms` : `network error: ${err.message}`;
         retryable = call.idempotent || err.certainlyNotSent;
         this.log.warn(
-          { call: call.name, method: call.method, requestId, correlationId, attempt, durationMs: Date.now() - attemptStarted, error: err.message },
+          { call: call.name, method: call.method, requestId, correlationId, attempt, durationMs: Date.now() - attemptStarted, error: err.message, ...about },
           'marketplace call failed',
         );
       }
@@ -638,13 +648,14 @@ export class FulfillmentClient {
           reason: `${retryReason}; ${stop}`,
           ...(cause !== undefined ? { cause } : {}),
         });
-        this.log.error(error.toLog(), 'marketplace call gave up');
+        this.log.error({ ...error.toLog(), ...about }, 'marketplace call gave up');
         throw error;
       }
       this.log.info(
-        { call: call.name, requestId, correlationId, attempt, delayMs: Math.round(delay), reason: retryReason },
+        { call: call.name, requestId, correlationId, attempt, delayMs: Math.round(delay), reason: retryReason, ...about },
         'marketplace call will be retried',
       );
+      this.metrics.marketplaceRetry(call.name, status !== undefined ? String(status) : 'network-error');
       await this.sleep(delay, signal);
     }
   }
@@ -740,6 +751,22 @@ export function decodeMarketplaceToken(token: string): string {
     }
   }
   return value.replace(/ /g, '+');
+}
+
+/** The subscription and operation a Fulfillment API URL is about, for the logs (absent parts left out). */
+function idsInPath(url: URL): { subscriptionId?: string; operationId?: string } {
+  const m = /\/subscriptions\/([^/]+)(?:\/operations\/([^/]+))?/.exec(url.pathname);
+  const decoded = (v: string | undefined) => {
+    if (!v || v === 'resolve') return undefined;
+    try {
+      return decodeURIComponent(v);
+    } catch {
+      return v;
+    }
+  };
+  const subscriptionId = decoded(m?.[1]);
+  const operationId = decoded(m?.[2]);
+  return { ...(subscriptionId ? { subscriptionId } : {}), ...(operationId ? { operationId } : {}) };
 }
 
 function id(value: string): string {

@@ -10,6 +10,8 @@ import { refreshProcess } from './refresh.process.js';
 import type { Provisioner } from '../application/provisioner.js';
 import { newInstanceId } from './runner/lease.js';
 import { startProcess } from './runner/start.js';
+import { backlogOf } from './runner/backlog.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { RunnerOptions, RunningProcess } from './runner/types.js';
 
 export type ProcessesOptions = {
@@ -20,12 +22,16 @@ export type ProcessesOptions = {
   logger: Logger;
   activation?: Pick<ActivationOptions, 'backoffMs' | 'maxBackoffMs' | 'deadlineMs' | 'confirmTimeoutMs'>;
   runner?: RunnerOptions;
+  /** The notification process's ACK latency; the runner's handling latency goes in `runner.metrics`. */
+  metrics?: Pick<Metrics, 'operationAcknowledged'>;
 };
 
 export type RunningProcesses = {
   /** Names this service instance in process leases and logs (the same for all its processes). */
   instanceId: string;
   all: RunningProcess[];
+  /** Events each process has yet to handle, by name (runner/backlog.ts). */
+  backlog(): Promise<Map<string, number>>;
   /** Resolves once every process has handled every event that existed when called. */
   idle(): Promise<void>;
   stop(): Promise<void>;
@@ -36,14 +42,17 @@ export function startProcesses(options: ProcessesOptions): RunningProcesses {
   // How each process coordinates with other instances (a lease on SQLite, a persistent subscription group on
   // EventStoreDB) is the runner's choice: see runner/start.ts and docs/several-instances.md.
   const runner = { ...options.runner, instanceId: options.runner?.instanceId ?? newInstanceId() };
-  const all = [
-    startProcess(store, activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }), logger, runner),
-    startProcess(store, notificationProcess({ store: () => store, ledger, marketplace, provisioner, logger }), logger, runner),
-    startProcess(store, refreshProcess({ ledger, marketplace, logger }), logger, runner),
+  const handlers = [
+    activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }),
+    notificationProcess({ store: () => store, ledger, marketplace, provisioner, logger, ...(options.metrics ? { metrics: options.metrics } : {}) }),
+    refreshProcess({ ledger, marketplace, logger }),
   ];
+  const started = handlers.map((handler) => ({ handler, process: startProcess(store, handler, logger, runner) }));
+  const all = started.map((s) => s.process);
   return {
     instanceId: runner.instanceId,
     all,
+    backlog: () => backlogOf(store, started),
     idle: async () => {
       await Promise.all(all.map((p) => p.idle()));
     },

@@ -13,6 +13,7 @@ import type { SubscriptionState } from '../domain/subscription/index.js';
 import { categoryPrefix, entityIdOf } from '../eventstore/eventstore.js';
 import type { EventStore, RecordedEvent } from '../eventstore/eventstore.js';
 import { OutboxDispatcher } from '../integration/dispatcher.js';
+import { backlogOf } from './runner/backlog.js';
 import type { DeadLetterAdmin, DispatcherOptions, OutboxStatus } from '../integration/dispatcher.js';
 import { toIntegrationEvent } from '../integration/outbound-event.js';
 import type { IntegrationEvent } from '../integration/outbound-event.js';
@@ -73,6 +74,8 @@ export type IntegrationEventsOptions = {
   runner?: RunnerOptions;
   delivery?: Pick<DispatcherOptions, 'backoffBaseMs' | 'backoffMaxMs' | 'concurrency' | 'now' | 'random' | 'activeCheckMs'>;
   fetch?: WebhookSenderOptions['fetch'];
+  /** Delivery outcomes (the handling latency goes in `runner.metrics`). */
+  metrics?: DispatcherOptions['metrics'];
 };
 
 export type RunningIntegrationEvents = {
@@ -81,6 +84,8 @@ export type RunningIntegrationEvents = {
   readonly admin: DeadLetterAdmin;
   /** The dispatcher, when enabled. */
   readonly outbox?: OutboxDispatcher;
+  /** Events the integration process has yet to put in outboxes (runner/backlog.ts); empty when disabled. */
+  backlog(): Promise<Map<string, number>>;
   /** Resolves once every existing subscription event is in its outbox (not necessarily delivered). */
   idle(): Promise<void>;
   stop(): Promise<void>;
@@ -101,7 +106,7 @@ export function startIntegrationEvents(options: IntegrationEventsOptions): Runni
       { process: INTEGRATION_PROCESS_NAME },
       'PROVISIONING_WEBHOOK_URL not set: integration events are neither recorded nor delivered, and provisioning succeeds at once (local sandbox)',
     );
-    return { enabled: false, admin: disabledAdmin, idle: async () => undefined, stop: async () => undefined };
+    return { enabled: false, admin: disabledAdmin, backlog: async () => new Map(), idle: async () => undefined, stop: async () => undefined };
   }
   if (settings.insecure) {
     logger.warn({ url: settings.url }, 'PROVISIONING_WEBHOOK_URL is plain http to another host: customer data travels unencrypted (signed, not secret); use https');
@@ -122,18 +127,21 @@ export function startIntegrationEvents(options: IntegrationEventsOptions): Runni
     // Deliver where the integration process runs (on SQLite, the instance that holds its lease).
     active: () => process?.active() ?? false,
     ...options.delivery,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   logger.info(
     { process: INTEGRATION_PROCESS_NAME, url: settings.url, maxAttempts: settings.maxAttempts, timeoutMs: settings.timeoutMs, secrets: settings.secrets.length },
     'delivering integration events to the ISV application',
   );
   const recovery = outbox.start().catch((err: unknown) => logger.error({ err }, 'could not recover the integration outboxes; they resume as their subscriptions change'));
-  const running = startProcess(options.store, integrationEventsProcess({ store: options.store, outbox }), logger, options.runner);
+  const handler = integrationEventsProcess({ store: options.store, outbox });
+  const running = startProcess(options.store, handler, logger, options.runner);
   process = running;
   return {
     enabled: true,
     admin: outbox,
     outbox,
+    backlog: () => backlogOf(options.store, [{ handler, process: running }]),
     idle: async () => {
       await recovery;
       await running.idle();

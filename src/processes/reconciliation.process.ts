@@ -52,6 +52,7 @@ import { handleCommand, loadAggregate } from '../eventstore/command-handler.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/eventstore.js';
 import type { EventStore } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import {
   MarketplaceBadRequestError,
   MarketplaceForbiddenError,
@@ -85,6 +86,8 @@ export type ReconcilerOptions = {
   /** Runs the index lists. Default 50. */
   keepRuns?: number;
   now?: () => number;
+  /** Each difference found, by kind and outcome (src/metrics/metrics.ts). */
+  metrics?: Pick<Metrics, 'reconciliationDrift'>;
 };
 
 /** How a run ended for the instance that ran it. `lost`: another instance took the run over. */
@@ -423,7 +426,9 @@ export class Reconciler {
     let found = emptyCounts();
     for (const sub of subscriptions) {
       signal.throwIfAborted();
-      found = addCounts(found, countsOf(await this.checkOne(sub, runId, signal, log)));
+      const outcome = await this.checkOne(sub, runId, signal, log);
+      for (const kind of outcome.kind === 'purchase-recorded' ? ['unrecorded'] : 'drift' in outcome ? outcome.drift : []) this.options.metrics?.reconciliationDrift(kind, outcome.kind);
+      found = addCounts(found, countsOf(outcome));
     }
     return found;
   }

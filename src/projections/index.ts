@@ -36,8 +36,10 @@ export type RebuildOptions = {
   /** Names of the projections to rebuild; default all. */
   names?: readonly string[];
   projections?: readonly Projection[];
-  /** Events per transaction; default 2000 (a rebuild favours throughput; the service's runner uses 500). */
+  /** Events per transaction at most; default 20,000 (a rebuild favours throughput: larger batches, fewer writes per row). */
   batchSize?: number;
+  /** How long a batch may hold the event loop before the next ones shrink; default 500 ms (no HTTP waits on a rebuild). */
+  maxBatchMs?: number;
   /** Stop at this position instead of the store's last event when called. */
   until?: bigint;
 };
@@ -63,7 +65,8 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       db,
       logger: options.logger,
       projections: selected,
-      batchSize: options.batchSize ?? 2000,
+      batchSize: options.batchSize ?? 20_000,
+      maxBatchMs: options.maxBatchMs ?? 500,
     });
     try {
       if (options.until !== undefined) await runner.waitForPosition(options.until);

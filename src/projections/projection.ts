@@ -5,6 +5,12 @@
  * commit together. `apply` must be deterministic (no clock, no I/O besides `db`) and must make a
  * replayed event a no-op on its own as well: every row stores the stream revision or global position
  * it reflects, and an event at or before it changes nothing.
+ *
+ * A batch (optional, `beginBatch`): the runner applies many events in one transaction. A projection that
+ * updates the same rows many times may open a batch first: until `flush()`, `apply` keeps its changes in memory
+ * (each row read once, changed in memory, written once), `flush()` writes them inside the same transaction, and
+ * `close()` ends the batch (dropping whatever was not flushed: the transaction is rolled back then). Without an
+ * open batch, `apply` writes at once, so a caller that only knows `apply` gets the same tables.
  */
 import type { Database } from 'better-sqlite3';
 import type { RecordedEvent } from '../eventstore/eventstore.js';
@@ -28,4 +34,13 @@ export type Projection = {
   /** Event types `apply` is called with; other events of those streams only advance the checkpoint. */
   readonly handles: ReadonlySet<string>;
   apply(db: ReadModelDb, event: RecordedEvent): void;
+  /** Optional: open a batch on `db` (see above); the tables after `flush()` equal those of `apply` event by event. */
+  beginBatch?(db: ReadModelDb): ProjectionBatch;
+};
+
+export type ProjectionBatch = {
+  /** Writes what the batch holds (inside the caller's transaction). */
+  flush(): void;
+  /** Ends the batch; `apply` writes at once again. Whatever was not flushed is dropped. */
+  close(): void;
 };

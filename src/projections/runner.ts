@@ -29,7 +29,7 @@ export type RunProjectionsOptions = {
   db?: ReadModelDb;
   logger: Logger;
   projections: readonly Projection[];
-  /** Events per transaction. Default 500. */
+  /** Events per transaction at most. Default 10,000 (`maxBatchMs` keeps a batch short on a slow machine). */
   batchSize?: number;
   /**
    * A batch's transaction should hold the event loop for at most about this long: while catching up, a batch
@@ -183,21 +183,39 @@ function syncFromFile(r: Runner): void {
   }
 }
 
-/** Applies to `p` the events of `batch` after `from` (inside the batch's transaction); returns where it got and how many it applied. */
+/**
+ * Applies to `p` the events of `batch` after `from` (inside the batch's transaction); returns where it got and how
+ * many it applied. A projection with batches (`beginBatch`) keeps its changes in memory until the flush at the end.
+ */
 function applyBatch(r: Runner, p: Projection, batch: readonly RecordedEvent[], from: bigint | undefined): { position: bigint | undefined; applied: number } {
   let position = from;
   let applied = 0;
-  for (const e of batch) {
-    if (position !== undefined && e.position <= position) continue; // already applied (by us or another runner)
-    if (p.handles.has(e.type) && p.streamPrefixes.some((prefix) => e.streamId.startsWith(prefix))) {
-      try {
-        p.apply(r.db, e);
-      } catch (err) {
-        throw new ProjectionApplyError(p.name, { type: e.type, streamId: e.streamId, position: e.position.toString() }, { cause: err });
+  let last: RecordedEvent | undefined;
+  const open = p.beginBatch?.(r.db);
+  const failed = (e: RecordedEvent, err: unknown) => new ProjectionApplyError(p.name, { type: e.type, streamId: e.streamId, position: e.position.toString() }, { cause: err });
+  try {
+    for (const e of batch) {
+      if (position !== undefined && e.position <= position) continue; // already applied (by us or another runner)
+      if (p.handles.has(e.type) && p.streamPrefixes.some((prefix) => e.streamId.startsWith(prefix))) {
+        try {
+          p.apply(r.db, e);
+        } catch (err) {
+          throw failed(e, err);
+        }
+        applied++;
+        last = e;
       }
-      applied++;
+      position = e.position;
     }
-    position = e.position;
+    if (open && last) {
+      try {
+        open.flush();
+      } catch (err) {
+        throw failed(last, err); // a write of the batch failed: named after its last event
+      }
+    }
+  } finally {
+    open?.close();
   }
   return { position, applied };
 }
@@ -240,6 +258,10 @@ function markLive(r: Runner): void {
 }
 
 const MIN_BATCH = 50;
+/** The service's batch limit: large, because the time a batch may hold the event loop (`maxBatchMs`) bounds it first. */
+const DEFAULT_BATCH = 10_000;
+/** Batches start at this size and double while they take under half of `maxBatchMs`. */
+const FIRST_BATCH = 500;
 
 /** Halves the batch limit after a commit over `maxBatchMs`, doubles it back after one under half of it. */
 function adaptBatchLimit(r: Runner, tookMs: number): void {
@@ -319,16 +341,38 @@ function runRebuilds(r: Runner): void {
   }
 }
 
-/** One subscription, from the lowest checkpoint, until it ends, fails or is closed (stop, rebuild). */
+/**
+ * Catch-up: pages of up to `batchLimit` events read from the store (readAll) after the lowest checkpoint, each
+ * committed as one batch, with a turn of the event loop between batches; it ends at the head of the store, or
+ * when the runner stops or a rebuild is requested. The batch limit adapts to the time a batch holds the event
+ * loop, the read included (`adaptBatchLimit`).
+ */
+async function catchUp(r: Runner, running: readonly Projection[], prefixes: readonly string[]): Promise<void> {
+  while (!r.stopped && r.rebuildRequests.length === 0) {
+    const from = lowest(r);
+    const limit = r.batchLimit;
+    const started = performance.now();
+    const page: RecordedEvent[] = [];
+    for await (const e of r.store.readAll({ ...(from !== undefined ? { after: from } : {}), maxCount: limit, streamPrefixes: prefixes })) page.push(e);
+    if (page.length > 0) commit(r, page, running);
+    adaptBatchLimit(r, performance.now() - started);
+    if (page.length < limit) return;
+    await yieldToLoop();
+  }
+}
+
+/** Catch up in pages, then one subscription from the lowest checkpoint, until it ends, fails or is closed (stop, rebuild). */
 async function subscribeOnce(r: Runner, running: readonly Projection[]): Promise<void> {
-  const from = lowest(r);
   const prefixes = [...new Set(running.flatMap((p) => p.streamPrefixes))];
   r.live = false;
-  const sub = r.store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes });
-  r.current = sub;
-  if (r.stopped || r.rebuildRequests.length > 0) await sub.close();
-  r.log.info({ from: from?.toString() ?? 'start', projections: running.map((p) => p.name) }, 'projections subscribed');
+  let sub: StoreSubscription | undefined;
   try {
+    await catchUp(r, running, prefixes);
+    const from = lowest(r);
+    sub = r.store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes });
+    r.current = sub;
+    if (r.stopped || r.rebuildRequests.length > 0) await sub.close();
+    r.log.info({ from: from?.toString() ?? 'start', projections: running.map((p) => p.name) }, 'projections subscribed');
     await consume(r, sub, running);
   } catch (err) {
     if (err instanceof CheckpointMovedBack) {
@@ -342,7 +386,7 @@ async function subscribeOnce(r: Runner, running: readonly Projection[]): Promise
     await sleep(delay, undefined, { signal: r.stopSignal.signal }).catch(noop);
   } finally {
     r.current = undefined;
-    await sub.close().catch(noop);
+    await sub?.close().catch(noop);
   }
 }
 
@@ -380,6 +424,8 @@ function waitForPosition(r: Runner, target: bigint): Promise<void> {
 }
 
 async function idle(r: Runner): Promise<void> {
+  // Caught up first: the head is then read from near the end, not over the whole store (a rebuild's start).
+  if (!r.live && !r.stopped) await new Promise<void>((resolve) => r.liveWaiters.push(resolve));
   const head = await headPosition(r);
   if (head !== undefined) await waitForPosition(r, head);
 }
@@ -455,9 +501,9 @@ function createRunner(options: RunProjectionsOptions): Runner {
     log,
     db,
     ownsDb: !options.db,
-    batchSize: options.batchSize ?? 500,
+    batchSize: options.batchSize ?? DEFAULT_BATCH,
     maxBatchMs: options.maxBatchMs ?? 50,
-    batchLimit: options.batchSize ?? 500,
+    batchLimit: Math.min(FIRST_BATCH, options.batchSize ?? DEFAULT_BATCH),
     flushAfterMs: options.flushAfterMs ?? 5,
     retryBaseMs: options.retryBaseMs ?? 200,
     retryMaxMs: options.retryMaxMs ?? 30_000,

@@ -47,7 +47,7 @@ export function startCatchUpProcess(
   const log = logger.child({ process: handler.name, instanceId: options.instanceId });
   const every = options.checkpointEvery ?? 50;
   const afterMs = options.checkpointAfterMs ?? 1000;
-  const concurrency = Math.max(1, options.concurrency ?? 4);
+  const concurrency = Math.max(1, options.concurrency ?? handler.concurrency ?? 4);
   const control = controlStream(handler.name);
   let stopped = false;
   let crashed = false;

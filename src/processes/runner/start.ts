@@ -19,6 +19,7 @@ import { newInstanceId } from './lease.js';
 import { startLeasedProcess } from './leased.runner.js';
 import { hasPersistentSubscriptions, startPersistentProcess } from './persistent.runner.js';
 import type { ProcessHandler, RunnerMode, RunnerOptions, RunningProcess } from './types.js';
+import { timeHandler } from './timed-handler.js';
 
 export type { LeaseOptions } from './lease.js';
 export type { PersistentRunnerOptions } from './persistent.runner.js';
@@ -30,7 +31,8 @@ export function defaultRunnerMode(store: EventStore): RunnerMode {
   return hasPersistentSubscriptions(store) ? 'persistent' : 'lease';
 }
 
-export function startProcess(store: EventStore, handler: ProcessHandler, logger: Logger, options: RunnerOptions = {}): RunningProcess {
+export function startProcess(store: EventStore, untimed: ProcessHandler, logger: Logger, options: RunnerOptions = {}): RunningProcess {
+  const handler = options.metrics ? timeHandler(untimed, options.metrics) : untimed;
   const mode = options.mode ?? defaultRunnerMode(store);
   const withId = { ...options, instanceId: options.instanceId ?? newInstanceId() };
   switch (mode) {

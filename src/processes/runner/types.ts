@@ -4,6 +4,7 @@
  */
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { LeaseOptions } from './lease.js';
+import type { Metrics } from '../../metrics/metrics.js';
 
 export type ProcessHandler = {
   name: string;
@@ -16,6 +17,11 @@ export type ProcessHandler = {
    * strategy hashes the stream id (persistent.runner.ts).
    */
   keyOf?(event: RecordedEvent): string;
+  /**
+   * Keys handled at once when the runner options do not say (catch-up and lease; default 4). A handler that
+   * mostly waits on outside calls (the notification process: Microsoft's API, inside a 10 s window) asks for more.
+   */
+  concurrency?: number;
   handle(event: RecordedEvent): Promise<void>;
 };
 
@@ -50,7 +56,7 @@ export type RunnerOptions = {
   checkpointAfterMs?: number;
   /**
    * catch-up and lease: keys (`ProcessHandler.keyOf`) handled at once; one key's events are always handled one at
-   * a time, in order. Default 4.
+   * a time, in order. Default the handler's own `concurrency`, else 4.
    */
   concurrency?: number;
   /** Backoff after a handler failure: base (default 200 ms) and cap after an ordinary error (default 30 s). */
@@ -62,6 +68,8 @@ export type RunnerOptions = {
   maxAttempts?: number;
   lease?: LeaseOptions;
   persistent?: PersistentRunnerOptions;
+  /** Each handled event's latency and outcome (src/metrics/metrics.ts). */
+  metrics?: Pick<Metrics, 'processHandled'>;
 };
 
 export type RunningProcess = {

@@ -16,12 +16,12 @@
  * Suspended); a plan without seats counts 0. A free trial *converts* at its first renewal (the paid
  * term starts) and is *cancelled* when the subscription is cancelled before that.
  */
-import { decodeSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
+import { subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
 import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { bit, cached, insertRow, isoTime, nullable, secondsBetween, updateRow, utcDay } from './support.js';
+import { batchesOf, bit, cached, insertRow, isoTime, nullable, secondsBetween, subscriptionEventOf, updateRow, utcDay } from './support.js';
 
 const dailyCounters = [
   'purchases',
@@ -128,10 +128,64 @@ type Facts = {
   reinstatements: number;
   renewals: number;
   plan_changes: number;
-  stream_revision: number;
+  stream_revision: number | bigint;
 };
 
-function bump(db: ReadModelDb, day: string, offerId: string, planId: string, isTest: number, counts: Partial<Record<Counter, number>>): void {
+/** A subscription's facts row as a batch holds it: as the file had it, and as it is now. */
+type FactsEntry = { readonly before: Record<string, unknown> | undefined; facts: (Facts & Record<string, unknown>) | undefined; changed: boolean };
+type DailyKey = { day: string; offerId: string; planId: string; isTest: number };
+
+/**
+ * The rows a batch touched: each facts row read once, changed in memory and written once; the day counters
+ * summed in memory and added to their rows once per key by `flush`.
+ */
+class MetricsBatch {
+  private readonly facts = new Map<string, FactsEntry>();
+  private readonly daily = new Map<string, DailyKey & { counts: Partial<Record<Counter, number>> }>();
+  constructor(private readonly db: ReadModelDb) {}
+
+  entry(subscriptionId: string): FactsEntry {
+    let entry = this.facts.get(subscriptionId);
+    if (entry) return entry;
+    const row = cached(this.db, 'SELECT * FROM metrics_subscriptions WHERE subscription_id = ?').get(subscriptionId) as (Facts & Record<string, unknown>) | undefined;
+    entry = { before: row ? { ...row } : undefined, facts: row, changed: false };
+    this.facts.set(subscriptionId, entry);
+    return entry;
+  }
+
+  set(entry: FactsEntry, values: Record<string, unknown>): void {
+    if (!entry.facts) return;
+    Object.assign(entry.facts, values);
+    entry.changed = true;
+  }
+
+  bump(day: string, offerId: string, planId: string, isTest: number, counts: Partial<Record<Counter, number>>): void {
+    const key = `${day}\u0000${offerId}\u0000${planId}\u0000${isTest}`;
+    let sums = this.daily.get(key);
+    if (!sums) this.daily.set(key, (sums = { day, offerId, planId, isTest, counts: {} }));
+    for (const [counter, n] of Object.entries(counts) as [Counter, number][]) sums.counts[counter] = (sums.counts[counter] ?? 0) + n;
+  }
+
+  flush(): void {
+    for (const [subscriptionId, entry] of this.facts) {
+      const { facts, before } = entry;
+      if (!entry.changed || !facts) continue;
+      if (!before) {
+        insertRow(this.db, 'metrics_subscriptions', facts);
+        continue;
+      }
+      const changed: Record<string, unknown> = {};
+      for (const [column, value] of Object.entries(facts)) if (value !== before[column]) changed[column] = value;
+      updateRow(this.db, 'metrics_subscriptions', 'subscription_id', subscriptionId, changed);
+    }
+    for (const { day, offerId, planId, isTest, counts } of this.daily.values()) addToDay(this.db, day, offerId, planId, isTest, counts);
+    this.facts.clear();
+    this.daily.clear();
+  }
+}
+
+/** Adds the counts (those that are not 0) to the day's row, creating it at the first. */
+function addToDay(db: ReadModelDb, day: string, offerId: string, planId: string, isTest: number, counts: Partial<Record<Counter, number>>): void {
   const entries = Object.entries(counts).filter(([, n]) => n !== 0) as [Counter, number][];
   if (entries.length === 0) return;
   const columns = entries.map(([c]) => c);
@@ -145,23 +199,18 @@ function bump(db: ReadModelDb, day: string, offerId: string, planId: string, isT
 const counted = (status: string): boolean => status === 'Subscribed' || status === 'Suspended';
 
 /** The first event of a subscription: its facts row, and the purchase counted on the day it was created. */
-function purchased(
-  db: ReadModelDb,
-  event: Extract<SubscriptionEvent, { type: 'Purchased' }>,
-  subscriptionId: string,
-  facts: Facts | undefined,
-  recorded: RecordedEvent,
-): void {
+function purchased(batch: MetricsBatch, event: Extract<SubscriptionEvent, { type: 'Purchased' }>, entry: FactsEntry, subscriptionId: string, recorded: RecordedEvent): void {
+  const facts = entry.facts;
   const at = event.data.at;
   const position = recorded.position;
   const revision = recorded.revision;
   if (facts) {
-    if (BigInt(facts.stream_revision) < revision) updateRow(db, 'metrics_subscriptions', 'subscription_id', subscriptionId, { stream_revision: revision, position });
+    if (BigInt(facts.stream_revision) < revision) batch.set(entry, { stream_revision: revision, position });
     return;
   }
   const d = event.data;
   const createdAt = isoTime(d.created) ?? at;
-  insertRow(db, 'metrics_subscriptions', {
+  entry.facts = {
     subscription_id: subscriptionId,
     offer_id: d.offerId,
     plan_id: d.planId,
@@ -187,21 +236,23 @@ function purchased(
     cancelled_while_suspended: 0,
     stream_revision: revision,
     position,
-  });
-  bump(db, utcDay(createdAt), d.offerId, d.planId, bit(d.isTest), { purchases: 1, trial_starts: d.isFreeTrial ? 1 : 0 });
+  };
+  entry.changed = true;
+  batch.bump(utcDay(createdAt), d.offerId, d.planId, bit(d.isTest), { purchases: 1, trial_starts: d.isFreeTrial ? 1 : 0 });
 }
 
-function apply(db: ReadModelDb, recorded: RecordedEvent): void {
-  const event = decodeSubscriptionEvent(recorded);
+function applyTo(batch: MetricsBatch, recorded: RecordedEvent): void {
+  const event = subscriptionEventOf(recorded);
   if (!event) return;
   const subscriptionId = entityIdOf(recorded.streamId);
-  const facts = cached(db, 'SELECT * FROM metrics_subscriptions WHERE subscription_id = ?').get(subscriptionId) as Facts | undefined;
+  const entry = batch.entry(subscriptionId);
+  const facts = entry.facts;
   const at = event.data.at;
   const day = utcDay(at);
   const position = recorded.position;
   const revision = recorded.revision;
 
-  if (event.type === 'Purchased') return purchased(db, event, subscriptionId, facts, recorded);
+  if (event.type === 'Purchased') return purchased(batch, event, entry, subscriptionId, recorded);
   if (!facts || BigInt(facts.stream_revision) >= revision) return; // unknown subscription, or a replay
   const { offer_id: offer, plan_id: plan, is_test: test } = facts;
   const seats = facts.quantity ?? 0;
@@ -223,7 +274,7 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
         purchase_to_activation_s: nullable(secondsBetween(facts.created_at, at)),
         request_to_activation_s: nullable(secondsBetween(facts.activation_requested_at ?? undefined, at)),
       });
-      bump(db, day, offer, event.data.planId, test, { activations: 1, seats_added: quantity ?? 0 });
+      batch.bump(day, offer, event.data.planId, test, { activations: 1, seats_added: quantity ?? 0 });
       break;
     }
     case 'PlanChanged': {
@@ -231,29 +282,29 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
       if (to === plan) break;
       Object.assign(set, { plan_id: to, plan_changes: facts.plan_changes + 1 });
       const moved = counted(facts.status) ? seats : 0;
-      bump(db, day, offer, plan, test, { plan_changes_out: 1, seats_removed: moved });
-      bump(db, day, offer, to, test, { plan_changes_in: 1, seats_added: moved });
+      batch.bump(day, offer, plan, test, { plan_changes_out: 1, seats_removed: moved });
+      batch.bump(day, offer, to, test, { plan_changes_in: 1, seats_added: moved });
       break;
     }
     case 'QuantityChanged': {
       const delta = event.data.quantity - seats;
       set.quantity = event.data.quantity;
-      if (counted(facts.status)) bump(db, day, offer, plan, test, delta > 0 ? { seats_added: delta } : { seats_removed: -delta });
+      if (counted(facts.status)) batch.bump(day, offer, plan, test, delta > 0 ? { seats_added: delta } : { seats_removed: -delta });
       break;
     }
     case 'Suspended':
       Object.assign(set, { status: 'Suspended', suspended_at: at, suspensions: facts.suspensions + 1 });
-      bump(db, day, offer, plan, test, { suspensions: 1 });
+      batch.bump(day, offer, plan, test, { suspensions: 1 });
       break;
     case 'Reinstated':
       Object.assign(set, { status: 'Subscribed', reinstatements: facts.reinstatements + 1 });
-      bump(db, day, offer, plan, test, { reinstatements: 1 });
+      batch.bump(day, offer, plan, test, { reinstatements: 1 });
       break;
     case 'Renewed': {
       set.renewals = facts.renewals + 1;
       const converts = facts.trial_outcome === 'in-trial';
       if (converts) Object.assign(set, { trial_outcome: 'converted', trial_ended_at: at });
-      bump(db, day, offer, plan, test, { renewals: 1, trial_conversions: converts ? 1 : 0 });
+      batch.bump(day, offer, plan, test, { renewals: 1, trial_conversions: converts ? 1 : 0 });
       break;
     }
     case 'Unsubscribed': {
@@ -265,7 +316,7 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
         cancelled_while_suspended: bit(facts.status === 'Suspended'),
         ...(endsTrial ? { trial_outcome: 'cancelled', trial_ended_at: at } : {}),
       });
-      bump(db, day, offer, plan, test, {
+      batch.bump(day, offer, plan, test, {
         cancellations: 1,
         seats_removed: counted(facts.status) ? seats : 0,
         trial_cancellations: endsTrial ? 1 : 0,
@@ -275,8 +326,11 @@ function apply(db: ReadModelDb, recorded: RecordedEvent): void {
     default:
       break; // requests, submissions, failures, policy refusals: no metric moves
   }
-  updateRow(db, 'metrics_subscriptions', 'subscription_id', subscriptionId, set);
+  batch.set(entry, set);
 }
+
+const batches = batchesOf((db) => new MetricsBatch(db));
+
 
 export const metricsProjection: Projection = {
   name: 'metrics',
@@ -287,5 +341,6 @@ export const metricsProjection: Projection = {
   views: ['metrics_active_by_plan', 'metrics_activation_time', 'metrics_suspensions', 'metrics_free_trials'],
   streamPrefixes: [categoryPrefix(subscriptionCategory)],
   handles: new Set(['Purchased', 'ActivationRequested', 'Activated', 'PlanChanged', 'QuantityChanged', 'Suspended', 'Reinstated', 'Renewed', 'Unsubscribed']),
-  apply,
+  apply: (db, event) => batches.use(db, (batch) => applyTo(batch, event)),
+  beginBatch: (db) => batches.begin(db),
 };

@@ -24,13 +24,14 @@
  */
 import { decodeNotificationEvent } from '../../application/notification-events.js';
 import { notificationCategory } from '../../domain/notification/notification.events.js';
-import { decodeSubscriptionEvent, subscriptionCategory } from '../../domain/subscription/index.js';
+import { subscriptionCategory } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
 import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
 import { evolveRequestRow, requestRow, subscriptionRequestRows } from './change-requests.table.js';
-import { cached, nullable } from './support.js';
+import { OperationsBatch, readBack, unlessFinal } from './operations.rows.js';
+import { batchesOf, nullable, subscriptionEventOf } from './support.js';
 
 const schemaSql = `
 CREATE TABLE IF NOT EXISTS operations (
@@ -103,144 +104,136 @@ const actionOfEvent: Record<string, string> = {
 
 const actionOfRequest: Record<string, string> = { plan: 'ChangePlan', quantity: 'ChangeQuantity', cancel: 'Unsubscribe' };
 
-const ifNewer = 'WHERE excluded.position > operations.position';
-
-const finalStatuses = "('Succeeded', 'Failed', 'Conflict')";
-/** `microsoft_status` from a weaker source (the notification, an inference): only where none is final yet. */
-const unlessFinal = (value: string) =>
-  `CASE WHEN operations.microsoft_status IN ${finalStatuses} THEN operations.microsoft_status ELSE coalesce(${value}, operations.microsoft_status) END`;
-/** `microsoft_status` read back from Microsoft: replaces anything, but a final status only with a final one. */
-const readBack = (value: string) =>
-  `CASE WHEN ${value} IS NULL THEN operations.microsoft_status
-        WHEN operations.microsoft_status IN ${finalStatuses} AND ${value} NOT IN ${finalStatuses} THEN operations.microsoft_status
-        ELSE ${value} END`;
-
-function received(db: ReadModelDb, e: RecordedEvent): void {
+function received(b: OperationsBatch, e: RecordedEvent): void {
   const event = decodeNotificationEvent(e);
   if (event?.type !== 'NotificationReceived') return;
   const d = event.data;
   if (!d.operationId) return; // an unreadable delivery: no operation to file it under
   const p = d.payload; // absent when the body says nothing more we can read
-  cached(
-    db,
-    `INSERT INTO operations (operation_id, subscription_id, action, source, microsoft_status, plan_id, quantity, first_received_at, last_received_at,
-       deliveries, outcome, updated_at, position)
-     VALUES (@id, @subscriptionId, @action, @source, @status, @planId, @quantity, @at, @at, 1, 'pending', @at, @position)
-     ON CONFLICT (operation_id) DO UPDATE SET
-       subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
-       action = coalesce(excluded.action, operations.action),
-       source = coalesce(excluded.source, operations.source),
-       microsoft_status = ${unlessFinal('excluded.microsoft_status')},
-       plan_id = coalesce(operations.plan_id, excluded.plan_id),
-       quantity = coalesce(operations.quantity, excluded.quantity),
-       first_received_at = coalesce(operations.first_received_at, excluded.first_received_at),
-       last_received_at = excluded.last_received_at,
-       deliveries = operations.deliveries + 1,
-       updated_at = excluded.updated_at, position = excluded.position
-     ${ifNewer}`,
-  ).run({
-    id: d.operationId,
-    subscriptionId: nullable(d.subscriptionId),
-    action: nullable(d.action),
-    source: nullable(p?.operationRequestSource),
-    status: nullable(p?.status),
-    planId: nullable(p?.planId),
-    quantity: nullable(p?.quantity),
-    at: d.receivedAt,
-    position: e.position,
-  });
+  const at = d.receivedAt;
+  b.upsert(
+    d.operationId,
+    {
+      subscription_id: nullable(d.subscriptionId),
+      action: nullable(d.action),
+      source: nullable(p?.operationRequestSource),
+      microsoft_status: nullable(p?.status),
+      plan_id: nullable(p?.planId),
+      quantity: nullable(p?.quantity),
+      first_received_at: at,
+      last_received_at: at,
+      deliveries: 1,
+      outcome: 'pending',
+      updated_at: at,
+      position: e.position,
+    },
+    (row, ex) => ({
+      subscription_id: row.subscription_id ?? ex.subscription_id,
+      action: ex.action ?? row.action,
+      source: ex.source ?? row.source,
+      microsoft_status: unlessFinal(row.microsoft_status, ex.microsoft_status),
+      plan_id: row.plan_id ?? ex.plan_id,
+      quantity: row.quantity ?? ex.quantity,
+      first_received_at: row.first_received_at ?? ex.first_received_at,
+      last_received_at: ex.last_received_at,
+      deliveries: row.deliveries + 1,
+    }),
+  );
 }
 
-function acknowledged(db: ReadModelDb, e: RecordedEvent): void {
+function acknowledged(b: OperationsBatch, e: RecordedEvent): void {
   const event = decodeNotificationEvent(e);
   if (event?.type !== 'OperationAcknowledged') return;
   const d = event.data;
-  cached(
-    db,
-    `INSERT INTO operations (operation_id, subscription_id, microsoft_status, deliveries, acknowledged_at, ack_status, ack_latency_ms, ack_note, outcome, updated_at, position)
-     VALUES (@id, @subscriptionId, @taken, 0, @at, @status, @latency, @note, 'pending', @at, @position)
-     ON CONFLICT (operation_id) DO UPDATE SET
-       subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
-       microsoft_status = ${unlessFinal('excluded.microsoft_status')},
-       acknowledged_at = excluded.acknowledged_at, ack_status = excluded.ack_status,
-       ack_latency_ms = excluded.ack_latency_ms, ack_note = excluded.ack_note,
-       updated_at = excluded.updated_at, position = excluded.position
-     ${ifNewer}`,
-  ).run({
-    id: d.operationId,
-    subscriptionId: d.subscriptionId,
-    // Microsoft answered our PATCH Success with a plain 200: it completed the operation. A note (409, recovered) says less.
-    taken: d.status === 'Success' && d.note === undefined ? 'Succeeded' : null,
-    at: d.at,
-    status: d.status,
-    latency: Math.round(d.latencyMs),
-    note: nullable(d.note),
-    position: e.position,
-  });
+  b.upsert(
+    d.operationId,
+    {
+      subscription_id: d.subscriptionId,
+      // Microsoft answered our PATCH Success with a plain 200: it completed the operation. A note (409, recovered) says less.
+      microsoft_status: d.status === 'Success' && d.note === undefined ? 'Succeeded' : null,
+      deliveries: 0,
+      acknowledged_at: d.at,
+      ack_status: d.status,
+      ack_latency_ms: Math.round(d.latencyMs),
+      ack_note: nullable(d.note),
+      outcome: 'pending',
+      updated_at: d.at,
+      position: e.position,
+    },
+    (row, ex) => ({
+      subscription_id: row.subscription_id ?? ex.subscription_id,
+      microsoft_status: unlessFinal(row.microsoft_status, ex.microsoft_status),
+      acknowledged_at: ex.acknowledged_at,
+      ack_status: ex.ack_status,
+      ack_latency_ms: ex.ack_latency_ms,
+      ack_note: ex.ack_note,
+    }),
+  );
 }
 
-function processed(db: ReadModelDb, e: RecordedEvent): void {
+function processed(b: OperationsBatch, e: RecordedEvent): void {
   const event = decodeNotificationEvent(e);
   if (event?.type !== 'NotificationProcessed') return;
   const d = event.data;
-  cached(
-    db,
-    `INSERT INTO operations (operation_id, subscription_id, action, microsoft_status, deliveries, processed_at, notification_outcome, outcome, outcome_detail, subscription_events, updated_at, position)
-     VALUES (@id, @subscriptionId, @action, coalesce(@readBack, @inferred), 0, @at, @outcome, @outcome, @detail, @events, @at, @position)
-     ON CONFLICT (operation_id) DO UPDATE SET
-       subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
-       action = coalesce(operations.action, excluded.action),
-       microsoft_status = CASE WHEN @readBack IS NOT NULL THEN ${readBack('@readBack')} ELSE ${unlessFinal('@inferred')} END,
-       processed_at = excluded.processed_at,
-       notification_outcome = excluded.notification_outcome,
-       outcome = CASE WHEN operations.applied_event IS NOT NULL THEN 'applied' WHEN operations.outcome = 'rejected' THEN 'rejected' ELSE excluded.outcome END,
-       outcome_detail = excluded.outcome_detail,
-       subscription_events = excluded.subscription_events,
-       updated_at = excluded.updated_at, position = excluded.position
-     ${ifNewer}`,
-  ).run({
-    id: d.operationId,
-    subscriptionId: nullable(d.subscriptionId),
-    action: nullable(d.action),
-    at: d.at,
-    outcome: d.outcome,
-    detail: d.detail,
-    events: d.subscriptionEvents.join(','),
-    readBack: nullable(d.operationStatus),
-    // Applied (or nothing to change) without a status read back (no operation record, or an older history): Microsoft had completed it.
-    inferred: d.outcome === 'applied' || d.outcome === 'no-change' ? 'Succeeded' : null,
-    position: e.position,
-  });
+  const read = nullable(d.operationStatus);
+  // Applied (or nothing to change) without a status read back (no operation record, or an older history): Microsoft had completed it.
+  const inferred = d.outcome === 'applied' || d.outcome === 'no-change' ? 'Succeeded' : null;
+  b.upsert(
+    d.operationId,
+    {
+      subscription_id: nullable(d.subscriptionId),
+      action: nullable(d.action),
+      microsoft_status: read ?? inferred,
+      deliveries: 0,
+      processed_at: d.at,
+      notification_outcome: d.outcome,
+      outcome: d.outcome,
+      outcome_detail: d.detail,
+      subscription_events: d.subscriptionEvents.join(','),
+      updated_at: d.at,
+      position: e.position,
+    },
+    (row, ex) => ({
+      subscription_id: row.subscription_id ?? ex.subscription_id,
+      action: row.action ?? ex.action,
+      microsoft_status: read !== null ? readBack(row.microsoft_status, read) : unlessFinal(row.microsoft_status, inferred),
+      processed_at: ex.processed_at,
+      notification_outcome: ex.notification_outcome,
+      outcome: row.applied_event !== null ? 'applied' : row.outcome === 'rejected' ? 'rejected' : ex.outcome,
+      outcome_detail: ex.outcome_detail,
+      subscription_events: ex.subscription_events,
+    }),
+  );
 }
 
 /** A subscription event that applied a Microsoft operation. */
-function appliedBy(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string, operationId: string): void {
+function appliedBy(b: OperationsBatch, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string, operationId: string): void {
   const requestSource = 'requestSource' in event.data ? event.data.requestSource : undefined;
-  cached(
-    db,
-    `INSERT INTO operations (operation_id, subscription_id, action, source, microsoft_status, deliveries, outcome, applied_event, applied_at, updated_at, position)
-     VALUES (@id, @subscriptionId, @action, @source, @status, 0, 'applied', @event, @at, @at, @position)
-     ON CONFLICT (operation_id) DO UPDATE SET
-       subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
-       microsoft_status = ${unlessFinal('excluded.microsoft_status')},
-       action = coalesce(operations.action, excluded.action),
-       source = coalesce(operations.source, excluded.source),
-       outcome = 'applied',
-       applied_event = coalesce(operations.applied_event, excluded.applied_event),
-       applied_at = coalesce(operations.applied_at, excluded.applied_at),
-       updated_at = excluded.updated_at, position = excluded.position
-     ${ifNewer}`,
-  ).run({
-    id: operationId,
-    subscriptionId,
-    action: nullable(actionOfEvent[event.type]),
-    source: nullable(requestSource),
-    // The publisher-change process applies only what its polling saw Succeeded; a webhook applies before acknowledging.
-    status: event.data.source === 'process' ? 'Succeeded' : null,
-    event: event.type,
-    at: event.data.at,
-    position: e.position,
-  });
+  b.upsert(
+    operationId,
+    {
+      subscription_id: subscriptionId,
+      action: nullable(actionOfEvent[event.type]),
+      source: nullable(requestSource),
+      // The publisher-change process applies only what its polling saw Succeeded; a webhook applies before acknowledging.
+      microsoft_status: event.data.source === 'process' ? 'Succeeded' : null,
+      deliveries: 0,
+      outcome: 'applied',
+      applied_event: event.type,
+      applied_at: event.data.at,
+      updated_at: event.data.at,
+      position: e.position,
+    },
+    (row, ex) => ({
+      subscription_id: row.subscription_id ?? ex.subscription_id,
+      microsoft_status: unlessFinal(row.microsoft_status, ex.microsoft_status),
+      action: row.action ?? ex.action,
+      source: row.source ?? ex.source,
+      outcome: 'applied',
+      applied_event: row.applied_event ?? ex.applied_event,
+      applied_at: row.applied_at ?? ex.applied_at,
+    }),
+  );
 }
 
 /** Every request of the subscription, evolved with an event that names no request (the fold settles the ones it concerns). */
@@ -249,13 +242,48 @@ function settleRequests(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEv
 }
 
 /** When a subscription event applied the operation (its `applied_at`), if one did. */
-function appliedAtOf(db: ReadModelDb, operationId: string): string | undefined {
-  const at: unknown = cached(db, 'SELECT applied_at FROM operations WHERE operation_id = ? AND applied_event IS NOT NULL').pluck().get(operationId);
-  return typeof at === 'string' ? at : undefined;
+function appliedAtOf(b: OperationsBatch, operationId: string): string | undefined {
+  const row = b.row(operationId);
+  return row && row.applied_event !== null && typeof row.applied_at === 'string' ? row.applied_at : undefined;
 }
 
-function subscriptionEvent(db: ReadModelDb, e: RecordedEvent): void {
-  const event = decodeSubscriptionEvent(e);
+function submitted(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent, event: Extract<SubscriptionEvent, { type: 'ChangeSubmitted' }>, subscriptionId: string): void {
+  const d = event.data;
+  const row = requestRow(db, d.requestId);
+  const request = row?.request;
+  b.upsert(
+    d.operationId,
+    {
+      subscription_id: subscriptionId,
+      action: nullable(request ? actionOfRequest[request.kind] : undefined),
+      source: 'Partner',
+      plan_id: request?.kind === 'plan' ? request.planId : null,
+      quantity: request?.kind === 'quantity' ? request.quantity : null,
+      request_id: d.requestId,
+      requested_at: request?.requestedAt ?? null,
+      submitted_at: d.at,
+      deliveries: 0,
+      outcome: 'pending',
+      updated_at: d.at,
+      position: e.position,
+    },
+    (old, ex) => ({
+      subscription_id: old.subscription_id ?? ex.subscription_id,
+      action: old.action ?? ex.action,
+      source: old.source ?? ex.source,
+      plan_id: old.plan_id ?? ex.plan_id,
+      quantity: old.quantity ?? ex.quantity,
+      request_id: ex.request_id,
+      requested_at: ex.requested_at,
+      submitted_at: ex.submitted_at,
+    }),
+  );
+  // Microsoft's notification may have applied the operation before its 202 was recorded: the fold settles the request then.
+  evolveRequestRow(db, e, event, subscriptionId, row, (operationId) => appliedAtOf(b, operationId));
+}
+
+function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent): void {
+  const event = subscriptionEventOf(e);
   if (!event) return;
   const subscriptionId = entityIdOf(e.streamId);
   const at = event.data.at;
@@ -265,95 +293,65 @@ function subscriptionEvent(db: ReadModelDb, e: RecordedEvent): void {
     case 'CancellationRequested':
       evolveRequestRow(db, e, event, subscriptionId, requestRow(db, event.data.requestId));
       return;
-    case 'ChangeSubmitted': {
-      const d = event.data;
-      const row = requestRow(db, d.requestId);
-      const request = row?.request;
-      cached(
-        db,
-        `INSERT INTO operations (operation_id, subscription_id, action, source, plan_id, quantity, request_id, requested_at, submitted_at, deliveries, outcome, updated_at, position)
-         VALUES (@id, @subscriptionId, @action, 'Partner', @planId, @quantity, @requestId, @requestedAt, @at, 0, 'pending', @at, @position)
-         ON CONFLICT (operation_id) DO UPDATE SET
-           subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
-           action = coalesce(operations.action, excluded.action),
-           source = coalesce(operations.source, excluded.source),
-           plan_id = coalesce(operations.plan_id, excluded.plan_id),
-           quantity = coalesce(operations.quantity, excluded.quantity),
-           request_id = excluded.request_id, requested_at = excluded.requested_at, submitted_at = excluded.submitted_at,
-           updated_at = excluded.updated_at, position = excluded.position
-         ${ifNewer}`,
-      ).run({
-        id: d.operationId,
-        subscriptionId,
-        action: nullable(request ? actionOfRequest[request.kind] : undefined),
-        planId: request?.kind === 'plan' ? request.planId : null,
-        quantity: request?.kind === 'quantity' ? request.quantity : null,
-        requestId: d.requestId,
-        requestedAt: request?.requestedAt ?? null,
-        at,
-        position: e.position,
-      });
-      // Microsoft's notification may have applied the operation before its 202 was recorded: the fold settles the request then.
-      evolveRequestRow(db, e, event, subscriptionId, row, (operationId) => appliedAtOf(db, operationId));
-      return;
-    }
+    case 'ChangeSubmitted':
+      return submitted(db, b, e, event, subscriptionId);
     case 'ChangeRequestFailed': {
       const d = event.data;
       evolveRequestRow(db, e, event, subscriptionId, requestRow(db, d.requestId));
       if (d.operationId) {
-        cached(
-          db,
-          `INSERT INTO operations (operation_id, subscription_id, source, microsoft_status, request_id, deliveries, outcome, outcome_detail, updated_at, position)
-           VALUES (@id, @subscriptionId, 'Partner', @status, @requestId, 0, 'failed', @reason, @at, @position)
-           ON CONFLICT (operation_id) DO UPDATE SET
-             subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
-             source = coalesce(operations.source, excluded.source),
-             microsoft_status = excluded.microsoft_status,
-             request_id = coalesce(operations.request_id, excluded.request_id),
-             outcome = 'failed', outcome_detail = excluded.outcome_detail,
-             updated_at = excluded.updated_at, position = excluded.position
-           ${ifNewer}`,
-        ).run({ id: d.operationId, subscriptionId, status: d.status, requestId: d.requestId, reason: d.reason, at, position: e.position });
+        b.upsert(
+          d.operationId,
+          { subscription_id: subscriptionId, source: 'Partner', microsoft_status: d.status, request_id: d.requestId, deliveries: 0, outcome: 'failed', outcome_detail: d.reason, updated_at: at, position: e.position },
+          (row, ex) => ({
+            subscription_id: row.subscription_id ?? ex.subscription_id,
+            source: row.source ?? ex.source,
+            microsoft_status: ex.microsoft_status,
+            request_id: row.request_id ?? ex.request_id,
+            outcome: 'failed',
+            outcome_detail: ex.outcome_detail,
+          }),
+        );
       }
       return;
     }
     case 'ChangeRejected': {
       const d = event.data;
-      cached(
-        db,
-        `INSERT INTO operations (operation_id, subscription_id, action, plan_id, quantity, deliveries, outcome, outcome_detail, updated_at, position)
-         VALUES (@id, @subscriptionId, @action, @planId, @quantity, 0, 'rejected', @reason, @at, @position)
-         ON CONFLICT (operation_id) DO UPDATE SET
-           subscription_id = coalesce(operations.subscription_id, excluded.subscription_id),
-           action = coalesce(operations.action, excluded.action),
-           plan_id = coalesce(operations.plan_id, excluded.plan_id),
-           quantity = coalesce(operations.quantity, excluded.quantity),
-           outcome = 'rejected', outcome_detail = excluded.outcome_detail,
-           updated_at = excluded.updated_at, position = excluded.position
-         ${ifNewer}`,
-      ).run({ id: d.operationId, subscriptionId, action: d.action, planId: nullable(d.planId), quantity: nullable(d.quantity), reason: d.reason, at, position: e.position });
+      b.upsert(
+        d.operationId,
+        { subscription_id: subscriptionId, action: d.action, plan_id: nullable(d.planId), quantity: nullable(d.quantity), deliveries: 0, outcome: 'rejected', outcome_detail: d.reason, updated_at: at, position: e.position },
+        (row, ex) => ({
+          subscription_id: row.subscription_id ?? ex.subscription_id,
+          action: row.action ?? ex.action,
+          plan_id: row.plan_id ?? ex.plan_id,
+          quantity: row.quantity ?? ex.quantity,
+          outcome: 'rejected',
+          outcome_detail: ex.outcome_detail,
+        }),
+      );
       return;
     }
     default: {
       const operationId = event.data.operationId;
-      if (operationId && actionOfEvent[event.type]) appliedBy(db, e, event, subscriptionId, operationId);
+      if (operationId && actionOfEvent[event.type]) appliedBy(b, e, event, subscriptionId, operationId);
       settleRequests(db, e, event, subscriptionId);
     }
   }
 }
 
-function apply(db: ReadModelDb, e: RecordedEvent): void {
+function applyTo(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent): void {
   switch (e.type) {
     case 'NotificationReceived':
-      return received(db, e);
+      return received(b, e);
     case 'OperationAcknowledged':
-      return acknowledged(db, e);
+      return acknowledged(b, e);
     case 'NotificationProcessed':
-      return processed(db, e);
+      return processed(b, e);
     default:
-      return subscriptionEvent(db, e);
+      return subscriptionEvent(db, b, e);
   }
 }
+
+const batches = batchesOf((db) => new OperationsBatch(db));
 
 export const operationsProjection: Projection = {
   name: 'operations',
@@ -382,5 +380,6 @@ export const operationsProjection: Projection = {
     'Renewed',
     'Unsubscribed',
   ]),
-  apply,
+  apply: (db, event) => batches.use(db, (batch) => applyTo(db, batch, event)),
+  beginBatch: (db) => batches.begin(db),
 };

@@ -10,12 +10,12 @@
  * changes what it writes but also when src/domain/subscription/subscription.state.ts changes what the
  * state holds: the rows are then rebuilt with the new fold instead of continuing from an old one.
  */
-import { evolve, initialState, decodeSubscriptionEvent, subscriptionCategory, subscriptionEventTypes } from '../../domain/subscription/index.js';
+import { evolve, initialState, subscriptionCategory, subscriptionEventTypes } from '../../domain/subscription/index.js';
 import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '../../domain/subscription/index.js';
 import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { bit, cached, insertRow, isoTime, nullable, updateRow } from './support.js';
+import { batchesOf, bit, cached, insertRow, isoTime, nullable, subscriptionEventOf, updateRow } from './support.js';
 
 const schemaSql = `
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -206,34 +206,89 @@ function rowOf(s: KnownSubscription, x: Extras, revision: bigint, position: bigi
   };
 }
 
-function apply(db: ReadModelDb, recorded: RecordedEvent): void {
-  const event = decodeSubscriptionEvent(recorded);
-  if (!event) return;
-  const subscriptionId = entityIdOf(recorded.streamId);
-  const stored = cached(db, 'SELECT stream_revision, state FROM subscriptions_state WHERE subscription_id = ?').get(subscriptionId) as
-    | { stream_revision: number; state: string }
-    | undefined;
-  if (stored && BigInt(stored.stream_revision) >= recorded.revision) return; // a replay: already reflected
-  const previous = stored ? (JSON.parse(stored.state) as Folded) : undefined;
-  const state = evolve(previous?.state ?? initialState(), event);
-  const extras = extrasAfter(previous?.extras, event);
-  cached(db, 'INSERT OR REPLACE INTO subscriptions_state (subscription_id, stream_revision, state) VALUES (?, ?, ?)').run(
-    subscriptionId,
-    recorded.revision,
-    JSON.stringify({ state, extras } satisfies Folded),
-  );
-  if (state.status === 'Initial') return; // a stream that did not start with a purchase: nothing to show
-  const row = rowOf(state, extras, recorded.revision, recorded.position);
-  if (!previous || previous.state.status === 'Initial') {
-    insertRow(db, 'subscriptions', row, 'ON CONFLICT (subscription_id) DO NOTHING');
-    return;
+/**
+ * The fold as it reads back from its JSON: keys whose value is undefined removed, everywhere in it. The next
+ * `evolve` then sees what it would see after a write and a read of the state (a key set again goes to the end),
+ * so the state written after many events in memory is the very text written event by event.
+ */
+function asStored<T>(value: T): T {
+  if (Array.isArray(value)) {
+    for (const item of value) asStored(item);
+  } else if (value !== null && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
+      if (record[key] === undefined) delete record[key];
+      else asStored(record[key]);
+    }
   }
-  // Write only the columns that changed, so that indexes on the others are left alone.
-  const before = rowOf(previous.state, previous.extras, 0n, 0n);
-  const changed: Record<string, unknown> = {};
-  for (const [column, value] of Object.entries(row)) if (value !== before[column]) changed[column] = value;
-  updateRow(db, 'subscriptions', 'subscription_id', subscriptionId, changed);
+  return value;
 }
+
+/** One subscription as a batch holds it: what the file had, and the fold so far. */
+type Entry = {
+  /** The row as the file holds it (from the stored fold), when it has one. */
+  readonly before: Record<string, unknown> | undefined;
+  folded: Folded | undefined;
+  revision: bigint;
+  position: bigint;
+  changed: boolean;
+};
+
+/** The subscriptions a batch touched: each stored fold read once, evolved in memory, and written once by `flush`. */
+class SubscriptionsBatch {
+  private readonly entries = new Map<string, Entry>();
+  constructor(private readonly db: ReadModelDb) {}
+
+  apply(recorded: RecordedEvent): void {
+    const event = subscriptionEventOf(recorded);
+    if (!event) return;
+    const entry = this.entry(entityIdOf(recorded.streamId));
+    if (entry.revision >= recorded.revision) return; // a replay: already reflected
+    const folded = { state: evolve(entry.folded?.state ?? initialState(), event), extras: extrasAfter(entry.folded?.extras, event) };
+    entry.folded = asStored(folded);
+    entry.revision = recorded.revision;
+    entry.position = recorded.position;
+    entry.changed = true;
+  }
+
+  private entry(subscriptionId: string): Entry {
+    let entry = this.entries.get(subscriptionId);
+    if (entry) return entry;
+    const stored = cached(this.db, 'SELECT stream_revision, state FROM subscriptions_state WHERE subscription_id = ?').get(subscriptionId) as
+      | { stream_revision: number; state: string }
+      | undefined;
+    const folded = stored ? (JSON.parse(stored.state) as Folded) : undefined;
+    const before = folded && folded.state.status !== 'Initial' ? rowOf(folded.state, folded.extras, 0n, 0n) : undefined;
+    entry = { before, folded, revision: stored ? BigInt(stored.stream_revision) : -1n, position: 0n, changed: false };
+    this.entries.set(subscriptionId, entry);
+    return entry;
+  }
+
+  flush(): void {
+    for (const [subscriptionId, entry] of this.entries) {
+      const { folded } = entry;
+      if (!entry.changed || !folded) continue;
+      cached(this.db, 'INSERT OR REPLACE INTO subscriptions_state (subscription_id, stream_revision, state) VALUES (?, ?, ?)').run(
+        subscriptionId,
+        entry.revision,
+        JSON.stringify(folded),
+      );
+      if (folded.state.status === 'Initial') continue; // a stream that did not start with a purchase: nothing to show
+      const row = rowOf(folded.state, folded.extras, entry.revision, entry.position);
+      if (!entry.before) {
+        insertRow(this.db, 'subscriptions', row, 'ON CONFLICT (subscription_id) DO NOTHING');
+        continue;
+      }
+      // Write only the columns that changed, so that indexes on the others are left alone.
+      const changed: Record<string, unknown> = {};
+      for (const [column, value] of Object.entries(row)) if (value !== entry.before[column]) changed[column] = value;
+      updateRow(this.db, 'subscriptions', 'subscription_id', subscriptionId, changed);
+    }
+    this.entries.clear();
+  }
+}
+
+const batches = batchesOf((db) => new SubscriptionsBatch(db));
 
 export const subscriptionsProjection: Projection = {
   name: 'subscriptions',
@@ -246,5 +301,6 @@ export const subscriptionsProjection: Projection = {
   views: [],
   streamPrefixes: [categoryPrefix(subscriptionCategory)],
   handles: new Set<string>(subscriptionEventTypes),
-  apply,
+  apply: (db, event) => batches.use(db, (batch) => batch.apply(event)),
+  beginBatch: (db) => batches.begin(db),
 };

@@ -1,6 +1,9 @@
 /** Small helpers the projections share: per-database prepared statements, times, booleans. */
 import type { Statement } from 'better-sqlite3';
-import type { ReadModelDb } from '../projection.js';
+import { decodeSubscriptionEvent } from '../../domain/subscription/index.js';
+import type { SubscriptionEvent } from '../../domain/subscription/index.js';
+import type { RecordedEvent } from '../../eventstore/eventstore.js';
+import type { ProjectionBatch, ReadModelDb } from '../projection.js';
 
 /**
  * Prepared statements for one database, made once: `cached(db, key, sql)`. A rebuild drops and
@@ -56,4 +59,44 @@ export function insertRow(db: ReadModelDb, table: string, values: Record<string,
   const columns = Object.keys(values);
   const sql = `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')}) ${onConflict}`;
   cached(db, sql).run(values);
+}
+
+/**
+ * A subscription event decoded once per recorded event, whatever the number of projections that read it (the
+ * runner hands every projection the same RecordedEvent objects of a batch).
+ */
+const decodedSubscriptionEvents = new WeakMap<RecordedEvent, SubscriptionEvent | undefined>();
+
+export function subscriptionEventOf(recorded: RecordedEvent): SubscriptionEvent | undefined {
+  if (decodedSubscriptionEvents.has(recorded)) return decodedSubscriptionEvents.get(recorded);
+  const event = decodeSubscriptionEvent(recorded);
+  decodedSubscriptionEvents.set(recorded, event);
+  return event;
+}
+
+/**
+ * The batches of one projection (src/projections/projection.ts): `begin(db)` opens one on `db`, `use(db, fn)`
+ * runs `fn` with the open batch, or with a batch of its own that is flushed at once when none is open.
+ */
+export function batchesOf<B extends { flush(): void }>(create: (db: ReadModelDb) => B) {
+  const open = new WeakMap<ReadModelDb, B>();
+  return {
+    begin(db: ReadModelDb): ProjectionBatch {
+      const batch = create(db);
+      open.set(db, batch);
+      return {
+        flush: () => batch.flush(),
+        close: () => {
+          if (open.get(db) === batch) open.delete(db);
+        },
+      };
+    },
+    use(db: ReadModelDb, fn: (batch: B) => void): void {
+      const batch = open.get(db);
+      if (batch) return fn(batch);
+      const single = create(db);
+      fn(single);
+      single.flush();
+    },
+  };
 }

@@ -13,7 +13,15 @@ export function isPrototypeKey(key: string): boolean {
   return PROTOTYPE_KEYS.has(key.trim());
 }
 
+/**
+ * Text that may hold a prototype key: its name (`prototype` contains `proto`), or a `\u` escape, which could spell
+ * one (`"\u005f_proto__"`). Text without any of these cannot, and is parsed by plain JSON.parse, several times
+ * faster than with a reviver (every webhook body goes through here).
+ */
+const MAY_NAME_A_PROTOTYPE_KEY = /proto|constructor|\\u/;
+
 /** JSON.parse without prototype keys; throws SyntaxError as JSON.parse does. */
 export function parseJson(text: string): unknown {
+  if (!MAY_NAME_A_PROTOTYPE_KEY.test(text)) return JSON.parse(text);
   return JSON.parse(text, (key, value: unknown) => (isPrototypeKey(key) ? undefined : value));
 }

@@ -54,4 +54,7 @@ t.test('parseJson drops prototype keys at every depth, padded or not, so no late
   t.same(JSON.parse(text)['__proto__'], { polluted: true }, 'JSON.parse alone keeps __proto__ as an own key (what a copy would turn into a prototype)');
   t.throws(() => parseJson('{"a":'), SyntaxError, 'malformed JSON still throws SyntaxError');
   t.same(parseJson('[1,"__proto__",{"k":"constructor"}]'), [1, '__proto__', { k: 'constructor' }], 'prototype words as VALUES are kept');
+  const escaped = String.raw`{"a":1,"\u005f_proto__":{"polluted":true},"b":{"constr\u0075ctor":1,"c":"\u00e9"}}`;
+  t.same(parseJson(escaped), { a: 1, b: { c: 'é' } }, 'prototype keys spelled with \\u escapes are dropped too');
+  t.same(parseJson('{"id":"x","n":[1,{"k":null}]}'), { id: 'x', n: [1, { k: null }] }, 'text without any prototype word parses as JSON.parse does');
 });

@@ -89,25 +89,27 @@ async function* filtered(source: AsyncIterable<RecordedEvent>, until: bigint): A
   for await (const e of source) if (e.position <= until) yield e;
 }
 
-/** An at-least-once subscription: every event twice, and every 100 events the last 50 again. */
+/** An at-least-once store: every event twice, and every 100 events the last 50 again, in reads (catch-up pages) and subscriptions alike. */
 export function stutteringStore(store: EventStore): EventStore {
   return {
     ...storeUntil(store, 2n ** 62n),
+    readAll: (options) => stutter(store.readAll(options)),
     subscribeToAll(options) {
       const sub = store.subscribeToAll(options);
-      const stutter = async function* (): AsyncGenerator<RecordedEvent> {
-        const recent: RecordedEvent[] = [];
-        for await (const e of sub) {
-          yield e;
-          yield e;
-          recent.push(e);
-          if (recent.length === 100) {
-            yield* recent.slice(50);
-            recent.length = 0;
-          }
-        }
-      };
-      return Object.assign(stutter(), { close: () => sub.close() });
+      return Object.assign(stutter(sub), { close: () => sub.close() });
     },
   };
+}
+
+async function* stutter(source: AsyncIterable<RecordedEvent>): AsyncGenerator<RecordedEvent> {
+  const recent: RecordedEvent[] = [];
+  for await (const e of source) {
+    yield e;
+    yield e;
+    recent.push(e);
+    if (recent.length === 100) {
+      yield* recent.slice(50);
+      recent.length = 0;
+    }
+  }
 }

@@ -189,9 +189,12 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'ledger-service-'));
   const results: SizeResult[] = [];
   try {
-    for (const size of SIZES) results.push(await measureSize(emulator, work, size));
-    const path = writeResult({ bench: 'service', command, figures: results.flatMap(figuresOf), details: { customers: CUSTOMERS, idleSeconds: IDLE_SECONDS, results } });
-    console.log(`wrote ${path}`);
+    for (const size of SIZES) {
+      results.push(await measureSize(emulator, work, size));
+      // After each size, so that a long run stopped at the next one still leaves what it measured.
+      const path = writeResult({ bench: 'service', command, figures: results.flatMap(figuresOf), details: { customers: CUSTOMERS, idleSeconds: IDLE_SECONDS, sizes: SIZES, results } });
+      console.log(`wrote ${path}`);
+    }
   } finally {
     await emulator.close();
     rmSync(work, { recursive: true, force: true });

@@ -8,6 +8,7 @@
  * line of the service that is about it.
  */
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { detailsFromMicrosoft } from '../../src/application/subscription-details.js';
@@ -116,6 +117,21 @@ t.test('a sandbox run: /metrics answers every series, and the logs carry compone
   t.ok(total(m, 'fulfillment_store_append_duration_seconds_count', { outcome: 'ok' }) >= 1, 'store append latency');
   t.equal(total(m, 'fulfillment_marketplace_credential_rejections'), 0, 'credential accepted');
   t.ok(names.has('process_cpu_user_seconds_total') && names.has('nodejs_eventloop_lag_seconds'), 'default process metrics');
+
+  // docs/operations.md's alert rules name only series /metrics answers, with labels those series have.
+  const doc = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+  const rules = /### Alerts[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
+  const exprs = [...rules.matchAll(/^\s+expr: (.+)$/gm)].map((e) => e[1] ?? '');
+  t.ok(exprs.length >= 8 && exprs.length === [...rules.matchAll(/^\s+- alert: \S+$/gm)].length, `every rule has an expr (${exprs.length})`);
+  for (const expr of exprs) {
+    for (const [, name, selector] of expr.matchAll(/\b(fulfillment_[a-z0-9_]+)(?:\{([^}]*)\})?/g)) {
+      const series = m.samples.filter((x) => x.name === name);
+      t.ok(series.length > 0, `${name} (alert rules) is exposed`);
+      for (const [, label] of (selector ?? '').matchAll(/([a-z_]+)\s*(?:=~|!~|!=|=)/g)) {
+        t.ok(series.some((x) => label !== undefined && label in x.labels), `${name} has the label ${label}`);
+      }
+    }
+  }
 
   // Logs: one component per line; the service's lines that name the subscription carry subscriptionId.
   const lines = raw.map((l) => ({ raw: l, json: JSON.parse(l) as Record<string, unknown> }));

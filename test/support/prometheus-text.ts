@@ -18,7 +18,8 @@ export function parseExposition(text: string): Exposition {
     const labels: Record<string, string> = {};
     for (const l of (m[2] ?? '').matchAll(LABEL)) if (l[1]) labels[l[1]] = (l[2] ?? '').replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
-    if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`not a number in: ${line}`);
+    // NaN in any case, as Prometheus reads it (prom-client writes `Nan` for an empty event-loop histogram).
+    if (Number.isNaN(value) && m[3].toLowerCase() !== 'nan') throw new Error(`not a number in: ${line}`);
     samples.push({ name: m[1], labels, value });
   }
   return { samples, types };

@@ -61,6 +61,8 @@ export function loggerOptions(level: string): LoggerOptions {
       }),
     },
     base: { service: 'fulfillment-ledger' },
+    // One `component` on every line (issue 14): loggers name theirs with a child binding; the rest are the service's own.
+    mixin: (mergeObject, _level, logger) => ('component' in mergeObject || logger.bindings().component !== undefined ? {} : { component: 'service' }),
     timestamp: pino.stdTimeFunctions.isoTime,
   };
 }

@@ -23,7 +23,7 @@ type ErrorHandler = (error: FastifyError | Error, request: FastifyRequest, reply
 
 /** Microsoft or the store unavailable: 503 with a page that says nothing is lost. */
 function unavailablePage(pages: LandingPages, error: Error, request: FastifyRequest, reply: FastifyReply, marketplaceDown: boolean): FastifyReply {
-  const log = request.log.child({ component: 'landing' });
+  const log = request.log; // its component (landing) is the request's (src/http/log-context.ts)
   if (error instanceof MarketplaceForbiddenError || error instanceof MarketplaceAuthError) {
     log.error({ err: error }, 'marketplace rejected our credentials: check the app registration (docs/marketplace.md §14.3)');
   } else {
@@ -49,14 +49,14 @@ function unavailablePage(pages: LandingPages, error: Error, request: FastifyRequ
 function microsoftNotAnswering(pages: LandingPages, error: MarketplaceUnavailableError, request: FastifyRequest, reply: FastifyReply, retryAfterSeconds: number): FastifyReply | undefined {
   const token = request.method === 'GET' ? tokenFromRawUrl(request.raw.url) : undefined;
   if (token?.kind !== 'ok') return undefined;
-  request.log.warn({ component: 'landing', marketplace: error.toLog(), reason: error.message, retryAfterSeconds }, 'Microsoft is not answering the landing page; it will retry by itself');
+  request.log.warn({ marketplace: error.toLog(), reason: error.message, retryAfterSeconds }, 'Microsoft is not answering the landing page; it will retry by itself');
   return pages.microsoftWait(reply, { retryUrl: `${LANDING_PATH}?token=${token.raw}`, retryAfterSeconds, reference: request.id });
 }
 
 /** Every page error is an HTML page in plain words; the details go to the log. */
 export function pageErrorHandler(pages: LandingPages, options: { retryAfterSeconds: number }): ErrorHandler {
   return (error, request, reply) => {
-    const log = request.log.child({ component: 'landing' });
+    const log = request.log; // its component (landing) is the request's (src/http/log-context.ts)
     if ((error as FastifyError).validation) return pages.invalidLink(reply);
     if (error instanceof MarketplaceUnavailableError) {
       const page = microsoftNotAnswering(pages, error, request, reply, options.retryAfterSeconds);
@@ -105,6 +105,6 @@ export const statusErrorHandler: ErrorHandler = (error, request, reply) => {
     reply.header('retry-after', '5');
     return send(503, 'store-unavailable', 'the event store is unavailable; retry later');
   }
-  request.log.error({ err: error, component: 'landing' }, 'landing status failed');
+  request.log.error({ err: error }, 'landing status failed');
   return send(500, 'internal-error', 'an unexpected error occurred');
 };

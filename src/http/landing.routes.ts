@@ -129,7 +129,7 @@ const known = (state: SubscriptionState): KnownSubscription | undefined => (stat
 async function openLanding(l: Landing, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const raw = tokenFromRawUrl(request.raw.url);
   if (raw.kind !== 'ok') {
-    request.log.info({ component: 'landing', token: raw.kind, ...(raw.kind === 'malformed' ? { reason: raw.reason } : {}) }, 'landing page without a usable token');
+    request.log.info({ token: raw.kind, ...(raw.kind === 'malformed' ? { reason: raw.reason } : {}) }, 'landing page without a usable token');
     return l.pages.invalidLink(reply);
   }
   const correlation = correlationOf(request);
@@ -157,7 +157,7 @@ async function openLanding(l: Landing, request: FastifyRequest, reply: FastifyRe
   const s = known(result.state);
   if (!s) throw new Error('RecordPurchase left the subscription unknown');
   request.log.info(
-    { component: 'landing', subscriptionId: s.subscriptionId, microsoftStatus, status: s.status, recorded: result.events.map((e) => e.type) },
+    { subscriptionId: s.subscriptionId, microsoftStatus, status: s.status, recorded: result.events.map((e) => e.type) },
     'landing page resolved a subscription',
   );
   if (needsForm(s)) return l.pages.renderForm(reply, 200, s, formFromState(s), {});
@@ -205,7 +205,7 @@ async function activate(
   const subscriptionId = (body.subscriptionId ?? '').trim();
   const check = l.signer.verify('activate', subscriptionId, body.sig);
   if (check !== 'ok') {
-    request.log.warn({ component: 'landing', subscriptionId: subscriptionId.slice(0, 100), signature: check }, 'activation form refused: bad or expired signature');
+    request.log.warn({ subscriptionId: subscriptionId.slice(0, 100), signature: check }, 'activation form refused: bad or expired signature');
     return l.pages.expiredPage(reply);
   }
   const s = known((await l.ledger.load(subscriptionId)).state);
@@ -223,13 +223,13 @@ async function activate(
       { actor: `customer:${contact.email}`, ...correlationOf(request) },
     );
     request.log.info(
-      { component: 'landing', subscriptionId, recorded: result.events.map((e) => e.type) },
+      { subscriptionId, recorded: result.events.map((e) => e.type) },
       'customer requested activation',
     );
   } catch (err) {
     // Raced by another tab or by Microsoft (auto-activation, cancellation): show where it stands.
     if (!(err instanceof DomainError) || !['already-active', 'illegal-transition'].includes(err.code)) throw err;
-    request.log.info({ component: 'landing', subscriptionId, code: err.code }, 'activation not requested: the subscription moved on');
+    request.log.info({ subscriptionId, code: err.code }, 'activation not requested: the subscription moved on');
   }
   return reply.redirect(l.pages.statusPageUrl(subscriptionId), 303);
 }

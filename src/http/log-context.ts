@@ -1,7 +1,8 @@
 /**
  * What every request's log lines carry besides Fastify's `reqId`: one `component` named for the front door
  * the request came in by, and Microsoft's request and correlation ids when the caller sent them (the
- * webhook's x-ms-requestid / x-ms-correlationid), so a line can be matched with Microsoft's own logs.
+ * webhook's x-ms-requestid / x-ms-correlationid), so a line can be matched with Microsoft's own logs; and
+ * the subscription an operator API path names (/api/subscriptions/<id>/…).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 
@@ -30,5 +31,11 @@ export function requestLogBindings(url: string | undefined, headers: IncomingHtt
   };
   const msRequestId = header('x-ms-requestid');
   const msCorrelationId = header('x-ms-correlationid');
-  return { component: componentOf(url), ...(msRequestId ? { msRequestId } : {}), ...(msCorrelationId ? { msCorrelationId } : {}) };
+  const subscriptionId = /^\/api\/subscriptions\/([0-9a-zA-Z-]{1,64})(?:[/?]|$)/.exec(url ?? '')?.[1];
+  return {
+    component: componentOf(url),
+    ...(subscriptionId ? { subscriptionId } : {}),
+    ...(msRequestId ? { msRequestId } : {}),
+    ...(msCorrelationId ? { msCorrelationId } : {}),
+  };
 }

@@ -42,7 +42,7 @@ const actor = 'system:activation';
 
 export function activationProcess(options: ActivationOptions): ProcessHandler {
   const { ledger, marketplace, provisioner } = options;
-  const log = options.logger.child({ process: 'activation' });
+  const log = options.logger.child({ component: 'activation-process', process: 'activation' });
   const workflow = activationWorkflow({
     backoffMs: options.backoffMs ?? defaultActivationPolicy.backoffMs,
     maxBackoffMs: options.maxBackoffMs ?? defaultActivationPolicy.maxBackoffMs,

@@ -30,7 +30,7 @@ export type RefreshOptions = {
 const actor = 'system:refresh';
 
 export function refreshProcess(options: RefreshOptions): ProcessHandler {
-  const log = options.logger.child({ process: 'refresh' });
+  const log = options.logger.child({ component: 'refresh-process', process: 'refresh' });
   const now = () => (options.now?.() ?? new Date()).toISOString();
   const patienceMs = options.patienceMs ?? defaultRefreshPatienceMs;
   return {

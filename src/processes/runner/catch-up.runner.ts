@@ -44,7 +44,7 @@ export function startCatchUpProcess(
   logger: Logger,
   options: RunnerOptions & { instanceId: string },
 ): RunningProcess {
-  const log = logger.child({ process: handler.name, instanceId: options.instanceId });
+  const log = logger.child({ component: 'process-runner', process: handler.name, instanceId: options.instanceId });
   const every = options.checkpointEvery ?? 50;
   const afterMs = options.checkpointAfterMs ?? 1000;
   const concurrency = Math.max(1, options.concurrency ?? handler.concurrency ?? 4);

@@ -20,6 +20,7 @@ import type { Logger } from '../../logger.js';
 import { afterFailure, describeError, isTransient, refOf } from './held.js';
 import type { FailurePolicy, HeldFailure, HeldKey } from './held.js';
 import type { ProcessHandler } from './types.js';
+import { subscriptionOf } from './log-ids.js';
 
 export type KeyQueuesOptions = {
   handler: ProcessHandler;
@@ -225,7 +226,7 @@ export class KeyQueues {
     state.failure = undefined;
     if (recovered) {
       this.o.log.info(
-        { key: state.key, eventType: event.type, streamId: event.streamId, position: event.position.toString(), attempts: recovered.attempts + 1 },
+        { key: state.key, eventType: event.type, streamId: event.streamId, ...subscriptionOf(event), position: event.position.toString(), attempts: recovered.attempts + 1 },
         'handled after failing: the events of this key behind it go on',
       );
     }
@@ -259,6 +260,7 @@ export class KeyQueues {
       key: state.key,
       eventType: event.type,
       streamId: event.streamId,
+      ...subscriptionOf(event),
       position: event.position.toString(),
       attempt: attempts,
       firstFailureAt: failure.firstFailureAt,

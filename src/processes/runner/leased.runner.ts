@@ -24,7 +24,7 @@ export function startLeasedProcess(
   options: RunnerOptions & { instanceId: string },
 ): LeasedProcess {
   const { instanceId } = options;
-  const log = logger.child({ process: handler.name, instanceId });
+  const log = logger.child({ component: 'process-runner', process: handler.name, instanceId });
   let stopped = false;
   let inner: RunningProcess | undefined;
   // Starting and stopping the inner runner happen one after the other, never overlapping.

@@ -42,6 +42,7 @@
  * beginning of $all. Settings of an EXISTING group are not changed by the service; update or recreate the group
  * to change them (see docs/several-instances.md).
  */
+import { subscriptionOf } from './log-ids.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readCheckpoint } from './checkpoints.js';
 import type { EventStore } from '../../eventstore/eventstore.js';
@@ -68,7 +69,7 @@ export function startPersistentProcess(
   const settings = options.persistent ?? {};
   const group = settings.group ?? handler.name;
   const maxRetryCount = settings.maxRetryCount ?? 10;
-  const log = logger.child({ process: handler.name, group, instanceId });
+  const log = logger.child({ component: 'process-runner', process: handler.name, group, instanceId });
   const stopSignal = new AbortController();
   let stopped = false;
   let subscribed = false;
@@ -185,7 +186,7 @@ type Settling = {
 /** Handles one delivery: ack on success; on failure wait the backoff, then nack (the server parks it after the last retry). */
 async function settleDelivery(delivery: PersistentDelivery, s: Settling): Promise<void> {
   const { event, retryCount } = delivery;
-  const where = { eventType: event.type, streamId: event.streamId, position: event.position.toString(), retryCount };
+  const where = { eventType: event.type, streamId: event.streamId, ...subscriptionOf(event), position: event.position.toString(), retryCount };
   try {
     await s.handler.handle(event);
   } catch (err) {

@@ -29,6 +29,7 @@ import type { OperatorRoutesOptions } from './http/operator.routes.js';
 import { landingRoutes } from './http/landing.routes.js';
 import type { LandingOptions } from './http/landing.routes.js';
 import { problem, problemContentType } from './http/problem.js';
+import { atPointer, validationMessage } from './http/validation-message.js';
 import type { Logger } from './logger.js';
 // issue 14: /metrics and the request log's component
 import { metricsRoutes } from './http/metrics.routes.js';
@@ -98,7 +99,11 @@ export async function buildApp(deps: AppDeps) {
       return reply.header('retry-after', '5').code(503).type(problemContentType).send(problem(503, 'store-unavailable', 'the event store is unavailable; retry later'));
     }
     const fe = error as FastifyError;
-    if (fe.validation) return send(400, 'invalid-request', fe.message);
+    if (fe.validation) {
+      const given: Record<string, unknown> = { querystring: request.query, body: request.body, params: request.params, headers: request.headers };
+      const data = given[fe.validationContext ?? ''];
+      return send(400, 'invalid-request', validationMessage(fe.validationContext, fe.validation, (path) => atPointer(data, path)));
+    }
     const status = fe.statusCode ?? 500;
     if (status < 500) return send(status, fe.code ? fe.code.toLowerCase() : 'bad-request', fe.message);
     request.log.error({ err: error }, 'unhandled error');

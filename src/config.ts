@@ -36,7 +36,7 @@ export const EnvSchema = Type.Object({
       description: 'sqlite (embedded, default) or eventstoredb (default when EVENTSTORE_CONNECTION_STRING is set)',
     }),
   ),
-  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Directory of the embedded store' }),
+  DATA_DIR: Type.String({ minLength: 1, default: './data', description: "Directory of the embedded store and the read models; in a sandbox also the emulator's state and the generated operator token" }),
   EVENTSTORE_CONNECTION_STRING: Type.Optional(Type.String({ minLength: 1 })),
   READMODELS_PATH: Type.Optional(Type.String({ minLength: 1, description: 'Read-model SQLite file; default <DATA_DIR>/readmodels.db' })),
   SQLITE_POLL_INTERVAL_MS: Type.Integer({ minimum: 5, maximum: 60000, default: 250 }),
@@ -196,6 +196,8 @@ export type LandingConfig = {
 export type EmulatorConfig = {
   /** EMULATOR_PORT */
   port: number;
+  /** DATA_DIR: where a sandbox keeps the emulator's state and its generated operator token. */
+  dataDir: string;
 };
 
 export type RunnerConfig = {
@@ -309,7 +311,7 @@ export function loadConfig(environment: Environment = process.env): Config {
       microsoftTimeoutMs: env.LANDING_MICROSOFT_TIMEOUT_MS,
       ...(env.LANDING_SECRET ? { secret: env.LANDING_SECRET } : {}),
     },
-    emulator: { port: env.EMULATOR_PORT },
+    emulator: { port: env.EMULATOR_PORT, dataDir: resolve(env.DATA_DIR) },
     runner: {
       ...(env.PROCESS_RUNNER ? { mode: env.PROCESS_RUNNER } : {}),
       lease: { takeoverAfterMs: env.PROCESS_LEASE_TAKEOVER_MS, heartbeatMs: env.PROCESS_LEASE_HEARTBEAT_MS, pollMs: env.PROCESS_LEASE_POLL_MS },

@@ -7,6 +7,8 @@
  * the processes; shutdown runs the other way round.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pendingChangeSource, startProjections } from './projections/index.js';
 import type { RunningProjections } from './projections/runner.js';
 import { buildApp } from './app.js';
@@ -46,6 +48,9 @@ import { createPrometheusMetrics } from './metrics/prometheus.js';
 import type { PrometheusMetrics } from './metrics/prometheus.js';
 import { timeAppends } from './eventstore/timed-appends.js';
 import { countEventsAfter } from './eventstore/count-after.js';
+
+/** In DATA_DIR: the sandbox's generated operator token, when OPERATOR_TOKEN is not set. */
+export const OPERATOR_TOKEN_FILE = 'operator-token';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -137,16 +142,95 @@ function deadlinesOf(config: Config, health: CredentialHealth, projections: () =
   };
 }
 
-/** Points the built-in emulator at this service and says so (with the generated operator token, if one was). */
-function connectSandbox(emulator: Emulator, publicUrl: string, generatedToken: string | undefined, logger: Logger): void {
+/** The sandbox's own side: the built-in emulator with its state kept in DATA_DIR, and the sandbox's operator token. */
+type SandboxSide = {
+  emulator: Emulator;
+  stateFile: string;
+  restored: boolean;
+  /** Undefined when OPERATOR_TOKEN is set. */
+  operatorToken?: SandboxToken;
+  close(): Promise<void>;
+};
+
+type SandboxToken = { token: string; file: string; created: boolean };
+
+/**
+ * The operator token of a sandbox without OPERATOR_TOKEN: generated once into `<DATA_DIR>/operator-token`
+ * (mode 0600, created exclusively so two instances on one DATA_DIR agree) and read back on every start.
+ */
+export function sandboxOperatorToken(dataDir: string): SandboxToken {
+  const file = join(dataDir, OPERATOR_TOKEN_FILE);
+  mkdirSync(dataDir, { recursive: true });
+  try {
+    writeFileSync(file, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    return { token: readFileSync(file, 'utf8').trim(), file, created: true };
+  } catch (err) {
+    if (!(err instanceof Error && 'code' in err && err.code === 'EEXIST')) throw err;
+  }
+  const token = readFileSync(file, 'utf8').trim();
+  if (token.length < 16) throw new ConfigError('OPERATOR_TOKEN', `not set, and ${file} does not hold a token of at least 16 characters (delete it to have one generated)`);
+  return { token, file, created: false };
+}
+
+async function startSandboxSide(config: Config, logger: Logger, options: Partial<EmulatorOptions> | undefined): Promise<SandboxSide> {
+  const { startEmulator } = await import('./emulator/emulator.js');
+  const { EMULATOR_STATE_FILE, persistEmulator } = await import('./emulator/persistence.js');
+  const log = logger.child({ component: 'emulator' });
+  const operatorToken = config.operator.token ? undefined : sandboxOperatorToken(config.emulator.dataDir);
+  const emulator = await startEmulator({ port: config.emulator.port, logger: log, ...options });
+  const stateFile = join(config.emulator.dataDir, EMULATOR_STATE_FILE);
+  let persisted: ReturnType<typeof persistEmulator>;
+  try {
+    persisted = persistEmulator(emulator, stateFile, log);
+  } catch (err) {
+    await emulator.close();
+    throw err;
+  }
+  return {
+    emulator,
+    stateFile,
+    restored: persisted.restored,
+    ...(operatorToken ? { operatorToken } : {}),
+    async close() {
+      await emulator.close();
+      persisted.close();
+    },
+  };
+}
+
+/** Points the built-in emulator at this service and says so: where its state and the operator token are kept. */
+function connectSandbox(local: SandboxSide, publicUrl: string, logger: Logger): void {
+  const { emulator, operatorToken } = local;
   emulator.setWebhookUrl(`${publicUrl}/webhook`);
   emulator.setLandingPageUrl(`${publicUrl}/landing`);
   logger.warn(
-    { emulator: emulator.url, purchase: `curl -s -XPOST ${emulator.url}/emulator/purchases -H 'content-type: application/json' -d '{"planId":"standard","quantity":5}'` },
-    'no Microsoft credentials configured: running as a local sandbox against the built-in marketplace emulator. ' +
+    {
+      emulator: emulator.url,
+      emulatorState: local.stateFile,
+      subscriptions: emulator.state.subscriptions().length,
+      ...(operatorToken ? { operatorTokenFile: operatorToken.file } : {}),
+      purchase: `curl -s -XPOST ${emulator.url}/emulator/purchases -H 'content-type: application/json' -d '{"planId":"standard","quantity":5}'`,
+    },
+    'no Microsoft credentials configured: running as a local sandbox against the built-in marketplace emulator ' +
+      `(its state ${local.restored ? 'restored from' : 'kept in'} ${local.stateFile}` +
+      `${operatorToken ? `; the operator token is in ${operatorToken.file}` : ''}). ` +
       'To use Microsoft, set MARKETPLACE_TENANT_ID, MARKETPLACE_CLIENT_ID and MARKETPLACE_CLIENT_SECRET (or a certificate), and OPERATOR_TOKEN',
   );
-  if (generatedToken) logger.warn({ operatorToken: generatedToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
+}
+
+/**
+ * app.close(): stop accepting, let the requests in flight finish, then close every connection. Node closes the
+ * keep-alive connections that are idle when the server closes, but one busy then stays open after its response
+ * until the keep-alive timeout (72 s in Fastify), longer than SHUTDOWN_GRACE_MS: so idle connections are closed
+ * again as the requests in flight finish.
+ */
+async function closeFinishingInFlight(app: App): Promise<void> {
+  const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+  try {
+    await app.close();
+  } finally {
+    clearInterval(sweep);
+  }
 }
 
 /** What the "behind" gauges of GET /metrics read when scraped (src/metrics/prometheus.ts). */
@@ -183,14 +267,9 @@ function startReconciliation(
 }
 
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
-  const sandbox = config.marketplace.sandbox;
-  let emulator: Emulator | undefined;
-  if (sandbox) {
-    const { startEmulator } = await import('./emulator/emulator.js');
-    emulator = await startEmulator({ port: config.emulator.port, logger: logger.child({ component: 'emulator' }), ...overrides.emulator });
-  }
-
-  const operatorToken = config.operator.token ?? (sandbox ? randomBytes(24).toString('base64url') : undefined);
+  const local = config.marketplace.sandbox ? await startSandboxSide(config, logger, overrides.emulator) : undefined;
+  const emulator = local?.emulator;
+  const operatorToken = config.operator.token ?? local?.operatorToken?.token;
   if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
 
   const metrics = createPrometheusMetrics();
@@ -207,6 +286,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const ledger = new SubscriptionLedger(storeRef);
   const publisherChanges = new PublisherChanges({ ledger, client: marketplace, logger });
 
+  let publicUrl: string | undefined; // PUBLIC_URL, else the listen URL: known once the service listens
   const app = await buildApp({
     logger,
     store: storeRef,
@@ -221,7 +301,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     },
     api: {
       operatorToken,
-      openapi: { ...(config.http.publicUrl ? { serverUrl: config.http.publicUrl } : {}) },
+      openapi: { serverUrl: () => publicUrl },
       subscriptions: { ledger, publisherChanges },
       integration: { integration: () => integration?.admin },
       readModels: { readModels: () => projections },
@@ -235,15 +315,15 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   try {
     url = await app.listen({ port: config.http.port, host: config.http.host });
   } catch (err) {
-    await emulator?.close();
+    await local?.close();
     throw err;
   }
-  const publicUrl = (config.http.publicUrl ?? url).replace(/\/+$/, '');
+  publicUrl = (config.http.publicUrl ?? url).replace(/\/+$/, '');
   logger.info(
     { url, store: config.store.kind, ...(config.store.kind === 'sqlite' ? { path: config.store.path } : { connection: redact(config.store.connectionString) }) },
     'listening; opening the event store',
   );
-  if (emulator) connectSandbox(emulator, publicUrl, config.operator.token ? undefined : operatorToken, logger);
+  if (local) connectSandbox(local, publicUrl, logger);
 
   try {
     const opened = await openStore(config.store, logger);
@@ -266,7 +346,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   } catch (err) {
     deadlines.warner.stop();
     await app.close();
-    await emulator?.close();
+    await local?.close();
     throw err;
   }
   // Publisher-side changes a restart interrupted: follow them again (never re-sent to Microsoft).
@@ -290,14 +370,14 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     close: () =>
       (closing ??= (async () => {
         deadlines.warner.stop();
-        await app.close();
+        await closeFinishingInFlight(app);
         await publisherChanges.close();
         await reconciliation?.close();
         await processes?.stop();
         await integration?.stop();
         await projections?.stop();
         await store?.close();
-        await emulator?.close();
+        await local?.close();
       })()),
   };
 }

@@ -8,6 +8,7 @@
  *   POST   /emulator/purchases                            buy: → subscription, token, landing-page URL
  *                                                         ({ silent: true }: no webhook goes out)
  *   POST   /emulator/purchases/bulk                       { count, planId, status?, … } → { count, subscriptionIds }, no webhooks
+ *   GET    /emulator/subscriptions                        every subscription Microsoft has, oldest first
  *   GET    /emulator/subscriptions/:id                    subscription + all its operations (revertOf, injected) + deliveries
  *   POST   /emulator/subscriptions/:id/landing-token      a fresh token ("Manage account")
  *   POST   /emulator/subscriptions/:id/change-plan        { planId }   → ChangePlan webhook, ack window
@@ -373,6 +374,9 @@ export const controlRoutes: FastifyPluginAsyncTypebox<ControlRoutesOptions> = as
     if (result.operation) body.operation = toOperationPayload(result.operation);
     return reply.code(201).send(body);
   });
+
+  // Microsoft's subscriptions, oldest first, as Get subscription shows them (the walkthrough's "what is there").
+  app.get('/emulator/subscriptions', async () => ({ subscriptions: marketplace.state.subscriptions().map((s) => toSubscriptionPayload(s)) }));
 
   app.get('/emulator/subscriptions/:subscriptionId', { schema: { params: SubscriptionParams } }, async (req) => {
     const id = req.params.subscriptionId;

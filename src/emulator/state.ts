@@ -170,6 +170,9 @@ export type PurchaseInput = {
   autoActivate?: boolean;
 };
 
+/** What `contents()` gives and `restore()` takes: the records, in the order they were made. */
+export type StateContents = { counter: number; subscriptions: SubscriptionRecord[]; operations: OperationRecord[]; tokens: PurchaseToken[] };
+
 export type Purchase = { subscription: SubscriptionRecord; token: PurchaseToken; operation?: OperationRecord };
 
 /** What a plan or quantity change asks for, once validated. */
@@ -815,6 +818,28 @@ export class EmulatorState {
     const injected: InjectedNotification = { operation: op, recorded: record !== 'none', status };
     if (sub) injected.subscription = sub;
     return injected;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Persistence (src/emulator/persistence.ts keeps a sandbox's state in DATA_DIR)
+
+  /** Everything Microsoft has on record, by reference, oldest first: serialise it at once. */
+  contents(): StateContents {
+    return {
+      counter: this.#counter,
+      subscriptions: [...this.#subscriptions.values()],
+      operations: [...this.#operations.values()],
+      tokens: [...this.#tokens.values()],
+    };
+  }
+
+  /** Loads saved contents into a state that has none yet (at start-up, before any request). */
+  restore(contents: StateContents): void {
+    if (this.#subscriptions.size > 0 || this.#operations.size > 0) throw new Error('restore: the emulator state is not empty');
+    this.#counter = contents.counter;
+    for (const sub of contents.subscriptions) this.#subscriptions.set(sub.id, sub);
+    for (const op of contents.operations) this.#record(op);
+    for (const token of contents.tokens) this.#tokens.set(token.token, token);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -14,8 +14,11 @@ import { OPTIONAL_BODY_OPERATIONS } from './operator.routes.js';
 export type OpenApiOptions = {
   /** Shown in the document's info block; default the package's. */
   version?: string;
-  /** The service's public base URL, listed as the document's server. */
-  serverUrl?: string;
+  /**
+   * The service's public base URL, listed as the document's server: a URL, or a function read when the document
+   * is first served (PUBLIC_URL, else the URL the service listens on, known only once it listens).
+   */
+  serverUrl?: string | (() => string | undefined);
 };
 
 export async function registerOpenApi<L extends FastifyBaseLogger, P extends FastifyTypeProvider>(
@@ -33,7 +36,6 @@ export async function registerOpenApi<L extends FastifyBaseLogger, P extends Fas
           'The operator API (`/api`) needs `Authorization: Bearer <OPERATOR_TOKEN>`. Errors are `application/problem+json` (RFC 9457). ' +
           'Revisions and positions are decimal strings; a subscription\'s ETag is `"<revision>"`.',
       },
-      ...(options.serverUrl ? { servers: [{ url: options.serverUrl }] } : {}),
       tags: [{ name: 'subscriptions', description: 'SaaS subscriptions: state, history and publisher-side commands' }],
       components: {
         securitySchemes: {
@@ -48,6 +50,8 @@ export async function registerOpenApi<L extends FastifyBaseLogger, P extends Fas
     transformObject: (documents) => {
       if (!('openapiObject' in documents)) return documents.swaggerObject;
       const doc = documents.openapiObject;
+      const serverUrl = typeof options.serverUrl === 'function' ? options.serverUrl() : options.serverUrl;
+      if (serverUrl) doc.servers = [{ url: serverUrl }];
       for (const item of Object.values(doc.paths ?? {})) {
         for (const op of Object.values(item ?? {})) {
           if (op && typeof op === 'object' && 'operationId' in op && OPTIONAL_BODY_OPERATIONS.has(String(op.operationId))) {

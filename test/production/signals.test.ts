@@ -49,3 +49,31 @@ t.test('node dist/server.js: SIGINT (Ctrl-C) shuts it down cleanly too', async (
   const service = await startProduction(t, process.execPath, ['dist/server.js'], { DATA_DIR: dataDir });
   await stopsCleanly(t, service, dataDir, 'SIGINT');
 });
+
+t.test('a request in flight at SIGTERM is answered, and its keep-alive connection does not hold the shutdown up', async (t) => {
+  const dataDir = tempDir(t, 'prod-inflight');
+  // A grace period far shorter than Fastify's 72 s keep-alive: a connection left open would make it expire (exit 1).
+  const service = await startProduction(t, process.execPath, ['dist/server.js'], { DATA_DIR: dataDir, SHUTDOWN_GRACE_MS: '8000' });
+  const line = service.logs.find((l) => l.emulator !== undefined);
+  const emulator = String(line?.emulator);
+  const put = await fetch(`${emulator}/emulator/faults`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ api: { delay: { ms: 1500, operations: ['resolve'] } } }),
+  });
+  t.equal(put.status, 200);
+  const bought = (await (await fetch(`${emulator}/emulator/purchases`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"planId":"standard","quantity":5}' })).json()) as { landingPageUrl: string };
+  // The landing page resolves the token at Microsoft: held there for 1.5 s, so it is in flight when the signal comes.
+  const landing = fetch(bought.landingPageUrl);
+  await waitFor('the landing page to be waiting on Microsoft', async () => {
+    const faults = (await (await fetch(`${emulator}/emulator/faults`)).json()) as { fired: { apiDelay: number } };
+    return faults.fired.apiDelay > 0;
+  });
+  process.kill(service.pid, 'SIGTERM');
+  const page = await landing;
+  t.equal(page.status, 200, 'the request in flight was answered');
+  t.match(await page.text(), /form/, '… with the landing page');
+  const exit = await service.exited;
+  t.equal(exit.code, 0, 'the shutdown finished within the grace period');
+  t.notOk(service.logs.some((l) => l.msg === 'shutdown took longer than the grace period: exiting'));
+});

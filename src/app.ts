@@ -30,6 +30,9 @@ import { landingRoutes } from './http/landing.routes.js';
 import type { LandingOptions } from './http/landing.routes.js';
 import { problem, problemContentType } from './http/problem.js';
 import type { Logger } from './logger.js';
+// Metered billing: usage intake and finance's read model (usage.routes.ts)
+import { usageRoutes } from './http/usage.routes.js';
+import type { UsageRoutesOptions } from './http/usage.routes.js';
 
 export type AppDeps = {
   logger: Logger;
@@ -41,6 +44,8 @@ export type AppDeps = {
   landing?: LandingOptions;
   /** Microsoft's webhook (POST /webhook); not served when absent. */
   webhook?: WebhookOptions;
+  /** Metered usage: POST /api/usage (operator token or USAGE_TOKEN), GET /api/read/usage… (operator token); not served when absent. */
+  usage?: UsageRoutesOptions;
 };
 
 /** The operator API: one token, the OpenAPI document, and the route modules served under /api. */
@@ -106,6 +111,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(healthRoutes, { store: deps.store });
   if (deps.landing) await app.register(landingRoutes, deps.landing);
   if (deps.webhook) await app.register(webhookRoutes, deps.webhook);
+  if (deps.usage) await app.register(usageRoutes, deps.usage);
   if (api) {
     await app.register(apiPlugin, {
       prefix: '/api',

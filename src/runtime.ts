@@ -41,6 +41,12 @@ import { provisionerFor } from './integration/http-provisioner.js';
 import { Reconciler } from './processes/reconciliation.process.js';
 import type { ReconcilerOptions } from './processes/reconciliation.process.js';
 import { scheduleReconciliation } from './processes/reconciliation.schedule.js';
+// Metered billing (docs/marketplace.md §11)
+import { UsageLedger } from './application/usage-ledger.js';
+import { MeterCatalogue } from './application/meter-catalogue.js';
+import { UsageIntake } from './application/usage-intake.js';
+import { MeteringClient } from './marketplace/metering-client.js';
+import type { UsageRoutesOptions } from './http/usage.routes.js';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -159,6 +165,30 @@ function startReconciliation(
   };
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Metered billing: the usage ledger is stateless over the store, so the routes and the process each take one.
+
+type MeteringDeps = { config: Config; ledger: SubscriptionLedger; marketplace: FulfillmentClient; store: () => EventStore | undefined };
+
+/** POST /api/usage and finance's read routes. */
+function usageRoutesOf(deps: MeteringDeps, operatorToken: string, projections: () => RunningProjections | undefined): UsageRoutesOptions {
+  const { config, ledger, marketplace, store } = deps;
+  const meters = new MeterCatalogue({ marketplace, ttlMs: config.metering.planCacheMs });
+  return {
+    intake: new UsageIntake({ subscriptions: ledger, usage: new UsageLedger(store), meters }),
+    operatorToken,
+    ...(config.metering.usageToken ? { usageToken: config.metering.usageToken } : {}),
+    read: { readModels: projections, expiryWarningMs: config.metering.expiryWarningMs },
+  };
+}
+
+/** The metering process's options (METERING_*). */
+function meteringOf(deps: MeteringDeps): NonNullable<ProcessesOptions['metering']> {
+  const { config, ledger, marketplace, store } = deps;
+  const { included, submitDelayMs, expiryWarningMs } = config.metering;
+  return { usage: new UsageLedger(store), subscriptions: ledger, metering: new MeteringClient(marketplace), included, submitDelayMs, expiryWarningMs };
+}
+
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const sandbox = config.marketplace.sandbox;
   let emulator: Emulator | undefined;
@@ -186,6 +216,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const app = await buildApp({
     logger,
     store: storeRef,
+    usage: usageRoutesOf({ config, ledger, marketplace, store: storeRef }, operatorToken, () => projections),
     webhook: {
       store: storeRef,
       ledger,
@@ -236,6 +267,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       logger,
       ...(overrides.activation ? { activation: overrides.activation } : {}),
       runner: { ...config.runner, ...overrides.runner },
+      metering: meteringOf({ config, ledger, marketplace, store: storeRef }),
     });
     projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: config.integration, logger, runner: { ...overrides.runner, instanceId: processes.instanceId } });

@@ -7,6 +7,8 @@ import { activationProcess } from './activation.process.js';
 import type { ActivationOptions } from './activation.process.js';
 import { notificationProcess } from './notification.process.js';
 import { refreshProcess } from './refresh.process.js';
+import { meteringProcess } from './metering.process.js';
+import type { MeteringOptions } from './metering.process.js';
 import type { Provisioner } from '../application/provisioner.js';
 import { newInstanceId } from './runner/lease.js';
 import { startProcess } from './runner/start.js';
@@ -20,6 +22,8 @@ export type ProcessesOptions = {
   logger: Logger;
   activation?: Pick<ActivationOptions, 'backoffMs' | 'maxBackoffMs' | 'deadlineMs' | 'confirmTimeoutMs'>;
   runner?: RunnerOptions;
+  /** Metered billing: the hourly submission of usage (metering.process.ts); not run when absent. */
+  metering?: Omit<MeteringOptions, 'logger'>;
 };
 
 export type RunningProcesses = {
@@ -40,6 +44,7 @@ export function startProcesses(options: ProcessesOptions): RunningProcesses {
     startProcess(store, activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }), logger, runner),
     startProcess(store, notificationProcess({ store: () => store, ledger, marketplace, provisioner, logger }), logger, runner),
     startProcess(store, refreshProcess({ ledger, marketplace, logger }), logger, runner),
+    ...(options.metering ? [startProcess(store, meteringProcess({ ...options.metering, logger }), logger, runner)] : []),
   ];
   return {
     instanceId: runner.instanceId,

@@ -35,6 +35,9 @@ import type { Logger } from './logger.js';
 import { metricsRoutes } from './http/metrics.routes.js';
 import type { MetricsRoutesOptions } from './http/metrics.routes.js';
 import { requestLogBindings } from './http/log-context.js';
+// Metered billing: usage intake and finance's read model (usage.routes.ts)
+import { usageRoutes } from './http/usage.routes.js';
+import type { UsageRoutesOptions } from './http/usage.routes.js';
 
 export type AppDeps = {
   logger: Logger;
@@ -48,6 +51,8 @@ export type AppDeps = {
   webhook?: WebhookOptions;
   /** GET /metrics behind METRICS_TOKEN or the operator token (docs/operations.md); not served when absent. */
   metrics?: MetricsRoutesOptions;
+  /** Metered usage: POST /api/usage (operator token or USAGE_TOKEN), GET /api/read/usage… (operator token); not served when absent. */
+  usage?: UsageRoutesOptions;
 };
 
 /** The operator API: one token, the OpenAPI document, and the route modules served under /api. */
@@ -120,6 +125,7 @@ export async function buildApp(deps: AppDeps) {
   if (deps.landing) await app.register(landingRoutes, deps.landing);
   if (deps.webhook) await app.register(webhookRoutes, deps.webhook);
   if (deps.metrics) await app.register(metricsRoutes, deps.metrics); // issue 14
+  if (deps.usage) await app.register(usageRoutes, deps.usage);
   if (api) {
     await app.register(apiPlugin, {
       prefix: '/api',

@@ -263,6 +263,8 @@ export type Config = {
   projections: ProjectionsConfig;
   deadlines: DeadlinesConfig;
   reconciliation: ReconciliationConfig;
+  /** Metered billing (the METERING_* and USAGE_TOKEN block at the end of this file). */
+  metering: MeteringConfig;
 };
 
 export class ConfigError extends Error {
@@ -330,6 +332,7 @@ export function loadConfig(environment: Environment = process.env): Config {
       maxCallsPerSecond: env.RECONCILE_MAX_CALLS_PER_SECOND,
       takeoverAfterMs: env.RECONCILE_TAKEOVER_MS,
     },
+    metering: loadMeteringConfig(environment),
   };
 }
 
@@ -491,4 +494,52 @@ function integrationConfig(env: Static<typeof IntegrationEnvSchema>): Integratio
 /** Hide credentials embedded in a connection string (user:password@). */
 export function redact(connectionString: string): string {
   return connectionString.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Metered billing (docs/marketplace.md §11): usage intake, the hourly submission, included quantities.
+
+export const MeteringEnvSchema = Type.Object({
+  USAGE_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'A bearer token for POST /api/usage only (the operator token works too)' })),
+  METERING_INCLUDED: Type.Optional(
+    Type.String({ minLength: 1, description: 'Included quantity per dimension per month, subtracted before submission: `dimension=quantity,…`' }),
+  ),
+  METERING_SUBMIT_DELAY_MS: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 300_000, description: 'How long after an hour ends its usage is closed and submitted' }),
+  METERING_EXPIRY_WARNING_MS: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 14_400_000, description: 'Unsettled usage this close to Microsoft\'s 24-hour limit is surfaced' }),
+  METERING_PLAN_CACHE_MS: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 3_600_000, description: 'How long a plan\'s meter dimensions (listAvailablePlans) are cached' }),
+});
+
+export type MeteringConfig = {
+  /** USAGE_TOKEN */
+  usageToken?: string;
+  /** METERING_INCLUDED: dimension → included quantity per UTC month. */
+  included: ReadonlyMap<string, number>;
+  /** METERING_SUBMIT_DELAY_MS */
+  submitDelayMs: number;
+  /** METERING_EXPIRY_WARNING_MS */
+  expiryWarningMs: number;
+  /** METERING_PLAN_CACHE_MS */
+  planCacheMs: number;
+};
+
+export function loadMeteringConfig(environment: Environment): MeteringConfig {
+  const env = parseEnv(MeteringEnvSchema, environment);
+  return {
+    ...(env.USAGE_TOKEN ? { usageToken: env.USAGE_TOKEN } : {}),
+    included: includedQuantities(env.METERING_INCLUDED ?? ''),
+    submitDelayMs: env.METERING_SUBMIT_DELAY_MS,
+    expiryWarningMs: env.METERING_EXPIRY_WARNING_MS,
+    planCacheMs: env.METERING_PLAN_CACHE_MS,
+  };
+}
+
+/** `api-calls=1000,gb=5.5` → a map; a bad entry is a ConfigError naming it. */
+function includedQuantities(value: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const entry of list(value)) {
+    const m = /^([^=\s]+)\s*=\s*(\d+(?:\.\d+)?)$/.exec(entry);
+    if (!m?.[1] || m[2] === undefined) throw new ConfigError('METERING_INCLUDED', `expected dimension=quantity, got ${JSON.stringify(entry)}`);
+    out.set(m[1], Number(m[2]));
+  }
+  return out;
 }

@@ -51,6 +51,12 @@ import { countEventsAfter } from './eventstore/count-after.js';
 
 /** In DATA_DIR: the sandbox's generated operator token, when OPERATOR_TOKEN is not set. */
 export const OPERATOR_TOKEN_FILE = 'operator-token';
+// Metered billing (docs/marketplace.md §11)
+import { UsageLedger } from './application/usage-ledger.js';
+import { MeterCatalogue } from './application/meter-catalogue.js';
+import { UsageIntake } from './application/usage-intake.js';
+import { MeteringClient } from './marketplace/metering-client.js';
+import type { UsageRoutesOptions } from './http/usage.routes.js';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -266,6 +272,30 @@ function startReconciliation(
   };
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Metered billing: the usage ledger is stateless over the store, so the routes and the process each take one.
+
+type MeteringDeps = { config: Config; ledger: SubscriptionLedger; marketplace: FulfillmentClient; store: () => EventStore | undefined };
+
+/** POST /api/usage and finance's read routes. */
+function usageRoutesOf(deps: MeteringDeps, operatorToken: string, projections: () => RunningProjections | undefined): UsageRoutesOptions {
+  const { config, ledger, marketplace, store } = deps;
+  const meters = new MeterCatalogue({ marketplace, ttlMs: config.metering.planCacheMs });
+  return {
+    intake: new UsageIntake({ subscriptions: ledger, usage: new UsageLedger(store), meters }),
+    operatorToken,
+    ...(config.metering.usageToken ? { usageToken: config.metering.usageToken } : {}),
+    read: { readModels: projections, expiryWarningMs: config.metering.expiryWarningMs },
+  };
+}
+
+/** The metering process's options (METERING_*). */
+function meteringOf(deps: MeteringDeps): NonNullable<ProcessesOptions['metering']> {
+  const { config, ledger, marketplace, store } = deps;
+  const { included, submitDelayMs, expiryWarningMs } = config.metering;
+  return { usage: new UsageLedger(store), subscriptions: ledger, metering: new MeteringClient(marketplace), included, submitDelayMs, expiryWarningMs };
+}
+
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const local = config.marketplace.sandbox ? await startSandboxSide(config, logger, overrides.emulator) : undefined;
   const emulator = local?.emulator;
@@ -292,6 +322,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     store: storeRef,
     webhook: { store: storeRef, ledger, authenticator, policy: config.policy, metrics },
     metrics: { tokens: [config.operator.metricsToken ?? '', operatorToken], render: () => metrics.render(), contentType: metrics.contentType },
+    usage: usageRoutesOf({ config, ledger, marketplace, store: storeRef }, operatorToken, () => projections),
     landing: {
       ledger,
       marketplace,
@@ -338,6 +369,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       ...(overrides.activation ? { activation: overrides.activation } : {}),
       runner: { ...config.runner, ...overrides.runner, metrics },
       metrics,
+      metering: meteringOf({ config, ledger, marketplace, store: storeRef }),
     });
     projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
     integration = startIntegrationEvents({ store, settings: config.integration, logger, metrics, runner: { ...overrides.runner, instanceId: processes.instanceId, metrics } });

@@ -30,6 +30,8 @@ import type { MarketplaceTimings, RevertNotifications } from './marketplace.js';
 import { TokenSigner } from './signing.js';
 import type { CryptoKeyPair, SignerOptions, TokenVersion } from './signing.js';
 import { EmulatorState } from './state.js';
+import { EmulatedMeter } from './metering.js';
+import { meteringControlRoutes } from './metering.routes.js';
 import type { IdSource } from './state.js';
 import type { RedeliveryPolicy, WebhookDelivery } from './webhook-sender.js';
 
@@ -91,6 +93,8 @@ export type EmulatorApp = FastifyInstance<RawServerDefault, IncomingMessage, Ser
 export type Emulator = {
   app: EmulatorApp;
   marketplace: EmulatedMarketplace;
+  /** The Metering Service: `meter.accepted()` is what Microsoft would bill. */
+  meter: EmulatedMeter;
   state: EmulatorState;
   faults: FaultInjector;
   signer: TokenSigner;
@@ -148,6 +152,13 @@ function notFound(req: FastifyRequest, reply: FastifyReply): FastifyReply {
     return sendMicrosoftError(reply, 404, 'NotFound', `${req.method} ${req.url.split('?')[0]} is not an operation of the Fulfillment API`);
   }
   return sendProblem(reply, { status: 404, code: 'RouteNotFound', detail: `${req.method} ${req.url.split('?')[0]} is not a route of the emulator` });
+}
+
+/** The handlers of last resort (unknown routes, errors no route handled), and GET /emulator/usage. */
+async function registerBase(app: EmulatorApp, meter: EmulatedMeter): Promise<void> {
+  app.setNotFoundHandler(notFound);
+  app.setErrorHandler(lastResortError);
+  await app.register(meteringControlRoutes(meter));
 }
 
 /** Errors no route handled itself. */
@@ -246,6 +257,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
   const emulator: Emulator = {
     app,
     marketplace,
+    meter: new EmulatedMeter(state, calendar.now),
     state,
     faults,
     signer,
@@ -300,8 +312,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
       revertNotifications: options.revertNotifications ?? 'failure',
     });
 
-  app.setNotFoundHandler(notFound);
-  app.setErrorHandler(lastResortError);
+  await registerBase(app, emulator.meter);
 
   await app.register(fulfillmentRoutes, {
     prefix: '/api',
@@ -310,6 +321,7 @@ async function buildEmulator(options: EmulatorOptions, baseUrl: string): Promise
     timers,
     baseUrl: () => url,
     requireAuth: options.requireAuth ?? true,
+    meter: { meter: emulator.meter, now: calendar.now },
   });
   await app.register(controlRoutes, {
     marketplace,

@@ -24,6 +24,9 @@ export const FULFILLMENT_OPERATIONS = [
   'listOperations',
   'getOperation',
   'updateOperation',
+  // the Metering Service API (metering.routes.ts)
+  'usageEvent',
+  'batchUsageEvent',
 ] as const;
 export type FulfillmentOperationName = (typeof FULFILLMENT_OPERATIONS)[number];
 

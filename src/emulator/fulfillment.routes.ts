@@ -21,6 +21,8 @@ import { acceptEmptyJson } from './json-body.js';
 import type { FaultInjector, FulfillmentOperationName } from './faults.js';
 import type { EmulatedMarketplace } from './marketplace.js';
 import { toOperationPayload, toSubscriptionPayload } from './payloads.js';
+import type { EmulatedMeter } from './metering.js';
+import { meteringApiRoutes } from './metering.routes.js';
 
 export const API_VERSION = '2018-08-31';
 
@@ -32,6 +34,8 @@ export type FulfillmentRoutesOptions = {
   baseUrl: () => string;
   /** Require `authorization: Bearer <something>` (any value; 403 otherwise, as Microsoft answers). */
   requireAuth: boolean;
+  /** The Metering Service API (metering.routes.ts), served when given. */
+  meter?: { meter: EmulatedMeter; now: () => Date };
 };
 
 /** Microsoft's error body (the spec's `FulfillmentInternalServerErrorResponse` shape). */
@@ -50,6 +54,9 @@ const ROUTES: Record<string, FulfillmentOperationName> = {
   'GET /api/saas/subscriptions/:subscriptionId/operations': 'listOperations',
   'GET /api/saas/subscriptions/:subscriptionId/operations/:operationId': 'getOperation',
   'PATCH /api/saas/subscriptions/:subscriptionId/operations/:operationId': 'updateOperation',
+  // Metering (metering.routes.ts)
+  'POST /api/usageEvent': 'usageEvent',
+  'POST /api/batchUsageEvent': 'batchUsageEvent',
 };
 
 function operationName(req: FastifyRequest): FulfillmentOperationName | undefined {
@@ -201,6 +208,7 @@ export const fulfillmentRoutes: FastifyPluginAsyncTypebox<FulfillmentRoutesOptio
   app.setErrorHandler(fulfillmentErrorHandler);
 
   app.addHook('onRequest', requestGate(opts));
+  if (opts.meter) meteringApiRoutes(app, opts.meter.meter, opts.meter.now);
 
   // 3.1 Resolve
   app.post('/saas/subscriptions/resolve', { schema: { querystring: VersionQuery } }, async (req, reply) => {

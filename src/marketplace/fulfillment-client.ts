@@ -101,6 +101,9 @@ export type SubscriptionsPage = {
   nextLink?: string;
 };
 
+/** Microsoft's answer to one logical call. */
+export type MarketplaceOutcome = Outcome;
+
 type Outcome = {
   /** The client method, e.g. `getSubscription`. */
   call: string;
@@ -113,6 +116,9 @@ type Outcome = {
   requestId: string;
   correlationId: string;
 };
+
+/** One logical call to Microsoft's API (the Fulfillment client's, and the Metering client's: metering-client.ts). */
+export type MarketplaceCall = Call;
 
 type Call = {
   /** The client method, e.g. `getSubscription` (a call to Microsoft's API, not an operation). */
@@ -520,8 +526,9 @@ export class FulfillmentClient {
    * One logical call within its time budget (`budgetMs`), if it has one: the budget aborts whatever is under way
    * (the token, a request, a pause before a retry), no retry starts that could not end inside it, and running out
    * of it is a MarketplaceUnavailableError like any other "Microsoft is not answering".
+   * Public for the Metering client (metering-client.ts), which shares the base URL, token, headers and retries.
    */
-  private async send(call: Call): Promise<Outcome> {
+  async send(call: Call): Promise<Outcome> {
     const correlationId = this.correlationIdFor(call.options);
     const budgetMs = call.options?.budgetMs;
     const caller = call.options?.signal;

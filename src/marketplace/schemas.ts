@@ -527,7 +527,8 @@ function validatorOf<T extends TSchema>(schema: T): Validator<{}, T> {
   return v as Validator<{}, T>;
 }
 
-function check<T extends TSchema>(schemaName: string, schema: T, raw: unknown): Static<T> {
+/** A payload checked against a tolerant schema (keys trimmed, compiled once); a PayloadShapeError otherwise. */
+export function check<T extends TSchema>(schemaName: string, schema: T, raw: unknown): Static<T> {
   const value = trimKeys(raw);
   const validator = validatorOf(schema);
   if (validator.Check(value)) return value as Static<T>;

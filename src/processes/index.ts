@@ -7,6 +7,8 @@ import { activationProcess } from './activation.process.js';
 import type { ActivationOptions } from './activation.process.js';
 import { notificationProcess } from './notification.process.js';
 import { refreshProcess } from './refresh.process.js';
+import { meteringProcess } from './metering.process.js';
+import type { MeteringOptions } from './metering.process.js';
 import type { Provisioner } from '../application/provisioner.js';
 import { newInstanceId } from './runner/lease.js';
 import { startProcess } from './runner/start.js';
@@ -24,6 +26,8 @@ export type ProcessesOptions = {
   runner?: RunnerOptions;
   /** The notification process's ACK latency; the runner's handling latency goes in `runner.metrics`. */
   metrics?: Pick<Metrics, 'operationAcknowledged'>;
+  /** Metered billing: the hourly submission of usage (metering.process.ts); not run when absent. */
+  metering?: Omit<MeteringOptions, 'logger'>;
 };
 
 export type RunningProcesses = {
@@ -46,6 +50,7 @@ export function startProcesses(options: ProcessesOptions): RunningProcesses {
     activationProcess({ ledger, marketplace, provisioner, logger, ...options.activation }),
     notificationProcess({ store: () => store, ledger, marketplace, provisioner, logger, ...(options.metrics ? { metrics: options.metrics } : {}) }),
     refreshProcess({ ledger, marketplace, logger }),
+    ...(options.metering ? [meteringProcess({ ...options.metering, logger })] : []),
   ];
   const started = handlers.map((handler) => ({ handler, process: startProcess(store, handler, logger, runner) }));
   const all = started.map((s) => s.process);

@@ -41,6 +41,10 @@ import { provisionerFor } from './integration/http-provisioner.js';
 import { Reconciler } from './processes/reconciliation.process.js';
 import type { ReconcilerOptions } from './processes/reconciliation.process.js';
 import { scheduleReconciliation } from './processes/reconciliation.schedule.js';
+// landing-page sign-in (issue 13)
+import { servedOverHttps, startSignIn } from './http/sign-in/start.js';
+import type { RunningSignIn } from './http/sign-in/start.js';
+import type { LandingSignInOptions } from './http/landing.sign-in.js';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -141,6 +145,39 @@ function connectSandbox(emulator: Emulator, publicUrl: string, generatedToken: s
   if (generatedToken) logger.warn({ operatorToken: generatedToken }, 'OPERATOR_TOKEN not set: generated one for this sandbox run');
 }
 
+// ---- landing-page sign-in (issue 13): begin -------------------------------------------------------
+type LandingSignInRuntime = {
+  /** The landing page's sign-in options (none without sign-in). */
+  options: { signIn?: LandingSignInOptions };
+  /** Entra ID, or the local OpenID provider in the sandbox, once the service listens (the redirect URI defaults to its address). */
+  start(publicUrl: string, logger: Logger): Promise<void>;
+  close(): Promise<void>;
+};
+
+function landingSignIn(config: Config): LandingSignInRuntime {
+  const s = config.landing.signIn;
+  let running: RunningSignIn | undefined;
+  return {
+    options: s
+      ? {
+          signIn: {
+            client: () => running?.client,
+            sessionMs: s.sessionMs,
+            signInMs: s.signInMs,
+            allowOtherUsers: s.allowOtherUsers,
+            secureCookies: servedOverHttps(s, config.http.publicUrl),
+          },
+        }
+      : {},
+    async start(publicUrl, logger) {
+      if (s) running = await startSignIn(s, publicUrl, logger);
+      else logger.warn({ component: 'landing' }, 'landing page without sign-in (LANDING_SIGN_IN=off, or no LANDING_ENTRA_CLIENT_ID outside the sandbox): Microsoft certification requires Entra ID sign-in');
+    },
+    close: async () => running?.close(),
+  };
+}
+// ---- landing-page sign-in (issue 13): end ---------------------------------------------------------
+
 type RunningReconciliation = { reconciler: Reconciler; close(): Promise<void> };
 
 /** The reconciler, and its schedule unless RECONCILE_INTERVAL_MINUTES is 0. */
@@ -169,9 +206,9 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
 
   const operatorToken = config.operator.token ?? (sandbox ? randomBytes(24).toString('base64url') : undefined);
   if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
-
   const { client: marketplace, health: credentialHealth } = marketplaceClient(config.marketplace, emulator, logger);
   const authenticator = webhookAuthenticator(config, emulator);
+  const signIn = landingSignIn(config); // issue 13
 
   let store: EventStore | undefined;
   let processes: RunningProcesses | undefined;
@@ -198,6 +235,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       productName: config.landing.productName,
       microsoftTimeoutMs: config.landing.microsoftTimeoutMs,
       ...(config.landing.secret ? { landingSecret: config.landing.secret } : {}),
+      ...signIn.options, // issue 13
     },
     api: {
       operatorToken,
@@ -226,6 +264,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   if (emulator) connectSandbox(emulator, publicUrl, config.operator.token ? undefined : operatorToken, logger);
 
   try {
+    await signIn.start(publicUrl, logger); // issue 13
     const opened = await openStore(config.store, logger);
     store = overrides.wrapStore ? overrides.wrapStore(opened) : opened;
     processes = startProcesses({
@@ -243,7 +282,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   } catch (err) {
     deadlines.warner.stop();
     await app.close();
-    await emulator?.close();
+    await Promise.all([signIn.close(), emulator?.close()]);
     throw err;
   }
   // Publisher-side changes a restart interrupted: follow them again (never re-sent to Microsoft).
@@ -273,7 +312,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
         await integration?.stop();
         await projections?.stop();
         await store?.close();
-        await emulator?.close();
+        await Promise.all([signIn.close(), emulator?.close()]); // issue 13: the local OpenID provider
       })()),
   };
 }

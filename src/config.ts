@@ -49,7 +49,7 @@ const LandingSignInEnvSchema = Type.Object({
     default: 'false',
     description: 'Whether someone who is neither the purchaser nor the beneficiary Microsoft reported may activate',
   }),
-  LANDING_LOCAL_OIDC_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3979, description: 'Port of the local OpenID provider (LANDING_SIGN_IN=local), on 127.0.0.1' }),
+  LANDING_LOCAL_OIDC_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 0, description: 'Port of the local OpenID provider (LANDING_SIGN_IN=local), on 127.0.0.1; 0 = any free port (the log says which)' }),
 });
 
 /** The landing page's sign-in: undefined when LANDING_SIGN_IN=off (or nothing configured outside the sandbox). */

@@ -150,6 +150,21 @@ async function openLanding(l: Landing, request: FastifyRequest, reply: FastifyRe
   return l.auth.start(request, reply, raw.raw);
 }
 
+/** 403, nothing recorded: signed in as neither purchaser nor beneficiary, and LANDING_ALLOW_OTHER_USERS=false. */
+function wrongAccount(l: Landing, request: FastifyRequest, reply: FastifyReply, session: LandingSession, parties: { purchaser: { emailId?: string }; beneficiary: { emailId?: string } }): FastifyReply {
+  request.log.warn({ component: 'landing', oid: session.user.oid, tid: session.user.tid }, 'landing page: signed in as neither purchaser nor beneficiary; nothing recorded');
+  const named = [parties.purchaser.emailId, parties.beneficiary.emailId].filter((e, i, all): e is string => !!e && all.indexOf(e) === i);
+  return l.pages.sendError(reply, 403, {
+    top: signedInPanel(session),
+    title: 'This subscription was bought for someone else',
+    paragraphs: [
+      `You are signed in as ${session.user.email ?? session.user.name ?? session.user.oid}, but Microsoft says this subscription was bought ${named.length ? `by or for ${named.join(' and ')}` : 'by another account'}. Nothing has been recorded.`,
+      'Choose "Use another account" and sign in as the purchaser or the person it was bought for.',
+    ],
+    reference: request.id,
+  });
+}
+
 /** What the signed-in person sees above the form, and whether they may activate. */
 function signedInForm(l: Landing, s: KnownSubscription, session: LandingSession | undefined): PurchasePageModel['signedIn'] {
   if (!session) return undefined;
@@ -176,6 +191,7 @@ async function showPurchase(l: Landing, request: FastifyRequest, reply: FastifyR
   if (!details.planId && resolved.planId) details.planId = resolved.planId;
   if (details.quantity === undefined && resolved.quantity !== undefined) details.quantity = resolved.quantity;
   const microsoftStatus = (sub.saasSubscriptionStatus ?? 'PendingFulfillmentStart').trim();
+  if (session && l.auth && !l.auth.allowOtherUsers && !isPurchaserOrBeneficiary(session.user, details)) return wrongAccount(l, request, reply, session, details);
   const who = details.purchaser.emailId ?? details.purchaser.objectId ?? details.beneficiary.emailId ?? 'unknown';
 
   const result = await l.ledger.execute(

@@ -20,7 +20,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { Type } from 'typebox';
 import type { SignedInActor } from '../application/subscription-ledger.js';
-import type { KnownSubscription } from '../domain/subscription/index.js';
 import type { LandingPages } from './landing.pages.js';
 import { REOPEN_HINT } from './landing.views.js';
 import type { ErrorPageModel } from './landing.views.js';
@@ -66,7 +65,9 @@ export type LandingAuth = {
 };
 
 /** Is the signed-in person the purchaser or the beneficiary Microsoft reported (email, or object id in the same tenant)? */
-export function isPurchaserOrBeneficiary(user: LandingSession['user'], s: KnownSubscription): boolean {
+type PartyLike = { emailId?: string; objectId?: string; tenantId?: string };
+
+export function isPurchaserOrBeneficiary(user: LandingSession['user'], s: { purchaser: PartyLike; beneficiary: PartyLike }): boolean {
   const email = user.email?.trim().toLowerCase();
   return [s.purchaser, s.beneficiary].some(
     (p) =>

@@ -460,10 +460,13 @@ export type ErrorPageModel = {
   reference?: string;
   /** What to do next, as a link (e.g. "Sign in again"). */
   action?: { label: string; href: string };
+  /** Above the heading (e.g. who is signed in, with "Use another account"). */
+  top?: SafeHtml;
 };
 
 export function errorPage(ctx: PageContext, m: ErrorPageModel): string {
   const body = html`
+${m.top}
 <h1>${m.title}</h1>
 ${m.paragraphs.map((text) => html`<p>${text}</p>`)}
 ${m.action ? html`<p><a class="button" id="next-step" href="${m.action.href}">${m.action.label}</a></p>` : undefined}

@@ -128,8 +128,9 @@ export function createSignInClient(settings: SignInClientSettings): SignInClient
         codeChallenge: flow.codeChallenge,
         codeChallengeMethod: 'S256',
         responseMode: 'query',
-        // Microsoft: let the customer pick the account (they may have several); the local provider always asks.
-        ...(settings.kind === 'entra' ? { prompt: 'select_account' } : {}),
+        // Let the customer pick the account (they may have several; "Use another account" must not sign the same one in
+        // again): Microsoft's account picker, the local provider's sign-in page.
+        prompt: settings.kind === 'entra' ? 'select_account' : 'login',
       }),
     async redeem(code, flow) {
       let idToken: string;

@@ -26,6 +26,92 @@ const IntegrationEnvSchema = Type.Object({
   INTEGRATION_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 1000, default: 40, description: 'Delivery attempts before an integration event is dead-lettered' }),
 });
 
+// ---- landing-page sign-in (issue 13): begin -------------------------------------------------------
+/** The landing page's sign-in with Microsoft Entra ID (docs/landing-sign-in.md). */
+const LandingSignInEnvSchema = Type.Object({
+  LANDING_SIGN_IN: Type.Optional(
+    Type.Union([Type.Literal('entra'), Type.Literal('local'), Type.Literal('off')], {
+      description: 'entra (default when LANDING_ENTRA_CLIENT_ID is set), local (the sandbox OpenID provider; default in the sandbox), off',
+    }),
+  ),
+  LANDING_ENTRA_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, description: 'Application (client) id of the multi-tenant sign-in app registration' })),
+  LANDING_ENTRA_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1, description: "The sign-in app's client secret" })),
+  LANDING_ENTRA_CLIENT_CERTIFICATE_PATH: Type.Optional(Type.String({ minLength: 1, description: "PEM file with the sign-in app's certificate and private key (instead of a secret)" })),
+  LANDING_ENTRA_AUTHORITY: Type.String({
+    minLength: 1,
+    default: 'common',
+    description: 'common (work, school and personal accounts), organizations (work and school only), consumers, a tenant id, or a full https authority URL',
+  }),
+  LANDING_REDIRECT_URI: Type.Optional(Type.String({ minLength: 1, description: 'Redirect URI registered for the app; default <PUBLIC_URL>/landing/sign-in/callback' })),
+  LANDING_SESSION_MINUTES: Type.Integer({ minimum: 1, maximum: 1440, default: 30, description: 'How long a landing-page sign-in session lasts' }),
+  LANDING_SIGN_IN_MINUTES: Type.Integer({ minimum: 1, maximum: 120, default: 15, description: 'How long a started sign-in (and the purchase token it keeps) waits for the customer' }),
+  LANDING_ALLOW_OTHER_USERS: Type.Union([Type.Literal('true'), Type.Literal('false')], {
+    default: 'false',
+    description: 'Whether someone who is neither the purchaser nor the beneficiary Microsoft reported may activate',
+  }),
+  LANDING_LOCAL_OIDC_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 0, description: 'Port of the local OpenID provider (LANDING_SIGN_IN=local), on 127.0.0.1; 0 = any free port (the log says which)' }),
+});
+
+/** The landing page's sign-in: undefined when LANDING_SIGN_IN=off (or nothing configured outside the sandbox). */
+export type LandingSignInConfig =
+  | {
+      kind: 'entra';
+      clientId: string;
+      clientSecret?: string;
+      clientCertificatePath?: string;
+      /** The https authority URL, e.g. https://login.microsoftonline.com/common */
+      authority: string;
+      redirectUri?: string;
+      sessionMs: number;
+      signInMs: number;
+      allowOtherUsers: boolean;
+    }
+  | { kind: 'local'; port: number; redirectUri?: string; sessionMs: number; signInMs: number; allowOtherUsers: boolean };
+
+const ENTRA_AUTHORITY_HOST = 'https://login.microsoftonline.com';
+
+function landingSignInConfig(env: Static<typeof LandingSignInEnvSchema>, sandbox: boolean): LandingSignInConfig | undefined {
+  const kind = env.LANDING_SIGN_IN ?? (env.LANDING_ENTRA_CLIENT_ID ? 'entra' : sandbox ? 'local' : 'off');
+  if (kind === 'off') return undefined;
+  const common = {
+    ...(env.LANDING_REDIRECT_URI ? { redirectUri: httpsOrLoopback('LANDING_REDIRECT_URI', env.LANDING_REDIRECT_URI) } : {}),
+    sessionMs: env.LANDING_SESSION_MINUTES * 60_000,
+    signInMs: env.LANDING_SIGN_IN_MINUTES * 60_000,
+    allowOtherUsers: env.LANDING_ALLOW_OTHER_USERS === 'true',
+  };
+  if (kind === 'local') return { kind, port: env.LANDING_LOCAL_OIDC_PORT, ...common };
+  if (!env.LANDING_ENTRA_CLIENT_ID) throw new ConfigError('LANDING_ENTRA_CLIENT_ID', 'is required when LANDING_SIGN_IN=entra (the sign-in app registration\'s client id)');
+  if (!env.LANDING_ENTRA_CLIENT_SECRET && !env.LANDING_ENTRA_CLIENT_CERTIFICATE_PATH) {
+    throw new ConfigError('LANDING_ENTRA_CLIENT_SECRET', 'or LANDING_ENTRA_CLIENT_CERTIFICATE_PATH is required for Entra ID sign-in');
+  }
+  const a = env.LANDING_ENTRA_AUTHORITY;
+  const authority = /^https:\/\//i.test(a) ? a.replace(/\/+$/, '') : /^[\w.-]+$/.test(a) ? `${ENTRA_AUTHORITY_HOST}/${a}` : undefined;
+  if (!authority) throw new ConfigError('LANDING_ENTRA_AUTHORITY', `must be common, organizations, consumers, a tenant id or an https URL (got ${JSON.stringify(a)})`);
+  return {
+    kind,
+    clientId: env.LANDING_ENTRA_CLIENT_ID,
+    ...(env.LANDING_ENTRA_CLIENT_SECRET ? { clientSecret: env.LANDING_ENTRA_CLIENT_SECRET } : {}),
+    ...(env.LANDING_ENTRA_CLIENT_CERTIFICATE_PATH ? { clientCertificatePath: env.LANDING_ENTRA_CLIENT_CERTIFICATE_PATH } : {}),
+    authority,
+    ...common,
+  };
+}
+
+/** A redirect URI must be https, except on this machine (the sandbox). */
+function httpsOrLoopback(variable: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(variable, `must be an absolute URL (got ${JSON.stringify(value)})`);
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK.has(url.hostname))) {
+    throw new ConfigError(variable, `must be https (http only on localhost/127.0.0.1), got ${JSON.stringify(value)}`);
+  }
+  return url.toString();
+}
+// ---- landing-page sign-in (issue 13): end ---------------------------------------------------------
+
 /** Every variable the service reads, with its default. The README's configuration table mirrors this. */
 export const EnvSchema = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000, description: 'HTTP port' }),
@@ -108,6 +194,7 @@ export const EnvSchema = Type.Object({
   RECONCILE_MAX_CALLS_PER_SECOND: Type.Number({ exclusiveMinimum: 0, maximum: 1000, default: 10, description: 'Calls to Microsoft per second at most during a run' }),
   RECONCILE_TAKEOVER_MS: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: "A run's claim not renewed for this long is taken over (the run resumed) by the next trigger" }),
   ...IntegrationEnvSchema.properties,
+  ...LandingSignInEnvSchema.properties, // landing-page sign-in (issue 13)
 });
 
 type Env = Static<typeof EnvSchema>;
@@ -191,6 +278,8 @@ export type LandingConfig = {
   productName: string;
   /** LANDING_MICROSOFT_TIMEOUT_MS */
   microsoftTimeoutMs: number;
+  /** The sign-in (LANDING_SIGN_IN and LANDING_ENTRA_*, issue 13); undefined: the page runs without sign-in. */
+  signIn?: LandingSignInConfig;
 };
 
 export type EmulatorConfig = {
@@ -312,6 +401,7 @@ export function loadConfig(environment: Environment = process.env): Config {
       productName: env.PRODUCT_NAME,
       microsoftTimeoutMs: env.LANDING_MICROSOFT_TIMEOUT_MS,
       ...(env.LANDING_SECRET ? { secret: env.LANDING_SECRET } : {}),
+      ...withSignIn(landingSignInConfig(env, marketplaceSandbox(env))), // issue 13
     },
     emulator: { port: env.EMULATOR_PORT, dataDir: resolve(env.DATA_DIR) },
     runner: {
@@ -361,6 +451,10 @@ const expectation: Record<string, string> = {
   RECONCILE_INTERVAL_MINUTES: 'must be a whole number of minutes from 0 (no schedule) to 10080 (a week)',
   RECONCILE_MAX_CALLS_PER_SECOND: 'must be a number above 0 and at most 1000',
   RECONCILE_TAKEOVER_MS: 'must be a whole number of milliseconds from 1000 to 3600000',
+  LANDING_SIGN_IN: "must be 'entra', 'local' (the sandbox's own OpenID provider) or 'off'",
+  LANDING_ALLOW_OTHER_USERS: "must be 'true' or 'false'",
+  LANDING_SESSION_MINUTES: 'must be a whole number of minutes from 1 to 1440',
+  LANDING_SIGN_IN_MINUTES: 'must be a whole number of minutes from 1 to 120',
 };
 
 /**
@@ -432,14 +526,20 @@ function errorCode(err: unknown): string {
   return String(err);
 }
 
-function marketplaceConfig(env: Env): MarketplaceConfig {
-  const sandbox = !(
+const withSignIn = (signIn: LandingSignInConfig | undefined): { signIn?: LandingSignInConfig } => (signIn ? { signIn } : {});
+
+function marketplaceSandbox(env: Env): boolean {
+  return !(
     env.MARKETPLACE_API_URL ||
     env.MARKETPLACE_CLIENT_ID ||
     env.MARKETPLACE_CLIENT_SECRET ||
     env.MARKETPLACE_CLIENT_CERTIFICATE_PATH ||
     env.MARKETPLACE_STATIC_TOKEN
   );
+}
+
+function marketplaceConfig(env: Env): MarketplaceConfig {
+  const sandbox = marketplaceSandbox(env);
   return {
     sandbox,
     ...(env.MARKETPLACE_API_URL ? { apiUrl: env.MARKETPLACE_API_URL } : {}),

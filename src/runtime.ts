@@ -57,6 +57,10 @@ import { MeterCatalogue } from './application/meter-catalogue.js';
 import { UsageIntake } from './application/usage-intake.js';
 import { MeteringClient } from './marketplace/metering-client.js';
 import type { UsageRoutesOptions } from './http/usage.routes.js';
+// landing-page sign-in (issue 13)
+import { servedOverHttps, startSignIn } from './http/sign-in/start.js';
+import type { RunningSignIn } from './http/sign-in/start.js';
+import type { LandingSignInOptions } from './http/landing.sign-in.js';
 
 export type RuntimeOverrides = {
   provisioner?: Provisioner;
@@ -254,6 +258,39 @@ function metricSources(store: EventStore, processes: RunningProcesses, integrati
   };
 }
 
+// ---- landing-page sign-in (issue 13): begin -------------------------------------------------------
+type LandingSignInRuntime = {
+  /** The landing page's sign-in options (none without sign-in). */
+  options: { signIn?: LandingSignInOptions };
+  /** Entra ID, or the local OpenID provider in the sandbox, once the service listens (the redirect URI defaults to its address). */
+  start(publicUrl: string, logger: Logger): Promise<void>;
+  close(): Promise<void>;
+};
+
+function landingSignIn(config: Config): LandingSignInRuntime {
+  const s = config.landing.signIn;
+  let running: RunningSignIn | undefined;
+  return {
+    options: s
+      ? {
+          signIn: {
+            client: () => running?.client,
+            sessionMs: s.sessionMs,
+            signInMs: s.signInMs,
+            allowOtherUsers: s.allowOtherUsers,
+            secureCookies: servedOverHttps(s, config.http.publicUrl),
+          },
+        }
+      : {},
+    async start(publicUrl, logger) {
+      if (s) running = await startSignIn(s, publicUrl, logger);
+      else logger.warn({ component: 'landing' }, 'landing page without sign-in (LANDING_SIGN_IN=off, or no LANDING_ENTRA_CLIENT_ID outside the sandbox): Microsoft certification requires Entra ID sign-in');
+    },
+    close: async () => running?.close(),
+  };
+}
+// ---- landing-page sign-in (issue 13): end ---------------------------------------------------------
+
 type RunningReconciliation = { reconciler: Reconciler; close(): Promise<void> };
 
 /** The reconciler, and its schedule unless RECONCILE_INTERVAL_MINUTES is 0. */
@@ -305,6 +342,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   const metrics = createPrometheusMetrics();
   const { client: marketplace, health: credentialHealth } = marketplaceClient(config.marketplace, emulator, logger, metrics);
   const authenticator = webhookAuthenticator(config, emulator);
+  const signIn = landingSignIn(config); // issue 13
 
   let store: EventStore | undefined;
   let processes: RunningProcesses | undefined;
@@ -329,6 +367,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       productName: config.landing.productName,
       microsoftTimeoutMs: config.landing.microsoftTimeoutMs,
       ...(config.landing.secret ? { landingSecret: config.landing.secret } : {}),
+      ...signIn.options, // issue 13
     },
     api: {
       operatorToken,
@@ -357,6 +396,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   if (local) connectSandbox(local, publicUrl, logger);
 
   try {
+    await signIn.start(publicUrl, logger); // issue 13
     const opened = await openStore(config.store, logger);
     const timed = timeAppends(opened, metrics);
     store = overrides.wrapStore ? overrides.wrapStore(timed) : timed;
@@ -378,7 +418,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
   } catch (err) {
     deadlines.warner.stop();
     await app.close();
-    await local?.close();
+    await Promise.all([signIn.close(), local?.close()]); // issue 13: the local OpenID provider
     throw err;
   }
   // Publisher-side changes a restart interrupted: follow them again (never re-sent to Microsoft).
@@ -409,7 +449,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
         await integration?.stop();
         await projections?.stop();
         await store?.close();
-        await local?.close();
+        await Promise.all([signIn.close(), local?.close()]); // issue 13: the local OpenID provider
       })()),
   };
 }

@@ -9,9 +9,14 @@ import type { EventMetadata, EventStore } from '../eventstore/eventstore.js';
 import { handleCommand, loadAggregate } from '../eventstore/command-handler.js';
 import type { Aggregate, HandleResult } from '../eventstore/command-handler.js';
 
+/** A customer signed in on the landing page (Microsoft Entra ID or the sandbox's provider): recorded with the events as `signedInUser`. */
+export type SignedInActor = { name?: string; email?: string; oid: string; tid: string; issuer?: string };
+
 export type CommandContext = {
   /** Who caused it: 'microsoft', 'customer:<email>', 'operator:<id>', 'system:<process>'. */
   actor: string;
+  /** The signed-in person behind a `customer:` actor, when the landing page signed them in. */
+  signedInUser?: SignedInActor;
   correlationId?: string;
   causationId?: string;
   /** The revision the caller last saw (If-Match); a stale one fails with 412 instead of retrying. */
@@ -41,6 +46,7 @@ export class SubscriptionLedger {
   ): Promise<HandleResult<SubscriptionState, SubscriptionEvent>> {
     const metadata: EventMetadata = {
       actor: context.actor,
+      ...(context.signedInUser ? { signedInUser: context.signedInUser } : {}),
       ...(context.correlationId ? { correlationId: context.correlationId } : {}),
       ...(context.causationId ? { causationId: context.causationId } : {}),
     };

@@ -16,6 +16,7 @@ import {
 import type { LandingPages } from './landing.pages.js';
 import { LANDING_PATH } from './landing.pages.js';
 import { tokenFromRawUrl } from './landing.token.js';
+import { CONTINUE_PATH } from './landing.sign-in.js';
 import { REOPEN_HINT } from './landing.views.js';
 import { problem, problemContentType } from './problem.js';
 
@@ -47,10 +48,13 @@ function unavailablePage(pages: LandingPages, error: Error, request: FastifyRequ
  * says so and reloads the same URL, with the same token as it came (read from the raw query string), by itself.
  */
 function microsoftNotAnswering(pages: LandingPages, error: MarketplaceUnavailableError, request: FastifyRequest, reply: FastifyReply, retryAfterSeconds: number): FastifyReply | undefined {
-  const token = request.method === 'GET' ? tokenFromRawUrl(request.raw.url) : undefined;
-  if (token?.kind !== 'ok') return undefined;
+  if (request.method !== 'GET') return undefined;
+  // After sign-in the token waits on the server (landing.sign-in.ts): the same page again finds it.
+  const token = request.routeOptions.url === CONTINUE_PATH ? undefined : tokenFromRawUrl(request.raw.url);
+  if (token && token.kind !== 'ok') return undefined;
   request.log.warn({ marketplace: error.toLog(), reason: error.message, retryAfterSeconds }, 'Microsoft is not answering the landing page; it will retry by itself');
-  return pages.microsoftWait(reply, { retryUrl: `${LANDING_PATH}?token=${token.raw}`, retryAfterSeconds, reference: request.id });
+  const retryUrl = token ? `${LANDING_PATH}?token=${token.raw}` : CONTINUE_PATH;
+  return pages.microsoftWait(reply, { retryUrl, retryAfterSeconds, reference: request.id });
 }
 
 /** Every page error is an HTML page in plain words; the details go to the log. */

@@ -7,7 +7,7 @@ import type { FastifyReply } from 'fastify';
 import type { KnownSubscription } from '../domain/subscription/index.js';
 import type { LandingSigner } from './landing.signing.js';
 import { EXPIRED_LINK_MESSAGE, REOPEN_HINT, errorPage, microsoftWaitPage, purchasePage } from './landing.views.js';
-import type { ContactForm, ErrorPageModel, MicrosoftWaitModel, PageContext } from './landing.views.js';
+import type { ContactForm, ErrorPageModel, MicrosoftWaitModel, PageContext, PurchasePageModel } from './landing.views.js';
 
 export const LANDING_PATH = '/landing';
 
@@ -50,7 +50,7 @@ export type LandingPages = {
   invalidLink: (reply: FastifyReply) => FastifyReply;
   expiredPage: (reply: FastifyReply) => FastifyReply;
   notFoundPage: (reply: FastifyReply) => FastifyReply;
-  renderForm: (reply: FastifyReply, status: number, s: KnownSubscription, form: ContactForm, errors: { email?: string }) => FastifyReply;
+  renderForm: (reply: FastifyReply, status: number, s: KnownSubscription, form: ContactForm, errors: { email?: string }, signedIn?: PurchasePageModel['signedIn']) => FastifyReply;
   /** 503 + Retry-After: Microsoft did not answer in time; the page reloads itself. */
   microsoftWait: (reply: FastifyReply, model: MicrosoftWaitModel) => FastifyReply;
 };
@@ -85,6 +85,7 @@ export function createLandingPages(productName: string, signer: LandingSigner): 
     s: KnownSubscription,
     form: ContactForm,
     errors: { email?: string },
+    signedIn?: PurchasePageModel['signedIn'],
   ): FastifyReply =>
     sendPage(reply, status, (ctx) =>
       purchasePage(ctx, {
@@ -95,6 +96,7 @@ export function createLandingPages(productName: string, signer: LandingSigner): 
         action: `${LANDING_PATH}/activate`,
         signature: signer.sign('activate', s.subscriptionId),
         ...(s.activation.gaveUp ? { previousFailure: s.activation.lastError ?? 'unknown reason' } : {}),
+        ...(signedIn ? { signedIn } : {}),
       }),
     );
 

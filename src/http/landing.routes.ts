@@ -39,8 +39,13 @@ import type { LandingPages } from './landing.pages.js';
 import { createLandingSigner, randomLandingSecret } from './landing.signing.js';
 import type { LandingSigner } from './landing.signing.js';
 import { tokenFromRawUrl } from './landing.token.js';
+import { sameToken } from './sign-in/session.js';
 import { progressOf, statusPage } from './landing.views.js';
-import type { ContactForm } from './landing.views.js';
+import type { ContactForm, PurchasePageModel } from './landing.views.js';
+import { actorOf, isPurchaserOrBeneficiary, landingSignIn } from './landing.sign-in.js';
+import type { LandingAuth, LandingSignInOptions } from './landing.sign-in.js';
+import { otherUserNotice, signedInPanel } from './landing.sign-in.views.js';
+import type { LandingSession } from './sign-in/session.js';
 
 export { LANDING_PATH } from './landing.pages.js';
 export { tokenFromRawUrl } from './landing.token.js';
@@ -67,6 +72,8 @@ export type LandingOptions = {
   retryAfterSeconds?: number;
   /** Where an active customer uses the product (a link on the account page). */
   accountUrl?: string;
+  /** Sign-in with Microsoft Entra ID (or the sandbox's provider) before the purchase is shown (landing.sign-in.ts); absent: no sign-in. */
+  signIn?: LandingSignInOptions;
   now?: () => Date;
 };
 
@@ -81,6 +88,8 @@ const SigQuery = Type.Object({ sig: Type.Optional(Type.String({ maxLength: 200 }
 const ActivateBody = Type.Object({
   subscriptionId: Type.Optional(Type.String({ maxLength: 200 })),
   sig: Type.Optional(Type.String({ maxLength: 200 })),
+  /** The session's CSRF token (with sign-in). */
+  csrf: Type.Optional(Type.String({ maxLength: 200 })),
   email: Type.Optional(Type.String({ maxLength: 2000 })),
   name: Type.Optional(Type.String({ maxLength: 2000 })),
   company: Type.Optional(Type.String({ maxLength: 2000 })),
@@ -112,6 +121,8 @@ type Landing = {
   pollIntervalMs: number;
   microsoftTimeoutMs: number;
   accountUrl?: string;
+  /** The sign-in, when configured. */
+  auth?: LandingAuth;
 };
 
 function trimmed(value: string | undefined, max: number): string {
@@ -132,6 +143,39 @@ async function openLanding(l: Landing, request: FastifyRequest, reply: FastifyRe
     request.log.info({ token: raw.kind, ...(raw.kind === 'malformed' ? { reason: raw.reason } : {}) }, 'landing page without a usable token');
     return l.pages.invalidLink(reply);
   }
+  if (!l.auth) return showPurchase(l, request, reply, raw.raw, undefined);
+  // Signed in already (a second visit within the session): straight on; else sign in first, nothing recorded before.
+  const check = l.auth.session(request);
+  if (check.kind === 'ok') return showPurchase(l, request, reply, raw.raw, check.session);
+  return l.auth.start(request, reply, raw.raw);
+}
+
+/** 403, nothing recorded: signed in as neither purchaser nor beneficiary, and LANDING_ALLOW_OTHER_USERS=false. */
+function wrongAccount(l: Landing, request: FastifyRequest, reply: FastifyReply, session: LandingSession, parties: { purchaser: { emailId?: string }; beneficiary: { emailId?: string } }): FastifyReply {
+  request.log.warn({ component: 'landing', oid: session.user.oid, tid: session.user.tid }, 'landing page: signed in as neither purchaser nor beneficiary; nothing recorded');
+  const named = [parties.purchaser.emailId, parties.beneficiary.emailId].filter((e, i, all): e is string => !!e && all.indexOf(e) === i);
+  return l.pages.sendError(reply, 403, {
+    top: signedInPanel(session),
+    title: 'This subscription was bought for someone else',
+    paragraphs: [
+      `You are signed in as ${session.user.email ?? session.user.name ?? session.user.oid}, but Microsoft says this subscription was bought ${named.length ? `by or for ${named.join(' and ')}` : 'by another account'}. Nothing has been recorded.`,
+      'Choose "Use another account" and sign in as the purchaser or the person it was bought for.',
+    ],
+    reference: request.id,
+  });
+}
+
+/** What the signed-in person sees above the form, and whether they may activate. */
+function signedInForm(l: Landing, s: KnownSubscription, session: LandingSession | undefined): PurchasePageModel['signedIn'] {
+  if (!session) return undefined;
+  const panel = signedInPanel(session);
+  if (isPurchaserOrBeneficiary(session.user, s)) return { panel, csrf: session.csrf, blocked: false };
+  const allowed = l.auth?.allowOtherUsers ?? true;
+  return { panel, csrf: session.csrf, notice: otherUserNotice(session, s, allowed), blocked: !allowed };
+}
+
+/** Resolve the token (as it stands in the URL, still percent-encoded), record the purchase, show the form or the status page. */
+async function showPurchase(l: Landing, request: FastifyRequest, reply: FastifyReply, rawToken: string, session: LandingSession | undefined): Promise<FastifyReply> {
   const correlation = correlationOf(request);
   // One time box for Microsoft's calls: what is left of it when each starts (the error handler turns running out
   // of it into the page that retries by itself).
@@ -139,7 +183,7 @@ async function openLanding(l: Landing, request: FastifyRequest, reply: FastifyRe
   const boxed = () => ({ ...correlation, budgetMs: Math.max(1, deadline - Date.now()) });
   // The client percent-decodes the value exactly once (decodeMarketplaceToken); giving it the
   // still-encoded form keeps that true even for a token that decodes to something with a `%`.
-  const resolved = await l.marketplace.resolve(raw.raw, boxed());
+  const resolved = await l.marketplace.resolve(rawToken, boxed());
   let sub: NormalisedSubscription | undefined = resolved.subscription;
   if (!sub?.saasSubscriptionStatus) sub = await l.marketplace.getSubscription(resolved.id, boxed());
   const details = detailsFromMicrosoft({ ...sub, id: resolved.id, name: sub.name ?? resolved.subscriptionName ?? '' });
@@ -147,12 +191,13 @@ async function openLanding(l: Landing, request: FastifyRequest, reply: FastifyRe
   if (!details.planId && resolved.planId) details.planId = resolved.planId;
   if (details.quantity === undefined && resolved.quantity !== undefined) details.quantity = resolved.quantity;
   const microsoftStatus = (sub.saasSubscriptionStatus ?? 'PendingFulfillmentStart').trim();
+  if (session && l.auth && !l.auth.allowOtherUsers && !isPurchaserOrBeneficiary(session.user, details)) return wrongAccount(l, request, reply, session, details);
   const who = details.purchaser.emailId ?? details.purchaser.objectId ?? details.beneficiary.emailId ?? 'unknown';
 
   const result = await l.ledger.execute(
     resolved.id,
     { type: 'RecordPurchase', now: l.now().toISOString(), source: 'landing', subscription: details, microsoftStatus },
-    { actor: `customer:${who}`, ...correlation },
+    { ...(session ? actorOf(session.user) : { actor: `customer:${who}` }), ...correlation },
   );
   const s = known(result.state);
   if (!s) throw new Error('RecordPurchase left the subscription unknown');
@@ -160,7 +205,10 @@ async function openLanding(l: Landing, request: FastifyRequest, reply: FastifyRe
     { subscriptionId: s.subscriptionId, microsoftStatus, status: s.status, recorded: result.events.map((e) => e.type) },
     'landing page resolved a subscription',
   );
-  if (needsForm(s)) return l.pages.renderForm(reply, 200, s, formFromState(s), {});
+  if (needsForm(s)) {
+    const signedIn = signedInForm(l, s, session);
+    return l.pages.renderForm(reply, signedIn?.blocked ? 403 : 200, s, formFromState(s), {}, signedIn);
+  }
   return reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').redirect(l.pages.statusPageUrl(s.subscriptionId), 303);
 }
 
@@ -173,6 +221,7 @@ function contactFrom(
   reply: FastifyReply,
   s: KnownSubscription,
   body: Static<typeof ActivateBody>,
+  signedIn: PurchasePageModel['signedIn'],
 ): { contact: Contact } | { page: FastifyReply } {
   const form: ContactForm = {
     email: trimmed(body.email, 254),
@@ -182,10 +231,10 @@ function contactFrom(
   };
   const email = form.email || microsoftEmail(s) || '';
   if (!email) {
-    return { page: l.pages.renderForm(reply, 400, s, form, { email: 'Enter an email address so that we can contact you about your account' }) };
+    return { page: l.pages.renderForm(reply, 400, s, form, { email: 'Enter an email address so that we can contact you about your account' }, signedIn) };
   }
   if (!EMAIL.test(email) || (body.email ?? '').trim().length > 254) {
-    return { page: l.pages.renderForm(reply, 400, s, form, { email: 'Enter an email address in the correct format, like name@example.com' }) };
+    return { page: l.pages.renderForm(reply, 400, s, form, { email: 'Enter an email address in the correct format, like name@example.com' }, signedIn) };
   }
   const contact: Contact = {
     email,
@@ -203,6 +252,13 @@ async function activate(
   body: Static<typeof ActivateBody>,
 ): Promise<FastifyReply> {
   const subscriptionId = (body.subscriptionId ?? '').trim();
+  let session: LandingSession | undefined;
+  if (l.auth) {
+    const signedIn = l.auth.session(request);
+    if (signedIn.kind !== 'ok') return l.auth.sessionOver(request, reply, signedIn);
+    if (!sameToken(body.csrf, signedIn.session.csrf)) return l.auth.csrfRefused(request, reply);
+    session = signedIn.session;
+  }
   const check = l.signer.verify('activate', subscriptionId, body.sig);
   if (check !== 'ok') {
     request.log.warn({ subscriptionId: subscriptionId.slice(0, 100), signature: check }, 'activation form refused: bad or expired signature');
@@ -212,15 +268,20 @@ async function activate(
   if (!s) return l.pages.notFoundPage(reply);
   // Already activating or further on (a second tab, a double click, a back button): never twice.
   if (!needsForm(s)) return reply.redirect(l.pages.statusPageUrl(subscriptionId), 303);
+  const signedIn = signedInForm(l, s, session);
+  if (signedIn?.blocked) {
+    request.log.warn({ component: 'landing', subscriptionId, oid: session?.user.oid }, 'activation refused: signed in as neither purchaser nor beneficiary');
+    return l.pages.renderForm(reply, 403, s, formFromState(s), {}, signedIn);
+  }
 
-  const given = contactFrom(l, reply, s, body);
+  const given = contactFrom(l, reply, s, body, signedIn);
   if ('page' in given) return given.page;
   const { contact } = given;
   try {
     const result = await l.ledger.execute(
       subscriptionId,
       { type: 'RequestActivation', now: l.now().toISOString(), source: 'landing', contact },
-      { actor: `customer:${contact.email}`, ...correlationOf(request) },
+      { ...(session ? actorOf(session.user) : { actor: `customer:${contact.email}` }), ...correlationOf(request) },
     );
     request.log.info(
       { subscriptionId, recorded: result.events.map((e) => e.type) },
@@ -237,11 +298,18 @@ async function activate(
 // ------------------------------------------------------------------------------------------------
 // GET /landing/subscriptions/:id  (status / account page)
 
-async function showStatusPage(l: Landing, reply: FastifyReply, id: string, sig: string | undefined): Promise<FastifyReply> {
+async function showStatusPage(l: Landing, request: FastifyRequest, reply: FastifyReply, id: string, sig: string | undefined): Promise<FastifyReply> {
   if (l.signer.verify('status', id, sig) !== 'ok') return l.pages.expiredPage(reply);
   const s = known((await l.ledger.load(id)).state);
   if (!s) return l.pages.notFoundPage(reply);
-  if (s.status === 'PendingFulfillmentStart' && !s.activation.requestedAt) return l.pages.renderForm(reply, 200, s, formFromState(s), {});
+  const check = l.auth?.session(request);
+  const session = check?.kind === 'ok' ? check.session : undefined;
+  if (s.status === 'PendingFulfillmentStart' && !s.activation.requestedAt) {
+    // The form only to someone signed in.
+    if (l.auth && check && !session) return l.auth.sessionOver(request, reply, check);
+    const signedIn = signedInForm(l, s, session);
+    return l.pages.renderForm(reply, signedIn?.blocked ? 403 : 200, s, formFromState(s), {}, signedIn);
+  }
   return l.pages.sendPage(reply, 200, (ctx) =>
     statusPage(ctx, {
       subscription: s,
@@ -250,6 +318,7 @@ async function showStatusPage(l: Landing, reply: FastifyReply, id: string, sig: 
       pollIntervalMs: l.pollIntervalMs,
       ...(l.accountUrl ? { accountUrl: l.accountUrl } : {}),
       ...(s.contact ? { contact: s.contact } : {}),
+      ...(session ? { signedInPanel: signedInPanel(session) } : {}),
     }),
   );
 }
@@ -295,12 +364,14 @@ export const landingRoutes: FastifyPluginAsyncTypebox<LandingOptions> = async (a
       'no landingSecret configured: using a random one; landing-page links stop working on restart and across instances',
     );
   }
+  const signingKey = typeof opts.landingSecret === 'string' ? Buffer.from(opts.landingSecret, 'utf8') : Buffer.from(opts.landingSecret ?? randomLandingSecret());
   const signer: LandingSigner = createLandingSigner({
-    secret: opts.landingSecret ?? randomLandingSecret(),
+    secret: signingKey,
     ttlMs: opts.linkTtlMs ?? DEFAULT_LINK_TTL_MS,
     now,
   });
   const pages = createLandingPages(productName, signer);
+  const signIn = opts.signIn ? landingSignIn(opts.signIn, pages, signingKey, now) : undefined;
   const l: Landing = {
     ledger: opts.ledger,
     marketplace: opts.marketplace,
@@ -310,9 +381,11 @@ export const landingRoutes: FastifyPluginAsyncTypebox<LandingOptions> = async (a
     pollIntervalMs: opts.pollIntervalMs ?? 2000,
     microsoftTimeoutMs: opts.microsoftTimeoutMs ?? DEFAULT_MICROSOFT_TIMEOUT_MS,
     ...(opts.accountUrl ? { accountUrl: opts.accountUrl } : {}),
+    ...(signIn ? { auth: signIn.auth } : {}),
   };
 
   await app.register(formbody, { bodyLimit: 16 * 1024 });
+  await signIn?.register(app, (request, reply, rawToken, session) => showPurchase(l, request, reply, rawToken, session));
   app.setErrorHandler(pageErrorHandler(pages, { retryAfterSeconds: opts.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS }));
 
   app.get(LANDING_PATH, { exposeHeadRoute: false }, async (request, reply) => openLanding(l, request, reply));
@@ -322,7 +395,7 @@ export const landingRoutes: FastifyPluginAsyncTypebox<LandingOptions> = async (a
   app.get(
     `${LANDING_PATH}/subscriptions/:subscriptionId`,
     { schema: { params: SubscriptionParams, querystring: SigQuery } },
-    async (request, reply) => showStatusPage(l, reply, request.params.subscriptionId, request.query.sig),
+    async (request, reply) => showStatusPage(l, request, reply, request.params.subscriptionId, request.query.sig),
   );
   app.get(
     `${LANDING_PATH}/subscriptions/:subscriptionId/status`,

@@ -186,6 +186,10 @@ a{color:var(--accent)}
 .error-summary{border:3px solid var(--bad);padding:.75rem 1rem;border-radius:.4rem;margin-bottom:1rem}
 .error-summary h2{margin-top:0;color:var(--bad)}
 .notice{border-left:4px solid var(--warn);padding:.5rem 1rem;background:var(--panel)}
+.signed-in{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;justify-content:space-between;border:1px solid var(--line);border-radius:.4rem;padding:.6rem 1rem;margin:0 0 1.25rem}
+.signed-in p{margin:0}.signed-in form{display:flex;gap:.5rem;margin:0}
+button.secondary{background:transparent;color:var(--accent);border:1px solid var(--accent);padding:.4rem .9rem;min-height:2.25rem;font-weight:500}
+a.button{display:inline-block;font-weight:600;padding:.7rem 1.4rem;border-radius:.4rem;background:var(--accent);color:var(--accent-fg);text-decoration:none}
 .status{padding:1rem;border-radius:.5rem;background:var(--panel);margin-bottom:1rem}
 .badge{display:inline-block;padding:.1rem .6rem;border-radius:1rem;font-weight:700;border:2px solid currentColor}
 .badge[data-phase=active]{color:var(--ok)}
@@ -292,6 +296,8 @@ export type PurchasePageModel = {
   signature: string;
   /** A previous activation gave up: say so above the form. */
   previousFailure?: string;
+  /** Who signed in (landing.sign-in.views.ts): the panel, the form's CSRF token, a notice; blocked = no activation from this account. */
+  signedIn?: { panel: SafeHtml; csrf: string; notice?: SafeHtml; blocked: boolean };
 };
 
 export function purchasePage(ctx: PageContext, m: PurchasePageModel): string {
@@ -308,7 +314,9 @@ ${emailError
 <ul><li><a href="#email">${emailError}</a></li></ul>
 </div>`
   : undefined}
+${m.signedIn?.panel}
 <h1>Set up your subscription</h1>
+${m.signedIn?.notice}
 <p>Thank you for buying ${ctx.productName}. Check the details below, tell us how to reach you, and activate your subscription.</p>
 ${m.previousFailure
   ? html`<p class="notice">The last attempt to activate this subscription did not succeed (${m.previousFailure}). You have not been charged; you can try again below.</p>`
@@ -317,11 +325,12 @@ ${m.previousFailure
 <h2 id="details-title">Your purchase</h2>
 ${detailsList(s, ctx.productName)}
 </section>
-<section aria-labelledby="contact-title">
+${m.signedIn?.blocked ? undefined : html`<section aria-labelledby="contact-title">
 <h2 id="contact-title">Your contact details</h2>
 <form method="post" action="${m.action}">
 <input type="hidden" name="subscriptionId" value="${s.subscriptionId}">
 <input type="hidden" name="sig" value="${m.signature}">
+${m.signedIn ? html`<input type="hidden" name="csrf" value="${m.signedIn.csrf}">` : undefined}
 <div class="field">
 <label for="email">Email address${m.microsoftEmail ? undefined : html` <span class="small">(required)</span>`}</label>
 <span class="hint" id="email-hint">${emailHint}</span>
@@ -343,7 +352,7 @@ ${emailError ? html`<span class="field-error" id="email-error"><span class="visu
 <p class="small">Billing starts when your subscription is activated. Microsoft bills you; you can cancel from the Azure portal or the Microsoft 365 admin center.</p>
 <button type="submit">Activate subscription</button>
 </form>
-</section>`;
+</section>`}`;
   return layout(ctx, { title: emailError ? 'Error: Set up your subscription' : 'Set up your subscription', body });
 }
 
@@ -359,6 +368,8 @@ export type StatusPageModel = {
   /** Where the customer uses the product, if configured. */
   accountUrl?: string;
   contact?: Contact;
+  /** Who signed in, with sign-out (landing.sign-in.views.ts). */
+  signedInPanel?: SafeHtml;
 };
 
 /** Polls the status endpoint and updates the page with textContent and `hidden` only. */
@@ -415,6 +426,7 @@ export function statusPage(ctx: PageContext, m: StatusPageModel): string {
   const panel = (phase: LandingPhase, content: SafeHtml): SafeHtml =>
     html`<div data-phase-panel="${phase}"${p.phase === phase ? undefined : html` hidden`}>${content}</div>`;
   const body = html`
+${m.signedInPanel}
 <h1 id="page-title">${p.title}</h1>
 <section class="status" id="progress" aria-labelledby="status-title" data-phase="${p.phase}" data-final="${p.final ? 'true' : 'false'}">
 <h2 id="status-title" class="visually-hidden">Status</h2>
@@ -446,12 +458,18 @@ export type ErrorPageModel = {
   paragraphs: string[];
   /** Shown small, for support (e.g. the request id). */
   reference?: string;
+  /** What to do next, as a link (e.g. "Sign in again"). */
+  action?: { label: string; href: string };
+  /** Above the heading (e.g. who is signed in, with "Use another account"). */
+  top?: SafeHtml;
 };
 
 export function errorPage(ctx: PageContext, m: ErrorPageModel): string {
   const body = html`
+${m.top}
 <h1>${m.title}</h1>
 ${m.paragraphs.map((text) => html`<p>${text}</p>`)}
+${m.action ? html`<p><a class="button" id="next-step" href="${m.action.href}">${m.action.label}</a></p>` : undefined}
 ${m.reference ? html`<p class="small">Reference: <code>${m.reference}</code></p>` : undefined}`;
   return layout(ctx, { title: m.title, body });
 }

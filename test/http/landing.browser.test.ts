@@ -97,6 +97,8 @@ t.test('landing page in chromium: purchase → landing → form → Active', { s
     LANDING_SECRET: 'browser-test-landing-secret-0123456789abcdef',
     PRODUCT_NAME: 'Contoso Notes',
     LANDING_MICROSOFT_TIMEOUT_MS: '2000',
+    // The page itself; the sign-in in front of it is landing.sign-in.browser.test.ts.
+    LANDING_SIGN_IN: 'off',
   });
   t.equal(config.store.kind, 'sqlite');
   const provisioner = gatedProvisioner();

@@ -34,7 +34,7 @@ t.test(`hostile requests of the kinds fuzzing does not send (seed ${SEED})`, { t
   const raw: string[] = [];
   const logger = pino(loggerOptions('debug'), new Writable({ write(chunk: Buffer, _e, done) { raw.push(chunk.toString('utf8')); done(); } }));
   const capture = { logger, text: () => raw.join(''), lines: () => raw.join('').split('\n').filter((l) => l.trim()) };
-  const config = loadConfig({ DATA_DIR: tempDir(t, 'hostile'), PORT: '0', EMULATOR_PORT: '0', SQLITE_POLL_INTERVAL_MS: '50', OPERATOR_TOKEN: OPERATOR, LOG_LEVEL: 'debug' });
+  const config = loadConfig({ DATA_DIR: tempDir(t, 'hostile'), PORT: '0', EMULATOR_PORT: '0', SQLITE_POLL_INTERVAL_MS: '50', OPERATOR_TOKEN: OPERATOR, LOG_LEVEL: 'debug', LANDING_SIGN_IN: 'off' });
   const s = await startRuntime(config, capture.logger, { emulator: { operationDelayMs: 50 }, runner: { retryBaseMs: 20, retryMaxMs: 200 } });
   t.teardown(() => s.close());
   const emulator = s.emulator;

@@ -25,12 +25,6 @@ export function parseExposition(text: string): Exposition {
   return { samples, types };
 }
 
-/** The families a sample name belongs to: itself, and the histogram/summary family for _bucket, _sum, _count. */
-export function familyOf(sample: string, types: ReadonlyMap<string, string>): string {
-  const base = sample.replace(/_(bucket|sum|count|total|created)$/, '');
-  return types.has(sample) ? sample : types.has(base) ? base : sample;
-}
-
 /** The sum of the samples of `name` whose labels include `labels`. */
 export function total(exposition: Exposition, name: string, labels: Record<string, string> = {}): number {
   return exposition.samples

@@ -32,7 +32,7 @@ import { startService } from './support/service.js';
 import type { Service } from './support/service.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
-const CATCH_UP_TIMEOUT_MS = Number(process.env.BENCH_CATCHUP_TIMEOUT_S ?? 600) * 1000;
+const CATCH_UP_TIMEOUT_MS = Number(process.env.BENCH_CATCHUP_TIMEOUT_S ?? 300) * 1000;
 const TOKEN = 'bench-operator-token-0123456789';
 const logger = createLogger('warn');
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -92,20 +92,25 @@ function countLines(svc: Service, match: (msg: string) => boolean): { count: num
 }
 
 /** Polls /healthz every 20 ms until the projections are live at `last`: the longest answer, the samples, the time. */
-async function catchUpWhilePolling(svc: Service, last: number): Promise<{ maxMs: number; p99Ms: number; samples: number; liveAfterMs: number }> {
+async function catchUpWhilePolling(svc: Service, last: number): Promise<{ maxMs: number; p99Ms: number; samples: number; liveAfterMs: number; timedOut: boolean }> {
   const started = performance.now();
   const latencies: number[] = [];
   let nextStatus = 0;
+  let timedOut = false;
   for (;;) {
     const t0 = performance.now();
-    const res = await fetch(`${svc.url}/healthz`);
-    await res.arrayBuffer();
+    // An answer that does not come within the timeout counts as the timeout (the service's event loop is held).
+    const left = Math.max(1, CATCH_UP_TIMEOUT_MS - (t0 - started));
+    const answered = await fetch(`${svc.url}/healthz`, { signal: AbortSignal.timeout(left) }).then((res) => res.arrayBuffer().then(() => true), () => false);
     latencies.push(performance.now() - t0);
-    if (performance.now() >= nextStatus) {
+    if (answered && performance.now() >= nextStatus) {
       nextStatus = performance.now() + 250;
       if (await caughtUp(svc, last)) break;
     }
-    if (performance.now() - started > CATCH_UP_TIMEOUT_MS) throw new Error(`the service did not catch up within ${CATCH_UP_TIMEOUT_MS} ms`);
+    if (performance.now() - started > CATCH_UP_TIMEOUT_MS) {
+      timedOut = true;
+      break;
+    }
     await sleep(Math.max(0, 20 - (performance.now() - t0)));
   }
   const sorted = [...latencies].sort((a, b) => a - b);
@@ -114,6 +119,7 @@ async function catchUpWhilePolling(svc: Service, last: number): Promise<{ maxMs:
     p99Ms: sorted[Math.floor(sorted.length * 0.99)] ?? 0,
     samples: sorted.length,
     liveAfterMs: performance.now() - started,
+    timedOut,
   };
 }
 
@@ -157,14 +163,14 @@ async function main() {
     const catchUp = await catchUpWhilePolling(first, last).finally(() => first.stop());
     const catchUpS = (first.readyMs + catchUp.liveAfterMs) / 1000;
     console.log(
-      `catch-up from zero (service, child process): live at the last event ${catchUpS.toFixed(1)} s after spawn; ` +
+      `catch-up from zero (service, child process): ${catchUp.timedOut ? `NOT live after ${CATCH_UP_TIMEOUT_MS / 1000} s (BENCH_CATCHUP_TIMEOUT_S)` : 'live at the last event'} ${catchUpS.toFixed(1)} s after spawn; ` +
         `/healthz every 20 ms: max ${fmt(catchUp.maxMs)} ms, p99 ${fmt(catchUp.p99Ms)} ms over ${catchUp.samples} requests`,
     );
 
-    // 4. Restart with the read models caught up.
+    // 4. Restart with the read models caught up (as far as step 3 got them).
     const second = await startService(env);
     const scans = countLines(second, (msg) => msg.includes('scanning the subscription streams'));
-    const liveAfterMs = await untilCaughtUp(second, last).finally(async () => {
+    const liveAfterMs = await untilCaughtUp(second, catchUp.timedOut ? 0 : last).finally(async () => {
       await sleep(500); // resumeAll runs once the projections are live: give its log line time to arrive
       await second.stop();
     });
@@ -186,16 +192,28 @@ async function main() {
         REBUILD_WHY,
       ),
       missed({ name: 'rebuild / raw readAll', value: Number(ratio.toFixed(1)), unit: '%', goal: { op: '>=', value: 25 } }, REBUILD_WHY),
-      { name: 'rebuild: peak RSS', value: Math.round(rebuild.peakRssMiB), unit: 'MiB', goal: { op: '<', value: 300 }, note: `RSS before the rebuild ${Math.round(rebuild.rssBeforeMiB)} MiB (after the raw read)` },
+      missed(
+        { name: 'rebuild: peak RSS', value: Math.round(rebuild.peakRssMiB), unit: 'MiB', goal: { op: '<', value: 300 }, note: `RSS before the rebuild ${Math.round(rebuild.rssBeforeMiB)} MiB (after the raw read)` },
+        `RSS before the rebuild ${Math.round(rebuild.rssBeforeMiB)} MiB (this process had just read every event). The rest: the read model's 64 MiB page cache, the store's, ` +
+          'and a 20,000-event batch with the rows it touches. Not measured apart yet; smaller rebuild batches (5,000) and a smaller page cache would lower it, at some throughput.',
+      ),
       { name: 'rebuild: longest event-loop stall (CLI, 20,000-event batches up to 500 ms)', value: Math.round(rebuild.maxStallMs), unit: 'ms' },
       missed({ name: `restart with read models caught up, ${fmt(events)} events: ready`, value: Number((second.readyMs / 1000).toFixed(2)), unit: 's', goal: { op: '<', value: 2 } }, 'start-up before the projections: see the time to listening in the details'),
       { name: 'restart with read models caught up: projections live', value: Number(((second.readyMs + liveAfterMs) / 1000).toFixed(2)), unit: 's' },
       { name: 'restart: resumeAll scans of the store', value: scans.count, unit: 'scans', goal: { op: '<=', value: 0 } },
       missed(
         { name: `catch-up from empty read models, ${fmt(events)} events: longest GET /healthz (every 20 ms)`, value: Math.round(catchUp.maxMs), unit: 'ms', goal: { op: '<', value: 100 } },
-        'a batch holds the event loop for its read and its transaction; the runner keeps a batch under 50 ms, so a longer answer is the machine (2 cores shared) or a commit that took longer than its batch predicted',
+        'The projection runner holds the event loop for one batch (its read and its transaction), kept near 50 ms by the adaptive batch size; a longer answer ' +
+          'is another part of the service at start or the machine (2 cores shared). Seen at 1M events (strace on the child): the main thread inside one long ' +
+          'native call writing to events.db (its WAL), nothing to readmodels.db, the read models at position 500 for minutes: a write on the event store at start ' +
+          '(process managers or the store), not the projections. What would reach it: find that write (a CPU profile of the child) and batch or move it off the event loop.',
       ),
-      { name: 'catch-up from empty read models: spawn to live at the last event', value: Number(catchUpS.toFixed(1)), unit: 's' },
+      {
+        name: 'catch-up from empty read models: spawn to live at the last event',
+        value: Number(catchUpS.toFixed(1)),
+        unit: 's',
+        ...(catchUp.timedOut ? { note: `not live when the bench gave up (BENCH_CATCHUP_TIMEOUT_S); the restart below then measures a partly caught-up file` } : {}),
+      },
     ];
     const path = writeResult({
       bench: 'projections',

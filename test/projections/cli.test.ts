@@ -28,7 +28,7 @@ t.test('rebuilds the service\'s read models, one projection, or into another fil
 
   const all = io();
   t.equal(await main([], env, all.io), 0, all.err.join('\n'));
-  t.match(all.out.join('\n'), /rebuilt subscriptions, operations, metrics: \d+ events in [\d.]+ s \(\d+ events\/s\)/);
+  t.match(all.out.join('\n'), /rebuilt subscriptions, operations, metrics, usage: \d+ events in [\d.]+ s \(\d+ events\/s\)/);
   t.match(all.out.join('\n'), /subscriptions v3: subscriptions 30, subscriptions_state 30/);
   const db = openReadModelDb(join(dir, 'readmodels.db'));
   t.same(dump(db, allProjections), expected, 'the file is as a clean build');

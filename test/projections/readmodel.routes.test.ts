@@ -85,7 +85,7 @@ t.test('status', async (t) => {
   t.equal(res.status, 200);
   t.equal(res.headers['x-read-model-state'], 'live');
   const body = res.json() as { projections: Array<{ name: string; state: string; version: number; position: string }> };
-  t.same(body.projections.map((p) => [p.name, p.state, p.version]), [['subscriptions', 'live', 3], ['operations', 'live', 3], ['metrics', 'live', 1]]);
+  t.same(body.projections.map((p) => [p.name, p.state, p.version]), [['subscriptions', 'live', 3], ['operations', 'live', 3], ['metrics', 'live', 1], ['usage', 'live', 1]]);
   t.match(body.projections[0]?.position, /^\d+$/);
 });
 

@@ -75,6 +75,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadFigures> {
         sentAt = performance.now();
         socket.write(`${head}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
       };
+      // A service that does not answer at all (e.g. while it catches up) ends the run 10 s after its time, as errors.
+      const hardStop = setTimeout(() => socket.destroy(new Error('no answer')), until - performance.now() + 10_000);
+      socket.on('close', () => clearTimeout(hardStop));
       socket.on('connect', send);
       socket.on('data', (chunk: Buffer) => {
         buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);

@@ -41,19 +41,23 @@ export function emulatorEnv(emulator: RunningEmulator): Record<string, string> {
 
 /**
  * Spawns the service with `env` on top of this process's environment and resolves once it logs 'ready'.
- * `nodeArgs` go before the entry (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow).
+ * `nodeArgs` go before the entry (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow). Past `readyTimeoutMs` the
+ * child is killed and the promise rejects.
  */
-export async function startService(env: Record<string, string>, options: { nodeArgs?: string[] } = {}): Promise<Service> {
+export async function startService(env: Record<string, string>, options: { nodeArgs?: string[]; readyTimeoutMs?: number } = {}): Promise<Service> {
+  const nodeArgs = options.nodeArgs ?? [];
+  const readyTimeoutMs = options.readyTimeoutMs ?? Number.POSITIVE_INFINITY;
   const started = performance.now();
-  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), ...serverArgs()], {
+  const proc = spawn(process.execPath, [...nodeArgs, ...serverArgs()], {
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
   let listeningMs = 0;
+  const lines = createInterface({ input: proc.stdout });
   const url = await new Promise<string>((resolve, reject) => {
     let listening = '';
-    createInterface({ input: proc.stdout }).on('line', (line) => {
+    lines.on('line', (line) => {
       try {
         const log = JSON.parse(line) as { msg?: string; url?: string };
         if (log.msg === 'listening; opening the event store' && log.url) {
@@ -66,8 +70,17 @@ export async function startService(env: Record<string, string>, options: { nodeA
       }
     });
     proc.on('exit', () => reject(new Error('the service exited before it was ready')));
+    if (Number.isFinite(readyTimeoutMs)) {
+      setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(new Error(`the service was not ready within ${readyTimeoutMs} ms`));
+      }, readyTimeoutMs).unref();
+    }
   });
   const readyMs = performance.now() - started;
+  // From here on the log is drained unread: parsing thousands of lines a second would load the benchmark's own process.
+  lines.close();
+  proc.stdout.resume();
   return {
     url,
     proc,

@@ -32,8 +32,11 @@ export type GroupCommitOptions = {
   beforeWrite?: () => void;
 };
 
-/** What the store counts: transactions committed (or tried) and the appends they carried. */
-export type GroupCommitStats = { batches: number; appends: number; largestBatch: number; lastBatchMs: number };
+/**
+ * What the store counts: transactions committed (or tried), the appends they carried, and the time spent inside them
+ * (statements and the commit's fsync), during which the event loop is held: better-sqlite3 is synchronous.
+ */
+export type GroupCommitStats = { batches: number; appends: number; largestBatch: number; lastBatchMs: number; totalBatchMs: number };
 
 type Pending = { run: () => unknown; started: number; resolve: (value: unknown) => void; reject: (err: unknown) => void };
 type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -50,7 +53,7 @@ export class GroupCommit {
   private scheduled = false;
   private inFlight: Promise<void> | undefined;
   private readonly maxBatch: number;
-  private readonly counts: GroupCommitStats = { batches: 0, appends: 0, largestBatch: 0, lastBatchMs: 0 };
+  private readonly counts: GroupCommitStats = { batches: 0, appends: 0, largestBatch: 0, lastBatchMs: 0, totalBatchMs: 0 };
   /** One append in its savepoint: better-sqlite3 makes a transaction called inside another a SAVEPOINT. */
   private readonly one: (run: () => unknown) => unknown;
   private readonly batch: { immediate: (items: readonly Pending[]) => Settled[] };
@@ -109,6 +112,7 @@ export class GroupCommit {
             return this.batch.immediate(items);
           } finally {
             this.counts.lastBatchMs = performance.now() - t0;
+            this.counts.totalBatchMs += this.counts.lastBatchMs;
           }
         },
         oldest,

@@ -130,7 +130,28 @@ function readSession(c: Ctx, request: FastifyRequest): SessionCheck {
   return decodeSession(check.value, c.now().getTime());
 }
 
+/**
+ * After a form (sign-out's "Use another account"): the provider's address is reached by a page that goes on
+ * by itself, since the pages' CSP (form-action 'self') does not let a form's redirect leave this site.
+ */
+async function startAfterForm(c: Ctx, request: FastifyRequest, reply: FastifyReply, rawToken: string): Promise<FastifyReply> {
+  const prepared = await prepare(c, request, reply, rawToken);
+  if (!('url' in prepared)) return prepared;
+  return c.pages.sendError(reply, 200, {
+    title: 'Sign in with another account',
+    paragraphs: ['Taking you to the sign-in page…'],
+    action: { label: 'Continue to sign-in', href: prepared.url },
+    refreshTo: prepared.url,
+  });
+}
+
 async function start(c: Ctx, request: FastifyRequest, reply: FastifyReply, rawToken: string): Promise<FastifyReply> {
+  const prepared = await prepare(c, request, reply, rawToken);
+  return 'url' in prepared ? reply.redirect(prepared.url, 303) : prepared;
+}
+
+/** A new sign-in for the token: kept under its state, the state's cookie set; the provider's address (or a 503 page). */
+async function prepare(c: Ctx, request: FastifyRequest, reply: FastifyReply, rawToken: string): Promise<{ url: string } | FastifyReply> {
   const client = c.opts.client();
   const unavailable = (detail: string) =>
     refuse(c, request, reply.header('retry-after', '10'), 503, `sign-in unavailable: ${detail}`, {
@@ -147,7 +168,8 @@ async function start(c: Ctx, request: FastifyRequest, reply: FastifyReply, rawTo
   }
   c.pending.set(flow.state, { token: rawToken, flow });
   request.log.info({ component: 'landing', provider: client.kind, pending: c.pending.size }, 'landing page: sign-in started');
-  return reply.setCookie(SIGN_IN_COOKIE, flow.state, cookieOptions(c, c.opts.signInMs)).header('cache-control', 'no-store').redirect(url, 303);
+  reply.setCookie(SIGN_IN_COOKIE, flow.state, cookieOptions(c, c.opts.signInMs)).header('cache-control', 'no-store');
+  return { url };
 }
 
 function expiredSignIn(c: Ctx, request: FastifyRequest, reply: FastifyReply, reason: string): FastifyReply {
@@ -277,7 +299,7 @@ async function signOut(c: Ctx, request: FastifyRequest, reply: FastifyReply, bod
   reply.clearCookie(SESSION_COOKIE, { path: COOKIE_PATH });
   const token = check.kind === 'ok' && check.session.purchase ? c.purchases.get(check.session.purchase) : undefined;
   if (check.kind === 'ok') request.log.info({ component: 'landing', oid: check.session.user.oid, then: body.then }, 'landing page: customer signed out');
-  if (body.then === 'sign-in' && token) return start(c, request, reply, token);
+  if (body.then === 'sign-in' && token) return startAfterForm(c, request, reply, token);
   return c.pages.sendError(reply.header('cache-control', 'no-store'), 200, {
     title: 'You have signed out',
     paragraphs: ['You are signed out of this page. Your Microsoft account may still be signed in on this browser.', REOPEN_HINT],

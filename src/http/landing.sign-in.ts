@@ -16,7 +16,8 @@
  * sign-in has been verified: every refusal answers a 4xx page that says what to do next.
  */
 import cookie from '@fastify/cookie';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { Type } from 'typebox';
 import type { SignedInActor } from '../application/subscription-ledger.js';
@@ -309,7 +310,7 @@ async function signOut(c: Ctx, request: FastifyRequest, reply: FastifyReply, bod
 export type LandingSignInRoutes = {
   auth: LandingAuth;
   /** The routes; `resume` shows the purchase for a token, as GET /landing?token=… does with a session. */
-  register(app: FastifyInstance, resume: (request: FastifyRequest, reply: FastifyReply, rawToken: string, session: LandingSession) => Promise<FastifyReply>): Promise<void>;
+  register(app: Parameters<FastifyPluginAsyncTypebox>[0], resume: (request: FastifyRequest, reply: FastifyReply, rawToken: string, session: LandingSession) => Promise<FastifyReply>): Promise<void>;
 };
 
 export function landingSignIn(opts: LandingSignInOptions, pages: LandingPages, secret: Uint8Array, now: () => Date): LandingSignInRoutes {
@@ -333,7 +334,7 @@ export function landingSignIn(opts: LandingSignInOptions, pages: LandingPages, s
     async register(app, resume) {
       // Its own key for the cookies, derived from the landing secret.
       await app.register(cookie, { secret: createHmac('sha256', secret).update('landing:cookies:v1').digest('base64url') });
-      app.get(CALLBACK_PATH, { schema: { querystring: CallbackQuery } }, async (request, reply) => callback(c, request, reply, request.query as CallbackParams));
+      app.get(CALLBACK_PATH, { schema: { querystring: CallbackQuery } }, async (request, reply) => callback(c, request, reply, request.query));
       app.get(RETRY_PATH, async (request, reply) => {
         const state = signedCookie(request, SIGN_IN_COOKIE);
         const pending = state ? c.pending.take(state) : undefined;
@@ -348,7 +349,7 @@ export function landingSignIn(opts: LandingSignInOptions, pages: LandingPages, s
         return resume(request, reply, token, check.session);
       });
       app.post(SIGN_OUT_PATH, { schema: { body: Type.Object({ csrf: Type.Optional(Type.String({ maxLength: 200 })), then: Type.Optional(Type.String({ maxLength: 20 })) }) } }, async (request, reply) =>
-        signOut(c, request, reply, (request.body ?? {}) as { csrf?: string; then?: string }),
+        signOut(c, request, reply, request.body ?? {}),
       );
     },
   };

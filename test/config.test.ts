@@ -16,7 +16,15 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
   t.same(c.webhook, {});
   t.same(c.policy, { retiredPlans: [] });
   t.same(c.operator, {});
-  t.same(c.landing, { productName: 'Fulfillment Ledger sandbox', microsoftTimeoutMs: 5000 });
+  t.same(
+    c.landing,
+    {
+      productName: 'Fulfillment Ledger sandbox',
+      microsoftTimeoutMs: 5000,
+      signIn: { kind: 'local', port: 0, sessionMs: 1_800_000, signInMs: 900_000, allowOtherUsers: false },
+    },
+    'the sandbox signs customers in at its local OpenID provider',
+  );
   t.same(c.emulator, { port: 3978 });
   t.same(c.runner, { lease: { takeoverAfterMs: 5000, heartbeatMs: 30000, pollMs: 1000 } });
   t.equal(c.integration, undefined, 'no PROVISIONING_WEBHOOK_URL: no integration');
@@ -163,4 +171,25 @@ t.test('an unusable DATA_DIR names DATA_DIR', async (t) => {
 
 t.test('connection strings with credentials are redacted in errors', async (t) => {
   t.throws(() => loadConfig({ EVENTSTORE_CONNECTION_STRING: 'http://admin:changeit@host:2113' }), { message: /\/\/\*\*\*@host/ });
+});
+
+t.test('landing sign-in settings (issue 13)', async (t) => {
+  const dir = tempDir(t);
+  const entra = loadConfig({ DATA_DIR: dir, LANDING_ENTRA_CLIENT_ID: 'app', LANDING_ENTRA_CLIENT_SECRET: 's', LANDING_ENTRA_AUTHORITY: 'organizations', LANDING_ALLOW_OTHER_USERS: 'true', LANDING_REDIRECT_URI: 'https://ledger.example/landing/sign-in/callback' });
+  t.same(entra.landing.signIn, {
+    kind: 'entra',
+    clientId: 'app',
+    clientSecret: 's',
+    authority: 'https://login.microsoftonline.com/organizations',
+    redirectUri: 'https://ledger.example/landing/sign-in/callback',
+    sessionMs: 1_800_000,
+    signInMs: 900_000,
+    allowOtherUsers: true,
+  });
+  t.equal(loadConfig({ DATA_DIR: dir, MARKETPLACE_STATIC_TOKEN: 'x' }).landing.signIn, undefined, 'outside the sandbox without Entra settings: none (a warning at start)');
+  t.equal(loadConfig({ DATA_DIR: dir, LANDING_SIGN_IN: 'off' }).landing.signIn, undefined);
+  t.throws(() => loadConfig({ DATA_DIR: dir, LANDING_SIGN_IN: 'entra' }), /LANDING_ENTRA_CLIENT_ID: is required/);
+  t.throws(() => loadConfig({ DATA_DIR: dir, LANDING_ENTRA_CLIENT_ID: 'app' }), /LANDING_ENTRA_CLIENT_SECRET: or LANDING_ENTRA_CLIENT_CERTIFICATE_PATH/);
+  t.throws(() => loadConfig({ DATA_DIR: dir, LANDING_REDIRECT_URI: 'http://ledger.example/cb' }), /LANDING_REDIRECT_URI: must be https/);
+  t.throws(() => loadConfig({ DATA_DIR: dir, LANDING_ALLOW_OTHER_USERS: 'yes' }), /LANDING_ALLOW_OTHER_USERS: must be 'true' or 'false'/);
 });

@@ -16,7 +16,8 @@
  * sign-in has been verified: every refusal answers a 4xx page that says what to do next.
  */
 import cookie from '@fastify/cookie';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { Type } from 'typebox';
 import type { SignedInActor } from '../application/subscription-ledger.js';
@@ -130,7 +131,28 @@ function readSession(c: Ctx, request: FastifyRequest): SessionCheck {
   return decodeSession(check.value, c.now().getTime());
 }
 
+/**
+ * After a form (sign-out's "Use another account"): the provider's address is reached by a page that goes on
+ * by itself, since the pages' CSP (form-action 'self') does not let a form's redirect leave this site.
+ */
+async function startAfterForm(c: Ctx, request: FastifyRequest, reply: FastifyReply, rawToken: string): Promise<FastifyReply> {
+  const prepared = await prepare(c, request, reply, rawToken);
+  if (!('url' in prepared)) return prepared;
+  return c.pages.sendError(reply, 200, {
+    title: 'Sign in with another account',
+    paragraphs: ['Taking you to the sign-in page…'],
+    action: { label: 'Continue to sign-in', href: prepared.url },
+    refreshTo: prepared.url,
+  });
+}
+
 async function start(c: Ctx, request: FastifyRequest, reply: FastifyReply, rawToken: string): Promise<FastifyReply> {
+  const prepared = await prepare(c, request, reply, rawToken);
+  return 'url' in prepared ? reply.redirect(prepared.url, 303) : prepared;
+}
+
+/** A new sign-in for the token: kept under its state, the state's cookie set; the provider's address (or a 503 page). */
+async function prepare(c: Ctx, request: FastifyRequest, reply: FastifyReply, rawToken: string): Promise<{ url: string } | FastifyReply> {
   const client = c.opts.client();
   const unavailable = (detail: string) =>
     refuse(c, request, reply.header('retry-after', '10'), 503, `sign-in unavailable: ${detail}`, {
@@ -147,7 +169,8 @@ async function start(c: Ctx, request: FastifyRequest, reply: FastifyReply, rawTo
   }
   c.pending.set(flow.state, { token: rawToken, flow });
   request.log.info({ component: 'landing', provider: client.kind, pending: c.pending.size }, 'landing page: sign-in started');
-  return reply.setCookie(SIGN_IN_COOKIE, flow.state, cookieOptions(c, c.opts.signInMs)).header('cache-control', 'no-store').redirect(url, 303);
+  reply.setCookie(SIGN_IN_COOKIE, flow.state, cookieOptions(c, c.opts.signInMs)).header('cache-control', 'no-store');
+  return { url };
 }
 
 function expiredSignIn(c: Ctx, request: FastifyRequest, reply: FastifyReply, reason: string): FastifyReply {
@@ -277,7 +300,7 @@ async function signOut(c: Ctx, request: FastifyRequest, reply: FastifyReply, bod
   reply.clearCookie(SESSION_COOKIE, { path: COOKIE_PATH });
   const token = check.kind === 'ok' && check.session.purchase ? c.purchases.get(check.session.purchase) : undefined;
   if (check.kind === 'ok') request.log.info({ component: 'landing', oid: check.session.user.oid, then: body.then }, 'landing page: customer signed out');
-  if (body.then === 'sign-in' && token) return start(c, request, reply, token);
+  if (body.then === 'sign-in' && token) return startAfterForm(c, request, reply, token);
   return c.pages.sendError(reply.header('cache-control', 'no-store'), 200, {
     title: 'You have signed out',
     paragraphs: ['You are signed out of this page. Your Microsoft account may still be signed in on this browser.', REOPEN_HINT],
@@ -287,7 +310,7 @@ async function signOut(c: Ctx, request: FastifyRequest, reply: FastifyReply, bod
 export type LandingSignInRoutes = {
   auth: LandingAuth;
   /** The routes; `resume` shows the purchase for a token, as GET /landing?token=… does with a session. */
-  register(app: FastifyInstance, resume: (request: FastifyRequest, reply: FastifyReply, rawToken: string, session: LandingSession) => Promise<FastifyReply>): Promise<void>;
+  register(app: Parameters<FastifyPluginAsyncTypebox>[0], resume: (request: FastifyRequest, reply: FastifyReply, rawToken: string, session: LandingSession) => Promise<FastifyReply>): Promise<void>;
 };
 
 export function landingSignIn(opts: LandingSignInOptions, pages: LandingPages, secret: Uint8Array, now: () => Date): LandingSignInRoutes {
@@ -311,7 +334,7 @@ export function landingSignIn(opts: LandingSignInOptions, pages: LandingPages, s
     async register(app, resume) {
       // Its own key for the cookies, derived from the landing secret.
       await app.register(cookie, { secret: createHmac('sha256', secret).update('landing:cookies:v1').digest('base64url') });
-      app.get(CALLBACK_PATH, { schema: { querystring: CallbackQuery } }, async (request, reply) => callback(c, request, reply, request.query as CallbackParams));
+      app.get(CALLBACK_PATH, { schema: { querystring: CallbackQuery } }, async (request, reply) => callback(c, request, reply, request.query));
       app.get(RETRY_PATH, async (request, reply) => {
         const state = signedCookie(request, SIGN_IN_COOKIE);
         const pending = state ? c.pending.take(state) : undefined;
@@ -326,7 +349,7 @@ export function landingSignIn(opts: LandingSignInOptions, pages: LandingPages, s
         return resume(request, reply, token, check.session);
       });
       app.post(SIGN_OUT_PATH, { schema: { body: Type.Object({ csrf: Type.Optional(Type.String({ maxLength: 200 })), then: Type.Optional(Type.String({ maxLength: 20 })) }) } }, async (request, reply) =>
-        signOut(c, request, reply, (request.body ?? {}) as { csrf?: string; then?: string }),
+        signOut(c, request, reply, request.body ?? {}),
       );
     },
   };

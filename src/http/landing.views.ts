@@ -462,6 +462,8 @@ export type ErrorPageModel = {
   action?: { label: string; href: string };
   /** Above the heading (e.g. who is signed in, with "Use another account"). */
   top?: SafeHtml;
+  /** Go on to this address at once (a meta refresh: a plain navigation, which the form-action CSP does not cover). */
+  refreshTo?: string;
 };
 
 export function errorPage(ctx: PageContext, m: ErrorPageModel): string {
@@ -471,7 +473,8 @@ ${m.top}
 ${m.paragraphs.map((text) => html`<p>${text}</p>`)}
 ${m.action ? html`<p><a class="button" id="next-step" href="${m.action.href}">${m.action.label}</a></p>` : undefined}
 ${m.reference ? html`<p class="small">Reference: <code>${m.reference}</code></p>` : undefined}`;
-  return layout(ctx, { title: m.title, body });
+  const head = m.refreshTo ? html`<meta http-equiv="refresh" content="0;url=${m.refreshTo}">` : undefined;
+  return layout(ctx, { title: m.title, body, ...(head ? { head } : {}) });
 }
 
 // ------------------------------------------------------------------------------------------------

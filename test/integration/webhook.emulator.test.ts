@@ -307,6 +307,10 @@ t.test('a store outage answers 503; Microsoft\'s redelivery succeeds once the st
       }),
   });
   const id = await activeSubscription(t, s);
+  // The refresh that follows the activation reads Microsoft back: had it not finished before the outage, it would
+  // run after it, find the subscription Suspended at Microsoft and converge on it first (the notification is then
+  // `ignored`, rightly, but this test is about the redelivery being applied).
+  await s.processes()?.idle();
   down = true;
   const op = s.emulator.marketplace.suspend(id);
   const failed = await waitFor('a delivery to fail with 503', () => s.emulator.deliveries({ operationId: op.id })[0]?.attempts.find((a) => a.statusCode === 503));

@@ -25,7 +25,7 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
     },
     'the sandbox signs customers in at its local OpenID provider',
   );
-  t.same(c.emulator, { port: 3978 });
+  t.same(c.emulator, { port: 3978, dataDir: dir }, "the emulator's state and the sandbox token live in DATA_DIR");
   t.same(c.runner, { lease: { takeoverAfterMs: 5000, heartbeatMs: 30000, pollMs: 1000 } });
   t.equal(c.integration, undefined, 'no PROVISIONING_WEBHOOK_URL: no integration');
   t.same(c.projections, { path: join(dir, 'readmodels.db') }, 'read models beside the embedded store');
@@ -105,7 +105,7 @@ t.test('every section from its variables', async (t) => {
   t.same(c.policy, { retiredPlans: ['old', 'older'], maxSeats: 50 });
   t.same(c.operator, { token: 'operator-token-0123456789' });
   t.same(c.landing, { secret: 'l'.repeat(32), productName: 'Contoso', microsoftTimeoutMs: 2500 });
-  t.same(c.emulator, { port: 0 });
+  t.same(c.emulator, { port: 0, dataDir: dir });
   t.same(c.runner, { mode: 'catch-up', lease: { takeoverAfterMs: 200, heartbeatMs: 300, pollMs: 20 } });
   t.same(c.integration, { url: 'https://isv.example/ledger', secrets: [secret], timeoutMs: 2000, maxAttempts: 3, insecure: false });
   t.same(c.projections, { path: join(dir, 'elsewhere.db') });

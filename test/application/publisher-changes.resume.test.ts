@@ -109,8 +109,9 @@ const outcomes = (results: { subscriptionId: string; outcome: string }[]) => Obj
 t.test('resumeAll reads the pending changes from the read model once it is live, never the whole store', async (t) => {
   const { dir, raw } = await history(t);
   const { store, readAlls } = countingStore(raw);
-  // As at a start: the projections begin catching up and resumeAll is called at once.
-  const running = startProjections({ store, path: join(dir, 'readmodels.db'), logger });
+  // As at a start: the projections begin catching up and resumeAll is called at once. The projections read the
+  // store uncounted (their catch-up reads it whole, by design); what is counted is what resumeAll reads.
+  const running = startProjections({ store: raw, path: join(dir, 'readmodels.db'), logger });
   t.teardown(() => running.stop());
   const { microsoft, publisherChanges } = resumer(t, store);
 
@@ -142,7 +143,7 @@ t.test('without a read model (or one that cannot answer) resumeAll scans the sto
 t.test('a runner that stops before it is live: the source answers undefined and the store is scanned', async (t) => {
   const { dir, raw } = await history(t);
   const { store, readAlls } = countingStore(raw);
-  const running = startProjections({ store, path: join(dir, 'readmodels.db'), logger });
+  const running = startProjections({ store: raw, path: join(dir, 'readmodels.db'), logger }); // uncounted: the count is resumeAll's
   await running.stop();
   const { publisherChanges } = resumer(t, store);
   const results = await publisherChanges.resumeAll(pendingChangeSource(running));
@@ -153,7 +154,7 @@ t.test('a runner that stops before it is live: the source answers undefined and 
 t.test('read models that never become live: after the wait the store is scanned, so pending changes are still followed', async (t) => {
   const { dir, raw } = await history(t);
   const { store, readAlls } = countingStore(raw);
-  const running = startProjections({ store, path: join(dir, 'readmodels.db'), logger });
+  const running = startProjections({ store: raw, path: join(dir, 'readmodels.db'), logger }); // uncounted: the count is resumeAll's
   t.teardown(() => running.stop());
   // A runner that is never live (stuck, failing): whenLive never resolves.
   const stuck = { ...running, whenLive: () => new Promise<void>(() => undefined) };

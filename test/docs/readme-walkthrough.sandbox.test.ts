@@ -58,7 +58,9 @@ t.test("the README's sandbox walkthrough answers as shown", async (t) => {
   const steps = walkthrough(readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8'));
   t.ok(steps.length >= 15, `${steps.length} commands`);
   const dataDir = tempDir(t, 'readme');
-  const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', EMULATOR_PORT: '0', SQLITE_POLL_INTERVAL_MS: '50', RECONCILE_INTERVAL_MINUTES: '0' });
+  // The landing page's Activate is pressed by a plain POST here, so the sandbox's sign-in is off in this test; the
+  // sign-in step of the walkthrough runs in a real browser in test/http/landing.sign-in.browser.test.ts.
+  const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', EMULATOR_PORT: '0', SQLITE_POLL_INTERVAL_MS: '50', RECONCILE_INTERVAL_MINUTES: '0', LANDING_SIGN_IN: 'off' });
   const runtime = await startRuntime(config, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), {
     emulator: { operationDelayMs: 50, redelivery: { initialDelayMs: 50, factor: 2, maxDelayMs: 500, maxAttempts: 20 } },
     runner: { retryBaseMs: 20, retryMaxMs: 200, retryLaterMaxMs: 500 },

@@ -19,6 +19,7 @@ t.test('GET /api/processes lists the running process managers; /api/processes/pa
       ['activation', 'lease', 0, 0],
       ['notifications', 'lease', 0, 0],
       ['refresh', 'lease', 0, 0],
+      ['metering', 'lease', 0, 0],
     ],
     'the process managers of the sandbox (no integration events without PROVISIONING_WEBHOOK_URL)',
   );

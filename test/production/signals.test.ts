@@ -53,7 +53,7 @@ t.test('node dist/server.js: SIGINT (Ctrl-C) shuts it down cleanly too', async (
 t.test('a request in flight at SIGTERM is answered, and its keep-alive connection does not hold the shutdown up', async (t) => {
   const dataDir = tempDir(t, 'prod-inflight');
   // A grace period far shorter than Fastify's 72 s keep-alive: a connection left open would make it expire (exit 1).
-  const service = await startProduction(t, process.execPath, ['dist/server.js'], { DATA_DIR: dataDir, SHUTDOWN_GRACE_MS: '8000' });
+  const service = await startProduction(t, process.execPath, ['dist/server.js'], { DATA_DIR: dataDir, SHUTDOWN_GRACE_MS: '8000', LANDING_SIGN_IN: 'off' /* the landing request must reach Microsoft, not the sign-in */ });
   const line = service.logs.find((l) => l.emulator !== undefined);
   const emulator = String(line?.emulator);
   const put = await fetch(`${emulator}/emulator/faults`, {

@@ -44,12 +44,15 @@ function inBatches(db: ReadModelDb, events: readonly RecordedEvent[], size: numb
 
 t.test('batches of any size give the tables of event-by-event application; replays in a batch change nothing', async (t) => {
   const events = recorded();
-  t.ok(allProjections.every((p) => p.beginBatch), 'every projection has batches');
+  // The usage read model (metering) writes each event at once: it has no batches, and this history has no usage.
+  const batched = allProjections.filter((p) => p.name !== 'usage');
+  t.ok(batched.every((p) => p.beginBatch), 'every projection but usage has batches');
   t.ok(events.length > 1000, `${events.length} events`);
   const reference = memoryDb(t, ...allProjections);
   eventByEvent(reference, events);
   const expected = dump(reference, allProjections);
-  t.ok(Object.values(rowCount(expected)).every((n) => n > 0), `every table has rows: ${JSON.stringify(rowCount(expected))}`);
+  const rows = rowCount(expected);
+  t.ok(Object.entries(rows).every(([table, n]) => n > 0 || table === 'usage_hours'), `every table but usage_hours has rows: ${JSON.stringify(rows)}`);
 
   for (const size of [1, 7, 250, events.length]) {
     const db = memoryDb(t, ...allProjections);

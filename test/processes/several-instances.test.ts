@@ -141,7 +141,9 @@ t.test('two OS processes on one SQLite file: the lease holder is killed mid-call
   t.same([...done.values()].filter((d) => d.length !== 1), [], 'one JobDone per intent');
   t.match(done.get('i020'), [{ by: 'second', how: 'found-done' }], 'the survivor found i020 done outside and only recorded it');
   const byFirst = outside.calls.filter((c) => c.by === 'first').length;
-  t.ok(byFirst >= 20, `the first worker made ${byFirst} calls before it died; the second made the rest`);
+  // The runner handles up to 4 keys at once (the default concurrency): when i020's call is cut, up to three of
+  // i017–i019 may not have made theirs yet, and fall to the second worker.
+  t.ok(byFirst >= 17, `the first worker made ${byFirst} calls before it died; the second made the rest`);
   const firstDelivered = workers[1]!.logs.filter((l) => l.msg === 'delivered' && l.type === 'JobRequested').map((l) => l.streamId);
   t.ok(firstDelivered.length < 40 && !firstDelivered.includes(`${prefix}-i001`), `the second worker resumed from the checkpoint (${firstDelivered.length} JobRequested handed to it)`);
 

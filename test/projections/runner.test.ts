@@ -36,10 +36,11 @@ t.test('live while events arrive = rebuilt from the same events; every table is 
   t.teardown(() => live.stop());
   await writeHistory(store, syntheticHistory({ subscriptions: 60, seed: 2, start: '2026-02-01T00:00:00.000Z' })); // while it runs
   await live.idle();
-  t.same(live.status().map((s) => s.state), ['live', 'live', 'live']);
+  t.same(live.status().map((s) => s.state), allProjections.map(() => 'live'));
   const liveDump = dump(live.db, allProjections);
   const counts = rowCount(liveDump);
-  t.ok(Object.values(counts).every((n) => n > 0), `every table and view has rows: ${JSON.stringify(counts)}`);
+  // The synthetic history has no metered usage: usage_hours stays empty (the metering tests fill it).
+  t.ok(Object.entries(counts).every(([table, n]) => n > 0 || table === 'usage_hours'), `every table and view but usage_hours has rows: ${JSON.stringify(counts)}`);
   t.equal(counts.subscriptions, 120);
 
   const rebuiltDb = openReadModelDb(join(dir, 'rebuilt.db'));

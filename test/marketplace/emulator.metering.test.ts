@@ -30,7 +30,7 @@ async function world(t: Test) {
 
 t.test('one event per resource, dimension and hour; a repeat is a 409 carrying the original', async (t) => {
   const { emulator, id, post } = await world(t);
-  const hour = new Date(Date.now() - 2 * HOUR);
+  const hour = new Date(Math.floor((Date.now() - 2 * HOUR) / HOUR) * HOUR); // the start of an hour: +1 min stays in it
   const event = { resourceId: id, quantity: 7, dimension: 'api-calls', effectiveStartTime: hour.toISOString(), planId: 'basic' };
   const first = await post('/usageEvent', event);
   t.equal(first.status, 200);

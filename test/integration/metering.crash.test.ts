@@ -9,8 +9,6 @@
  * `Duplicate` with the event it accepted, which settles the record.
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
@@ -20,6 +18,7 @@ import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import { startEmulator } from '../../src/emulator/emulator.js';
 import { childNodeArgs } from '../support/child.js';
 import { inHour, meteredCatalogue, postUsage } from '../support/metering-world.js';
+import { startKillingProxy } from '../support/killing-proxy.js';
 import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 
@@ -57,37 +56,15 @@ t.test('killed after Microsoft accepted the usage, before it was recorded: one b
   const dataDir = tempDir(t, 'metering-crash');
   let batches = 0;
   let victim: ReturnType<typeof startService> | undefined;
-  const proxy = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      void (async () => {
-        const headers = new Headers();
-        for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length') headers.set(k, v);
-        const body = chunks.length ? Buffer.concat(chunks) : undefined;
-        const upstream = await fetch(`${emulator.url}${req.url}`, { method: req.method, headers, ...(body ? { body } : {}) });
-        const text = await upstream.text();
-        if (req.method === 'POST' && req.url?.includes('/batchUsageEvent')) {
-          batches++;
-          if (batches === 1 && upstream.status === 200) {
-            victim?.proc.kill('SIGKILL'); // Microsoft has accepted; the service dies before it hears so
-            res.destroy();
-            return;
-          }
-        }
-        const out: Record<string, string> = {};
-        upstream.headers.forEach((v, k) => {
-          if (!['content-length', 'transfer-encoding', 'connection', 'content-encoding'].includes(k)) out[k] = v;
-        });
-        res.writeHead(upstream.status, out).end(text);
-      })().catch(() => res.destroy());
-    });
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => proxy.close(() => r())));
+  const proxyUrl = await startKillingProxy(
+    t,
+    emulator.url,
+    (req) => req.method === 'POST' && req.url?.includes('/batchUsageEvent') === true && ++batches === 1,
+    () => victim?.proc.kill('SIGKILL'),
+  );
   const env = {
     DATA_DIR: dataDir,
-    MARKETPLACE_API_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/api`,
+    MARKETPLACE_API_URL: `${proxyUrl}/api`,
     MARKETPLACE_STATIC_TOKEN: 'emulator-accepts-any-token',
     WEBHOOK_TENANT_ID: emulator.publisherTenantId,
     WEBHOOK_AUDIENCE: emulator.publisherAppId,

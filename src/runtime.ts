@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pendingChangeSource, startProjections } from './projections/index.js';
+import { allProjections, followGenerations, pendingChangeSource } from './projections/index.js';
 import type { RunningProjections } from './projections/runner.js';
 import { buildApp } from './app.js';
 import type { App } from './app.js';
@@ -411,7 +411,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       metrics,
       metering: meteringOf({ config, ledger, marketplace, store: storeRef }),
     });
-    projections = startProjections({ store, path: config.projections.path, logger: logger.child({ component: 'projections' }) });
+    projections = followGenerations({ store, basePath: config.projections.path, projections: allProjections, logger: logger.child({ component: 'projections' }) }); // follows `replay`
     integration = startIntegrationEvents({ store, settings: config.integration, logger, metrics, runner: { ...overrides.runner, instanceId: processes.instanceId, metrics } });
     reconciliation = startReconciliation(config.reconciliation, { store, ledger, marketplace, logger, instanceId: processes.instanceId, metrics });
     metrics.setSources(metricSources(store, processes, integration, projections, credentialHealth));

@@ -23,6 +23,7 @@ import { openStore } from '../eventstore/open-store.js';
 import { loggerOptions } from '../logger.js';
 import { allProjections, openReadModelDb, rebuildProjections } from '../projections/index.js';
 import { readStates } from '../projections/readmodel-db.js';
+import { currentGeneration } from '../projections/generations.js';
 
 export type CliIo = { out: (line: string) => void; err: (line: string) => void };
 
@@ -60,7 +61,8 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
     }
     throw err;
   }
-  const path = args.values.into ? resolve(args.values.into) : config.projections.path;
+  // The file in use: after a `replay`, the generation its pointer names (src/projections/generations.ts).
+  const path = args.values.into ? resolve(args.values.into) : currentGeneration(config.projections.path).path;
 
   if (args.values.list) {
     const db = openReadModelDb(path);

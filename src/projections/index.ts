@@ -14,6 +14,8 @@ export { allProjections };
 export type { Projection, ReadModelDb } from './projection.js';
 export { openReadModelDb } from './readmodel-db.js';
 export { pendingChangeSource } from './pending-changes.js';
+export { followGenerations } from './follow-generations.js';
+export type { FollowingProjections } from './follow-generations.js';
 export type { ProjectionStatus, RunningProjections } from './runner.js';
 
 export type StartProjectionsOptions = Omit<RunProjectionsOptions, 'projections'> & {

@@ -16,6 +16,8 @@ import { readModelRoutes } from './http/readmodel.routes.js';
 import { deadlineRoutes } from './http/deadlines.routes.js';
 import type { DeadlineRoutesOptions } from './http/deadlines.routes.js';
 import { reconciliationRoutes } from './http/reconciliation.routes.js';
+import { auditRoutes } from './http/audit.routes.js';
+import type { AuditRoutesOptions } from './http/audit.routes.js';
 import type { ReconciliationRoutesOptions } from './http/reconciliation.routes.js';
 import type { ReadModelRoutesOptions } from './http/readmodel.routes.js';
 import type { IntegrationRoutesOptions } from './http/integration.routes.js';
@@ -72,6 +74,8 @@ export type ApiOptions = {
   deadlines?: DeadlineRoutesOptions;
   /** Reconciliation runs: trigger one, list the last, show one (/api/reconcile, /api/reconciliations…); not served when absent. */
   reconciliation?: ReconciliationRoutesOptions;
+  /** Auditors (issue 12): state at a moment, the streamed event log (/api/subscriptions/:id/state, /api/events/export); not served when absent. */
+  audit?: AuditRoutesOptions;
 };
 
 export async function buildApp(deps: AppDeps) {
@@ -137,6 +141,7 @@ export async function buildApp(deps: AppDeps) {
         if (api.processes) await scope.register(processesRoutes, api.processes);
         if (api.deadlines) await scope.register(deadlineRoutes, api.deadlines);
         if (api.reconciliation) await scope.register(reconciliationRoutes, api.reconciliation);
+        if (api.audit) await scope.register(auditRoutes, api.audit);
       },
     });
   }

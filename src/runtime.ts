@@ -377,7 +377,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       readModels: { readModels: () => projections },
       processes: { processes: () => processesAdmin(store, processes, integration, overrides.runner?.mode) },
       deadlines: deadlines.routes,
-      reconciliation: { reconciler: () => reconciliation?.reconciler },
+      reconciliation: { reconciler: () => reconciliation?.reconciler }, audit: { store: storeRef }, // audit: issue 12
     },
   });
 

@@ -36,7 +36,10 @@ export async function registerOpenApi<L extends FastifyBaseLogger, P extends Fas
           'The operator API (`/api`) needs `Authorization: Bearer <OPERATOR_TOKEN>`. Errors are `application/problem+json` (RFC 9457). ' +
           'Revisions and positions are decimal strings; a subscription\'s ETag is `"<revision>"`.',
       },
-      tags: [{ name: 'subscriptions', description: 'SaaS subscriptions: state, history and publisher-side commands' }],
+      tags: [
+        { name: 'subscriptions', description: 'SaaS subscriptions: state, history and publisher-side commands' },
+        { name: 'audit', description: 'Auditors: a subscription at a moment, the event log streamed (docs/audit-cli.md)' },
+      ],
       components: {
         securitySchemes: {
           [OPERATOR_SECURITY_SCHEME]: {

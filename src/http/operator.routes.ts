@@ -17,6 +17,8 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
+import { historyOf } from '../application/audit-history.js';
+import type { HistoryEntry } from '../application/audit-history.js';
 import { DomainError } from '../domain/errors.js';
 import { decodeSubscriptionEvent, latestChangeRequest, subscriptionStream } from '../domain/subscription/index.js';
 import type { ChangeRequest, KnownSubscription, SubscriptionEvent } from '../domain/subscription/index.js';
@@ -156,7 +158,10 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<OperatorRoutesOptions> = 
         tags: [TAG],
         operationId: 'listSubscriptionEvents',
         summary: "A subscription's full history, oldest first",
-        description: 'Every event of the subscription stream with its metadata (actor, correlation) and its revision and global position.',
+        description:
+          'Every event of the subscription stream with its metadata (actor, correlation) and its revision and global position, ' +
+          'where it came from (`source`: landing page, webhook with Microsoft\'s operation id and notification stream, operator by name, reconciliation, process) ' +
+          'and what it changed in the folded state (`changes`).',
         security,
         params: SubscriptionParams,
         querystring: EventsQuery,
@@ -168,12 +173,11 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<OperatorRoutesOptions> = 
       const fromRevision = request.query.fromRevision === undefined ? 0n : BigInt(request.query.fromRevision);
       const store = ledger.store;
       const stream = subscriptionStream(id);
-      const events = await store.readStream(stream, { fromRevision });
-      if (events.length === 0) {
-        const exists = fromRevision > 0n && (await store.readStream(stream, { maxCount: 1 })).length > 0;
-        if (!exists) throw notFound(id);
-      }
-      return { subscriptionId: id, fromRevision: fromRevision.toString(), events: events.map(toEventView) };
+      const all = await store.readStream(stream); // from the first event: the state diffs fold the whole stream
+      if (all.length === 0) throw notFound(id);
+      const { entries } = historyOf(id, all);
+      const events = all.map((e, i) => ({ ...toEventView(e), ...withProvenance(entries[i]) })).filter((e) => BigInt(e.revision) >= fromRevision);
+      return { subscriptionId: id, fromRevision: fromRevision.toString(), events };
     },
   );
 
@@ -356,6 +360,11 @@ function toLastChangeView(request: ChangeRequest): LastChange {
   if (request.settledAt !== undefined) view.settledAt = request.settledAt;
   if (request.failure !== undefined) view.failure = { ...request.failure };
   return view;
+}
+
+/** Issue 12: where the event came from and what it changed (src/application/audit-history.ts). */
+function withProvenance(entry: HistoryEntry | undefined): Pick<RecordedEventView, 'source' | 'changes'> {
+  return entry ? { source: entry.source, changes: entry.changes } : {};
 }
 
 function toEventView(e: RecordedEvent): RecordedEventView {

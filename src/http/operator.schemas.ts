@@ -215,8 +215,29 @@ export type SubscriptionView = Static<typeof SubscriptionView>;
 
 const JsonObject = (description: string) => Type.Object({}, { additionalProperties: true, description });
 
+/** Where an event came from (issue 12), derived from its data (`source`, `operationId`) and metadata (`actor`). */
+export const ProvenanceView = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('landing'), Type.Literal('webhook'), Type.Literal('operator'), Type.Literal('reconciliation'), Type.Literal('process'), Type.Literal('unknown')]),
+    operationId: Type.Optional(Type.String({ description: "Microsoft's operation id, when a Microsoft operation caused it" })),
+    notificationStream: Type.Optional(Type.String({ description: "the stream holding Microsoft's raw notification of that operation" })),
+    operator: Type.Optional(Type.String({ description: "the operator's name (actor operator:<name>)" })),
+    customer: Type.Optional(Type.String()),
+    process: Type.Optional(Type.String()),
+  },
+  strict,
+);
+
+/** One field of the folded subscription state that an event changed. */
+export const StateChangeView = Type.Object(
+  { path: Type.String({ description: 'dotted path in the state, e.g. activation.attempts' }), before: Type.Optional(Type.Unknown()), after: Type.Optional(Type.Unknown()) },
+  strict,
+);
+
 export const RecordedEventView = Type.Object(
   {
+    source: Type.Optional(ProvenanceView),
+    changes: Type.Optional(Type.Array(StateChangeView, { description: "the subscription state's fields this event changed (folded with the domain's evolve)" })),
     eventId: Type.String(),
     type: Type.String(),
     revision: Revision,

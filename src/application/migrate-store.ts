@@ -63,7 +63,11 @@ export type MigrateOptions = {
   signal?: AbortSignal;
 };
 
-export type MigrateResult = { copied: number; skipped: number; resumedAfter?: string; position?: string };
+/**
+ * `copied`: events of the source now in the target through this migration (all runs); `appended`: appended by this
+ * run; `skipped`: found already in the target past the checkpoint (an earlier run appended them, then stopped).
+ */
+export type MigrateResult = { copied: number; appended: number; skipped: number; resumedAfter?: string; position?: string };
 
 type StreamCursor = { next: bigint; known?: Set<string> };
 
@@ -90,6 +94,7 @@ export async function migrateEvents(options: MigrateOptions): Promise<MigrateRes
   let after = checkpoint ? BigInt(checkpoint.position) : undefined;
   let copied = checkpoint?.copied ?? 0;
   let skipped = 0;
+  let appended = 0;
   for (;;) {
     options.signal?.throwIfAborted();
     const page: RecordedEvent[] = [];
@@ -104,19 +109,21 @@ export async function migrateEvents(options: MigrateOptions): Promise<MigrateRes
       }
       if (cursor.known?.has(e.id)) {
         skipped++;
+        copied++;
         continue;
       }
       cursor.known = undefined; // events come in order: once one is new, the rest of the stream is too
       await target.appendToStream(e.streamId, [{ id: e.id, type: e.type, data: e.data, metadata: e.metadata }], { expectedRevision: expectedFor(cursor) });
       cursor.next++;
       copied++;
+      appended++;
     }
     after = (page[page.length - 1] as RecordedEvent).position;
     saveCheckpoint(options.checkpointPath, { target: options.targetName, position: after.toString(), copied, at: new Date().toISOString() });
     options.onProgress?.(copied);
     if (page.length < pageSize) break;
   }
-  return { copied, skipped, ...(checkpoint ? { resumedAfter: checkpoint.position } : {}), ...(after !== undefined ? { position: after.toString() } : {}) };
+  return { copied, appended, skipped, ...(checkpoint ? { resumedAfter: checkpoint.position } : {}), ...(after !== undefined ? { position: after.toString() } : {}) };
 }
 
 export type MigrationDifference = { streamId: string; eventId?: string; revision?: string; problem: string };

@@ -149,7 +149,7 @@ export async function migrateCommand(ctx: CommandContext, target: EventStore, to
   const report = await verifyMigration(ctx.store, target);
   if (ctx.json) ctx.io.out(JSON.stringify({ ok: report.ok, copy, verification: report }, null, 2));
   else {
-    ctx.io.out(`migrate: ${copy.copied} events copied to ${targetName(to)}${copy.resumedAfter ? ` (resumed after position ${copy.resumedAfter}, ${copy.skipped} already there)` : ''}`);
+    ctx.io.out(`migrate: ${copy.copied} events in ${targetName(to)}, ${copy.appended} appended by this run${copy.resumedAfter ? ` (resumed after position ${copy.resumedAfter}; ${copy.skipped} found already copied)` : ''}`);
     ctx.io.out(`migrate: verification ${report.ok ? 'passed' : 'FAILED'}: ${report.events} events in ${report.streams} streams compared`);
     if (report.renumbered.length > 0) ctx.io.out(`migrate: ${report.renumbered.length} bounded streams (checkpoints) start at revision 0 in the target: ${report.renumbered.slice(0, 5).join(', ')}${report.renumbered.length > 5 ? ', ...' : ''}`);
     for (const d of report.differences) ctx.io.out(`  ${d.streamId} ${d.eventId ?? ''} #${d.revision ?? '-'}: ${d.problem}`);

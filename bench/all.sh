@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 failed=()
-for bench in store projections reconcile ingest notifications service metering; do
+for bench in store projections replay reconcile ingest notifications service metering; do
   echo "=== bench:${bench} ($(date -u +%H:%M:%S))"
   if [[ $bench == metering ]]; then
     RECORDS=${RECORDS:-100000} npm run --silent "bench:${bench}" || failed+=("$bench")

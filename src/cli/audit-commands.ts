@@ -80,14 +80,18 @@ export async function stateCommand(ctx: CommandContext, id: string, atMs: number
 
 export async function exportCommand(ctx: CommandContext, filter: ExportFilter, format: ExportFormat, output: string | undefined): Promise<number> {
   const out = output ? createWriteStream(output) : ctx.io.stdout;
-  const bar = progressBar(ctx.io.tty && output !== undefined, 'export');
+  const showBar = ctx.io.tty && output !== undefined; // on stdout the export itself is the output
+  const bar = progressBar(showBar, 'export');
+  let total = 0;
+  if (showBar) for await (const _e of ctx.store.readAll()) total++; // the bar's total: at most every event
   let n = 0;
   try {
     for await (const chunk of exportText(ctx.store, filter, format, () => n++)) {
       ctx.signal?.throwIfAborted();
       if (!out.write(chunk)) await once(out, 'drain');
-      if (n % 1000 === 0) bar.update(n, n);
+      if (n % 1000 === 0) bar.update(n, Math.max(total, n));
     }
+    bar.update(n, n);
   } finally {
     bar.stop();
     if (output) await new Promise<void>((done) => out.end(done));

@@ -163,21 +163,13 @@ function lowestPosition(db: ReadModelDb, projections: readonly Projection[]): { 
   return { position: low, problems };
 }
 
-export type VerifyReadModelsOptions = { store: EventStore; logger: Logger; livePath: string; scratchPath: string; onProgress?: Progress; maxListed?: number; projections?: readonly Projection[] };
-
-/**
- * Rebuilds the read models into `scratchPath` up to the live file's lowest checkpoint and compares every table.
- * Projections a running service moved past that checkpoint meanwhile are compared at their own positions, so run it
- * on a quiet moment or accept differences in rows written since (the report says the position compared).
- */
-export async function verifyReadModels(options: VerifyReadModelsOptions): Promise<ReadModelReport> {
+/** Every table of the projections in `livePath` compared with the same tables in `otherPath` (attached). */
+export function compareReadModelFiles(livePath: string, otherPath: string, options: { projections?: readonly Projection[]; maxListed?: number } = {}): ReadModelReport {
   const projections = options.projections ?? allProjections;
-  const live = openReadModelDb(options.livePath);
+  const live = openReadModelDb(livePath);
   try {
     const { position, problems } = lowestPosition(live, projections);
-    removeDatabaseFiles(options.scratchPath);
-    await buildReadModels({ store: options.store, logger: options.logger, path: options.scratchPath, projections, ...(position !== undefined ? { until: position } : { until: -1n }), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
-    live.prepare('ATTACH DATABASE ? AS rebuilt').run(options.scratchPath);
+    live.prepare('ATTACH DATABASE ? AS rebuilt').run(otherPath);
     try {
       const differences: TableDifference[] = [];
       const tables: ReadModelReport['tables'] = [];
@@ -190,12 +182,36 @@ export async function verifyReadModels(options: VerifyReadModelsOptions): Promis
           if (!ok) differences.push(d);
         }
       }
-      return { ok: differences.length === 0 && problems.length === 0, live: options.livePath, ...(position !== undefined ? { position: position.toString() } : {}), tables, differences, problems };
+      return { ok: differences.length === 0 && problems.length === 0, live: livePath, ...(position !== undefined ? { position: position.toString() } : {}), tables, differences, problems };
     } finally {
       live.prepare('DETACH DATABASE rebuilt').run();
     }
   } finally {
     live.close();
+  }
+}
+
+export type VerifyReadModelsOptions = { store: EventStore; logger: Logger; livePath: string; scratchPath: string; onProgress?: Progress; maxListed?: number; projections?: readonly Projection[] };
+
+/**
+ * Rebuilds the read models into `scratchPath` up to the live file's lowest checkpoint and compares every table.
+ * Projections a running service moved past that checkpoint meanwhile are compared at their own positions, so run it
+ * on a quiet moment or accept differences in rows written since (the report says the position compared).
+ */
+export async function verifyReadModels(options: VerifyReadModelsOptions): Promise<ReadModelReport> {
+  const projections = options.projections ?? allProjections;
+  const live = openReadModelDb(options.livePath);
+  let position: bigint | undefined;
+  try {
+    position = lowestPosition(live, projections).position;
+  } finally {
+    live.close();
+  }
+  removeDatabaseFiles(options.scratchPath);
+  try {
+    await buildReadModels({ store: options.store, logger: options.logger, path: options.scratchPath, projections, until: position ?? -1n, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+    return compareReadModelFiles(options.livePath, options.scratchPath, { projections, ...(options.maxListed !== undefined ? { maxListed: options.maxListed } : {}) });
+  } finally {
     removeDatabaseFiles(options.scratchPath);
   }
 }

@@ -106,6 +106,17 @@ t.test('the CLI: migrate --to, --json, exit codes; refuses another target\'s che
   const again = await cli(['migrate', '--to', standIn.connectionString], env);
   t.equal(again.code, 0);
   t.match(again.out, /verification passed/);
+  // The other commands on EventStoreDB (the migrated copy): the same history and the same export, event for event.
+  let id = '';
+  const sqlite = openSqliteStore({ path: join(dir, 'events.db') });
+  for await (const e of sqlite.readAll({ streamPrefixes: ['subscription-'], maxCount: 1 })) id = e.streamId.slice('subscription-'.length);
+  await sqlite.close();
+  const esdbEnv = { DATA_DIR: dir, EVENTSTORE_CONNECTION_STRING: standIn.connectionString };
+  const strip = (ran: Awaited<ReturnType<typeof cli>>) => (jsonOf(ran) as { events: Array<Record<string, unknown>> }).events.map(({ position: _p, recordedAt: _r, ...rest }) => rest);
+  t.same(strip(await cli(['history', id, '--json'], esdbEnv)), strip(await cli(['history', id, '--json'], env)), 'history on EventStoreDB = on the embedded store');
+  const ids = (ran: Awaited<ReturnType<typeof cli>>) => ran.stdout.split('\n').filter((l) => l).map((l) => (JSON.parse(l) as { eventId: string }).eventId);
+  t.same(ids(await cli(['export'], esdbEnv)), ids(await cli(['export'], env)), 'export on EventStoreDB: the same events in the same order');
+
   const other = await cli(['migrate', '--to', 'esdb://127.0.0.1:1?tls=false'], env);
   t.equal(other.code, 1, 'a checkpoint of another target: refused');
   t.match(other.err, /checkpoint of a migration to/);

@@ -131,23 +131,36 @@ export function parseJsonlRecord(line: string): ExportRecord {
 export function parseCsv(text: string): string[][] {
   const rows: string[][] = [];
   let row: string[] = [];
-  let fieldText = '';
+  let field = '';
   let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
+  let i = 0;
+  const endField = () => {
+    row.push(field);
+    field = '';
+  };
+  while (i < text.length) {
+    const c = text[i] as string;
+    const next = text[i + 1];
+    i++;
     if (quoted) {
-      if (c === '"' && text[i + 1] === '"') (fieldText += '"'), i++;
-      else if (c === '"') quoted = false;
-      else fieldText += c;
+      if (c !== '"') field += c;
+      else if (next === '"') {
+        field += '"';
+        i++;
+      } else quoted = false;
     } else if (c === '"') quoted = true;
-    else if (c === ',') row.push(fieldText), (fieldText = '');
-    else if (c === '\r' && text[i + 1] === '\n') {
-      row.push(fieldText);
+    else if (c === ',') endField();
+    else if (c === '\r' && next === '\n') {
+      endField();
       rows.push(row);
-      (row = []), (fieldText = ''), i++;
-    } else fieldText += c;
+      row = [];
+      i++;
+    } else field += c;
   }
-  if (fieldText !== '' || row.length > 0) rows.push([...row, fieldText]);
+  if (field !== '' || row.length > 0) {
+    endField();
+    rows.push(row);
+  }
   return rows;
 }
 

@@ -4,6 +4,7 @@
  * else there, no progress bar when stderr is not a terminal, and the npm script aliases of the moved commands.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
@@ -60,6 +61,13 @@ t.test('the bin: help, exit codes, --json, no bar off a terminal, the npm aliase
   const replay = await bin(['replay'], env);
   t.equal(replay.code, 0, replay.stderr);
   t.notMatch(replay.stderr, /ETA/, 'no progress bar when stderr is not a terminal');
+  // On a terminal (util-linux `script` gives the child a pseudo-terminal), the bar is drawn, with its rate and ETA.
+  if (existsSync('/usr/bin/script')) {
+    const launcher = join(root, 'bin', 'fulfillment-ledger.js');
+    const onTty = await run('/usr/bin/script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(launcher)} replay`, '/dev/null'], env);
+    t.equal(onTty.code, 0, onTty.stderr);
+    t.match(onTty.stdout, /replay \[[^\]]*\] \d+% \| \d+\/\d+ events \| \d+ events\/s \| ETA/, 'a progress bar with rate and ETA on a terminal');
+  } else t.comment('no /usr/bin/script here: the bar on a terminal was not checked');
   const exported = await bin(['export'], env);
   t.equal(exported.code, 0);
   t.ok(exported.stdout.trim().split('\n').every((l) => JSON.parse(l) !== undefined), 'export: JSON Lines on stdout');

@@ -106,6 +106,7 @@ function commandContext(request: { id: string; headers: Static<typeof CommandHea
   return {
     actor: `operator:${request.headers['x-operator-id'] ?? 'api'}`,
     correlationId: isGuid(request.id) ? request.id : randomUUID(),
+    causationId: request.id,
     ...(expectedRevision !== undefined ? { expectedRevision } : {}),
   };
 }

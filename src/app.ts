@@ -2,6 +2,7 @@
  * buildApp: the Fastify instance with its plugins, error handling and routes, and nothing that
  * listens or reads the environment (server.ts does that), so tests build it and call inject().
  */
+import type { OperatorTokens } from './http/operator-auth.js';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyError, FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -58,7 +59,7 @@ export type AppDeps = {
 /** The operator API: one token, the OpenAPI document, and the route modules served under /api. */
 export type ApiOptions = {
   /** OPERATOR_TOKEN: the bearer token every /api request must carry. */
-  operatorToken: string;
+  operatorToken: OperatorTokens;
   openapi?: OpenApiOptions;
   /** Subscriptions: state, history, publisher-side commands (/api/subscriptions/…); not served when absent. */
   subscriptions?: OperatorRoutesOptions;

@@ -32,7 +32,6 @@ import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { DomainError } from '../domain/errors.js';
 import type { Contact, KnownSubscription, SubscriptionState } from '../domain/subscription/index.js';
 import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
-import { isGuid } from '../marketplace/schemas.js';
 import type { NormalisedSubscription } from '../marketplace/schemas.js';
 import { problem, problemContentType } from './problem.js';
 import { pageErrorHandler, statusErrorHandler } from './landing.errors.js';

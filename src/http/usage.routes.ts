@@ -8,6 +8,7 @@
  * idempotency keys). 503 when Microsoft cannot say which meters a plan has, or the store is unavailable.
  * Finance's read routes (`/api/read/usage…`) register here too, behind the operator token only.
  */
+import type { OperatorTokens } from './operator-auth.js';
 import { requestProvenance } from './request-provenance.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
@@ -23,7 +24,7 @@ import type { UsageReadRoutesOptions } from './usage-readmodel.routes.js';
 
 export type UsageRoutesOptions = {
   intake: UsageIntake;
-  operatorToken: string;
+  operatorToken: OperatorTokens;
   usageToken?: string;
   /** Finance's read model (usage-readmodel.routes.ts), under /api behind the operator token; not served when absent. */
   read?: UsageReadRoutesOptions;

@@ -38,6 +38,8 @@ import type { MetricsRoutesOptions } from './http/metrics.routes.js';
 import { requestLogBindings } from './http/log-context.js';
 // Metered billing: usage intake and finance's read model (usage.routes.ts)
 import { usageRoutes } from './http/usage.routes.js';
+import { auditRoutes } from './http/audit.routes.js';
+import type { AuditRoutesOptions } from './http/audit.routes.js';
 import type { UsageRoutesOptions } from './http/usage.routes.js';
 
 export type AppDeps = {
@@ -73,6 +75,8 @@ export type ApiOptions = {
   deadlines?: DeadlineRoutesOptions;
   /** Reconciliation runs: trigger one, list the last, show one (/api/reconcile, /api/reconciliations…); not served when absent. */
   reconciliation?: ReconciliationRoutesOptions;
+  /** The event log's integrity chain (/api/audit/verify); not served when absent. */
+  audit?: AuditRoutesOptions;
 };
 
 export async function buildApp(deps: AppDeps) {
@@ -138,6 +142,7 @@ export async function buildApp(deps: AppDeps) {
         if (api.processes) await scope.register(processesRoutes, api.processes);
         if (api.deadlines) await scope.register(deadlineRoutes, api.deadlines);
         if (api.reconciliation) await scope.register(reconciliationRoutes, api.reconciliation);
+        if (api.audit) await scope.register(auditRoutes, api.audit);
       },
     });
   }

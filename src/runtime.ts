@@ -392,6 +392,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       processes: { processes: () => processesAdmin(store, processes, integration, overrides.runner?.mode) },
       deadlines: deadlines.routes,
       reconciliation: { reconciler: () => reconciliation?.reconciler },
+      audit: { store: storeRef },
     },
   });
 

@@ -22,6 +22,8 @@ import { waitFor } from '../support/wait.js';
 
 type Sandbox = Awaited<ReturnType<typeof startSandbox>>;
 const TOKEN = 'test-operator-token-0123456789';
+/** A named operator (OPERATOR_TOKENS) beside OPERATOR_TOKEN: what she does is recorded as `operator:erin`. */
+const ERIN = 'erin-token-0123456789abcdef';
 
 async function bought(s: Sandbox, input: PurchaseInput): Promise<string> {
   const purchase = s.emulator.marketplace.purchase(input);
@@ -49,25 +51,30 @@ async function settled(s: Sandbox, id: string, check: (state: Record<string, unk
   });
 }
 
-async function operator(s: Sandbox, id: string, path: string, body: unknown) {
+async function operator(s: Sandbox, id: string, path: string, body: unknown, token = TOKEN) {
   const res = await fetch(`${s.url}/api/subscriptions/${id}/${path}`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-operator-id': 'mallory' },
     body: JSON.stringify(body),
   });
   if (res.status !== 202) throw new Error(`operator ${path}: ${res.status} ${await res.text()}`);
 }
 
+async function verifyOverHttp(s: Sandbox, query: string, token = TOKEN): Promise<{ status: number; body: ChainReport }> {
+  const res = await fetch(`${s.url}/api/audit/verify${query}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as ChainReport };
+}
+
 /** A lifecycle through the emulator; returns the SQLite file, closed, and the subscription id. */
 async function history(t: Test): Promise<{ path: string; id: string }> {
-  const s = await startSandbox(t);
+  const s = await startSandbox(t, { OPERATOR_TOKENS: `erin:${ERIN}` });
   const config = s.config.store;
   if (config.kind !== 'sqlite') throw new Error('the sandbox runs on SQLite');
   const id = await bought(s, { planId: 'standard', quantity: 5 });
   const final = (op: string) => waitFor(`Microsoft to settle ${op}`, () => ['Succeeded', 'Failed', 'Conflict'].includes(s.emulator.state.operationById(op)?.status ?? ''));
   await final(s.emulator.marketplace.changePlan(id, 'premium').id);
   await settled(s, id, (st) => st.planId === 'premium', 'customer plan change');
-  await operator(s, id, 'quantity', { quantity: 7 });
+  await operator(s, id, 'quantity', { quantity: 7 }, ERIN);
   await settled(s, id, (st) => st.quantity === 7 && st.pendingChange === undefined, 'publisher seat change');
   await waitFor('Microsoft to unlock', () => !s.emulator.state.isLocked(id));
   s.emulator.marketplace.suspend(id);
@@ -80,6 +87,17 @@ async function history(t: Test): Promise<{ path: string; id: string }> {
   s.emulator.marketplace.unsubscribe(id);
   await status(s, id, 'Unsubscribed');
   await s.processes()?.idle();
+  const requested = (await s.ledger.load(id)).events.find((e) => e.type === 'QuantityChangeRequested');
+  t.equal(requested?.metadata.actor, 'operator:erin', 'the named operator is the actor, not the x-operator-id header');
+
+  const one = await verifyOverHttp(s, `?subscriptionId=${id}`, ERIN);
+  t.equal(one.status, 200);
+  t.match(one.body, { ok: true, streamId: `subscription-${id}`, streams: 1, problems: [] }, 'GET /api/audit/verify?subscriptionId=');
+  const all = await verifyOverHttp(s, '');
+  t.match(all.body, { ok: true, problems: [] }, 'GET /api/audit/verify: every stream');
+  t.ok(all.body.streams > 1);
+  t.equal((await verifyOverHttp(s, '?subscriptionId=not-a-guid')).status, 400);
+  t.equal((await verifyOverHttp(s, '', 'wrong-token-0123456789abcdef')).status, 401, 'behind the operator token');
   await s.close();
   return { path: config.path, id };
 }

@@ -178,7 +178,7 @@ class ChainCheck {
     }
     // After a gap the predecessor is gone: the link cannot be checked (the removal is reported above).
     if (gap) return;
-    this.link(e, stored, previousHash ?? GENESIS_HASH, gap ? undefined : beforePrevious);
+    this.link(e, stored, previousHash ?? GENESIS_HASH, beforePrevious);
   }
 
   /**

@@ -18,6 +18,12 @@
  * - Servers older than 22.6 do not report positions when reading a single stream (the client gives none, or
  *   2^64-1); such events carry `position: -1n`, meaning "unknown". $all reads and subscriptions always have it.
  *
+ * The integrity chain (chain-hash.ts): every append carries each event's chainHash, computed from the event it
+ * follows. With an expected revision r that is the event at r (remembered from this instance's last append, else
+ * read), and the server's check of r makes sure nothing slipped in between. With 'any' or 'stream_exists' we read
+ * the stream's last event and append with ITS revision as expected, retrying on a conflict (another instance
+ * appended meanwhile): the hash always names the true predecessor, whatever the number of instances.
+ *
  * System events (streams starting with `$`, such as `$settings`, `$$<stream>` metadata or `$ce-` links, and event
  * types starting with `$`) are never returned by readAll or subscriptions: they are not ours.
  */

@@ -8,6 +8,8 @@
  * - Group commit (sqlite-group-commit.ts): appends asked for in the same turn of the event loop share that
  *   transaction and its one fsync, each in its own savepoint, so one append's conflict fails it alone; each
  *   caller is answered once the whole batch has committed.
+ * - The integrity chain (chain-hash.ts): each event's chainHash is computed inside the append's transaction, from
+ *   the previous event's hash read by (stream_id, revision) under the write lock.
  * - `position` is an AUTOINCREMENT key assigned under the write lock, so positions are committed
  *   in increasing order: a catch-up reader never sees a gap that is filled later.
  * - Subscriptions catch up by reading pages (prefix reads are index ranges on `category`: sqlite-reads.ts), then

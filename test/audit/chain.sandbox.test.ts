@@ -98,6 +98,7 @@ async function history(t: Test): Promise<{ path: string; id: string }> {
   t.ok(all.body.streams > 1);
   t.equal((await verifyOverHttp(s, '?subscriptionId=not-a-guid')).status, 400);
   t.equal((await verifyOverHttp(s, '', 'wrong-token-0123456789abcdef')).status, 401, 'behind the operator token');
+  t.equal((await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${ERIN}` } })).status, 200, "a named operator's token opens /metrics too");
   await s.close();
   return { path: config.path, id };
 }

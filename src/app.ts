@@ -2,6 +2,7 @@
  * buildApp: the Fastify instance with its plugins, error handling and routes, and nothing that
  * listens or reads the environment (server.ts does that), so tests build it and call inject().
  */
+import type { OperatorTokens } from './http/operator-auth.js';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyError, FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -18,6 +19,7 @@ import type { DeadlineRoutesOptions } from './http/deadlines.routes.js';
 import { reconciliationRoutes } from './http/reconciliation.routes.js';
 import { auditRoutes } from './http/audit.routes.js';
 import type { AuditRoutesOptions } from './http/audit.routes.js';
+import { auditVerifyRoutes } from './http/audit-verify.routes.js';
 import type { ReconciliationRoutesOptions } from './http/reconciliation.routes.js';
 import type { ReadModelRoutesOptions } from './http/readmodel.routes.js';
 import type { IntegrationRoutesOptions } from './http/integration.routes.js';
@@ -60,7 +62,7 @@ export type AppDeps = {
 /** The operator API: one token, the OpenAPI document, and the route modules served under /api. */
 export type ApiOptions = {
   /** OPERATOR_TOKEN: the bearer token every /api request must carry. */
-  operatorToken: string;
+  operatorToken: OperatorTokens;
   openapi?: OpenApiOptions;
   /** Subscriptions: state, history, publisher-side commands (/api/subscriptions/…); not served when absent. */
   subscriptions?: OperatorRoutesOptions;
@@ -74,7 +76,8 @@ export type ApiOptions = {
   deadlines?: DeadlineRoutesOptions;
   /** Reconciliation runs: trigger one, list the last, show one (/api/reconcile, /api/reconciliations…); not served when absent. */
   reconciliation?: ReconciliationRoutesOptions;
-  /** Auditors (issue 12): state at a moment, the streamed event log (/api/subscriptions/:id/state, /api/events/export); not served when absent. */
+  /** Auditors (issue 12): state at a moment, the streamed event log (/api/subscriptions/:id/state, /api/events/export) and the integrity
+   * chain (/api/audit/verify); not served when absent. */
   audit?: AuditRoutesOptions;
 };
 
@@ -141,7 +144,10 @@ export async function buildApp(deps: AppDeps) {
         if (api.processes) await scope.register(processesRoutes, api.processes);
         if (api.deadlines) await scope.register(deadlineRoutes, api.deadlines);
         if (api.reconciliation) await scope.register(reconciliationRoutes, api.reconciliation);
-        if (api.audit) await scope.register(auditRoutes, api.audit);
+        if (api.audit) {
+          await scope.register(auditRoutes, api.audit);
+          await scope.register(auditVerifyRoutes, api.audit);
+        }
       },
     });
   }

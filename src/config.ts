@@ -165,6 +165,8 @@ export const EnvSchema = Type.Object({
   POLICY_MAX_SEATS: Type.Optional(Type.Integer({ minimum: 1 })),
   // Front doors.
   OPERATOR_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  // Named operators (docs/audit.md): name:token pairs, comma-separated; the name is recorded as the actor.
+  OPERATOR_TOKENS: Type.Optional(Type.String({ minLength: 1, description: 'Named operators: name:token,name:token (tokens at least 16 characters)' })),
   // GET /metrics (docs/operations.md): a read-only token for the scraper; the operator token works too.
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token for GET /metrics (the operator token is accepted too)' })),
   LANDING_SECRET: Type.Optional(Type.String({ minLength: 32 })),
@@ -264,9 +266,14 @@ export type PolicyConfig = {
   maxSeats?: number;
 };
 
+/** One named operator: who authenticates with `token`; recorded as actor `operator:<name>`. */
+export type OperatorCredential = { name: string; token: string };
+
 export type OperatorConfig = {
-  /** OPERATOR_TOKEN; runtime.ts generates one for a sandbox run and requires it otherwise. */
+  /** OPERATOR_TOKEN; runtime.ts generates one for a sandbox run and requires it (or OPERATOR_TOKENS) otherwise. */
   token?: string;
+  /** Everyone who may use the operator API: OPERATOR_TOKEN as `operator`, then OPERATOR_TOKENS. Empty when neither is set. */
+  operators: OperatorCredential[];
   /** METRICS_TOKEN: GET /metrics accepts it besides the operator token. */
   metricsToken?: string;
 };
@@ -395,6 +402,7 @@ export function loadConfig(environment: Environment = process.env): Config {
     },
     operator: {
       ...(env.OPERATOR_TOKEN ? { token: env.OPERATOR_TOKEN } : {}),
+      operators: operatorCredentials(env.OPERATOR_TOKEN, env.OPERATOR_TOKENS),
       ...(env.METRICS_TOKEN ? { metricsToken: env.METRICS_TOKEN } : {}),
     },
     landing: {
@@ -476,6 +484,46 @@ function parseEnv<S extends TObject>(schema: S, environment: Environment): Stati
 }
 
 /** A comma-separated list, without blanks. */
+/** What an operator's name and token must be (the name goes into the audit trail as `operator:<name>`). */
+const OperatorCredentialSchema = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$' }),
+  token: Type.String({ minLength: 16, pattern: '^[\\x21-\\x7E]+$' }),
+});
+
+/**
+ * OPERATOR_TOKEN (as the operator named `operator`) and OPERATOR_TOKENS (`name:token,…`; a token may contain ':',
+ * the name ends at the first one). Errors name the entry and the operator, never a token.
+ */
+export function operatorCredentials(single: string | undefined, named: string | undefined): OperatorCredential[] {
+  const out: OperatorCredential[] = single ? [{ name: 'operator', token: single }] : [];
+  const entries = (named ?? '').split(',').map((s) => s.trim());
+  if (named === undefined || named.trim() === '') return out;
+  entries.forEach((entry, i) => {
+    const where = `entry ${i + 1}`;
+    const colon = entry.indexOf(':');
+    if (entry === '') throw new ConfigError('OPERATOR_TOKENS', `${where} is empty (expected name:token,name:token)`);
+    if (colon <= 0 || colon === entry.length - 1) throw new ConfigError('OPERATOR_TOKENS', `${where} is not name:token (expected name:token,name:token)`);
+    const name = entry.slice(0, colon).trim();
+    const credential: unknown = { name, token: entry.slice(colon + 1).trim() };
+    if (!Value.Check(OperatorCredentialSchema, credential)) {
+      const path = Value.Errors(OperatorCredentialSchema, credential)[0]?.instancePath;
+      throw new ConfigError(
+        'OPERATOR_TOKENS',
+        path === '/name'
+          ? `${where}: the name must be 1 to 100 letters, digits or . _ @ + - (starting with a letter or digit)`
+          : `${where} (${name}): the token must be at least 16 characters, printable, without spaces or commas`,
+      );
+    }
+    if (out.some((o) => o.name === credential.name)) {
+      throw new ConfigError('OPERATOR_TOKENS', `the name ${credential.name} is given twice${credential.name === 'operator' && single ? ' (OPERATOR_TOKEN is the operator named operator)' : ''}`);
+    }
+    const twin = out.find((o) => o.token === credential.token);
+    if (twin) throw new ConfigError('OPERATOR_TOKENS', `${credential.name} has the same token as ${twin.name}: every operator needs their own`);
+    out.push(credential);
+  });
+  return out;
+}
+
 function list(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter(Boolean);
 }

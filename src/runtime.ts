@@ -6,6 +6,8 @@
  * Order: listen first (so /healthz answers and /readyz says 503), then open the store, then start
  * the processes; shutdown runs the other way round.
  */
+import type { OperatorCredential } from './config.js';
+import type { OperatorTokens } from './http/operator-auth.js';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -186,7 +188,7 @@ async function startSandboxSide(config: Config, logger: Logger, options: Partial
   const { startEmulator } = await import('./emulator/emulator.js');
   const { EMULATOR_STATE_FILE, persistEmulator } = await import('./emulator/persistence.js');
   const log = logger.child({ component: 'emulator' });
-  const operatorToken = config.operator.token ? undefined : sandboxOperatorToken(config.emulator.dataDir);
+  const operatorToken = config.operator.operators.length > 0 ? undefined : sandboxOperatorToken(config.emulator.dataDir);
   const emulator = await startEmulator({ port: config.emulator.port, logger: log, ...options });
   const stateFile = join(config.emulator.dataDir, EMULATOR_STATE_FILE);
   let persisted: ReturnType<typeof persistEmulator>;
@@ -315,7 +317,7 @@ function startReconciliation(
 type MeteringDeps = { config: Config; ledger: SubscriptionLedger; marketplace: FulfillmentClient; store: () => EventStore | undefined };
 
 /** POST /api/usage and finance's read routes. */
-function usageRoutesOf(deps: MeteringDeps, operatorToken: string, projections: () => RunningProjections | undefined): UsageRoutesOptions {
+function usageRoutesOf(deps: MeteringDeps, operatorToken: OperatorTokens, projections: () => RunningProjections | undefined): UsageRoutesOptions {
   const { config, ledger, marketplace, store } = deps;
   const meters = new MeterCatalogue({ marketplace, ttlMs: config.metering.planCacheMs });
   return {
@@ -333,11 +335,23 @@ function meteringOf(deps: MeteringDeps): NonNullable<ProcessesOptions['metering'
   return { usage: new UsageLedger(store), subscriptions: ledger, metering: new MeteringClient(marketplace), included, submitDelayMs, expiryWarningMs };
 }
 
+/**
+ * Who may use the operator API: OPERATOR_TOKEN / OPERATOR_TOKENS, else the sandbox's generated token as `operator`.
+ * `operatorToken` is the token of the operator named `operator` (or of the first): what tests and the banner use.
+ */
+function operatorsOf(config: Config, generated: string | undefined): { operators: OperatorCredential[]; operatorToken: string } {
+  const operators = config.operator.operators.length > 0 ? config.operator.operators : generated ? [{ name: 'operator', token: generated }] : [];
+  const operatorToken = (operators.find((o) => o.name === 'operator') ?? operators[0])?.token;
+  if (!operatorToken) {
+    throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it): set OPERATOR_TOKEN, or OPERATOR_TOKENS=name:token,… for named operators');
+  }
+  return { operators, operatorToken };
+}
+
 export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
   const local = config.marketplace.sandbox ? await startSandboxSide(config, logger, overrides.emulator) : undefined;
   const emulator = local?.emulator;
-  const operatorToken = config.operator.token ?? local?.operatorToken?.token;
-  if (!operatorToken) throw new ConfigError('OPERATOR_TOKEN', 'is required when connected to Microsoft (the operator API is behind it)');
+  const { operators, operatorToken } = operatorsOf(config, local?.operatorToken?.token);
 
   const metrics = createPrometheusMetrics();
   const { client: marketplace, health: credentialHealth } = marketplaceClient(config.marketplace, emulator, logger, metrics);
@@ -359,8 +373,8 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     logger,
     store: storeRef,
     webhook: { store: storeRef, ledger, authenticator, policy: config.policy, metrics },
-    metrics: { tokens: [config.operator.metricsToken ?? '', operatorToken], render: () => metrics.render(), contentType: metrics.contentType },
-    usage: usageRoutesOf({ config, ledger, marketplace, store: storeRef }, operatorToken, () => projections),
+    metrics: { tokens: [config.operator.metricsToken ?? '', ...operators.map((o) => o.token)], render: () => metrics.render(), contentType: metrics.contentType },
+    usage: usageRoutesOf({ config, ledger, marketplace, store: storeRef }, operators, () => projections),
     landing: {
       ledger,
       marketplace,
@@ -370,14 +384,15 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       ...signIn.options, // issue 13
     },
     api: {
-      operatorToken,
+      operatorToken: operators,
       openapi: { serverUrl: () => publicUrl },
       subscriptions: { ledger, publisherChanges },
       integration: { integration: () => integration?.admin },
       readModels: { readModels: () => projections },
       processes: { processes: () => processesAdmin(store, processes, integration, overrides.runner?.mode) },
       deadlines: deadlines.routes,
-      reconciliation: { reconciler: () => reconciliation?.reconciler }, audit: { store: storeRef }, // audit: issue 12
+      reconciliation: { reconciler: () => reconciliation?.reconciler },
+      audit: { store: storeRef },
     },
   });
 

@@ -15,7 +15,7 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
   t.same(c.marketplace, { sandbox: true }, 'no Microsoft credentials: a sandbox against the built-in emulator');
   t.same(c.webhook, {});
   t.same(c.policy, { retiredPlans: [] });
-  t.same(c.operator, {});
+  t.same(c.operator, { operators: [] });
   t.same(
     c.landing,
     {
@@ -103,7 +103,7 @@ t.test('every section from its variables', async (t) => {
   t.same(c.marketplace, { sandbox: false, tenantId: 'tenant', clientId: 'client', clientSecret: 'secret', authorityHost: 'https://login.example' });
   t.same(c.webhook, { tenantId: 'webhook-tenant', audience: 'webhook-app', metadataUrl: 'https://login.example/meta', allowedCallers: ['a', 'b', 'c'] });
   t.same(c.policy, { retiredPlans: ['old', 'older'], maxSeats: 50 });
-  t.same(c.operator, { token: 'operator-token-0123456789' });
+  t.same(c.operator, { token: 'operator-token-0123456789', operators: [{ name: 'operator', token: 'operator-token-0123456789' }] });
   t.same(c.landing, { secret: 'l'.repeat(32), productName: 'Contoso', microsoftTimeoutMs: 2500 });
   t.same(c.emulator, { port: 0, dataDir: dir });
   t.same(c.runner, { mode: 'catch-up', lease: { takeoverAfterMs: 200, heartbeatMs: 300, pollMs: 20 } });
@@ -118,6 +118,25 @@ t.test('any of URL, client id, secret, certificate or static token connects to M
   }
   t.equal(loadConfig({ DATA_DIR: dir, MARKETPLACE_TENANT_ID: 'x' }).marketplace.sandbox, true, 'a tenant alone says nothing about how to reach Microsoft');
   t.equal(loadConfig({ DATA_DIR: dir, MARKETPLACE_API_URL: '' }).marketplace.sandbox, true, 'an empty variable is unset');
+});
+
+t.test('named operators: OPERATOR_TOKENS as name:token pairs, beside OPERATOR_TOKEN as the operator named operator', async (t) => {
+  const c = loadConfig({ DATA_DIR: tempDir(t), OPERATOR_TOKEN: 'operator-token-0123456789', OPERATOR_TOKENS: ' alice@isv.example:alice-token:with:colons , bob:bob-token-0123456789 ' });
+  t.same(c.operator.operators, [
+    { name: 'operator', token: 'operator-token-0123456789' },
+    { name: 'alice@isv.example', token: 'alice-token:with:colons' },
+    { name: 'bob', token: 'bob-token-0123456789' },
+  ], 'trimmed; a token may hold colons (the name ends at the first)');
+  t.same(loadConfig({ DATA_DIR: tempDir(t) }).operator.operators, [], 'none without either variable');
+  const err = (() => {
+    try {
+      loadConfig({ DATA_DIR: tempDir(t), OPERATOR_TOKENS: 'alice:secret-token-0123456789,bob:secret-token-0123456789' });
+    } catch (e) {
+      return e as Error;
+    }
+    return undefined;
+  })();
+  t.notMatch(err?.message ?? '', /secret-token/, 'an error never echoes a token');
 });
 
 t.test('on EventStoreDB the read models are still in DATA_DIR', async (t) => {
@@ -139,6 +158,14 @@ const bad: Array<[string, NodeJS.ProcessEnv, RegExp]> = [
   ['port out of range', { PORT: '70000' }, /^PORT: must be a whole number/],
   ['log level', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL: must be one of/],
   ['short operator token', { OPERATOR_TOKEN: 'short' }, /^OPERATOR_TOKEN: must be at least 16 characters .* \(got "short"\)$/],
+  ['named operator without a token', { OPERATOR_TOKENS: 'alice' }, /^OPERATOR_TOKENS: entry 1 is not name:token/],
+  ['named operator with an empty name', { OPERATOR_TOKENS: ':alice-token-0123456789' }, /^OPERATOR_TOKENS: entry 1 is not name:token/],
+  ['an empty entry', { OPERATOR_TOKENS: 'alice:alice-token-0123456789,,bob:bob-token-0123456789' }, /^OPERATOR_TOKENS: entry 2 is empty/],
+  ['a short named token', { OPERATOR_TOKENS: 'alice:alice-token-0123456789,bob:short' }, /^OPERATOR_TOKENS: entry 2 \(bob\): the token must be at least 16 characters/],
+  ['a name with spaces', { OPERATOR_TOKENS: 'alice smith:alice-token-0123456789' }, /^OPERATOR_TOKENS: entry 1: the name must be/],
+  ['a name given twice', { OPERATOR_TOKENS: 'alice:alice-token-0123456789,alice:other-token-0123456789' }, /^OPERATOR_TOKENS: the name alice is given twice$/],
+  ['a token shared', { OPERATOR_TOKENS: 'alice:shared-token-0123456789,bob:shared-token-0123456789' }, /^OPERATOR_TOKENS: bob has the same token as alice/],
+  ['operator named twice', { OPERATOR_TOKEN: 'operator-token-0123456789', OPERATOR_TOKENS: 'operator:other-token-0123456789' }, /^OPERATOR_TOKENS: the name operator is given twice \(OPERATOR_TOKEN is the operator named operator\)$/],
   ['integration URL without a secret', { PROVISIONING_WEBHOOK_URL: 'https://isv.example/x' }, /^PROVISIONING_WEBHOOK_SECRET: is required when PROVISIONING_WEBHOOK_URL is set/],
   ['integration URL not http(s)', { PROVISIONING_WEBHOOK_URL: 'ftp://isv.example/x', PROVISIONING_WEBHOOK_SECRET: 's'.repeat(32) }, /^PROVISIONING_WEBHOOK_URL: must be an https URL/],
   ['integration timeout not a number', { PROVISIONING_TIMEOUT_MS: 'soon' }, /^PROVISIONING_TIMEOUT_MS: .* \(got "soon"\)$/],

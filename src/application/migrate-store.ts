@@ -1,6 +1,7 @@
 /**
  * `migrate --to <EventStoreDB>` (issue 12): every event of the embedded store copied into EventStoreDB, stream by
- * stream in global order, with its id, type, data and metadata verbatim (a `chainHash` in the metadata too).
+ * stream in global order, with its id, type, data and metadata verbatim; the target store writes the chainHash
+ * itself, which equals the source's wherever the stream keeps its revisions.
  *
  * Resumable: after each page the global position of the last event copied is saved in a checkpoint file (written
  * atomically). A re-run starts after it; the first time it meets a stream it reads what the target already holds of
@@ -13,13 +14,16 @@
  * their first event kept, numbered from 0 in the target, and the verification reports them as renumbered.
  *
  * Verified at the end: both stores read in global order side by side (memory bounded), every event compared (stream,
- * id, type, data, metadata, revision) and counted per stream.
+ * id, type, data, metadata, revision, and the chainHash the target wrote against the source's) and counted per
+ * stream; then the target's integrity chains are recomputed (verifyChains).
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Type } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { EventStore, ExpectedRevision, RecordedEvent } from '../eventstore/eventstore.js';
 import { parseJson } from '../json.js';
+import { verifyChains } from './audit/verify-chains.js';
+import type { ChainReport } from './audit/verify-chains.js';
 
 const CheckpointSchema = Type.Object({ target: Type.String(), position: Type.String({ pattern: '^[0-9]+$' }), copied: Type.Integer({ minimum: 0 }), at: Type.String() });
 const checkpointCheck = Compile(CheckpointSchema);
@@ -137,16 +141,28 @@ export type MigrationReport = {
   differences: MigrationDifference[];
   /** Per stream: events in the source and in the target (only the streams that differ, to keep it short). */
   counts: Array<{ streamId: string; source: number; target: number }>;
+  /** The target's integrity chains recomputed (docs/audit.md). */
+  chains: ChainReport;
 };
 
 const json = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
 
-function compareEvent(a: RecordedEvent, b: RecordedEvent): string | undefined {
+/**
+ * One event of each store. The target store writes each event's chainHash itself (src/eventstore/chain-hash.ts), from
+ * the same content, revision and previous hash: in a stream copied from revision 0 it must therefore equal the
+ * source's, which checks that the whole chain came across. A renumbered (bounded) stream's chain starts afresh at
+ * revision 0 in the target, and an event written before the chain existed has none in the source: their metadata is
+ * compared without it.
+ */
+function compareEvent(a: RecordedEvent, b: RecordedEvent, renumbered: boolean): string | undefined {
   if (a.streamId !== b.streamId) return `in ${b.streamId} in the target`;
   if (a.id !== b.id) return `event ${b.id} in the target at this place`;
   if (a.type !== b.type) return `type ${b.type} in the target`;
   if (json(a.data) !== json(b.data)) return 'data differs';
-  if (json(a.metadata) !== json(b.metadata)) return 'metadata differs';
+  const { chainHash: sourceHash, ...sourceMetadata } = a.metadata;
+  const { chainHash: targetHash, ...targetMetadata } = b.metadata;
+  if (json(sourceMetadata) !== json(targetMetadata)) return 'metadata differs';
+  if (!renumbered && sourceHash !== undefined && sourceHash !== targetHash) return "chainHash differs: the target's chain is not the source's";
   return undefined;
 }
 
@@ -182,8 +198,8 @@ export async function verifyMigration(source: EventStore, target: EventStore, ma
       note({ streamId: e.streamId, eventId: e.id, revision: e.revision.toString(), problem: x.done ? 'in the target only' : 'not in the target' });
       continue;
     }
-    const problem = compareEvent(x.value, y.value);
     const offset = perStream.get(x.value.streamId)?.offset ?? 0n;
+    const problem = compareEvent(x.value, y.value, offset !== 0n);
     const revisionProblem = problem === undefined && x.value.revision - offset !== y.value.revision ? `revision ${y.value.revision} in the target, ${x.value.revision - offset} expected` : undefined;
     if (problem ?? revisionProblem) {
       failed = true;
@@ -191,5 +207,6 @@ export async function verifyMigration(source: EventStore, target: EventStore, ma
     }
   }
   const counts = [...perStream].filter(([, c]) => c.source !== c.target).map(([streamId, c]) => ({ streamId, source: c.source, target: c.target }));
-  return { ok: !failed && counts.length === 0, events, streams: perStream.size, renumbered, differences, counts };
+  const chains = await verifyChains(target);
+  return { ok: !failed && counts.length === 0 && chains.ok, events, streams: perStream.size, renumbered, differences, counts, chains };
 }

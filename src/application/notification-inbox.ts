@@ -113,7 +113,7 @@ export class NotificationInbox {
           ...(n.quantity !== undefined ? { quantity: n.quantity } : {}),
           reason,
         },
-        { actor: 'system:policy', causationId: delivery.deliveryId },
+        { actor: 'system:policy', correlationId: delivery.headers['x-ms-correlationid'] ?? delivery.deliveryId, causationId: delivery.deliveryId },
       );
       return result.events.map((e) => e.type);
     } catch (err) {
@@ -129,8 +129,8 @@ async function append(store: EventStore, stream: string, delivery: Delivery, eve
   const correlationId = delivery.headers['x-ms-correlationid'] ?? delivery.deliveryId;
   const stored: NewEvent[] = events.map((e) =>
     e.type === 'NotificationReceived'
-      ? { ...e, id: e.data.deliveryId, metadata: { actor: 'microsoft', correlationId } }
-      : { ...e, metadata: { actor: 'system:webhook', causationId: delivery.deliveryId } },
+      ? { ...e, id: e.data.deliveryId, metadata: { actor: 'microsoft', correlationId, causationId: delivery.deliveryId } }
+      : { ...e, metadata: { actor: 'system:webhook', correlationId, causationId: delivery.deliveryId } },
   );
   await store.appendToStream(stream, stored);
 }

@@ -89,6 +89,8 @@ export type PublisherChangesOptions = {
 export type ChangeContext = Pick<CommandContext, 'actor' | 'expectedRevision'> & {
   /** A GUID tying the events and Microsoft's calls together (x-ms-correlationid); new when absent. */
   correlationId?: string;
+  /** What asked for the change (the operator request's id); the change's own request id when absent. */
+  causationId?: string;
 };
 
 export type SubmittedChange = {
@@ -205,6 +207,7 @@ export class PublisherChanges {
     const intent = await this.#ledger.execute(subscriptionId, this.#intentCommand(requestId, change), {
       actor: context.actor,
       correlationId,
+      causationId: context.causationId ?? requestId,
       ...(context.expectedRevision !== undefined ? { expectedRevision: context.expectedRevision } : {}),
     });
     let revision = intent.revision;

@@ -12,6 +12,8 @@
  * An idempotency key is unique within one subscription and clock hour (where a record is stored): the product
  * reuses a key only to repeat the same record.
  */
+import { ownInitiative } from '../eventstore/provenance.js';
+import type { Provenance } from '../eventstore/provenance.js';
 import { DomainError } from '../domain/errors.js';
 import { MICROSOFT_WINDOW_MS, fingerprint, hourOf } from '../domain/metering/index.js';
 import type { UsageRecord } from '../domain/metering/index.js';
@@ -42,7 +44,7 @@ export class UsageIntake {
   constructor(private readonly options: UsageIntakeOptions) {}
 
   /** Records what can be recorded; the results are in the order of `records`. */
-  async record(records: readonly UsageInput[], actor: string): Promise<UsageResult[]> {
+  async record(records: readonly UsageInput[], actor: string, provenance: Provenance = ownInitiative()): Promise<UsageResult[]> {
     const now = this.options.now?.() ?? new Date();
     const refusals = await this.#judge(records, now);
     const results: UsageResult[] = records.map((r, i) => {
@@ -60,7 +62,7 @@ export class UsageIntake {
     });
     for (const g of groups.values()) {
       const batch = g.indexes.map((i) => recordOf(records[i]));
-      const result = await this.options.usage.executeHour(g.subscriptionId, g.hour, { type: 'RecordUsage', subscriptionId: g.subscriptionId, hour: g.hour, records: batch, now: now.toISOString() }, { actor });
+      const result = await this.options.usage.executeHour(g.subscriptionId, g.hour, { type: 'RecordUsage', subscriptionId: g.subscriptionId, hour: g.hour, records: batch, now: now.toISOString() }, { actor, ...provenance });
       const written = new Map(result.events.map((e) => [e.type === 'UsageRecorded' || e.type === 'LateUsageRecorded' ? e.data.idempotencyKey : '', e.type]));
       for (const i of g.indexes) {
         const r = records[i];

@@ -128,7 +128,10 @@ export async function verifyCommand(ctx: CommandContext, streamId: string | unde
     ctx.io.out(JSON.stringify({ ok, chains, readModels }, null, 2));
     return ok ? 0 : 1;
   }
-  ctx.io.out(chains.status === 'unavailable' ? `chains: not checked (${chains.reason})` : `chains: ${chains.status}`);
+  const c = chains.report;
+  ctx.io.out(`chains: ${chains.status} (${c.streams} streams, ${c.events} events, ${c.verified} hashes recomputed and equal${c.unchainedCount > 0 ? `, ${c.unchainedCount} streams begin before the chain` : ''}${c.pruned > 0 ? `, ${c.pruned} bounded streams start after revision 0` : ''})`);
+  for (const p of c.problems) ctx.io.out(`  ${p.kind}: ${p.streamId} revision ${p.revision}${p.eventId ? ` (event ${p.eventId})` : ''}: ${p.detail}`);
+  if (c.problemCount > c.problems.length) ctx.io.out(`  … and ${c.problemCount - c.problems.length} more`);
   ctx.io.out(`read models: ${readModels.ok ? 'equal to a rebuild' : 'DIFFERENT from a rebuild'} (${live}, at position ${readModels.position ?? '-'})`);
   for (const p of readModels.problems) ctx.io.out(`  ${p}`);
   for (const d of readModels.differences) {
@@ -155,6 +158,8 @@ export async function migrateCommand(ctx: CommandContext, target: EventStore, to
   else {
     ctx.io.out(`migrate: ${copy.copied} events in ${targetName(to)}, ${copy.appended} appended by this run${copy.resumedAfter ? ` (resumed after position ${copy.resumedAfter}; ${copy.skipped} found already copied)` : ''}`);
     ctx.io.out(`migrate: verification ${report.ok ? 'passed' : 'FAILED'}: ${report.events} events in ${report.streams} streams compared`);
+    ctx.io.out(`migrate: the target's integrity chains ${report.chains.ok ? 'verify' : 'do NOT verify'} (${report.chains.verified} hashes recomputed and equal, ${report.chains.problemCount} problems)`);
+    for (const p of report.chains.problems.slice(0, 20)) ctx.io.out(`  ${p.kind}: ${p.streamId} revision ${p.revision}: ${p.detail}`);
     if (report.renumbered.length > 0) ctx.io.out(`migrate: ${report.renumbered.length} bounded streams (checkpoints) start at revision 0 in the target: ${report.renumbered.slice(0, 5).join(', ')}${report.renumbered.length > 5 ? ', ...' : ''}`);
     for (const d of report.differences) ctx.io.out(`  ${d.streamId} ${d.eventId ?? ''} #${d.revision ?? '-'}: ${d.problem}`);
     for (const c of report.counts) ctx.io.out(`  ${c.streamId}: ${c.source} events in the source, ${c.target} in the target`);

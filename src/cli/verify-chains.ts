@@ -1,18 +1,20 @@
 /**
- * THE PLUG-IN POINT of the integrity chain in `verify` (issue 12 part A): `checkChains` is the one function the
- * command calls for the `chains` section of its report. Until part A's `verifyChains(store, { streamId, onProgress })`
- * is merged, it checks nothing and says so (`status: 'unavailable'`); it never pretends to have checked.
- *
- * At merge: import part A's verifyChains and return `{ status: report.ok ? 'ok' : 'failed', report }` from here.
+ * The integrity-chain half of `verify`: the event log's chains recomputed (src/application/audit/verify-chains.ts,
+ * docs/audit.md) for one stream or every stream. `failed` when any event was altered, removed, inserted or
+ * renumbered (events written before the chain existed are listed as unchained, not as failures).
  */
+import { verifyChains } from '../application/audit/verify-chains.js';
+import type { ChainReport } from '../application/audit/verify-chains.js';
 import type { EventStore } from '../eventstore/eventstore.js';
 
-export type ChainSection =
-  | { status: 'unavailable'; reason: string }
-  | { status: 'ok' | 'failed'; report: unknown };
+export type ChainSection = { status: 'ok' | 'failed'; report: ChainReport };
 
 export type ChainCheckOptions = { streamId?: string; onProgress?: (done: number, total?: number) => void };
 
-export async function checkChains(_store: EventStore, _options: ChainCheckOptions): Promise<ChainSection> {
-  return { status: 'unavailable', reason: 'the integrity chain check (issue 12 part A, verifyChains) is not part of this build' };
+export async function checkChains(store: EventStore, options: ChainCheckOptions): Promise<ChainSection> {
+  const report = await verifyChains(store, {
+    ...(options.streamId !== undefined ? { streamId: options.streamId } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  return { status: report.ok ? 'ok' : 'failed', report };
 }

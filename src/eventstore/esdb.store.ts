@@ -18,6 +18,12 @@
  * - Servers older than 22.6 do not report positions when reading a single stream (the client gives none, or
  *   2^64-1); such events carry `position: -1n`, meaning "unknown". $all reads and subscriptions always have it.
  *
+ * The integrity chain (chain-hash.ts): every append carries each event's chainHash, computed from the event it
+ * follows. With an expected revision r that is the event at r (remembered from this instance's last append, else
+ * read), and the server's check of r makes sure nothing slipped in between. With 'any' or 'stream_exists' we read
+ * the stream's last event and append with ITS revision as expected, retrying on a conflict (another instance
+ * appended meanwhile): the hash always names the true predecessor, whatever the number of instances.
+ *
  * System events (streams starting with `$`, such as `$settings`, `$$<stream>` metadata or `$ce-` links, and event
  * types starting with `$`) are never returned by readAll or subscriptions: they are not ours.
  */
@@ -65,6 +71,8 @@ import {
   StoreError,
   StoreUnavailableError,
 } from './eventstore.js';
+import { GENESIS_HASH, chainedMetadata, storedChainHash } from './chain-hash.js';
+import { jitteredPause, retryOnConflict } from './conflict-retry.js';
 import type {
   AppendOptions,
   AppendResult,
@@ -186,10 +194,20 @@ type EsdbContext = {
   subscriptions: Set<{ close(): Promise<void> }>;
   /** Streams whose `$maxCount` this process has set or found set: stream id → the bound. */
   bounded: Map<string, number>;
+  /** The last event this process appended per stream (bounded, oldest dropped first): saves the chain's read. */
+  heads: Map<string, ChainBase>;
 };
 
+/** Where a chained append starts: the revision of the stream's last event (-1n for none) and its chainHash. */
+type ChainBase = { revision: bigint; hash: string };
+
+/** How many streams' heads an instance remembers; beyond it an append reads the event it follows. */
+const MAX_REMEMBERED_HEADS = 10_000;
+/** Attempts of an append with expected revision 'any' that lost the race against another instance. */
+const ANY_APPEND_ATTEMPTS = 10;
+
 function createEsdbStore(client: EventStoreDBClient, opts: EsdbStoreOptions): EsdbEventStore {
-  const esdb: EsdbContext = { client, log: opts.logger, subscriptions: new Set(), bounded: new Map() };
+  const esdb: EsdbContext = { client, log: opts.logger, subscriptions: new Set(), bounded: new Map(), heads: new Map() };
   const pingTimeoutMs = opts.pingTimeoutMs ?? 5_000;
   const closeTimeoutMs = opts.closeTimeoutMs ?? 5_000;
   return {
@@ -212,15 +230,74 @@ async function appendToStream(
   events: readonly NewEvent[],
   options: AppendOptions = {},
 ): Promise<AppendResult> {
-  const { client, log } = esdb;
+  const { client } = esdb;
   const expected = options.expectedRevision ?? 'any';
   if (options.keepLast !== undefined) await bound(esdb, streamId, options.keepLast);
   if (events.length === 0) return checkWithoutAppending(client, streamId, expected);
+  // Ids fixed once: an append retried below (or by the caller) proposes the same events, which keeps it idempotent.
+  const ids = events.map((e) => e.id ?? randomUUID());
+  if (expected !== 'any' && expected !== 'stream_exists') return appendChained(esdb, streamId, events, ids, expected, options.keepLast);
+  // 'any' and 'stream_exists' do not name the event the chain continues from: read the stream's last event and
+  // append with ITS revision as expected, so that no other instance's event can slip in between (the hash would
+  // then name the wrong predecessor); a conflict means another instance appended meanwhile: read again, retry.
+  return retryOnConflict({ maxAttempts: ANY_APPEND_ATTEMPTS, pauseMs: jitteredPause }, async () => {
+    const last = await readLastEvent(client, streamId);
+    if (!last && expected === 'stream_exists') throw new ConcurrencyError(streamId, expected, -1n);
+    // A retried append whose events are already the stream's last ones: the server's own check for 'any' would
+    // have found them; we look at the head, where a retry finds them unless others appended since.
+    if (last && last.id === ids[ids.length - 1]) return { nextExpectedRevision: last.revision, position: last.position };
+    const base: ChainBase = last ? { revision: last.revision, hash: storedChainHash(last.metadata) ?? GENESIS_HASH } : { revision: -1n, hash: GENESIS_HASH };
+    return appendAt(esdb, streamId, events, ids, base, base.revision < 0n ? 'no_stream' : base.revision, options.keepLast);
+  });
+}
+
+/** An append with expected revision `no_stream` or r: the chain continues from the event at r. */
+async function appendChained(
+  esdb: EsdbContext,
+  streamId: string,
+  events: readonly NewEvent[],
+  ids: readonly string[],
+  expected: 'no_stream' | bigint,
+  keepLast: number | undefined,
+): Promise<AppendResult> {
+  let base: ChainBase = { revision: -1n, hash: GENESIS_HASH };
+  if (typeof expected === 'bigint') {
+    const remembered = esdb.heads.get(streamId);
+    if (remembered?.revision === expected) base = remembered;
+    else {
+      // Not the stream's last event? The append then fails (a conflict) or is an idempotent repeat: either way
+      // nothing is written with this hash, so the event at `expected` is all we need.
+      const [at] = await readStream(esdb.client, streamId, { fromRevision: expected, maxCount: 1 });
+      base = { revision: expected, hash: (at?.revision === expected ? storedChainHash(at.metadata) : undefined) ?? GENESIS_HASH };
+    }
+  }
+  return appendAt(esdb, streamId, events, ids, base, expected, keepLast);
+}
+
+async function appendAt(
+  esdb: EsdbContext,
+  streamId: string,
+  events: readonly NewEvent[],
+  ids: readonly string[],
+  base: ChainBase,
+  expected: 'no_stream' | bigint,
+  keepLast: number | undefined,
+): Promise<AppendResult> {
+  const { client, log } = esdb;
+  let previous = base.hash;
+  const data = events.map((event, i) => {
+    const id = ids[i] as string;
+    const metadata = chainedMetadata(previous, { id, streamId, revision: base.revision + 1n + BigInt(i), type: event.type, data: event.data, metadata: event.metadata }, keepLast);
+    previous = metadata.chainHash as string;
+    return toEventData(event, id, metadata);
+  });
   try {
-    const result = await client.appendToStream(streamId, events.map(toEventData), {
-      expectedRevision: toEsdbExpected(expected),
-    });
+    const result = await client.appendToStream(streamId, data, { expectedRevision: toEsdbExpected(expected) });
     if (!result.position) log?.warn({ streamId }, 'EventStoreDB did not report the position of an append');
+    // Remembered only when these events were certainly written now: ids of our own making cannot be a repeat (a
+    // repeat of caller-given ids is answered without writing, and its content, hence hash, may differ from what is stored).
+    const fresh = events.every((e) => e.id === undefined);
+    remember(esdb, streamId, fresh ? { revision: result.nextExpectedRevision, hash: previous } : undefined, base.revision + BigInt(events.length));
     return {
       nextExpectedRevision: result.nextExpectedRevision,
       position: result.position?.commit ?? UNKNOWN_POSITION,
@@ -228,6 +305,17 @@ async function appendToStream(
   } catch (err) {
     throw mapError(err, { streamId, expected });
   }
+}
+
+/** Remembers the head only when the append wrote our events at the revisions the hashes were computed for. */
+function remember({ heads }: EsdbContext, streamId: string, head: ChainBase | undefined, ours: bigint): void {
+  heads.delete(streamId);
+  if (!head || head.revision !== ours) return;
+  if (heads.size >= MAX_REMEMBERED_HEADS) {
+    const oldest = heads.keys().next();
+    if (!oldest.done) heads.delete(oldest.value);
+  }
+  heads.set(streamId, head);
 }
 
 /**
@@ -600,14 +688,14 @@ function isInvalidPosition(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === 3 && /invalid position/i.test(describe(err));
 }
 
-function toEventData(event: NewEvent): EventData {
+function toEventData(event: NewEvent, id: string, metadata: EventMetadata): EventData {
   return {
-    id: event.id ?? randomUUID(),
+    id,
     contentType: 'application/json',
     type: event.type,
     // The client JSON-serialises whatever it is given; its JSONType is narrower than what JSON.stringify takes.
-    data: event.data as JSONType,
-    metadata: event.metadata,
+    data: (event.data ?? null) as JSONType,
+    metadata,
   };
 }
 

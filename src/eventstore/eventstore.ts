@@ -14,15 +14,19 @@ export type ExpectedRevision =
   | 'stream_exists' // the stream must have at least one event
   | bigint; // the revision of the stream's last event
 
-/** Metadata every event may carry. Adapters store it verbatim; unknown keys are kept. */
+/**
+ * Metadata every event may carry. Adapters store it verbatim (unknown keys are kept), adding `chainHash` (and
+ * `keepLast` on bounded appends): the integrity chain, chain-hash.ts. The meaning of correlationId and causationId
+ * is in provenance.ts; docs/audit.md.
+ */
 export type EventMetadata = {
-  /** Who caused it: an operator's id, 'microsoft', 'customer:<email>', 'system:<process>'. */
+  /** Who caused it: 'operator:<authenticated name>', 'microsoft', 'customer:<email or object id>', 'system:<process>'. */
   actor?: string;
-  /** Correlates everything done for one request (x-ms-correlationid where there is one). */
+  /** The unit of work the event belongs to, a GUID (provenance.ts). */
   correlationId?: string;
-  /** The id of the event or inbound message that caused this one. */
+  /** The id of the event or inbound message that directly caused this one (provenance.ts). */
   causationId?: string;
-  /** Reserved for the audit hash chain over a stream's events. */
+  /** Written by the store: SHA-256 over the event's canonical content and the previous event's chainHash (chain-hash.ts). */
   chainHash?: string;
   [key: string]: unknown;
 };

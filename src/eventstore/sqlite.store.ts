@@ -8,6 +8,8 @@
  * - Group commit (sqlite-group-commit.ts): appends asked for in the same turn of the event loop share that
  *   transaction and its one fsync, each in its own savepoint, so one append's conflict fails it alone; each
  *   caller is answered once the whole batch has committed.
+ * - The integrity chain (chain-hash.ts): each event's chainHash is computed inside the append's transaction, from
+ *   the previous event's hash read by (stream_id, revision) under the write lock.
  * - `position` is an AUTOINCREMENT key assigned under the write lock, so positions are committed
  *   in increasing order: a catch-up reader never sees a gap that is filled later.
  * - Subscriptions catch up by reading pages (prefix reads are index ranges on `category`: sqlite-reads.ts), then
@@ -49,6 +51,7 @@ import type {
   StoreSubscription,
   SubscribeOptions,
 } from './eventstore.js';
+import { GENESIS_HASH, chainedMetadata } from './chain-hash.js';
 import { migrateSchema } from './sqlite-migrate.js';
 import type { MigrationReport } from './sqlite-migrate.js';
 import { PrefixReads, categoryOf, normalisePrefixes } from './sqlite-reads.js';
@@ -192,6 +195,7 @@ export class SqliteEventStore implements EventStore {
   private closing: Promise<void> | undefined;
   private readonly stmt: {
     streamRevision: Statement<[string], { revision: number }>;
+    chainHashAt: Statement<[string, number], unknown>;
     eventById: Statement<[string], { stream_id: string; revision: number; position: number }>;
     insert: Statement<[string, string, string, number, string, string, string, string]>;
     upsertStream: Statement<[string, number]>;
@@ -237,6 +241,8 @@ export class SqliteEventStore implements EventStore {
     });
     this.stmt = {
       streamRevision: this.db.prepare('SELECT revision FROM streams WHERE stream_id = ?'),
+      // The previous event's hash: one point lookup on UNIQUE(stream_id, revision), whatever the stream's length.
+      chainHashAt: this.db.prepare<[string, number], unknown>("SELECT json_extract(metadata, '$.chainHash') FROM events WHERE stream_id = ? AND revision = ?").pluck(),
       eventById: this.db.prepare('SELECT stream_id, revision, position FROM events WHERE event_id = ?'),
       insert: this.db.prepare(
         'INSERT INTO events (event_id, stream_id, category, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -288,9 +294,14 @@ export class SqliteEventStore implements EventStore {
       const recordedAt = new Date().toISOString();
       let revision = current;
       let position = 0;
-      for (const r of rows) {
+      // The integrity chain (chain-hash.ts): computed here, under the write lock, from the previous event's hash.
+      let previous = this.previousHash(streamId, current);
+      for (const [i, r] of rows.entries()) {
         revision += 1;
-        const info = this.stmt.insert.run(r.id, streamId, category, revision, r.type, r.data, r.metadata, recordedAt);
+        const source = events[i] as NewEvent;
+        const metadata = chainedMetadata(previous, { id: r.id, streamId, revision: BigInt(revision), type: r.type, data: source.data, metadata: source.metadata }, keepLast);
+        previous = metadata.chainHash as string;
+        const info = this.stmt.insert.run(r.id, streamId, category, revision, r.type, r.data, JSON.stringify(metadata), recordedAt);
         position = Number(info.lastInsertRowid);
       }
       this.stmt.upsertStream.run(streamId, revision);
@@ -346,6 +357,13 @@ export class SqliteEventStore implements EventStore {
       last = found;
     }
     return { nextExpectedRevision: BigInt(last.revision), position: BigInt(last.position) };
+  }
+
+  /** The chainHash of the stream's event at `revision` (its last); GENESIS_HASH for a new stream or an event written before the chain. */
+  private previousHash(streamId: string, revision: number): string {
+    if (revision < 0) return GENESIS_HASH;
+    const hash = this.stmt.chainHashAt.get(streamId, revision);
+    return typeof hash === 'string' ? hash : GENESIS_HASH;
   }
 
   private checkExpected(streamId: string, expected: ExpectedRevision, current: number): void {

@@ -11,6 +11,7 @@
  * The route modules (subscriptions, integration dead letters, read models) register inside it
  * (`routes`), so they inherit the check and the 404 and add neither.
  */
+import type { OperatorTokens } from './operator-auth.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { createOperatorAuth } from './operator-auth.js';
@@ -21,7 +22,7 @@ export type ApiScope = Parameters<FastifyPluginAsyncTypebox>[0];
 
 export type ApiPluginOptions = {
   /** OPERATOR_TOKEN: the bearer token every /api request must carry. */
-  operatorToken: string;
+  operatorToken: OperatorTokens;
   /** Registers the route modules inside the plugin (behind the token, beside the 404). */
   routes: (api: ApiScope) => Promise<void>;
 };

@@ -11,6 +11,7 @@
  * subscription): `blockedEvents` says how many wait behind it. Both actions are recorded with the
  * operator as actor in the subscription's outbox stream.
  */
+import { operatorActorOf } from './operator-auth.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { StoreUnavailableError } from '../eventstore/eventstore.js';
@@ -65,11 +66,6 @@ const StatusView = Type.Object(
 const ListQuery = Type.Object({ subscriptionId: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' })) }, strict);
 const EventParams = Type.Object({ eventId: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }) }, strict);
 const SkipBody = Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })) }, strict);
-const ActorHeaders = Type.Object({
-  'x-operator-id': Type.Optional(
-    Type.String({ pattern: '^[A-Za-z0-9._@+-]{1,100}$', description: 'Who is acting, for the audit trail (actor `operator:<id>`). Default `api`.' }),
-  ),
-});
 const Resolved = Type.Object(
   {
     eventId: Type.String(),
@@ -93,7 +89,6 @@ export const integrationRoutes: FastifyPluginAsyncTypebox<IntegrationRoutesOptio
     if (!running) throw new StoreUnavailableError('the event store is not open yet');
     return running;
   };
-  const actorOf = (headers: { 'x-operator-id'?: string }) => `operator:${headers['x-operator-id'] ?? 'api'}`;
   const notFound = (eventId: string) => problem(404, 'dead-letter-not-found', `${eventId} is not a dead-lettered integration event`);
 
   app.get(
@@ -144,12 +139,11 @@ export const integrationRoutes: FastifyPluginAsyncTypebox<IntegrationRoutesOptio
           'Answers 202: watch the dead-letter list or the status to see it go.',
         security,
         params: EventParams,
-        headers: ActorHeaders,
         response: { 202: Resolved, 404: notADeadLetter, ...errors },
       },
     },
     async (request, reply) => {
-      const done = await admin().retry(request.params.eventId, actorOf(request.headers));
+      const done = await admin().retry(request.params.eventId, operatorActorOf(request));
       if (!done) return reply.code(404).type(problemContentType).send(notFound(request.params.eventId));
       return reply.code(202).send({ ...done, status: 'retrying' as const });
     },
@@ -165,7 +159,6 @@ export const integrationRoutes: FastifyPluginAsyncTypebox<IntegrationRoutesOptio
         description: 'The ISV application never receives this event from the ledger; use it when the application got it another way or does not need it.',
         security,
         params: EventParams,
-        headers: ActorHeaders,
         body: SkipBody,
         response: { 200: Resolved, 404: notADeadLetter, ...errors },
       },
@@ -174,7 +167,7 @@ export const integrationRoutes: FastifyPluginAsyncTypebox<IntegrationRoutesOptio
       },
     },
     async (request, reply) => {
-      const done = await admin().skip(request.params.eventId, actorOf(request.headers), request.body.reason);
+      const done = await admin().skip(request.params.eventId, operatorActorOf(request), request.body.reason);
       if (!done) return reply.code(404).type(problemContentType).send(notFound(request.params.eventId));
       return reply.code(200).send({ ...done, status: 'skipped' as const });
     },

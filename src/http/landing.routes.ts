@@ -20,6 +20,8 @@
  *
  * Pages are HTML (never a stack trace, never problem+json); the JSON endpoint answers problem+json.
  */
+import { requestProvenance } from './request-provenance.js';
+import type { Provenance } from '../eventstore/provenance.js';
 import formbody from '@fastify/formbody';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -30,7 +32,6 @@ import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { DomainError } from '../domain/errors.js';
 import type { Contact, KnownSubscription, SubscriptionState } from '../domain/subscription/index.js';
 import type { FulfillmentClient } from '../marketplace/fulfillment-client.js';
-import { isGuid } from '../marketplace/schemas.js';
 import type { NormalisedSubscription } from '../marketplace/schemas.js';
 import { problem, problemContentType } from './problem.js';
 import { pageErrorHandler, statusErrorHandler } from './landing.errors.js';
@@ -129,8 +130,8 @@ function trimmed(value: string | undefined, max: number): string {
   return (value ?? '').trim().slice(0, max);
 }
 
-const correlationOf = (request: FastifyRequest): { correlationId?: string } =>
-  isGuid(request.id) ? { correlationId: request.id } : {};
+/** The request is the unit of work and the cause (request-provenance.ts). */
+const correlationOf = (request: FastifyRequest): Provenance => requestProvenance(request);
 
 const known = (state: SubscriptionState): KnownSubscription | undefined => (state.status === 'Initial' ? undefined : state);
 
@@ -180,7 +181,7 @@ async function showPurchase(l: Landing, request: FastifyRequest, reply: FastifyR
   // One time box for Microsoft's calls: what is left of it when each starts (the error handler turns running out
   // of it into the page that retries by itself).
   const deadline = Date.now() + l.microsoftTimeoutMs;
-  const boxed = () => ({ ...correlation, budgetMs: Math.max(1, deadline - Date.now()) });
+  const boxed = () => ({ correlationId: correlation.correlationId, budgetMs: Math.max(1, deadline - Date.now()) });
   // The client percent-decodes the value exactly once (decodeMarketplaceToken); giving it the
   // still-encoded form keeps that true even for a token that decodes to something with a `%`.
   const resolved = await l.marketplace.resolve(rawToken, boxed());

@@ -33,19 +33,20 @@ export async function registerOpenApi<L extends FastifyBaseLogger, P extends Fas
         version: options.version ?? '0.1.0',
         description:
           "The ISV's side of Microsoft's commercial marketplace for SaaS offers: every subscription as an event-sourced ledger. " +
-          'The operator API (`/api`) needs `Authorization: Bearer <OPERATOR_TOKEN>`. Errors are `application/problem+json` (RFC 9457). ' +
+          'The operator API (`/api`) needs `Authorization: Bearer <token>` with an operator\'s token (OPERATOR_TOKENS, or OPERATOR_TOKEN for the operator named `operator`); ' +
+          'what an operator does is recorded with the actor `operator:<name>` of the token presented. Errors are `application/problem+json` (RFC 9457). ' +
           'Revisions and positions are decimal strings; a subscription\'s ETag is `"<revision>"`.',
       },
       tags: [
         { name: 'subscriptions', description: 'SaaS subscriptions: state, history and publisher-side commands' },
-        { name: 'audit', description: 'Auditors: a subscription at a moment, the event log streamed (docs/audit-cli.md)' },
+        { name: 'audit', description: 'Auditors: history, a subscription at a moment, the event log streamed, the integrity chain (docs/audit.md, docs/audit-cli.md)' },
       ],
       components: {
         securitySchemes: {
           [OPERATOR_SECURITY_SCHEME]: {
             type: 'http',
             scheme: 'bearer',
-            description: 'The operator token (OPERATOR_TOKEN) shared with the ISV staff and systems that use the API',
+            description: "An operator's token (OPERATOR_TOKENS=name:token,…, or OPERATOR_TOKEN as the operator named `operator`): the name is the actor recorded for what the request does",
           },
         },
       },

@@ -1,14 +1,44 @@
 /**
- * The operator API's bearer token check (`OPERATOR_TOKEN`).
+ * The operator API's bearer token check: named operators (`OPERATOR_TOKENS=name:token,…`, and `OPERATOR_TOKEN`
+ * as the operator named `operator`; config.ts).
  *
  * Both sides are hashed to SHA-256 first, so `timingSafeEqual` always compares two 32-byte digests:
- * neither the token's content nor its length leaks through the comparison's timing. A refusal is a
- * 401 problem+json with `WWW-Authenticate: Bearer` (RFC 6750) and a log line with the caller's ip
+ * neither the token's content nor its length leaks through the comparison's timing; the presented token is
+ * compared with EVERY operator's (no early exit), so the time does not tell which one, or how many, were tried.
+ * A refusal is a 401 problem+json with `WWW-Authenticate: Bearer` (RFC 6750) and a log line with the caller's ip
  * and the route, never the token.
+ *
+ * The name of the operator a request authenticated as is `operatorNameOf(request)`: the actor recorded for what
+ * the request does is `operator:<name>` (no header can say otherwise).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { OperatorCredential } from '../config.js';
 import { problem, problemContentType } from './problem.js';
+
+/** One token (the single OPERATOR_TOKEN: the operator named `operator`), or the named operators. */
+export type OperatorTokens = string | readonly OperatorCredential[];
+
+/** The name `OPERATOR_TOKEN` authenticates as. */
+export const DEFAULT_OPERATOR_NAME = 'operator';
+
+const authenticated = new WeakMap<FastifyRequest, string>();
+
+/** The operator the request authenticated as; undefined when it did not go through the operator check. */
+export function operatorNameOf(request: FastifyRequest): string | undefined {
+  return authenticated.get(request);
+}
+
+/** The actor recorded for an operator's command: `operator:<authenticated name>`. */
+export function operatorActorOf(request: FastifyRequest): string {
+  const name = operatorNameOf(request);
+  if (name === undefined) throw new Error('operator route reached without the operator check');
+  return `operator:${name}`;
+}
+
+export function credentialsOf(tokens: OperatorTokens): readonly OperatorCredential[] {
+  return typeof tokens === 'string' ? [{ name: DEFAULT_OPERATOR_NAME, token: tokens }] : tokens;
+}
 
 export const OPERATOR_REALM = 'operator-api';
 
@@ -23,6 +53,14 @@ export function tokenMatches(expectedDigest: Buffer, presented: string): boolean
   return timingSafeEqual(expectedDigest, digest(presented));
 }
 
+/** The operator whose token `presented` is, comparing with every one of them (constant time per operator). */
+function whoseToken(operators: readonly { name: string; digest: Buffer }[], presented: string): string | undefined {
+  const given = digest(presented);
+  let found: string | undefined;
+  for (const o of operators) if (timingSafeEqual(o.digest, given) && found === undefined) found = o.name;
+  return found;
+}
+
 /** Reads `authorization: Bearer <token>`; the scheme is case-insensitive (RFC 7235). */
 export function bearerToken(authorization: string | undefined): { token?: string; failure?: OperatorAuthFailure } {
   if (authorization === undefined || authorization.trim() === '') return { failure: 'missing-token' };
@@ -35,19 +73,24 @@ export function bearerToken(authorization: string | undefined): { token?: string
 export type OperatorAuthenticator = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
 
 /**
- * An `onRequest`/`preHandler` hook that lets a request through only with the operator token.
- * Throws on an empty token: an operator API without a secret must not start.
+ * An `onRequest`/`preHandler` hook that lets a request through only with an operator's token, and remembers which
+ * operator it was (operatorNameOf). Throws on an empty token: an operator API without a secret must not start.
  */
-export function createOperatorAuth(operatorToken: string): OperatorAuthenticator {
-  if (typeof operatorToken !== 'string' || operatorToken.trim() === '') {
-    throw new Error('the operator API needs a non-empty OPERATOR_TOKEN');
+export function createOperatorAuth(tokens: OperatorTokens): OperatorAuthenticator {
+  const credentials = credentialsOf(tokens);
+  if (credentials.length === 0 || credentials.some((c) => typeof c.token !== 'string' || c.token.trim() === '')) {
+    throw new Error('the operator API needs a non-empty OPERATOR_TOKEN (or OPERATOR_TOKENS)');
   }
-  const expected = digest(operatorToken);
+  const operators = credentials.map((c) => ({ name: c.name, digest: digest(c.token) }));
 
   return async (request, reply) => {
     const { token, failure } = bearerToken(request.headers.authorization);
-    const unauthenticated: OperatorAuthFailure | undefined = failure ?? (token !== undefined && tokenMatches(expected, token) ? undefined : 'invalid-token');
-    if (unauthenticated === undefined) return undefined;
+    const name = failure === undefined && token !== undefined ? whoseToken(operators, token) : undefined;
+    const unauthenticated: OperatorAuthFailure | undefined = failure ?? (name !== undefined ? undefined : 'invalid-token');
+    if (name !== undefined && unauthenticated === undefined) {
+      authenticated.set(request, name);
+      return undefined;
+    }
 
     request.log.warn(
       { ip: request.ip, method: request.method, route: request.routeOptions.url ?? request.url.split('?')[0], reason: unauthenticated },

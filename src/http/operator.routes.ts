@@ -13,9 +13,10 @@
  * change is applied locally only when Microsoft confirms it (docs/marketplace.md §7.5): the 202 says it was
  * accepted; `pendingChange` / `lastChange` of the subscription say how it ends.
  */
-import { randomUUID } from 'node:crypto';
+import { operatorActorOf } from './operator-auth.js';
+import { requestProvenance } from './request-provenance.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { historyOf } from '../application/audit-history.js';
 import type { HistoryEntry } from '../application/audit-history.js';
@@ -40,7 +41,6 @@ import {
   SubscriptionParams,
   SubscriptionView,
 } from './operator.schemas.js';
-import { isGuid } from '../marketplace/schemas.js';
 import type { LastChangeView, RecordedEventView } from './operator.schemas.js';
 import type { Static } from 'typebox';
 import { problem, problemContentType } from './problem.js';
@@ -103,11 +103,12 @@ export function etagOf(revision: bigint): string {
   return `"${revision.toString()}"`;
 }
 
-function commandContext(request: { id: string; headers: Static<typeof CommandHeaders> }) {
+/** Who acts (the authenticated operator, never a header), the request's provenance, and its If-Match. */
+function commandContext(request: FastifyRequest & { headers: Static<typeof CommandHeaders> }) {
   const expectedRevision = parseIfMatch(request.headers['if-match']);
   return {
-    actor: `operator:${request.headers['x-operator-id'] ?? 'api'}`,
-    correlationId: isGuid(request.id) ? request.id : randomUUID(),
+    actor: operatorActorOf(request),
+    ...requestProvenance(request),
     ...(expectedRevision !== undefined ? { expectedRevision } : {}),
   };
 }

@@ -42,12 +42,6 @@ export const CommandHeaders = Type.Object({
         'Without it the command is decided on the current state (conflicting writers are retried a bounded number of times).',
     }),
   ),
-  'x-operator-id': Type.Optional(
-    Type.String({
-      pattern: '^[A-Za-z0-9._@+-]{1,100}$',
-      description: 'Who is acting, for the audit trail (recorded as actor `operator:<id>`; self-declared). Default `api`.',
-    }),
-  ),
 });
 export type CommandHeaders = Static<typeof CommandHeaders>;
 

@@ -11,6 +11,8 @@
  * the key waits — retried after a backoff, then parked — and its later events wait behind it, while the other
  * keys go on. A retry is recorded with the operator as actor and picked up by the instance running the process.
  */
+import { operatorActorOf } from './operator-auth.js';
+import { requestProvenance } from './request-provenance.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { StoreUnavailableError } from '../eventstore/eventstore.js';
@@ -76,11 +78,6 @@ const RetryParams = Type.Object(
   { name: Name, key: Type.String({ minLength: 1, maxLength: 300, pattern: '^[\\x21-\\x7E]+$', description: 'The key, URL-encoded' }) },
   strict,
 );
-const ActorHeaders = Type.Object({
-  'x-operator-id': Type.Optional(
-    Type.String({ pattern: '^[A-Za-z0-9._@+-]{1,100}$', description: 'Who is acting, for the audit trail (actor `operator:<id>`). Default `api`.' }),
-  ),
-});
 const RetryRequested = Type.Object(
   {
     process: Type.String(),
@@ -168,7 +165,6 @@ export const processesRoutes: FastifyPluginAsyncTypebox<ProcessesRoutesOptions> 
           'and one that fails again is retried and parked as before. Answers 202: watch the list to see it go.',
         security,
         params: RetryParams,
-        headers: ActorHeaders,
         response: {
           202: RetryRequested,
           404: problemResponse('No such process, or the key is neither parked nor retrying'),
@@ -179,8 +175,8 @@ export const processesRoutes: FastifyPluginAsyncTypebox<ProcessesRoutesOptions> 
     },
     async (request, reply) => {
       const { name, key } = request.params;
-      const actor = `operator:${request.headers['x-operator-id'] ?? 'api'}`;
-      const done = await admin().retry(name, key, actor);
+      const actor = operatorActorOf(request);
+      const done = await admin().retry(name, key, actor, requestProvenance(request));
       const send = (status: number, title: string, detail: string) => reply.code(status).type(problemContentType).send(problem(status, title, detail));
       switch (done.outcome) {
         case 'requested':

@@ -5,9 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import { createOperatorAuth, bearerToken, tokenMatches } from './operator-auth.js';
-import type { OperatorAuthenticator } from './operator-auth.js';
+import type { OperatorAuthenticator, OperatorTokens } from './operator-auth.js';
 
-export function createUsageAuth(operatorToken: string, usageToken: string | undefined): OperatorAuthenticator {
+export function createUsageAuth(operatorToken: OperatorTokens, usageToken: string | undefined): OperatorAuthenticator {
   const operator = createOperatorAuth(operatorToken);
   if (usageToken === undefined) return operator;
   const expected = createHash('sha256').update(usageToken, 'utf8').digest();

@@ -8,6 +8,8 @@
  * idempotency keys). 503 when Microsoft cannot say which meters a plan has, or the store is unavailable.
  * Finance's read routes (`/api/read/usage…`) register here too, behind the operator token only.
  */
+import type { OperatorTokens } from './operator-auth.js';
+import { requestProvenance } from './request-provenance.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Static } from 'typebox';
@@ -22,7 +24,7 @@ import type { UsageReadRoutesOptions } from './usage-readmodel.routes.js';
 
 export type UsageRoutesOptions = {
   intake: UsageIntake;
-  operatorToken: string;
+  operatorToken: OperatorTokens;
   usageToken?: string;
   /** Finance's read model (usage-readmodel.routes.ts), under /api behind the operator token; not served when absent. */
   read?: UsageReadRoutesOptions;
@@ -98,7 +100,7 @@ export const usageRoutes: FastifyPluginAsyncTypebox<UsageRoutesOptions> = async 
     async (request, reply) => {
       let results: UsageResult[];
       try {
-        results = await options.intake.record(inputsOf(request.body), 'product');
+        results = await options.intake.record(inputsOf(request.body), 'product', requestProvenance(request));
       } catch (err) {
         if (!(err instanceof MarketplaceError)) throw err;
         request.log.warn({ err: err.toLog() }, 'usage not recorded: the meters of a plan could not be read from Microsoft');

@@ -327,7 +327,8 @@ export class OutboxDispatcher implements DeadLetterAdmin {
           ...(i === 0 && firstEventId ? { id: firstEventId } : {}),
           type: e.type,
           data: e.data,
-          metadata: { actor, causationId: e.data.eventId },
+          // The delivery of one ledger event is one unit of work: its schedule, attempts and dead letter share its id.
+          metadata: { actor, correlationId: e.data.eventId, causationId: e.data.eventId },
         }));
         await this.options.store.appendToStream(outboxStream(q.subscriptionId), batch, { expectedRevision: q.revision ?? 'no_stream' });
         await this.refresh(q);

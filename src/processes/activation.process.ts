@@ -86,7 +86,7 @@ export function activationProcess(options: ActivationOptions): ProcessHandler {
       case 'record-failure': {
         const { reason, final, retryAt } = step.command;
         log.warn({ subscriptionId: id, attempt: step.attempt, final, reason, ...(retryAt ? { retryAt } : {}) }, 'activation attempt failed');
-        await ledger.execute(id, { ...step.command, now: now() }, { actor, causationId: trigger.eventId });
+        await ledger.execute(id, { ...step.command, now: now() }, { actor, correlationId, causationId: trigger.eventId });
         return { type: 'FailureRecorded', final, ...(step.retry ? { retry: step.retry } : {}) };
       }
       case 'retry-later':

@@ -14,6 +14,8 @@
  * 24-hour limit; within METERING_EXPIRY_WARNING_MS of it each attempt logs a warning; past it the hour settles
  * locally as `Expired` (not billed, reported).
  */
+import { causedBy } from '../eventstore/provenance.js';
+import type { Provenance } from '../eventstore/provenance.js';
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import type { UsageLedger } from '../application/usage-ledger.js';
 import { awaitingAnswer, decodeUsageHourEvent, earliestExpiryMs, hourStartMs, isSettled, monthOf, usageCategory } from '../domain/metering/index.js';
@@ -78,12 +80,13 @@ export function meteringProcess(options: MeteringOptions): ProcessHandler {
   }
 
   /** Microsoft's answers for every submitted, unanswered dimension; RetryLater while it does not answer. */
-  async function call(subscriptionId: string, hour: string, state: UsageHourState, correlationId: string | undefined): Promise<SettlementAnswer[]> {
+  async function call(subscriptionId: string, hour: string, state: UsageHourState, meta: Provenance & EventMetadata): Promise<SettlementAnswer[]> {
+    const { correlationId } = meta;
     const waiting = awaitingAnswer(state);
     const answers: SettlementAnswer[] = [];
     try {
       for (const batch of chunks(waiting, MAX_USAGE_BATCH)) {
-        const items = await options.metering.postBatchUsageEvent(batch.map(usageEventOf), correlationId ? { correlationId } : undefined);
+        const items = await options.metering.postBatchUsageEvent(batch.map(usageEventOf), { correlationId });
         answers.push(...answersOf(batch, items));
       }
       return answers;
@@ -107,18 +110,18 @@ export function meteringProcess(options: MeteringOptions): ProcessHandler {
         default:
           log.warn(fields, 'usage not submitted yet: Microsoft is not answering');
       }
-      if (answers.length > 0) await options.usage.executeHour(subscriptionId, hour, { type: 'SettleUsage', answers, now: new Date(now).toISOString() }, { actor });
+      if (answers.length > 0) await options.usage.executeHour(subscriptionId, hour, { type: 'SettleUsage', answers, now: new Date(now).toISOString() }, meta);
       throw new RetryLater(`usage of ${subscriptionId} for ${hour}: Microsoft is not answering`, { until: new Date(limit ?? now).toISOString(), cause: err });
     }
   }
 
   async function settleHour(recorded: RecordedEvent, subscriptionId: string, hour: string): Promise<void> {
-    const meta: EventMetadata = { actor, causationId: recorded.id };
+    const meta = { actor, ...causedBy(recorded) };
     let { state } = await options.usage.loadHour(subscriptionId, hour);
     if (!state.closed) state = (await options.usage.executeHour(subscriptionId, hour, { type: 'CloseHour', subscriptionId, hour, now: new Date(nowMs()).toISOString() }, meta)).state;
     state = await submit(subscriptionId, hour, state, meta);
     if (awaitingAnswer(state).length > 0) {
-      const answers = await call(subscriptionId, hour, state, recorded.metadata.correlationId);
+      const answers = await call(subscriptionId, hour, state, meta);
       const result = await options.usage.executeHour(subscriptionId, hour, { type: 'SettleUsage', answers, now: new Date(nowMs()).toISOString() }, meta);
       state = result.state;
       const summary = answers.map((a) => ({ dimension: a.dimension, status: a.status, billed: a.billed, via: a.via }));

@@ -136,7 +136,7 @@ export function notificationProcess(options: NotificationProcessOptions): Proces
 
       const { outcome, detail, subscriptionEvents, operationStatus } = step;
       const command: NotificationCommand = { type: 'RecordOutcome', outcome, detail, subscriptionEvents, now: now(), ...(operationStatus !== undefined ? { operationStatus } : {}) };
-      await record(run, command, { actor, causationId: event.id });
+      await record(run, command, { actor, correlationId: run.correlationId, causationId: event.id });
       const refused = outcome === 'unverified' || outcome === 'failed';
       log[refused ? 'warn' : 'info']({ ...ids, outcome, detail, operationStatus }, refused ? 'notification not applied' : 'notification processed');
     },
@@ -155,7 +155,7 @@ async function record(run: Run, command: NotificationCommand, metadata: Record<s
 /** Record an acknowledgement Microsoft answered (or, with a note, one it took before a restart). */
 async function recordAcknowledgement(io: Io, run: Run, note: string | undefined): Promise<void> {
   const p = run.notification;
-  const [ack] = await record(run, { type: 'AcknowledgeOperation', status: 'Success', now: io.now(), ...(note ? { note } : {}) }, { actor, correlationId: run.correlationId });
+  const [ack] = await record(run, { type: 'AcknowledgeOperation', status: 'Success', now: io.now(), ...(note ? { note } : {}) }, { actor, correlationId: run.correlationId, causationId: run.event.id });
   const latencyMs = ack?.type === 'OperationAcknowledged' ? ack.data.latencyMs : undefined;
   if (!note && latencyMs !== undefined) io.metrics?.operationAcknowledged(latencyMs / 1000);
   io.log[note ? 'warn' : 'info']({ operationId: p.id, subscriptionId: p.subscriptionId, latencyMs, note }, 'operation acknowledged');

@@ -11,6 +11,8 @@
  *
  * The persistent mode (EventStoreDB) keeps no such list: the server parks events itself (docs/several-instances.md).
  */
+import { ownInitiative } from '../eventstore/provenance.js';
+import type { Provenance } from '../eventstore/provenance.js';
 import type { EventStore } from '../eventstore/eventstore.js';
 import { readCheckpointRecord } from './runner/checkpoints.js';
 import { CONTROL_STREAM_KEEP, controlStream, RETRY_REQUESTED } from './runner/held.js';
@@ -61,7 +63,8 @@ export type ProcessAdmin = {
   processes(): Promise<ProcessView[]>;
   /** Every held key (of one process, when named); undefined for an unknown process. */
   held(process?: string): Promise<HeldList | undefined>;
-  retry(process: string, key: string, actor: string): Promise<RetryOutcome>;
+  /** `provenance`: the operator request that asked (src/eventstore/provenance.ts). */
+  retry(process: string, key: string, actor: string, provenance?: Provenance): Promise<RetryOutcome>;
 };
 
 export type ProcessAdminOptions = {
@@ -115,14 +118,14 @@ export function processAdmin(options: ProcessAdminOptions): ProcessAdmin {
       const p = find(process);
       return p ? list([p]) : undefined;
     },
-    async retry(process, key, actor) {
+    async retry(process, key, actor, provenance = ownInitiative()) {
       const p = find(process);
       if (!p) return { outcome: 'unknown-process' };
       if (p.mode === 'persistent') return { outcome: 'persistent' };
       const entry = (await heldOf(p.name, p.mode)).find((h) => h.key === key && h.failure);
       if (!entry?.failure) return { outcome: 'not-held' };
       const data: RetryRequest = { key, at: (options.now?.() ?? new Date()).toISOString(), actor };
-      await store.appendToStream(controlStream(p.name), [{ type: RETRY_REQUESTED, data, metadata: { actor } }], { keepLast: CONTROL_STREAM_KEEP });
+      await store.appendToStream(controlStream(p.name), [{ type: RETRY_REQUESTED, data, metadata: { actor, ...provenance } }], { keepLast: CONTROL_STREAM_KEEP });
       return { outcome: 'requested', process: p.name, key, status: entry.failure.status, events: entry.events.length };
     },
   };

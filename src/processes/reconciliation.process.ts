@@ -16,6 +16,7 @@
  *   run ("in flight"), so we never flap against it.
  * - Cost: one read of each listed subscription's own stream; never a scan of the store.
  */
+import { ownInitiative } from '../eventstore/provenance.js';
 import { randomUUID } from 'node:crypto';
 import { detailsFromMicrosoft } from '../application/subscription-details.js';
 import { resolveStore } from '../application/subscription-ledger.js';
@@ -219,7 +220,7 @@ function indexOf(last: { type: string; data: unknown } | undefined): RunIndex {
 async function writeIndex(store: EventStore, update: IndexUpdate, revision: bigint): Promise<bigint> {
   const result = await store.appendToStream(
     reconciliationIndexStream,
-    [{ type: 'ReconciliationIndexUpdated', data: update, metadata: { actor: ACTOR } }],
+    [{ type: 'ReconciliationIndexUpdated', data: update, metadata: { actor: ACTOR, ...ownInitiative() } }],
     { expectedRevision: revision < 0n ? 'no_stream' : revision, keepLast: 1 },
   );
   return result.nextExpectedRevision;
@@ -437,7 +438,7 @@ export class Reconciler {
   private async checkOne(sub: NormalisedSubscription, runId: string, signal: AbortSignal, log: Logger): Promise<SubscriptionOutcome> {
     const subscriptionId = sub.id;
     const microsoft = microsoftRecordOf(sub);
-    const context = { actor: ACTOR, correlationId: runId };
+    const context = { actor: ACTOR, ...ownInitiative(runId) };
     let calls = 0;
     try {
       const { state } = await this.options.ledger.load(subscriptionId);
@@ -486,7 +487,7 @@ export class Reconciler {
 
   private async command(runId: string, command: ReconciliationCommand): Promise<Run> {
     const result = await handleCommand(this.store, reconciliationStream(runId), reconciliationDecider, command, {
-      metadata: { actor: ACTOR, correlationId: runId },
+      metadata: { actor: ACTOR, ...ownInitiative(runId) },
     });
     if (result.state.status === 'none') throw new Error(`run ${runId}: ${command.type} left no run`);
     return result.state;

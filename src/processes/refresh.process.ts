@@ -5,6 +5,7 @@
  * order and a failing one holds only itself. Microsoft not answering → RetryLater; a subscription Microsoft does
  * not know → logged and left to reconciliation (never retried for ever).
  */
+import { causedBy } from '../eventstore/provenance.js';
 import type { SubscriptionLedger } from '../application/subscription-ledger.js';
 import { detailsFromMicrosoft } from '../application/subscription-details.js';
 import { decodeSubscriptionEvent, driftOf, subscriptionCategory } from '../domain/subscription/index.js';
@@ -63,8 +64,7 @@ export function refreshProcess(options: RefreshOptions): ProcessHandler {
         if (kinds.length === 0) return;
         const result = await ledger.execute(subscriptionId, { type: 'ConvergeOnMicrosoft', now: now(), source: 'process', microsoft }, {
           actor,
-          causationId: recorded.id,
-          ...(recorded.metadata.correlationId ? { correlationId: recorded.metadata.correlationId } : {}),
+          ...causedBy(recorded),
         });
         log.info({ subscriptionId, after: event.type, kinds, events: result.events.map((e) => e.type) }, "refreshed what Microsoft owns");
       } catch (err) {

@@ -21,6 +21,8 @@ import { cli, jsonOf } from './helpers.js';
 
 type Sandbox = Awaited<ReturnType<typeof startSandbox>>;
 const TOKEN = 'test-operator-token-0123456789';
+/** A named operator's token (OPERATOR_TOKENS): history names her as the one who asked. */
+const DANA = 'dana-operator-token-0123456789';
 type Moment = { step: string; at: string; row: { status: string; plan_id: string; quantity: number | null; stream_revision: number } };
 
 async function settled(s: Sandbox, id: string, check: (state: Record<string, unknown>) => boolean, what: string) {
@@ -53,7 +55,7 @@ function sameEvent(r: ExportRecord, e: RecordedEvent): boolean {
 }
 
 t.test('state --at each moment = what the read model showed; history names the sources; export round-trips', async (t) => {
-  const s = await startSandbox(t);
+  const s = await startSandbox(t, { OPERATOR_TOKENS: `dana:${DANA}` });
   const dataDir = s.config.store.kind === 'sqlite' ? s.config.store.dataDir : '';
   const env = { DATA_DIR: dataDir };
   const moments: Moment[] = [];
@@ -70,7 +72,7 @@ t.test('state --at each moment = what the read model showed; history names the s
   s.emulator.marketplace.changePlan(id, 'premium');
   await settled(s, id, (st) => st.planId === 'premium', 'customer plan change');
   moments.push(await moment(s, id, 'plan changed'));
-  const patched = await fetch(`${s.url}/api/subscriptions/${id}/quantity`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'x-operator-id': 'dana' }, body: JSON.stringify({ quantity: 8 }) });
+  const patched = await fetch(`${s.url}/api/subscriptions/${id}/quantity`, { method: 'POST', headers: { authorization: `Bearer ${DANA}`, 'content-type': 'application/json' }, body: JSON.stringify({ quantity: 8 }) });
   t.equal(patched.status, 202, 'the operator asked for 8 seats');
   await settled(s, id, (st) => st.quantity === 8 && st.pendingChange === undefined, 'publisher seat change');
   moments.push(await moment(s, id, 'seats changed'));

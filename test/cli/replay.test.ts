@@ -2,10 +2,12 @@
  * `replay` with a service serving reads: the read models are rebuilt into a fresh file while the service keeps
  * answering from the old one (every read during the replay is complete), then the pointer switches atomically and
  * the service follows (it serves the new file, and applies new events to it). And `verify`: the read models against
- * a rebuild, every damaged row named, exit 1; the chain section is the plug-in slot (not checked in this build).
+ * a rebuild, every damaged row named, exit 1; and the event log's integrity chain, an event altered in the SQLite
+ * file named, exit 1.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import t from 'tap';
 import { buildApp } from '../../src/app.js';
 import { createLogger } from '../../src/logger.js';
@@ -77,7 +79,7 @@ t.test('replay switches a serving service to a fresh file atomically; verify nam
 
   const clean = await cli(['verify', '--json'], env);
   t.equal(clean.code, 0, clean.out);
-  t.match(jsonOf(clean), { ok: true, chains: { status: 'unavailable' }, readModels: { ok: true, differences: [] } });
+  t.match(jsonOf(clean), { ok: true, chains: { status: 'ok', report: { ok: true, problemCount: 0 } }, readModels: { ok: true, differences: [] } });
 
   const victim = (service.db.prepare('SELECT subscription_id FROM subscriptions ORDER BY subscription_id LIMIT 2').all() as Array<{ subscription_id: string }>).map((r) => r.subscription_id);
   service.db.prepare("UPDATE subscriptions SET status = 'Tampered' WHERE subscription_id = ?").run(victim[0]);
@@ -93,5 +95,16 @@ t.test('replay switches a serving service to a fresh file atomically; verify nam
   t.equal(text.code, 1);
   t.match(text.out, /read models: DIFFERENT from a rebuild/);
   t.match(text.out, new RegExp(`row \\["${victim[0]}"\\] differs`));
-  t.match(text.out, /chains: not checked/);
+  t.match(text.out, /chains: ok \(\d+ streams, \d+ events/);
+
+  // An event altered directly in the SQLite file: the chain names it.
+  const events = new Database(join(dir, 'events.db'));
+  const altered = events.prepare("SELECT event_id AS id, stream_id FROM events WHERE stream_id LIKE 'subscription-%' ORDER BY position LIMIT 1 OFFSET 7").get() as { id: string; stream_id: string };
+  events.prepare("UPDATE events SET data = json_set(data, '$.tampered', 1) WHERE event_id = ?").run(altered.id);
+  events.close();
+  const tampered = await cli(['verify', '--json'], env);
+  t.equal(tampered.code, 1, 'an altered event: exit 1');
+  t.match(jsonOf(tampered), { ok: false, chains: { status: 'failed', report: { ok: false, problems: [{ kind: 'altered', streamId: altered.stream_id, eventId: altered.id }] } } }, 'the altered event, named');
+  const tamperedText = await cli(['verify'], env);
+  t.match(tamperedText.out, new RegExp(`altered: ${altered.stream_id} revision \\d+ \\(event ${altered.id}\\)`));
 });

@@ -4,6 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Test } from 'tap';
+import { verifyChains } from '../../src/application/audit/verify-chains.js';
+import { GENESIS_HASH, chainHash } from '../../src/eventstore/chain-hash.js';
 import { ConcurrencyError } from '../../src/eventstore/eventstore.js';
 import type { EventStore, RecordedEvent } from '../../src/eventstore/eventstore.js';
 
@@ -223,6 +225,55 @@ export function eventStoreContract(t: Test, name: string, open: OpenStore): void
       const got = await collect(sub);
       t.same(got, []);
       t.ok(Date.now() - started < 3000, 'the iteration ended promptly');
+    });
+
+    t.test('chain: every event carries the hash of its content and of the event before it', async (t) => {
+      const s = stream('chain');
+      await store.appendToStream(s, [ev('A', 1), ev('B', 2)], { expectedRevision: 'no_stream' });
+      await store.appendToStream(s, [ev('C', 3)], { expectedRevision: 1n });
+      await store.appendToStream(s, [{ ...ev('D', 4), metadata: { actor: 'contract-test', chainHash: 'f'.repeat(64) } }]);
+      await store.appendToStream(s, [ev('E', 5)], { expectedRevision: 'stream_exists' });
+      const read = await store.readStream(s);
+      t.equal(read.length, 5);
+      let previous = GENESIS_HASH;
+      for (const e of read) {
+        t.equal(e.metadata.chainHash, chainHash(previous, e), `revision ${e.revision}: recomputed from its content and the previous hash`);
+        previous = String(e.metadata.chainHash);
+      }
+      t.not(read[3]?.metadata.chainHash, 'f'.repeat(64), "a caller's chainHash is replaced by the store's");
+      t.equal(read[0]?.metadata.actor, 'contract-test', 'the rest of the metadata is kept');
+      const report = await verifyChains(store, { streamId: s });
+      t.ok(report.ok, 'verifyChains passes');
+      t.equal(report.verified, 5);
+      t.same(report.problems, []);
+    });
+
+    t.test('chain: an idempotent retry keeps the chain, and racing appends with expected revision any chain in order', async (t) => {
+      const s = stream('chainany');
+      const batch = [{ id: randomUUID(), ...ev('A', 1) }, { id: randomUUID(), ...ev('B', 2) }];
+      await store.appendToStream(s, batch, { expectedRevision: 'no_stream' });
+      await store.appendToStream(s, batch, { expectedRevision: 'no_stream' });
+      const retried = { id: randomUUID(), ...ev('C', 3) };
+      const once = await store.appendToStream(s, [retried]);
+      const twice = await store.appendToStream(s, [retried]);
+      t.equal(twice.nextExpectedRevision, once.nextExpectedRevision, "a retried 'any' append answers the same");
+      await Promise.all([4, 5, 6, 7, 8, 9].map((n) => store.appendToStream(s, [ev('Any', n)])));
+      const read = await store.readStream(s);
+      t.equal(read.length, 9, 'nothing duplicated, nothing lost');
+      const report = await verifyChains(store, { streamId: s });
+      t.ok(report.ok, 'the chain holds');
+      t.equal(report.verified, 9);
+    });
+
+    t.test('chain: a bounded stream (keepLast) chains from its first kept event', async (t) => {
+      const s = stream('chainbounded');
+      for (let n = 1; n <= 5; n++) await store.appendToStream(s, [ev('Checkpoint', n)], { keepLast: 1 });
+      const [last] = await store.readStream(s);
+      t.equal(last?.revision, 4n);
+      t.equal(last?.metadata.keepLast, 1, 'the bound is recorded in the hashed metadata');
+      const report = await verifyChains(store, { streamId: s });
+      t.ok(report.ok, 'older events gone by design are not a problem');
+      t.equal(report.pruned, 1);
     });
   });
 }

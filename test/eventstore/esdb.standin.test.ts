@@ -97,7 +97,7 @@ t.test('stand-in: ids, data, metadata and time survive the round trip', async (t
   const [a, b] = await store.readStream(s);
   t.match(a, { id, streamId: s, revision: 0n, type: 'Purchased', data: { planId: 'gold', quantity: 3 }, metadata });
   t.match(b?.id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a random v4 uuid when none is given');
-  t.same(b?.metadata, {}, 'no metadata reads as {}');
+  t.same(Object.keys(b?.metadata ?? {}), ['chainHash'], 'no metadata reads as only the chain hash the store adds');
   t.ok(Date.parse(a?.recordedAt ?? '') >= before - 1000, 'recordedAt is the time the event was stored');
   t.ok(b !== undefined && a !== undefined && b.position > a.position, 'single-stream reads carry positions');
 });
@@ -241,4 +241,22 @@ t.test('a malformed connection string is an error that names EVENTSTORE_CONNECTI
   const partial = await openEsdbStore('esdb://admin:hunter2@localhost:2113?tls=hunter').catch((e: unknown) => e);
   t.match(partial, { message: /EVENTSTORE_CONNECTION_STRING.*"\*\*\*"/ });
   t.notMatch((partial as Error).message, /hunter/, 'with credentials present, no quoted fragment is echoed');
+});
+
+t.test("chain: several instances appending with expected revision 'any' to one stream keep one true chain", async (t) => {
+  const { verifyChains } = await import('../../src/application/audit/verify-chains.js');
+  const instances = [await openStore(t), await openStore(t), await openStore(t)];
+  const s = unique('chain-any-');
+  await instances[0]?.appendToStream(s, [ev('Start', 0)], { expectedRevision: 'no_stream' });
+  // Every instance appends at once, several times: each append must name the event it really follows.
+  await Promise.all(instances.flatMap((store, i) => [1, 2, 3, 4].map((n) => store.appendToStream(s, [ev(`I${i}`, n)]))));
+  const read = await instances[0]?.readStream(s);
+  t.equal(read?.length, 13, 'every append landed once');
+  const report = await verifyChains(instances[1] as EsdbEventStore, { streamId: s });
+  t.ok(report.ok, 'the chain holds');
+  t.equal(report.verified, 13);
+  // An instance whose remembered head is stale (another appended since) still chains from the true last event.
+  await instances[2]?.appendToStream(s, [ev('Exact', 1)], { expectedRevision: 12n });
+  await instances[0]?.appendToStream(s, [ev('Exact', 2)], { expectedRevision: 13n });
+  t.ok((await verifyChains(instances[1] as EsdbEventStore, { streamId: s })).ok, 'still whole after exact-revision appends by different instances');
 });

@@ -26,6 +26,9 @@ import { PublisherChanges } from '../../src/application/publisher-changes.js';
 import { tempDir } from '../support/temp.js';
 
 const TOKEN = 'operator-token-for-the-emulator-test';
+/** Named operators (OPERATOR_TOKENS): the one named dana is recorded as `operator:dana`. */
+const DANA_TOKEN = 'dana-token-for-the-emulator-test';
+const OPERATORS = [{ name: 'operator', token: TOKEN }, { name: 'dana', token: DANA_TOKEN }];
 
 type Delivery = { id: string; action: string; subscriptionId: string; planId?: string; quantity?: number; status?: string; operationRequestSource?: string };
 type WebhookMode = 'acknowledge' | 'apply-then-acknowledge' | 'refuse' | 'ignore';
@@ -90,7 +93,7 @@ async function setup(t: Test) {
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   emulator.setWebhookUrl(`http://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhook`);
 
-  const app = await buildApp({ logger, store: () => store, api: { operatorToken: TOKEN, subscriptions: { ledger, publisherChanges } } });
+  const app = await buildApp({ logger, store: () => store, api: { operatorToken: OPERATORS, subscriptions: { ledger, publisherChanges } } });
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
     await app.close();
@@ -188,7 +191,7 @@ t.test('change plan, change quantity, cancel: each applied only after Microsoft 
   t.equal(etag, `"${String(before.body.revision)}"`);
 
   // Change plan.
-  const plan = await s.api('POST', `/subscriptions/${id}/plan`, { planId: 'premium' }, { 'if-match': etag, 'x-operator-id': 'dana' });
+  const plan = await s.api('POST', `/subscriptions/${id}/plan`, { planId: 'premium' }, { 'if-match': etag, authorization: `Bearer ${DANA_TOKEN}`, 'x-operator-id': 'mallory' });
   t.equal(plan.status, 202);
   t.equal(plan.headers.get('location'), `/api/subscriptions/${id}`);
   const planOp = String(plan.body.operationId);
@@ -207,7 +210,7 @@ t.test('change plan, change quantity, cancel: each applied only after Microsoft 
   t.same(history.slice(-3).map((e) => e.type), ['PlanChangeRequested', 'ChangeSubmitted', 'PlanChanged'], 'requested, submitted, then applied');
   const planChanged = history[history.length - 1];
   t.match(planChanged, { data: { operationId: planOp, planId: 'premium', previousPlanId: 'standard', requestSource: 'Partner' } });
-  t.match(history[history.length - 3], { metadata: { actor: 'operator:dana' } });
+  t.match(history[history.length - 3], { metadata: { actor: 'operator:dana' } }, 'the authenticated operator, not the x-operator-id header');
   t.ok(
     Date.parse(planChanged?.recordedAt ?? '') >= Date.parse(msOp?.timeStamp ?? ''),
     `applied (${planChanged?.recordedAt}) after Microsoft completed the operation (${msOp?.timeStamp})`,

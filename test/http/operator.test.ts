@@ -24,6 +24,9 @@ import type { PublisherChangeClient } from '../../src/application/publisher-chan
 
 const TOKEN = 'op-token-0123456789abcdef';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
+/** A second, named operator (OPERATOR_TOKENS): what Dana does is recorded as hers. */
+const DANA = { authorization: 'Bearer dana-token-0123456789abcdef' };
+const OPERATORS = [{ name: 'operator', token: TOKEN }, { name: 'dana@isv.example', token: 'dana-token-0123456789abcdef' }];
 const SUB = '5d0c9a7e-1b2f-4c3d-9e8f-0a1b2c3d4e5f';
 const OTHER = '6e1d0b8f-2c3a-4d4e-8f90-1b2c3d4e5f60';
 const OP = '7f2e1c90-3d4b-4e5f-9a01-2c3d4e5f6071';
@@ -88,7 +91,7 @@ async function setup(t: Test) {
   const microsoft = new ScriptedMicrosoft();
   const logger = createLogger('silent');
   const publisherChanges = new PublisherChanges({ ledger, client: microsoft, logger, recheckDelayMs: 10 });
-  const app = await buildApp({ logger, store: () => store, api: { operatorToken: TOKEN, subscriptions: { ledger, publisherChanges } } });
+  const app = await buildApp({ logger, store: () => store, api: { operatorToken: OPERATORS, subscriptions: { ledger, publisherChanges } } });
   t.teardown(async () => {
     await app.close();
     await publisherChanges.close();
@@ -296,7 +299,7 @@ t.test('activate: records the contact and answers 202; repeating it changes noth
   const res = await app.inject({
     method: 'POST',
     url: `/api/subscriptions/${SUB}/activate`,
-    headers: { ...AUTH, 'if-match': '"0"', 'x-operator-id': 'dana@isv.example' },
+    headers: { ...DANA, 'if-match': '"0"', 'x-operator-id': 'mallory' },
     payload,
   });
   t.equal(res.statusCode, 202);
@@ -304,7 +307,7 @@ t.test('activate: records the contact and answers 202; repeating it changes noth
   t.equal(res.headers.etag, '"1"');
   t.same(res.json(), { subscriptionId: SUB, status: 'accepted', command: 'activate', revision: '1', location: `/api/subscriptions/${SUB}` });
   const { events } = await ledger.load(SUB);
-  t.match(events[1], { type: 'ActivationRequested', data: { contact: payload.contact, source: 'operator' }, metadata: { actor: 'operator:dana@isv.example' } });
+  t.match(events[1], { type: 'ActivationRequested', data: { contact: payload.contact, source: 'operator' }, metadata: { actor: 'operator:dana@isv.example' } }, 'the authenticated name, not the x-operator-id header');
   const again = await app.inject({ method: 'POST', url: `/api/subscriptions/${SUB}/activate`, headers: AUTH, payload });
   t.equal(again.statusCode, 202);
   t.equal(again.json<{ revision: string }>().revision, '1', 'already under way: nothing new recorded');
@@ -407,7 +410,7 @@ t.test('change plan: 202 at once, pending until Microsoft confirms, then applied
     data: { operationId: OP, planId: 'premium', previousPlanId: 'standard', requestSource: 'Partner', source: 'process' },
     metadata: { actor: 'system:publisher-changes', correlationId: '0d9c8b7a-6f5e-4d3c-8b2a-190817263544', causationId: body.requestId },
   });
-  t.match(events[2], { metadata: { actor: 'operator:api', correlationId: '0d9c8b7a-6f5e-4d3c-8b2a-190817263544' } });
+  t.match(events[2], { metadata: { actor: 'operator:operator', correlationId: '0d9c8b7a-6f5e-4d3c-8b2a-190817263544' } });
   const done = await app.inject({ method: 'GET', url: `/api/subscriptions/${SUB}`, headers: AUTH });
   const view = done.json<Record<string, unknown>>();
   t.match(view, { planId: 'premium', appliedOperations: [OP], lastChange: { outcome: 'applied', settledAt: /Z$/ } });

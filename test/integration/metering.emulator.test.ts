@@ -5,6 +5,7 @@
  * usage is reported and never billed; usage too old is refused, and usage Microsoft finds expired is reported
  * as rejected — nothing lost, nothing counted twice.
  */
+import { missingProvenance } from '../support/provenance.js';
 import t from 'tap';
 import type { Test } from 'tap';
 import { detailsFromMicrosoft } from '../../src/application/subscription-details.js';
@@ -76,6 +77,8 @@ t.test('several subscriptions, dimensions and hours: one accepted event per subs
   t.equal(csv.status, 200);
   t.match(csv.type, /text\/csv/);
   t.equal(csv.text.trim().split('\r\n').length, 1 + subs.length * 2, 'CSV: a header and one row per subscription and dimension for the month');
+  const store = s.store();
+  if (store) t.same(await missingProvenance(store, ['usage-', 'allowance-', 'checkpoint-', 'lease-']), [], 'every usage, allowance, checkpoint and lease event carries correlationId and causationId');
 
   // Late usage for a settled hour: reported, kept apart, never billed.
   const late = await postUsage(s.url, s.operatorToken, [{ subscriptionId: subs[0] ?? '', dimension: 'gb', quantity: 5, effectiveTime: inHour(2, 59), idempotencyKey: 'late-1' }]);

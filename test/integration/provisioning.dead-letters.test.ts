@@ -16,9 +16,12 @@ import { waitFor } from '../support/wait.js';
 
 const TOKEN = 'operator-token-0123456789abcdef';
 const auth = { authorization: `Bearer ${TOKEN}` };
+/** Named operators (OPERATOR_TOKENS): the actor recorded is the authenticated name, whatever x-operator-id says. */
+const OPERATORS = [{ name: 'api', token: TOKEN }, { name: 'alice', token: 'alice-token-0123456789abcdef' }, { name: 'bob', token: 'bob-token-0123456789abcdef' }];
+const as = (name: 'alice' | 'bob') => ({ authorization: `Bearer ${name}-token-0123456789abcdef`, 'x-operator-id': 'mallory' });
 
 async function api(t: Test, integration: IntegrationRoutesOptions['integration'], w?: World) {
-  const app = await buildApp({ logger, store: () => w?.store, api: { operatorToken: TOKEN, integration: { integration } } });
+  const app = await buildApp({ logger, store: () => w?.store, api: { operatorToken: OPERATORS, integration: { integration } } });
   await app.ready();
   t.teardown(() => app.close());
   return app;
@@ -61,7 +64,7 @@ t.test('max attempts → dead letter, visible, blocking its subscription only; r
   t.match((await app.inject({ method: 'GET', url: '/api/integration/status', headers: auth })).json(), { enabled: true, subscriptions: 1, pending: 5, deadLettered: 1 });
 
   // Still broken: a retry runs a new round of attempts and ends in the dead-letter list again.
-  const retried = await app.inject({ method: 'POST', url: `/api/integration/dead-letters/${streamA[2]}/retry`, headers: { ...auth, 'x-operator-id': 'alice' } });
+  const retried = await app.inject({ method: 'POST', url: `/api/integration/dead-letters/${streamA[2]}/retry`, headers: as('alice') });
   t.equal(retried.statusCode, 202);
   t.same(retried.json(), { eventId: streamA[2], subscriptionId: a, status: 'retrying' });
   await waitFor('the second round', () => w.receiver.receipts.filter((r) => r.key === streamA[2]).length === 6);
@@ -101,7 +104,7 @@ t.test('skip: the rest of the subscription goes on without it; the skipped event
   const skipped = await app.inject({
     method: 'POST',
     url: `/api/integration/dead-letters/${dead?.eventId}/skip`,
-    headers: { ...auth, 'x-operator-id': 'bob' },
+    headers: as('bob'),
     payload: { reason: 'the ISV re-synced the plan by hand' },
   });
   t.equal(skipped.statusCode, 200);

@@ -8,6 +8,7 @@
  * - Stopping and starting again on the same file redelivers nothing that was acknowledged, and
  *   resumes what was not.
  */
+import { missingProvenance } from '../support/provenance.js';
 import t from 'tap';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
 import { outboxStream } from '../../src/integration/outbox.js';
@@ -49,6 +50,10 @@ t.test('the receiver failing, then down, then up: every event once per key, in o
   t.ok(attempts > 1, `the first event was acknowledged on attempt ${attempts}`);
   await waitFor('the outboxes settled', async () => (await w.integration.admin.status()).pending === 0);
   t.same(await w.integration.admin.status(), { subscriptions: 0, pending: 0, retrying: 0, deadLettered: 0, inFlight: 0 }, 'nothing left');
+  t.same(await missingProvenance(w.store, ['outbox-', 'checkpoint-', 'lease-']), [], 'every outbox, checkpoint and lease event carries correlationId and causationId');
+  const scheduled = (await w.store.readStream(outboxStream(ids[0] as string))).find((e) => e.type === 'DeliveryScheduled');
+  const delivered = (scheduled?.data as { eventId?: string } | undefined)?.eventId;
+  t.match(scheduled?.metadata, { correlationId: delivered, causationId: delivered }, 'a delivery is correlated with, and caused by, the ledger event it delivers');
 });
 
 t.test('the envelope: id = idempotency key, type, sequence, snapshot, headers', async (t) => {

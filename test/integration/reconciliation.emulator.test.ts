@@ -7,6 +7,7 @@
  * unacknowledged): one run repairs all of it, a second finds nothing. A run killed mid-way leaves nothing
  * half-applied and is resumed from its last page; a second instance is refused while one runs.
  */
+import { missingProvenance } from '../support/provenance.js';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -144,6 +145,10 @@ t.test('every kind of drift, made while the service heard nothing: one run repai
   const second = await finishedRun(s, String(again.body.runId));
   t.match(second.counts, { checked: drifted + 1, drifted: 0, repaired: 0, purchasesRecorded: 0 }, 'the second run finds nothing');
   t.equal((await api(s, 'GET', '/api/reconciliations/0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e')).status, 404);
+  const store = s.store();
+  if (store) t.same(await missingProvenance(store, ['reconciliation-', 'reconciliations-']), [], 'every reconciliation event carries correlationId and causationId');
+  const repairs = (await s.ledger.load(whileDown)).events.filter((e) => e.metadata.actor === 'system:reconciliation');
+  t.ok(repairs.length > 0 && repairs.every((e) => e.metadata.correlationId === runId && e.metadata.causationId === runId), 'repairs are correlated with, and caused by, their run');
 });
 
 // ── npm run reconcile, as child processes ───────────────────────────────────────────────────────

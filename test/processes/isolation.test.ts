@@ -217,7 +217,7 @@ t.test('the operator API lists parked keys and retries one (lease mode): its eve
   await process.idle();
   await waitFor('sub-1/3 listed behind the parked event', async () => (await admin.held(NAME))?.parked[0]?.events.length === 3);
 
-  const app = await buildApp({ logger: capturingLogger().logger, store: () => store, api: { operatorToken: TOKEN, processes: { processes: () => admin } } });
+  const app = await buildApp({ logger: capturingLogger().logger, store: () => store, api: { operatorToken: [{ name: 'operator', token: TOKEN }, { name: 'alice', token: 'alice-token-0123456789abcdef' }], processes: { processes: () => admin } } });
   t.teardown(() => app.close());
   const auth = { authorization: `Bearer ${TOKEN}` };
 
@@ -242,7 +242,7 @@ t.test('the operator API lists parked keys and retries one (lease mode): its eve
   t.match(notHeld.headers['content-type'], /application\/problem\+json/);
 
   broken = false;
-  const retried = await app.inject({ method: 'POST', url: `/api/processes/${NAME}/parked/sub-1/retry`, headers: { ...auth, 'x-operator-id': 'alice' } });
+  const retried = await app.inject({ method: 'POST', url: `/api/processes/${NAME}/parked/sub-1/retry`, headers: { authorization: 'Bearer alice-token-0123456789abcdef', 'x-operator-id': 'mallory' } });
   t.equal(retried.statusCode, 202);
   t.same(retried.json(), { process: NAME, key: 'sub-1', status: 'retry-requested', was: 'parked', events: 3 });
   await waitFor('sub-1 handled', () => w.seqs('sub-1').length === 3);

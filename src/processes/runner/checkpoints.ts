@@ -11,6 +11,7 @@
  * (held.ts: the keys whose events wait, why, and until when). The two are written together, in one event, so the
  * position never moves past an event that is neither handled nor recorded as held.
  */
+import { ownInitiative } from '../../eventstore/provenance.js';
 import { streamName } from '../../eventstore/eventstore.js';
 import type { EventStore } from '../../eventstore/eventstore.js';
 import { decodeHeld } from './held.js';
@@ -50,7 +51,7 @@ export async function saveCheckpoint(store: EventStore, name: string, position: 
       {
         type: 'CheckpointStored',
         data: { position: position.toString(), ...(held.length > 0 ? { held } : {}) },
-        metadata: { actor: `system:${name}` },
+        metadata: { actor: `system:${name}`, ...ownInitiative() },
       },
     ],
     { keepLast: 1 },

@@ -29,6 +29,7 @@
  *   seen could be about to expire, it gives the lease up locally (its runner stops) until a read shows it still
  *   holds it. It cannot stop an outside call already under way: handlers stay idempotent and re-check state.
  */
+import { ownInitiative } from '../../eventstore/provenance.js';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -120,6 +121,8 @@ export class ProcessLease {
   private loop: Promise<void> | undefined;
   private firstTick: Promise<void>;
   private resolveFirstTick: () => void = () => undefined;
+  /** This instance's part in the lease: the correlation (and cause) of the lease events it writes. */
+  private readonly runId = randomUUID();
 
   constructor(
     private readonly store: EventStore,
@@ -264,7 +267,7 @@ export class ProcessLease {
 
   private async append(type: LeaseEventType, data: Record<string, string>): Promise<void> {
     const expectedRevision: ExpectedRevision = this.state.revision < 0n ? 'no_stream' : this.state.revision;
-    await this.store.appendToStream(this.stream, [{ type, data, metadata: { actor: `system:${this.name}` } }], { expectedRevision });
+    await this.store.appendToStream(this.stream, [{ type, data, metadata: { actor: `system:${this.name}`, ...ownInitiative(this.runId) } }], { expectedRevision });
     if (type === 'LeaseAcquired') {
       this.log.info({ previous: data.previous }, data.previous ? 'lease taken over: the holder left a request unanswered' : 'lease acquired');
     } else if (type === 'LeaseRenewed') {

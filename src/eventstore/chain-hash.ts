@@ -35,16 +35,15 @@ export type ChainContent = {
   metadata: EventMetadata | undefined;
 };
 
+/** Deeper than this is taken for a cycle (JSON.stringify would overflow the stack on one). */
+const MAX_DEPTH = 1000;
+
 /** JSON with sorted keys and no whitespace; throws on values JSON cannot hold (bigint, cycles). */
 export function canonicalJson(value: unknown): string {
-  return write(value, new Set()) ?? 'null';
+  return write(value, 0) ?? 'null';
 }
 
-function write(value: unknown, seen: Set<object>): string | undefined {
-  if (value === null) return 'null';
-  if (typeof value === 'object' && 'toJSON' in value && typeof value.toJSON === 'function') {
-    return write((value.toJSON as () => unknown)(), seen);
-  }
+function write(value: unknown, depth: number): string | undefined {
   switch (typeof value) {
     case 'string':
       return JSON.stringify(value);
@@ -61,21 +60,21 @@ function write(value: unknown, seen: Set<object>): string | undefined {
     default:
       break;
   }
-  const obj = value as object;
-  if (seen.has(obj)) throw new TypeError('canonicalJson: a cyclic value is not JSON');
-  seen.add(obj);
-  try {
-    if (Array.isArray(obj)) return `[${obj.map((item: unknown) => write(item, seen) ?? 'null').join(',')}]`;
-    const record = obj as Record<string, unknown>;
-    const parts: string[] = [];
-    for (const key of Object.keys(record).sort()) {
-      const text = write(record[key], seen);
-      if (text !== undefined) parts.push(`${JSON.stringify(key)}:${text}`);
-    }
-    return `{${parts.join(',')}}`;
-  } finally {
-    seen.delete(obj);
+  if (value === null) return 'null';
+  if (depth > MAX_DEPTH) throw new TypeError('canonicalJson: a cyclic (or too deeply nested) value is not JSON');
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += `${i > 0 ? ',' : ''}${write(value[i], depth + 1) ?? 'null'}`;
+    return `${out}]`;
   }
+  const obj = value as Record<string, unknown>;
+  if ('toJSON' in obj && typeof obj.toJSON === 'function') return write((obj.toJSON as () => unknown)(), depth + 1);
+  let out = '{';
+  for (const key of Object.keys(obj).sort()) {
+    const text = write(obj[key], depth + 1);
+    if (text !== undefined) out += `${out.length > 1 ? ',' : ''}${JSON.stringify(key)}:${text}`;
+  }
+  return `${out}}`;
 }
 
 /** The metadata a hash covers: everything but chainHash itself. */

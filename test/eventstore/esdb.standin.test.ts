@@ -248,15 +248,16 @@ t.test("chain: several instances appending with expected revision 'any' to one s
   const instances = [await openStore(t), await openStore(t), await openStore(t)];
   const s = unique('chain-any-');
   await instances[0]?.appendToStream(s, [ev('Start', 0)], { expectedRevision: 'no_stream' });
-  // Every instance appends at once, several times: each append must name the event it really follows.
-  await Promise.all(instances.flatMap((store, i) => [1, 2, 3, 4].map((n) => store.appendToStream(s, [ev(`I${i}`, n)]))));
+  // Every instance appends at once, several times: each append must name the event it really follows. Nine racing
+  // appends: each loses at most eight times (every loss is another's win), within the adapter's ten attempts.
+  await Promise.all(instances.flatMap((store, i) => [1, 2, 3].map((n) => store.appendToStream(s, [ev(`I${i}`, n)]))));
   const read = await instances[0]?.readStream(s);
-  t.equal(read?.length, 13, 'every append landed once');
+  t.equal(read?.length, 10, 'every append landed once');
   const report = await verifyChains(instances[1] as EsdbEventStore, { streamId: s });
   t.ok(report.ok, 'the chain holds');
-  t.equal(report.verified, 13);
+  t.equal(report.verified, 10);
   // An instance whose remembered head is stale (another appended since) still chains from the true last event.
-  await instances[2]?.appendToStream(s, [ev('Exact', 1)], { expectedRevision: 12n });
-  await instances[0]?.appendToStream(s, [ev('Exact', 2)], { expectedRevision: 13n });
+  await instances[2]?.appendToStream(s, [ev('Exact', 1)], { expectedRevision: 9n });
+  await instances[0]?.appendToStream(s, [ev('Exact', 2)], { expectedRevision: 10n });
   t.ok((await verifyChains(instances[1] as EsdbEventStore, { streamId: s })).ok, 'still whole after exact-revision appends by different instances');
 });

@@ -281,12 +281,12 @@ t.test(`fault suite: SIGKILL loop (seed ${SEED})`, { timeout: 600_000 }, async (
   const livePath = join(dataDir, 'readmodels.db');
   const live = startProjections({ store, path: livePath, logger });
   await live.idle();
-  const liveDump = dump(live.db, allProjections);
+  const liveDump = await dump(live.db, allProjections);
   await live.stop();
   const fresh = openReadModelDb(join(dataDir, 'rebuilt.db'));
   t.teardown(() => fresh.close());
   await rebuildProjections({ store, db: fresh, logger });
-  const rebuilt = dump(fresh, allProjections);
+  const rebuilt = await dump(fresh, allProjections);
   for (const table of Object.keys(liveDump)) t.same(rebuilt[table], liveDump[table], `${table}: rebuilt = live (${liveDump[table]?.length} rows)`);
   t.comment(`figures: notifications ${notified.size}, kills ${kills}, mismatches ${last.length}, lost ${lost.length}, twice ${twice.length}`);
 });

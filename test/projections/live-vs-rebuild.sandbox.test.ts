@@ -153,12 +153,12 @@ t.test('read models after a live sandbox run = read models rebuilt from the same
   t.teardown(() => reopened.close());
   const catchUp = startProjections({ store: reopened, path: livePath, logger });
   await catchUp.idle();
-  const liveDump = dump(catchUp.db, allProjections);
+  const liveDump = await dump(catchUp.db, allProjections);
   await catchUp.stop();
   const fresh = openReadModelDb(join(config.dataDir, 'rebuilt.db'));
   t.teardown(() => fresh.close());
   const result = await rebuildProjections({ store: reopened, db: fresh, logger });
-  const rebuilt = dump(fresh, allProjections);
+  const rebuilt = await dump(fresh, allProjections);
   t.same(Object.keys(rebuilt), Object.keys(liveDump));
   for (const table of Object.keys(liveDump)) t.same(rebuilt[table], liveDump[table], `${table}: rebuilt = live (${liveDump[table]?.length} rows)`);
   t.comment(`rebuilt from ${result.events} events; rows: ${JSON.stringify(rowCount(rebuilt))}`);

@@ -27,7 +27,7 @@ async function reference(t: Test, store: EventStore, name = 'reference.db') {
   const db = openReadModelDb(join(tempDir(t, 'reference'), name));
   t.teardown(() => db.close());
   await rebuildProjections({ store, db, logger });
-  return dump(db, allProjections);
+  return await dump(db, allProjections);
 }
 
 t.test('live while events arrive = rebuilt from the same events; every table is filled', async (t) => {
@@ -37,7 +37,7 @@ t.test('live while events arrive = rebuilt from the same events; every table is 
   await writeHistory(store, syntheticHistory({ subscriptions: 60, seed: 2, start: '2026-02-01T00:00:00.000Z' })); // while it runs
   await live.idle();
   t.same(live.status().map((s) => s.state), allProjections.map(() => 'live'));
-  const liveDump = dump(live.db, allProjections);
+  const liveDump = await dump(live.db, allProjections);
   const counts = rowCount(liveDump);
   // The synthetic history has no metered usage: usage_hours stays empty (the metering tests fill it).
   t.ok(Object.entries(counts).every(([table, n]) => n > 0 || table === 'usage_hours'), `every table and view but usage_hours has rows: ${JSON.stringify(counts)}`);
@@ -46,7 +46,7 @@ t.test('live while events arrive = rebuilt from the same events; every table is 
   const rebuiltDb = openReadModelDb(join(dir, 'rebuilt.db'));
   t.teardown(() => rebuiltDb.close());
   const result = await rebuildProjections({ store, db: rebuiltDb, logger });
-  t.same(dump(rebuiltDb, allProjections), liveDump, 'a rebuild from scratch gives exactly the live tables');
+  t.same(await dump(rebuiltDb, allProjections), liveDump, 'a rebuild from scratch gives exactly the live tables');
   t.ok(result.events > 1000, `rebuilt from ${result.events} events`);
 });
 
@@ -83,15 +83,15 @@ t.test('a failure in the middle of a batch leaves nothing half-applied; a restar
     const db = openReadModelDb(join(dir, 'at-checkpoint.db'));
     t.teardown(() => db.close());
     await rebuildProjections({ store: storeUntil(store, checkpoint), db, logger });
-    return dump(db, allProjections);
+    return await dump(db, allProjections);
   })();
-  t.same(dump(first.db, allProjections), atCheckpoint, 'the tables equal a clean build up to the checkpoint');
+  t.same(await dump(first.db, allProjections), atCheckpoint, 'the tables equal a clean build up to the checkpoint');
   await first.stop();
 
   const second = startProjections({ store, path, logger, projections, batchSize: 100 });
   t.teardown(() => second.stop());
   await second.idle();
-  t.same(dump(second.db, allProjections), expected, 'after the restart: the same tables as a clean build');
+  t.same(await dump(second.db, allProjections), expected, 'after the restart: the same tables as a clean build');
 });
 
 t.test('replays change nothing: checkpoints set back, at-least-once deliveries', async (t) => {
@@ -108,13 +108,13 @@ t.test('replays change nothing: checkpoints set back, at-least-once deliveries',
   db.close();
   const again = startProjections({ store, path, logger });
   await again.idle();
-  t.same(dump(again.db, allProjections), expected, 'replaying 1500 events changed nothing');
+  t.same(await dump(again.db, allProjections), expected, 'replaying 1500 events changed nothing');
   await again.stop();
 
   const stuttering = startProjections({ store: stutteringStore(store), path: join(dir, 'stutter.db'), logger, batchSize: 64 });
   t.teardown(() => stuttering.stop());
   await stuttering.idle();
-  t.same(dump(stuttering.db, allProjections), expected, 'every event delivered twice, and runs of 50 again: same tables');
+  t.same(await dump(stuttering.db, allProjections), expected, 'every event delivered twice, and runs of 50 again: same tables');
 });
 
 t.test('a projection whose version changed is rebuilt; tables removed by hand are rebuilt; the others keep their checkpoint', async (t) => {
@@ -140,7 +140,7 @@ t.test('a projection whose version changed is rebuilt; tables removed by hand ar
   t.equal(status.get('operations')?.rebuiltAt, before.get('operations')?.rebuiltAt, 'operations kept');
   t.equal(status.get('operations')?.eventsApplied, before.get('operations')?.eventsApplied, 'and applied nothing again');
   t.equal(next.db.prepare("SELECT count(*) FROM subscriptions WHERE plan_id = 'stale'").pluck().get(), 0, 'nothing stale survives');
-  t.same(dump(next.db, allProjections), expected);
+  t.same(await dump(next.db, allProjections), expected);
 });
 
 t.test('rebuild on demand while live, and a rebuild by another process (the CLI) on the same file', async (t) => {
@@ -149,10 +149,10 @@ t.test('rebuild on demand while live, and a rebuild by another process (the CLI)
   const live = startProjections({ store, path, logger, batchSize: 50 });
   t.teardown(() => live.stop());
   await live.idle();
-  const before = dump(live.db, allProjections);
+  const before = await dump(live.db, allProjections);
 
   await live.rebuild('operations');
-  t.same(dump(live.db, allProjections), before, 'rebuild(operations) ends where it started');
+  t.same(await dump(live.db, allProjections), before, 'rebuild(operations) ends where it started');
   await t.rejects(live.rebuild('nope'), /unknown projection/);
 
   // Another process resets every projection in the same file and replays into it, while the service keeps running.
@@ -161,7 +161,7 @@ t.test('rebuild on demand while live, and a rebuild by another process (the CLI)
   await cli;
   await live.idle();
   const expected = await reference(t, store, 'expected-after.db');
-  t.same(dump(live.db, allProjections), expected, 'both runners together applied every event exactly once');
+  t.same(await dump(live.db, allProjections), expected, 'both runners together applied every event exactly once');
   t.ok(live.status().every((s) => s.state === 'live'), 'the service followed the reset');
 });
 
@@ -194,7 +194,7 @@ t.test('projections run on EventStoreDB (the gRPC stand-in) and build the same r
   await writeHistory(esdb, syntheticHistory({ subscriptions: 40, seed: 10 })); // arrives live
   await runner.idle();
   const strip = (d: ReturnType<typeof dump>) => JSON.parse(JSON.stringify(d, (k, v: unknown) => (k === 'position' ? undefined : v))) as unknown;
-  t.same(strip(dump(runner.db, allProjections)), strip(fromSqlite), 'same rows (positions differ between stores: commit positions vs row ids)');
+  t.same(strip(await dump(runner.db, allProjections)), strip(fromSqlite), 'same rows (positions differ between stores: commit positions vs row ids)');
   const positions = readStates(runner.db).get('subscriptions')?.position ?? 0n;
   t.ok(positions > 10_000n, `checkpoints are EventStoreDB commit positions (${positions})`);
 });

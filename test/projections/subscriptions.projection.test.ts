@@ -49,7 +49,7 @@ t.test('each lifecycle step shows in the row', async (t) => {
   const step = (command: SubscriptionCommand) => {
     const before = h.events.length;
     h.run(command);
-    applyAll(db, subscriptionsProjection, h.events.slice(before));
+    await applyAll(db, subscriptionsProjection, h.events.slice(before));
     return row(db);
   };
 
@@ -118,15 +118,15 @@ t.test('replayed and duplicate events change nothing', async (t) => {
   h.run({ type: 'RequestActivation', now: '2026-03-01T09:05:00.000Z', source: 'landing', contact: { email: 'it@contoso.example' } });
   h.run({ type: 'ConfirmActivation', now: '2026-03-01T09:05:02.000Z', source: 'process' });
   h.run({ type: 'Suspend', now: '2026-04-02T00:10:00.000Z', source: 'webhook', operationId: 'op-3' });
-  applyAll(db, subscriptionsProjection, h.events);
-  const once = dump(db, [subscriptionsProjection]);
+  await applyAll(db, subscriptionsProjection, h.events);
+  const once = await dump(db, [subscriptionsProjection]);
 
-  applyAll(db, subscriptionsProjection, h.events); // the whole history again
-  t.same(dump(db, [subscriptionsProjection]), once, 'a full replay is a no-op');
-  for (const e of h.events) applyAll(db, subscriptionsProjection, [e, e]); // each event twice
-  t.same(dump(db, [subscriptionsProjection]), once, 'duplicates are no-ops');
+  await applyAll(db, subscriptionsProjection, h.events); // the whole history again
+  t.same(await dump(db, [subscriptionsProjection]), once, 'a full replay is a no-op');
+  for (const e of h.events) await applyAll(db, subscriptionsProjection, [e, e]); // each event twice
+  t.same(await dump(db, [subscriptionsProjection]), once, 'duplicates are no-ops');
   const suspend = h.events[h.events.length - 1] as RecordedEvent;
-  applyAll(db, subscriptionsProjection, [suspend, suspend, suspend]);
+  await applyAll(db, subscriptionsProjection, [suspend, suspend, suspend]);
   t.equal(row(db).suspensions, 1, 'a counter does not move on a repeated event');
 });
 
@@ -134,10 +134,10 @@ t.test('an auto-activated CSP purchase, and a stream that did not start with a p
   const db = memoryDb(t, subscriptionsProjection);
   const h = history();
   h.run({ type: 'RecordPurchase', now: '2026-03-01T09:00:00.000Z', source: 'webhook', subscription: { ...details, allowedCustomerOperations: ['Read'] }, microsoftStatus: 'Subscribed', operationId: 'sub-op' });
-  applyAll(db, subscriptionsProjection, h.events);
+  await applyAll(db, subscriptionsProjection, h.events);
   t.match(row(db), { status: 'Subscribed', auto_activated: 1, is_csp: 1, allowed_customer_operations: 'Read', activated_at: '2026-03-01T09:00:00.000Z', last_operation_id: 'sub-op' });
 
   const record = recorder(100n);
-  applyAll(db, subscriptionsProjection, [record('subscription-orphan', 'Suspended', { at: '2026-03-02T00:00:00.000Z', source: 'webhook' })]);
+  await applyAll(db, subscriptionsProjection, [record('subscription-orphan', 'Suspended', { at: '2026-03-02T00:00:00.000Z', source: 'webhook' })]);
   t.equal(db.prepare("SELECT count(*) AS n FROM subscriptions WHERE subscription_id = 'orphan'").pluck().get(), 0, 'no row without a purchase');
 });

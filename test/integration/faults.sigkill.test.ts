@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
+import { sqliteOf } from '../projections/helpers.js';
 import { prng } from '../support/prng.js';
 import type { Test } from 'tap';
 import { notificationCategory } from '../../src/domain/notification/index.js';
@@ -281,7 +282,7 @@ t.test(`fault suite: SIGKILL loop (seed ${SEED})`, { timeout: 600_000 }, async (
   const livePath = join(dataDir, 'readmodels.db');
   const live = startProjections({ store, path: livePath, logger });
   await live.idle();
-  const liveDump = await dump(live.db, allProjections);
+  const liveDump = await dump(sqliteOf(live), allProjections);
   await live.stop();
   const fresh = openReadModelDb(join(dataDir, 'rebuilt.db'));
   t.teardown(() => fresh.close());

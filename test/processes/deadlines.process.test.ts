@@ -76,7 +76,7 @@ t.test('the timer checks on its own; nothing is read while the read models are n
   t.teardown(() => warner.stop());
   t.equal((await warner.check()), undefined, 'no read models: the check is skipped');
   const catchingUp: RunningProjections = { ...world.runner, status: () => world.runner.status().map((s) => ({ ...s, state: 'catching-up' as const })) };
-  t.equal(liveDeadlines(() => catchingUp, () => undefined, defaultDeadlineSettings)(new Date()), undefined, 'catching up: skipped');
+  t.equal(await liveDeadlines(() => catchingUp, () => undefined, defaultDeadlineSettings)(new Date()), undefined, 'catching up: skipped');
   live = true;
   const line = await waitFor('the timer to warn about the overdue purchase', () => warnings().slice(before).find((l) => l.key === `pending-purchase:${A}`), 20_000);
   t.match(line, { severity: 'overdue', subscriptionId: A });

@@ -7,7 +7,7 @@ import { main } from '../../src/cli/rebuild-projections.js';
 import { createLogger } from '../../src/logger.js';
 import { startProjections } from '../../src/projections/index.js';
 import { openReadModelDb } from '../../src/projections/readmodel-db.js';
-import { dump, storeWithHistory } from './helpers.js';
+import { dump, storeWithHistory, sqliteOf } from './helpers.js';
 
 const logger = createLogger('silent');
 
@@ -22,8 +22,8 @@ t.test('rebuilds the service\'s read models, one projection, or into another fil
   const env = { DATA_DIR: dir, LOG_LEVEL: 'silent' };
   const live = startProjections({ store, path: join(dir, 'readmodels.db'), logger });
   await live.idle();
-  const expected = await dump(live.db, allProjections);
-  live.db.prepare("UPDATE subscriptions SET status = 'Broken'").run(); // damage that a rebuild must repair
+  const expected = await dump(sqliteOf(live), allProjections);
+  sqliteOf(live).prepare("UPDATE subscriptions SET status = 'Broken'").run(); // damage that a rebuild must repair
   await live.stop();
 
   const all = io();

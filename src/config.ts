@@ -494,7 +494,9 @@ function parseEnv<S extends TObject>(schema: S, environment: Environment): Stati
   if (Value.Check(schema, env)) return env;
   const first = Value.Errors(schema, env)[0];
   const variable = first?.instancePath.replace(/^\//, '') || '(environment)';
-  const given = variable in raw ? ` (got ${JSON.stringify(raw[variable])})` : '';
+  // A connection string may carry a password: said without it.
+  const shown = variable === 'READMODELS_URL' ? raw[variable]?.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@') : raw[variable];
+  const given = variable in raw ? ` (got ${JSON.stringify(shown)})` : '';
   throw new ConfigError(variable, `${expectation[variable] ?? first?.message ?? 'is not valid'}${given}`);
 }
 

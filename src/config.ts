@@ -495,7 +495,7 @@ function parseEnv<S extends TObject>(schema: S, environment: Environment): Stati
   const first = Value.Errors(schema, env)[0];
   const variable = first?.instancePath.replace(/^\//, '') || '(environment)';
   // A connection string may carry a password: said without it.
-  const shown = variable === 'READMODELS_URL' ? raw[variable]?.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@') : raw[variable];
+  const shown = variable === 'READMODELS_URL' ? String(raw[variable]).replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@') : raw[variable];
   const given = variable in raw ? ` (got ${JSON.stringify(shown)})` : '';
   throw new ConfigError(variable, `${expectation[variable] ?? first?.message ?? 'is not valid'}${given}`);
 }

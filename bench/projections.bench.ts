@@ -8,6 +8,8 @@
  * 1. raw: the store's readAll over every event, doing nothing with them: the limit the rebuild is measured against;
  * 2. rebuild: every projection rebuilt from scratch into a fresh read-model file (rebuildProjections, what
  *    `npm run projections:rebuild` does), with the peak RSS (sampled every 10 ms) and the longest event-loop stall;
+ * 2b. the same rebuild into PostgreSQL (a database of its own on BENCH_POSTGRES_URL, default
+ *    postgres://postgres@127.0.0.1:5432/postgres, dropped afterwards); skipped, and said so, where it does not answer;
  * 3. the real service as a child process (bench/support/service.ts) started with empty read models over the same
  *    store: GET /healthz every 20 ms while its projections catch up from zero (the longest answer is the longest
  *    an HTTP request waited), and the time until every projection is live at the last event;
@@ -24,7 +26,10 @@ import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { openSqliteStore } from '../src/eventstore/sqlite.store.js';
 import { createLogger } from '../src/logger.js';
+import pg from 'pg';
+import type { EventStore } from '../src/eventstore/eventstore.js';
 import { rebuildProjections } from '../src/projections/index.js';
+import { openPostgresTarget } from '../src/projections/postgres.target.js';
 import { historyFile } from './support/history-file.js';
 import { meetsGoal, writeResult } from './support/results.js';
 import type { Figure } from './support/results.js';
@@ -100,7 +105,7 @@ async function catchUpWhilePolling(svc: Service, last: number): Promise<{ maxMs:
   for (;;) {
     const t0 = performance.now();
     // An answer that does not come within the timeout counts as the timeout (the service's event loop is held).
-    const left = Math.max(1, CATCH_UP_TIMEOUT_MS - (t0 - started));
+    const left = Math.max(1, Math.floor(CATCH_UP_TIMEOUT_MS - (t0 - started)));
     const answered = await fetch(`${svc.url}/healthz`, { signal: AbortSignal.timeout(left) }).then((res) => res.arrayBuffer().then(() => true), () => false);
     latencies.push(performance.now() - t0);
     if (answered && performance.now() >= nextStatus) {
@@ -132,6 +137,38 @@ async function untilCaughtUp(svc: Service, last: number): Promise<number> {
   return performance.now() - started;
 }
 
+const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+type PgRebuild = { skipped?: string; events: number; ms: number; eventsPerSecond: number; server?: string; where?: string };
+
+/** The rebuild into a fresh PostgreSQL database (created and dropped here). */
+async function postgresRebuild(store: EventStore): Promise<PgRebuild> {
+  const admin = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await admin.connect();
+  } catch (err) {
+    return { skipped: `PostgreSQL does not answer at ${POSTGRES_URL}: ${(err as Error).message}`, events: 0, ms: 0, eventsPerSecond: 0 };
+  }
+  const name = `bench_readmodels_${process.pid}`;
+  try {
+    const server = String((await admin.query<{ v: string }>('SHOW server_version')).rows[0]?.v);
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE "${name}"`);
+    const url = new URL(POSTGRES_URL);
+    url.pathname = `/${name}`;
+    const target = await openPostgresTarget({ url: url.toString(), schema: 'rm_bench' });
+    try {
+      const r = await rebuildProjections({ store, target, logger });
+      return { events: r.events, ms: r.ms, eventsPerSecond: r.eventsPerSecond, server, where: `${url.hostname}:${url.port || 5432}` };
+    } finally {
+      await target.close();
+    }
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => undefined);
+    await admin.end();
+  }
+}
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'ledger-projections-bench-'));
   try {
@@ -148,7 +185,9 @@ async function main() {
     for await (const _e of store.readAll()) count++;
     const rawPerSecond = (count / (performance.now() - t0)) * 1000;
     console.log(`raw readAll: ${fmt(rawPerSecond)} events/s`);
-    const rebuild = await watched(() => rebuildProjections({ store, path: join(dir, 'rebuilt.db'), logger, until: BigInt(last) }));
+    // Caught up = idle (nothing writes meanwhile): the last event need not be one the projections read.
+    const rebuild = await watched(() => rebuildProjections({ store, path: join(dir, 'rebuilt.db'), logger }));
+    const pg = await postgresRebuild(store);
     await store.close();
     const rebuildPerSecond = rebuild.result.eventsPerSecond;
     const ratio = (rebuildPerSecond / rawPerSecond) * 100;
@@ -156,6 +195,9 @@ async function main() {
       `rebuild: ${fmt(rebuild.result.events)} events in ${(rebuild.result.ms / 1000).toFixed(1)} s = ${fmt(rebuildPerSecond)} events/s (${ratio.toFixed(1)} % of raw); ` +
         `RSS ${fmt(rebuild.rssBeforeMiB)} → ${fmt(rebuild.peakRssMiB)} MiB; longest event-loop stall ${fmt(rebuild.maxStallMs)} ms`,
     );
+
+    if (pg.skipped) console.log(`rebuild into PostgreSQL: skipped (${pg.skipped})`);
+    else console.log(`rebuild into PostgreSQL: ${fmt(pg.events)} events in ${(pg.ms / 1000).toFixed(1)} s = ${fmt(pg.eventsPerSecond)} events/s (${((pg.eventsPerSecond / rawPerSecond) * 100).toFixed(1)} % of raw)`);
 
     // 3. The service over the same store, read models empty: /healthz during the catch-up from zero.
     const env = { DATA_DIR: dir, READMODELS_PATH: join(dir, 'readmodels.db'), OPERATOR_TOKEN: TOKEN, LOG_LEVEL: 'info' };
@@ -192,6 +234,17 @@ async function main() {
         REBUILD_WHY,
       ),
       missed({ name: 'rebuild / raw readAll', value: Number(ratio.toFixed(1)), unit: '%', goal: { op: '>=', value: 25 } }, REBUILD_WHY),
+      ...(pg.skipped
+        ? []
+        : [
+            {
+              name: `rebuild all read models into PostgreSQL, ${fmt(events)} events`,
+              value: Math.round(pg.eventsPerSecond),
+              unit: 'events/s',
+              limit: { name: 'raw readAll, same store, same run', value: Math.round(rawPerSecond), unit: 'events/s' },
+              note: `PostgreSQL ${pg.server} on ${pg.where}; same projections and batches as SQLite (${fmt(rebuildPerSecond)} events/s in this run); every statement a round trip`,
+            },
+          ]),
       missed(
         { name: 'rebuild: peak RSS', value: Math.round(rebuild.peakRssMiB), unit: 'MiB', goal: { op: '<', value: 300 }, note: `RSS before the rebuild ${Math.round(rebuild.rssBeforeMiB)} MiB (after the raw read)` },
         `RSS before the rebuild ${Math.round(rebuild.rssBeforeMiB)} MiB (this process had just read every event). The rest: the read model's 64 MiB page cache, the store's, ` +
@@ -219,7 +272,7 @@ async function main() {
       bench: 'projections',
       command,
       figures,
-      details: { events, lastPosition: last, rebuild: rebuild.result, catchUp, restart: { listeningMs: second.listeningMs, readyMs: second.readyMs, liveAfterMs } },
+      details: { events, lastPosition: last, rebuild: rebuild.result, postgresRebuild: pg, catchUp, restart: { listeningMs: second.listeningMs, readyMs: second.readyMs, liveAfterMs } },
     });
     console.log(`\nwrote ${path}`);
   } finally {

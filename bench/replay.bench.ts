@@ -76,7 +76,7 @@ async function main(): Promise<void> {
 
     const replay = await replayChild(dir);
     console.log(`replay: ${fmt(replay.output.events)} events in ${(replay.output.ms / 1000).toFixed(1)} s, ${fmt(replay.output.eventsPerSecond)} events/s, peak RSS ${replay.peakRssMiB.toFixed(0)} MiB`);
-    const compared = compareReadModelFiles(livePath, replay.output.path);
+    const compared = await compareReadModelFiles(livePath, replay.output.path);
     console.log(`rebuilt = live: ${compared.ok} (${compared.tables.map((t) => `${t.table} ${t.rows}`).join(', ')})`);
 
     const figures: Figure[] = [

@@ -125,6 +125,19 @@ export const EnvSchema = Type.Object({
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: "Directory of the embedded store and the read models; in a sandbox also the emulator's state and the generated operator token" }),
   EVENTSTORE_CONNECTION_STRING: Type.Optional(Type.String({ minLength: 1 })),
   READMODELS_PATH: Type.Optional(Type.String({ minLength: 1, description: 'Read-model SQLite file; default <DATA_DIR>/readmodels.db' })),
+  READMODELS_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      description: 'postgres://user[:password]@host[:port]/database: the read models in PostgreSQL, shared by every instance (READMODELS_PATH is then unused)',
+    }),
+  ),
+  PLAN_PRICES: Type.Optional(
+    Type.String({
+      pattern: '^\\s*[^=,\\s]+/[^=,\\s]+\\s*=\\s*[0-9]+(\\.[0-9]+)?\\s*(,\\s*[^=,\\s]+/[^=,\\s]+\\s*=\\s*[0-9]+(\\.[0-9]+)?\\s*)*$',
+      description: 'Monthly price per seat (per subscription for plans without seats) for revenue views: offerId/planId=29.99,offerId/other=9',
+    }),
+  ),
+  PLAN_PRICE_CURRENCY: Type.String({ pattern: '^[A-Z]{3}$', default: 'USD', description: 'The currency of PLAN_PRICES (ISO 4217)' }),
   SQLITE_POLL_INTERVAL_MS: Type.Integer({ minimum: 5, maximum: 60000, default: 250 }),
   SQLITE_BUSY_WAIT_MS: Type.Integer({
     minimum: 0,
@@ -338,9 +351,15 @@ export type ReconciliationConfig = {
   takeoverAfterMs: number;
 };
 
+export type PlanPrice = { offerId: string; planId: string; monthlyPrice: number; currency: string };
+
 export type ProjectionsConfig = {
   /** The read-model SQLite file: READMODELS_PATH, else `readmodels.db` in DATA_DIR (beside the embedded store). */
   path: string;
+  /** READMODELS_URL: the read models in PostgreSQL instead (postgres://…). */
+  url?: string;
+  /** PLAN_PRICES with PLAN_PRICE_CURRENCY: what the revenue views multiply seats by. */
+  planPrices: PlanPrice[];
 };
 
 export type Config = {
@@ -417,7 +436,11 @@ export function loadConfig(environment: Environment = process.env): Config {
       lease: { takeoverAfterMs: env.PROCESS_LEASE_TAKEOVER_MS, heartbeatMs: env.PROCESS_LEASE_HEARTBEAT_MS, pollMs: env.PROCESS_LEASE_POLL_MS },
     },
     ...(integration ? { integration } : {}),
-    projections: { path: env.READMODELS_PATH ? resolve(env.READMODELS_PATH) : resolve(env.DATA_DIR, READ_MODEL_FILE) },
+    projections: {
+      path: env.READMODELS_PATH ? resolve(env.READMODELS_PATH) : resolve(env.DATA_DIR, READ_MODEL_FILE),
+      ...(env.READMODELS_URL ? { url: env.READMODELS_URL } : {}),
+      planPrices: planPricesOf(env.PLAN_PRICES, env.PLAN_PRICE_CURRENCY),
+    },
     deadlines: {
       checkIntervalMs: env.DEADLINES_CHECK_INTERVAL_MS,
       purchaseLeadMs: env.DEADLINES_PURCHASE_LEAD_DAYS * DAY_MS,
@@ -479,7 +502,9 @@ function parseEnv<S extends TObject>(schema: S, environment: Environment): Stati
   if (Value.Check(schema, env)) return env;
   const first = Value.Errors(schema, env)[0];
   const variable = first?.instancePath.replace(/^\//, '') || '(environment)';
-  const given = variable in raw ? ` (got ${JSON.stringify(raw[variable])})` : '';
+  // A connection string may carry a password: said without it.
+  const shown = variable === 'READMODELS_URL' ? String(raw[variable]).replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@') : raw[variable];
+  const given = variable in raw ? ` (got ${JSON.stringify(shown)})` : '';
   throw new ConfigError(variable, `${expectation[variable] ?? first?.message ?? 'is not valid'}${given}`);
 }
 
@@ -531,6 +556,19 @@ function list(value: string): string[] {
 const ESDB_SCHEMES = /^(esdb|esdb\+discover):\/\/[^\s]+$/;
 const EVENTS_FILE = 'events.db';
 const READ_MODEL_FILE = 'readmodels.db';
+
+/** PLAN_PRICES (its shape checked by the schema): `offer/plan=price` pairs; a plan named twice is an error. */
+function planPricesOf(value: string | undefined, currency: string): PlanPrice[] {
+  if (!value) return [];
+  const prices = new Map<string, PlanPrice>();
+  for (const pair of value.split(',')) {
+    const [key = '', price = ''] = pair.split('=').map((x) => x.trim());
+    const slash = key.indexOf('/');
+    if (prices.has(key)) throw new ConfigError('PLAN_PRICES', `${key} is priced twice`);
+    prices.set(key, { offerId: key.slice(0, slash), planId: key.slice(slash + 1), monthlyPrice: Number(price), currency });
+  }
+  return [...prices.values()];
+}
 
 function storeConfig(env: Env): StoreConfig {
   const kind = env.EVENT_STORE ?? (env.EVENTSTORE_CONNECTION_STRING ? 'eventstoredb' : 'sqlite');

@@ -11,7 +11,7 @@ import type { OperatorTokens } from './http/operator-auth.js';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { allProjections, followGenerations, pendingChangeSource } from './projections/index.js';
+import { allProjections, followGenerations, openReadModelTarget, pendingChangeSource, startProjections, writePlanPrices } from './projections/index.js';
 import type { RunningProjections } from './projections/runner.js';
 import { buildApp } from './app.js';
 import type { App } from './app.js';
@@ -246,6 +246,20 @@ async function closeFinishingInFlight(app: App): Promise<void> {
 }
 
 /** What the "behind" gauges of GET /metrics read when scraped (src/metrics/prometheus.ts). */
+/** The projections over the configured read models (SQLite, or PostgreSQL with READMODELS_URL). */
+async function readModelsOf(config: Config, store: EventStore, logger: Logger): Promise<RunningProjections> {
+  const log = logger.child({ component: 'projections' });
+  if (!config.projections.url) {
+    // SQLite: the file the replay pointer names, followed when `fulfillment-ledger replay` switches it.
+    const prices = config.projections.planPrices;
+    const following = followGenerations({ store, basePath: config.projections.path, projections: allProjections, logger: log, prepare: (target) => writePlanPrices(target, prices) });
+    await following.ready();
+    return following;
+  }
+  const target = await openReadModelTarget(config.projections, log);
+  return startProjections({ store, target, ownsTarget: true, logger: log });
+}
+
 function metricSources(store: EventStore, processes: RunningProcesses, integration: RunningIntegrationEvents, projections: RunningProjections, health: CredentialHealth) {
   return {
     processBacklog: async () => new Map([...(await processes.backlog()), ...(await integration.backlog())]),
@@ -426,7 +440,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       metrics,
       metering: meteringOf({ config, ledger, marketplace, store: storeRef }),
     });
-    projections = followGenerations({ store, basePath: config.projections.path, projections: allProjections, logger: logger.child({ component: 'projections' }) }); // follows `replay`
+    projections = await readModelsOf(config, store, logger);
     integration = startIntegrationEvents({ store, settings: config.integration, logger, metrics, runner: { ...overrides.runner, instanceId: processes.instanceId, metrics } });
     reconciliation = startReconciliation(config.reconciliation, { store, ledger, marketplace, logger, instanceId: processes.instanceId, metrics });
     metrics.setSources(metricSources(store, processes, integration, projections, credentialHealth));

@@ -28,7 +28,7 @@ t.test('defaults: embedded SQLite under ./data, port 3000, info logs', async (t)
   t.same(c.emulator, { port: 3978, dataDir: dir }, "the emulator's state and the sandbox token live in DATA_DIR");
   t.same(c.runner, { lease: { takeoverAfterMs: 5000, heartbeatMs: 30000, pollMs: 1000 } });
   t.equal(c.integration, undefined, 'no PROVISIONING_WEBHOOK_URL: no integration');
-  t.same(c.projections, { path: join(dir, 'readmodels.db') }, 'read models beside the embedded store');
+  t.same(c.projections, { path: join(dir, 'readmodels.db'), planPrices: [] }, 'read models beside the embedded store');
   t.same(
     c.deadlines,
     { checkIntervalMs: 300_000, purchaseLeadMs: 7 * 86_400_000, activationGraceMs: 900_000, credentialRejections: 3, certificateLeadMs: 30 * 86_400_000 },
@@ -108,7 +108,7 @@ t.test('every section from its variables', async (t) => {
   t.same(c.emulator, { port: 0, dataDir: dir });
   t.same(c.runner, { mode: 'catch-up', lease: { takeoverAfterMs: 200, heartbeatMs: 300, pollMs: 20 } });
   t.same(c.integration, { url: 'https://isv.example/ledger', secrets: [secret], timeoutMs: 2000, maxAttempts: 3, insecure: false });
-  t.same(c.projections, { path: join(dir, 'elsewhere.db') });
+  t.same(c.projections, { path: join(dir, 'elsewhere.db'), planPrices: [] });
 });
 
 t.test('any of URL, client id, secret, certificate or static token connects to Microsoft instead of the emulator', async (t) => {
@@ -141,7 +141,7 @@ t.test('named operators: OPERATOR_TOKENS as name:token pairs, beside OPERATOR_TO
 
 t.test('on EventStoreDB the read models are still in DATA_DIR', async (t) => {
   const dir = tempDir(t);
-  t.same(loadConfig({ EVENTSTORE_CONNECTION_STRING: 'esdb://localhost:2113?tls=false', DATA_DIR: dir }).projections, { path: join(dir, 'readmodels.db') });
+  t.same(loadConfig({ EVENTSTORE_CONNECTION_STRING: 'esdb://localhost:2113?tls=false', DATA_DIR: dir }).projections, { path: join(dir, 'readmodels.db'), planPrices: [] });
 });
 
 t.test('EVENTSTORE_CONNECTION_STRING selects EventStoreDB', async (t) => {
@@ -219,4 +219,21 @@ t.test('landing sign-in settings (issue 13)', async (t) => {
   t.throws(() => loadConfig({ DATA_DIR: dir, LANDING_ENTRA_CLIENT_ID: 'app' }), /LANDING_ENTRA_CLIENT_SECRET: or LANDING_ENTRA_CLIENT_CERTIFICATE_PATH/);
   t.throws(() => loadConfig({ DATA_DIR: dir, LANDING_REDIRECT_URI: 'http://ledger.example/cb' }), /LANDING_REDIRECT_URI: must be https/);
   t.throws(() => loadConfig({ DATA_DIR: dir, LANDING_ALLOW_OTHER_USERS: 'yes' }), /LANDING_ALLOW_OTHER_USERS: must be 'true' or 'false'/);
+});
+
+t.test('READMODELS_URL selects PostgreSQL; PLAN_PRICES are checked and parsed', async (t) => {
+  const dir = tempDir(t, 'cfg');
+  const c = loadConfig({ DATA_DIR: dir, READMODELS_URL: 'postgres://ledger@db.internal:5432/ledger', PLAN_PRICES: 'o1/gold=30, o1/silver=9.5', PLAN_PRICE_CURRENCY: 'EUR' });
+  t.same(c.projections, {
+    path: join(dir, 'readmodels.db'),
+    url: 'postgres://ledger@db.internal:5432/ledger',
+    planPrices: [
+      { offerId: 'o1', planId: 'gold', monthlyPrice: 30, currency: 'EUR' },
+      { offerId: 'o1', planId: 'silver', monthlyPrice: 9.5, currency: 'EUR' },
+    ],
+  });
+  t.throws(() => loadConfig({ DATA_DIR: dir, READMODELS_URL: 'mysql://db/ledger' }), /READMODELS_URL/);
+  t.throws(() => loadConfig({ DATA_DIR: dir, READMODELS_URL: 'postgre://ledger:s3cret@db/ledger' }), { message: /ledger:\*\*\*@db(?!.*s3cret)/ }, 'the password is not repeated');
+  t.throws(() => loadConfig({ DATA_DIR: dir, PLAN_PRICES: 'gold=30' }), /PLAN_PRICES/);
+  t.throws(() => loadConfig({ DATA_DIR: dir, PLAN_PRICES: 'o/p=1,o/p=2' }), /priced twice/);
 });

@@ -15,8 +15,10 @@ import type { EventStore } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
 import { currentGeneration } from '../projections/generations.js';
 import { replayReadModels, verifyReadModels } from '../projections/replay.js';
+import { rebuildPostgresGeneration } from '../projections/index.js';
 import { progressBar } from './progress.js';
 import { checkChains } from './verify-chains.js';
+import type { ChainSection } from './verify-chains.js';
 
 export type CliIo = {
   out: (line: string) => void;
@@ -101,10 +103,18 @@ export async function exportCommand(ctx: CommandContext, filter: ExportFilter, f
 }
 
 export async function replayCommand(ctx: CommandContext): Promise<number> {
+  const url = ctx.config.projections.url;
+  if (url) {
+    // PostgreSQL: a new schema built while the live one serves, then switched in one transaction (postgres.generations.ts).
+    const r = await rebuildPostgresGeneration({ store: ctx.store, url, logger: ctx.logger });
+    if (ctx.json) ctx.io.out(JSON.stringify(r, null, 2));
+    else ctx.io.out(`replay: ${r.events} events into schema ${r.schema} in ${(r.ms / 1000).toFixed(2)} s (${r.eventsPerSecond} events/s); switched from ${r.previous}; every instance follows at its next batch`);
+    return 0;
+  }
   const bar = progressBar(ctx.io.tty, 'replay');
   let result: Awaited<ReturnType<typeof replayReadModels>>;
   try {
-    result = await replayReadModels({ store: ctx.store, logger: ctx.logger, basePath: ctx.config.projections.path, onProgress: (done, total) => bar.update(done, total) });
+    result = await replayReadModels({ store: ctx.store, logger: ctx.logger, basePath: ctx.config.projections.path, planPrices: ctx.config.projections.planPrices, onProgress: (done, total) => bar.update(done, total) });
   } finally {
     bar.stop();
   }
@@ -117,9 +127,25 @@ export async function replayCommand(ctx: CommandContext): Promise<number> {
   return 0;
 }
 
+/** The chain half of verify's text report: the counts, then every problem named. */
+function chainsLine(chains: ChainSection): string {
+  const c = chains.report;
+  const lines = [`chains: ${chains.status} (${c.streams} streams, ${c.events} events, ${c.verified} hashes recomputed and equal${c.unchainedCount > 0 ? `, ${c.unchainedCount} streams begin before the chain` : ''}${c.pruned > 0 ? `, ${c.pruned} bounded streams start after revision 0` : ''})`];
+  for (const p of c.problems) lines.push(`  ${p.kind}: ${p.streamId} revision ${p.revision}${p.eventId ? ` (event ${p.eventId})` : ''}: ${p.detail}`);
+  if (c.problemCount > c.problems.length) lines.push(`  … and ${c.problemCount - c.problems.length} more`);
+  return lines.join('\n');
+}
+
 export async function verifyCommand(ctx: CommandContext, streamId: string | undefined): Promise<number> {
   const chainBar = progressBar(ctx.io.tty, 'chains');
   const chains = await checkChains(ctx.store, { ...(streamId ? { streamId } : {}), onProgress: (done, total) => chainBar.update(done, total) }).finally(() => chainBar.stop());
+  if (ctx.config.projections.url) {
+    // The read-model comparison reads SQLite files side by side; over PostgreSQL only the chains are checked here.
+    const reason = 'the read models are in PostgreSQL (READMODELS_URL): verify compares SQLite read-model files only; `replay` rebuilds a PostgreSQL generation from the events';
+    if (ctx.json) ctx.io.out(JSON.stringify({ ok: chains.status === 'ok', chains, readModels: { compared: false, reason } }, null, 2));
+    else ctx.io.out(`${chainsLine(chains)}\nread models: not compared (${reason})`);
+    return chains.status === 'ok' ? 0 : 1;
+  }
   const live = currentGeneration(ctx.config.projections.path).path;
   const bar = progressBar(ctx.io.tty, 'read models');
   const readModels = await verifyReadModels({ store: ctx.store, logger: ctx.logger, livePath: live, scratchPath: join(dirname(live), `verify-scratch-${process.pid}.db`), onProgress: (d, t) => bar.update(d, t) }).finally(() => bar.stop());
@@ -128,10 +154,7 @@ export async function verifyCommand(ctx: CommandContext, streamId: string | unde
     ctx.io.out(JSON.stringify({ ok, chains, readModels }, null, 2));
     return ok ? 0 : 1;
   }
-  const c = chains.report;
-  ctx.io.out(`chains: ${chains.status} (${c.streams} streams, ${c.events} events, ${c.verified} hashes recomputed and equal${c.unchainedCount > 0 ? `, ${c.unchainedCount} streams begin before the chain` : ''}${c.pruned > 0 ? `, ${c.pruned} bounded streams start after revision 0` : ''})`);
-  for (const p of c.problems) ctx.io.out(`  ${p.kind}: ${p.streamId} revision ${p.revision}${p.eventId ? ` (event ${p.eventId})` : ''}: ${p.detail}`);
-  if (c.problemCount > c.problems.length) ctx.io.out(`  … and ${c.problemCount - c.problems.length} more`);
+  ctx.io.out(chainsLine(chains));
   ctx.io.out(`read models: ${readModels.ok ? 'equal to a rebuild' : 'DIFFERENT from a rebuild'} (${live}, at position ${readModels.position ?? '-'})`);
   for (const p of readModels.problems) ctx.io.out(`  ${p}`);
   for (const d of readModels.differences) {

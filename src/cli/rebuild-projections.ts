@@ -21,7 +21,8 @@ import { ConfigError, loadConfig } from '../config.js';
 import type { Config } from '../config.js';
 import { openStore } from '../eventstore/open-store.js';
 import { loggerOptions } from '../logger.js';
-import { allProjections, openReadModelDb, rebuildProjections } from '../projections/index.js';
+import { allProjections, openReadModelDb, rebuildPostgresGeneration, rebuildProjections } from '../projections/index.js';
+import { sqliteSql } from '../projections/readmodel-sql.js';
 import { readStates } from '../projections/readmodel-db.js';
 import { currentGeneration } from '../projections/generations.js';
 
@@ -67,7 +68,7 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
   if (args.values.list) {
     const db = openReadModelDb(path);
     try {
-      const states = readStates(db);
+      const states = await readStates(sqliteSql(db));
       io.out(`read models: ${path}`);
       for (const p of allProjections) {
         const s = states.get(p.name);
@@ -84,6 +85,13 @@ export async function main(argv: readonly string[], environment: NodeJS.ProcessE
   const store = await openStore(config.store, logger);
   try {
     const names = args.positionals.length > 0 ? args.positionals : allProjections.map((p) => p.name);
+    if (config.projections.url && !args.values.into) {
+      if (args.positionals.length > 0) throw new Error('over PostgreSQL a rebuild builds every projection into a new schema: name none');
+      io.out(`rebuilding every projection into a new PostgreSQL schema from the ${config.store.kind} event store …`);
+      const r = await rebuildPostgresGeneration({ store, url: config.projections.url, logger });
+      io.out(`rebuilt into ${r.schema} (was ${r.previous}), switched: ${r.events} events in ${(r.ms / 1000).toFixed(2)} s (${r.eventsPerSecond} events/s)`);
+      return 0;
+    }
     io.out(`rebuilding ${names.join(', ')} in ${path} from the ${config.store.kind} event store …`);
     const result = await rebuildProjections({ store, path, logger, names });
     io.out(`rebuilt ${result.projections.join(', ')}: ${result.events} events in ${(result.ms / 1000).toFixed(2)} s (${result.eventsPerSecond} events/s)`);

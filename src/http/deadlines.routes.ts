@@ -125,7 +125,7 @@ const selected = (value: string | undefined) => (value === undefined ? undefined
 class ReadModelsUnavailable extends Error {}
 
 function readModelState(r: RunningProjections): string {
-  const states = r.status().map((s) => s.state);
+  const states = r.status().map((s) => (s.state === 'standby' ? 'live' : s.state));
   if (states.includes('rebuilding')) return 'rebuilding';
   if (states.every((s) => s === 'live')) return 'live';
   return states.includes('failing') ? 'failing' : 'catching-up';
@@ -165,13 +165,13 @@ export const deadlineRoutes: FastifyPluginAsyncTypebox<DeadlineRoutesOptions> = 
     async (request, reply) => {
       const q = request.query;
       const running = options.readModels();
-      if (!running || !running.db.open) throw new ReadModelsUnavailable();
+      if (!running || !running.target.isOpen()) throw new ReadModelsUnavailable();
       reply.header('x-read-model-state', readModelState(running));
       const at = now();
       const credential = options.credential?.();
       const kinds = selected(q.kind);
       const severities = selected(q.severity);
-      const items = readDeadlines(running.db, credential, at, settings).filter(
+      const items = (await readDeadlines(running.target.read, credential, at, settings)).filter(
         (d) => (!kinds || kinds.has(d.kind)) && (!severities || severities.has(d.severity)),
       );
       const counts = { info: 0, warning: 0, overdue: 0 };

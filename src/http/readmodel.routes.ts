@@ -1,7 +1,7 @@
 /**
  * The read-model API, for operators and analysts: registered inside the /api plugin (api.plugin.ts)
  * beside the operator API, behind the same bearer token (OPERATOR_TOKEN). Everything here reads the
- * projections' SQLite file; nothing reads the event store.
+ * projections' target (the SQLite file, or PostgreSQL when READMODELS_URL is set); nothing reads the event store.
  *
  *   GET /api/read/status                   each projection: version, position, state
  *   GET /api/read/subscriptions            filters, sort, keyset pagination (opaque cursor)
@@ -12,12 +12,10 @@
  * JSON responses carry `x-read-model-state`: `live`, or `catching-up` / `rebuilding` while the
  * projections have not applied every event yet (the answer may then lag the event log).
  */
-import Database from 'better-sqlite3';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { DomainError } from '../domain/errors.js';
-import type { ReadModelDb } from '../projections/projection.js';
 import { csvStream } from '../projections/csv.js';
 import { InvalidQueryError, columnsOf, exportableTables, iterateSubscriptions, iterateTable, listOperations, listSubscriptions, metrics } from '../projections/queries.js';
 import type { ExportName, OperationRow, SubscriptionFilter, SubscriptionRow, SubscriptionSort } from '../projections/queries.js';
@@ -141,19 +139,11 @@ export function toOperationItem(r: OperationRow): OperationItem {
 }
 
 /**
- * A read-only connection of its own: a CSV export reads one consistent snapshot without holding the
- * projections' connection busy while the client downloads. An in-memory database (tests) has no second
- * connection: its rows are read at once instead.
+ * A CSV export reads one consistent snapshot without holding the projections' connection busy while the client
+ * downloads: `iterate` reads from a connection of its own (readmodel-sql.ts), closed when the stream ends.
  */
-function snapshotOf(db: ReadModelDb): { db: ReadModelDb; close: () => void } {
-  if (db.memory) return { db, close: () => undefined };
-  const own = new Database(db.name, { readonly: true, fileMustExist: true });
-  return { db: own, close: () => own.close() };
-}
-
-function sendCsv(reply: FastifyReply, name: string, columns: string[], rows: IterableIterator<Record<string, unknown>>, close: () => void) {
+function sendCsv(reply: FastifyReply, name: string, columns: string[], rows: AsyncIterable<Record<string, unknown>>) {
   const stream = csvStream(columns, rows);
-  stream.once('close', close);
   return reply
     .type('text/csv; charset=utf-8')
     .header('content-disposition', `attachment; filename="${name}.csv"`)
@@ -202,7 +192,7 @@ function queryRoutes(app: Api, running: Running): void {
       const sort: SubscriptionSort = q.sort ?? 'createdAt';
       const order = q.order ?? 'desc';
       const limit = q.limit ? Number(q.limit) : DEFAULT_LIMIT;
-      const page = listSubscriptions(running(reply).db, subscriptionFilter(q), sort, order, limit, q.cursor);
+      const page = await listSubscriptions(running(reply).target.read, subscriptionFilter(q), sort, order, limit, q.cursor);
       return {
         items: page.rows.map(toSubscriptionItem),
         total: page.total,
@@ -231,8 +221,8 @@ function queryRoutes(app: Api, running: Running): void {
       const q = request.query;
       const order = q.order ?? 'desc';
       const limit = q.limit ? Number(q.limit) : DEFAULT_LIMIT;
-      const page = listOperations(
-        running(reply).db,
+      const page = await listOperations(
+        running(reply).target.read,
         {
           ...(q.subscriptionId !== undefined ? { subscriptionId: q.subscriptionId } : {}),
           ...(q.action !== undefined ? { action: q.action } : {}),
@@ -267,7 +257,7 @@ function queryRoutes(app: Api, running: Running): void {
     async (request, reply) => {
       const q = request.query;
       const includeTest = q.includeTest === 'true';
-      const m = metrics(running(reply).db, {
+      const m = await metrics(running(reply).target.read, {
         ...(q.offerId !== undefined ? { offerId: q.offerId } : {}),
         ...(q.planId !== undefined ? { planId: q.planId } : {}),
         ...(q.from !== undefined ? { from: q.from } : {}),
@@ -295,17 +285,10 @@ function csvExportRoutes(app: Api, running: Running): void {
     },
     async (request, reply) => {
       const q = request.query;
-      const source = running(reply).db;
+      const source = running(reply).target.read;
       const filter = subscriptionFilter(q);
-      const snap = snapshotOf(source);
-      try {
-        const columns = columnsOf(snap.db, 'subscriptions');
-        const rows = iterateSubscriptions(snap.db, filter, q.sort ?? 'createdAt', q.order ?? 'asc');
-        return sendCsv(reply, 'subscriptions', columns, source.memory ? [...rows][Symbol.iterator]() : rows, snap.close);
-      } catch (err) {
-        snap.close();
-        throw err;
-      }
+      const columns = await columnsOf(source, 'subscriptions');
+      return sendCsv(reply, 'subscriptions', columns, iterateSubscriptions(source, filter, q.sort ?? 'createdAt', q.order ?? 'asc'));
     },
   );
 
@@ -323,15 +306,8 @@ function csvExportRoutes(app: Api, running: Running): void {
         },
       },
       async (_request, reply) => {
-        const source = running(reply).db;
-        const snap = snapshotOf(source);
-        try {
-          const { columns, rows } = iterateTable(snap.db, name);
-          return sendCsv(reply, name, columns, source.memory ? [...rows][Symbol.iterator]() : rows, snap.close);
-        } catch (err) {
-          snap.close();
-          throw err;
-        }
+        const { columns, rows } = await iterateTable(running(reply).target.read, name);
+        return sendCsv(reply, name, columns, rows);
       },
     );
   }
@@ -340,8 +316,8 @@ function csvExportRoutes(app: Api, running: Running): void {
 export const readModelRoutes: FastifyPluginAsyncTypebox<ReadModelRoutesOptions> = async (app, options) => {
   const running = (reply: FastifyReply): RunningProjections => {
     const r = options.readModels();
-    if (!r || !r.db.open) throw new ReadModelsUnavailable();
-    const states = r.status().map((s) => s.state);
+    if (!r || !r.target.isOpen()) throw new ReadModelsUnavailable();
+    const states = r.status().map((s) => (s.state === 'standby' ? 'live' : s.state));
     const state = states.includes('rebuilding') ? 'rebuilding' : states.every((s) => s === 'live') ? 'live' : states.includes('failing') ? 'failing' : 'catching-up';
     reply.header('x-read-model-state', state);
     return r;

@@ -236,7 +236,7 @@ export const ProjectionStatusView = Type.Object(
           name: S,
           version: I,
           description: S,
-          state: Type.Union([Type.Literal('catching-up'), Type.Literal('rebuilding'), Type.Literal('live'), Type.Literal('failing'), Type.Literal('superseded'), Type.Literal('stopped')]),
+          state: Type.Union([Type.Literal('catching-up'), Type.Literal('rebuilding'), Type.Literal('live'), Type.Literal('standby'), Type.Literal('failing'), Type.Literal('superseded'), Type.Literal('stopped')]),
           position: Type.Optional(S),
           eventsApplied: I,
           rebuiltAt: Type.Optional(S),

@@ -6,7 +6,6 @@
  *   GET /api/read/usage.csv?…                                                   the same rows as CSV
  *   GET /api/read/usage/unsettled                                               not settled yet, nearest Microsoft's 24-hour limit first
  */
-import Database from 'better-sqlite3';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
@@ -80,22 +79,21 @@ const filterOf = (q: UsageQuery): UsageFilter => ({
   ...(q.to !== undefined ? { to: q.to } : {}),
 });
 
-function sendCsv(reply: FastifyReply, rows: Iterator<Record<string, unknown>>, close: () => void): FastifyReply {
+function sendCsv(reply: FastifyReply, rows: AsyncIterable<Record<string, unknown>>): FastifyReply {
   const stream = csvStream(USAGE_SUMMARY_COLUMNS, rows);
-  stream.once('close', close);
   return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="usage.csv"').header('cache-control', 'no-store').send(stream);
 }
 
 export const usageReadRoutes: FastifyPluginAsyncTypebox<UsageReadRoutesOptions> = async (app, options) => {
   const db = (reply: FastifyReply): ReadModelDb | undefined => {
     const running = options.readModels();
-    if (!running || !running.db.open) {
+    if (!running || !running.target.isOpen()) {
       void reply.header('retry-after', '5').code(503).type(problemContentType).send(problem(503, 'read-models-unavailable', 'the read models are not open yet; retry later'));
       return undefined;
     }
     const usage = running.status().find((s) => s.name === 'usage');
-    reply.header('x-read-model-state', usage?.state === 'live' ? 'live' : (usage?.state ?? 'catching-up'));
-    return running.db;
+    reply.header('x-read-model-state', usage?.state === 'live' || usage?.state === 'standby' ? 'live' : (usage?.state ?? 'catching-up'));
+    return running.target.read;
   };
 
   app.get(
@@ -104,7 +102,9 @@ export const usageReadRoutes: FastifyPluginAsyncTypebox<UsageReadRoutesOptions> 
     async (request, reply) => {
       const source = db(reply);
       if (!source) return reply;
-      return { rows: [...usageSummary(source, filterOf(request.query))] };
+      const rows = [];
+      for await (const row of usageSummary(source, filterOf(request.query))) rows.push(row);
+      return { rows };
     },
   );
 
@@ -114,10 +114,8 @@ export const usageReadRoutes: FastifyPluginAsyncTypebox<UsageReadRoutesOptions> 
     async (request, reply) => {
       const source = db(reply);
       if (!source) return reply;
-      // A read-only connection of its own: one consistent snapshot while the client downloads (in memory: the rows at once).
-      const own = source.memory ? undefined : new Database(source.name, { readonly: true, fileMustExist: true });
-      const rows = usageSummary(own ?? source, filterOf(request.query));
-      return sendCsv(reply, own ? rows : [...rows][Symbol.iterator](), () => own?.close());
+      // `iterate` reads one consistent snapshot on a connection of its own while the client downloads.
+      return sendCsv(reply, usageSummary(source, filterOf(request.query)));
     },
   );
 
@@ -127,7 +125,7 @@ export const usageReadRoutes: FastifyPluginAsyncTypebox<UsageReadRoutesOptions> 
     async (_request, reply) => {
       const source = db(reply);
       if (!source) return reply;
-      return { items: unsettledUsage(source, options.now?.() ?? new Date(), options.expiryWarningMs) };
+      return { items: await unsettledUsage(source, options.now?.() ?? new Date(), options.expiryWarningMs) };
     },
   );
 };

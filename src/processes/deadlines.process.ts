@@ -16,7 +16,7 @@ import type { WarnerMemory } from './deadlines.workflow.js';
 
 export type DeadlineWarnerOptions = {
   /** The open deadlines at `now`, or undefined when they cannot be read yet (the tick is skipped). */
-  read: (now: Date) => readonly Deadline[] | undefined;
+  read: (now: Date) => Promise<readonly Deadline[] | undefined>;
   logger: Logger;
   /** 0: no timer (`check()` still works). */
   intervalMs: number;
@@ -27,7 +27,7 @@ export type DeadlineWarnerOptions = {
 
 export type DeadlineWarner = {
   /** One tick now: logs and returns what it warned about (undefined when the deadlines could not be read). */
-  check(): Deadline[] | undefined;
+  check(): Promise<Deadline[] | undefined>;
   stop(): void;
 };
 
@@ -51,10 +51,10 @@ export function startDeadlineWarner(options: DeadlineWarnerOptions): DeadlineWar
   const limit = options.limit ?? DEFAULT_WARNER_LIMIT;
   let memory: WarnerMemory = emptyWarnerMemory;
 
-  function check(): Deadline[] | undefined {
+  async function check(): Promise<Deadline[] | undefined> {
     let items: readonly Deadline[] | undefined;
     try {
-      items = options.read(now());
+      items = await options.read(now());
     } catch (err) {
       log.error({ err }, 'could not read the deadlines; trying again at the next check');
       return undefined;
@@ -70,7 +70,7 @@ export function startDeadlineWarner(options: DeadlineWarnerOptions): DeadlineWar
     return decision.warn;
   }
 
-  const timer = options.intervalMs > 0 ? setInterval(check, options.intervalMs) : undefined;
+  const timer = options.intervalMs > 0 ? setInterval(() => void check(), options.intervalMs) : undefined;
   timer?.unref();
   return {
     check,
@@ -85,10 +85,10 @@ export function liveDeadlines(
   readModels: () => RunningProjections | undefined,
   credential: () => CredentialHealthSnapshot | undefined,
   settings: DeadlineSettings,
-): (now: Date) => Deadline[] | undefined {
-  return (at) => {
+): (now: Date) => Promise<Deadline[] | undefined> {
+  return async (at) => {
     const running = readModels();
-    if (!running || !running.db.open || !running.status().every((s) => s.state === 'live')) return undefined;
-    return readDeadlines(running.db, credential(), at, settings);
+    if (!running || !running.target.isOpen() || !running.status().every((s) => s.state === 'live' || s.state === 'standby')) return undefined;
+    return readDeadlines(running.target.read, credential(), at, settings);
   };
 }

@@ -27,27 +27,19 @@ export function csvLine(values: readonly unknown[]): string {
   return `${values.map(csvField).join(',')}\r\n`;
 }
 
-/** A stream of CSV text: the header, then one line per row, pulled as the client reads. */
-export function csvStream(columns: readonly string[], rows: Iterator<Record<string, unknown>>, chunkRows = 500): Readable {
-  let header = true;
-  return new Readable({
-    read() {
-      let chunk = header ? csvLine(columns) : '';
-      header = false;
-      for (let i = 0; i < chunkRows; i++) {
-        const next = rows.next();
-        if (next.done) {
-          this.push(chunk);
-          this.push(null);
-          return;
-        }
-        chunk += csvLine(columns.map((c) => next.value[c]));
+/** A stream of CSV text: the header, then one line per row, pulled as the client reads (rows from either target). */
+export function csvStream(columns: readonly string[], rows: AsyncIterable<Record<string, unknown>>, chunkRows = 500): Readable {
+  async function* lines(): AsyncGenerator<string> {
+    let chunk = csvLine(columns);
+    let n = 0;
+    for await (const row of rows) {
+      chunk += csvLine(columns.map((c) => row[c]));
+      if (++n % chunkRows === 0) {
+        yield chunk;
+        chunk = '';
       }
-      this.push(chunk);
-    },
-    destroy(err, callback) {
-      rows.return?.();
-      callback(err);
-    },
-  });
+    }
+    yield chunk;
+  }
+  return Readable.from(lines(), { objectMode: false });
 }

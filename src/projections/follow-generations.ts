@@ -2,14 +2,15 @@
  * The service's projections over read-model generations (src/projections/generations.ts): the runner works on
  * the file the pointer names, and the pointer is re-checked every `checkIntervalMs` (one stat). When `replay`
  * switches it, a runner is started on the new file (it catches up from where the replay stopped); once it is
- * live, readers are switched to it (every `db` read after that goes to the new file) and the old runner stops.
+ * live, readers are switched to it (every read of `target` after that goes to the new file) and the old runner stops.
  * Until then every read is served from the old file, which stays complete and consistent.
  *
  * The object returned is a `RunningProjections` whose members always act on the current runner.
  */
 import type { EventStore } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
-import type { Projection, ReadModelDb } from './projection.js';
+import type { Projection } from './projection.js';
+import type { ReadModelTarget } from './target.js';
 import { currentGeneration, pointerStamp } from './generations.js';
 import { runProjections } from './runner.js';
 import type { RunningProjections } from './runner.js';
@@ -22,6 +23,8 @@ export type FollowGenerationsOptions = {
   projections: readonly Projection[];
   /** How often the pointer is looked at; default 1000 ms. */
   checkIntervalMs?: number;
+  /** Run on each file once its runner has prepared its tables (the service writes PLAN_PRICES there). */
+  prepare?: (target: ReadModelTarget) => Promise<void>;
 };
 
 export type FollowingProjections = RunningProjections & {
@@ -48,6 +51,7 @@ async function switchTo(s: State, options: FollowGenerationsOptions, log: Logger
   if (next.path === s.path) return;
   log.info({ from: s.path, to: next.path, generation: next.generation }, 'read models switched by a replay: starting on the new file');
   const runner = runProjections({ store: options.store, path: next.path, logger: log, projections: options.projections });
+  await prepared(runner, options);
   await runner.whenLive();
   if (s.stopped) {
     await runner.stop();
@@ -59,11 +63,20 @@ async function switchTo(s: State, options: FollowGenerationsOptions, log: Logger
   await old.stop();
 }
 
+/** The runner once its tables match the code and `prepare` ran on them. */
+async function prepared(runner: RunningProjections, options: FollowGenerationsOptions): Promise<void> {
+  await runner.ready();
+  await options.prepare?.(runner.target);
+}
+
 export function followGenerations(options: FollowGenerationsOptions): FollowingProjections {
   const log = options.logger;
   const first = currentGeneration(options.basePath);
+  const firstRunner = runProjections({ store: options.store, path: first.path, logger: log, projections: options.projections });
+  const firstPrepared = prepared(firstRunner, options);
+  firstPrepared.catch(() => undefined); // awaited by ready(); a failure is the caller's to see there
   const s: State = {
-    runner: runProjections({ store: options.store, path: first.path, logger: log, projections: options.projections }),
+    runner: firstRunner,
     path: first.path,
     generation: first.generation,
     stamp: pointerStamp(options.basePath),
@@ -81,8 +94,8 @@ export function followGenerations(options: FollowGenerationsOptions): FollowingP
   const timer = setInterval(() => void check(), options.checkIntervalMs ?? 1000);
   timer.unref();
   return {
-    get db(): ReadModelDb {
-      return s.runner.db;
+    get target(): ReadModelTarget {
+      return s.runner.target;
     },
     projections: options.projections,
     idle: () => s.runner.idle(),
@@ -91,6 +104,7 @@ export function followGenerations(options: FollowGenerationsOptions): FollowingP
     rebuild: (names) => s.runner.rebuild(names),
     status: () => s.runner.status(),
     eventsSeen: () => s.runner.eventsSeen(),
+    ready: () => (s.runner === firstRunner ? firstPrepared : s.runner.ready()),
     current: () => ({ path: s.path, generation: s.generation }),
     checkNow: check,
     async stop() {

@@ -1,20 +1,37 @@
 /**
- * The read models: start the projections the service runs over an event store and a read-model
- * file, or rebuild some of them from scratch (the CLI and the benchmark).
+ * The read models: start the projections the service runs over an event store and a read-model target
+ * (a SQLite file, or a PostgreSQL database), or rebuild some of them from scratch (the CLI, `replay`, the
+ * benchmark).
+ *
+ * Rebuild entry points:
+ * - `rebuildProjections({ store, path | db | target, names })`: reset the named projections where they are
+ *   and replay every event into them (SQLite: a fresh file for `replay`, which then renames it into place).
+ * - `rebuildPostgresGeneration({ store, url })`: build every projection into a new schema `rm_<n+1>` while
+ *   the live one keeps serving, then switch to it atomically (`replay` over PostgreSQL).
  */
+import type { Database as SqliteDb } from 'better-sqlite3';
 import { allProjections } from './views/index.js';
+import type { PlanPrice } from '../config.js';
 import type { EventStore } from '../eventstore/eventstore.js';
+import { writePlanPrices } from './analysts.js';
 import type { Logger } from '../logger.js';
-import type { Projection, ReadModelDb } from './projection.js';
-import { openReadModelDb, prepareProjections, resetProjection } from './readmodel-db.js';
+import type { Projection } from './projection.js';
+import { liveGeneration, nextGeneration, switchGeneration, exposeLive } from './postgres.generations.js';
+import type { Generation } from './postgres.generations.js';
+import { openPostgresTarget } from './postgres.target.js';
+import { prepareProjections, resetProjection } from './readmodel-db.js';
 import { runProjections } from './runner.js';
 import type { RunProjectionsOptions, RunningProjections } from './runner.js';
+import { openSqliteTarget, sqliteTarget } from './sqlite.target.js';
+import type { ReadModelTarget } from './target.js';
 
 export { allProjections };
 export type { Projection, ReadModelDb } from './projection.js';
+export type { ReadModelTarget } from './target.js';
 export { openReadModelDb } from './readmodel-db.js';
 export { pendingChangeSource } from './pending-changes.js';
 export { followGenerations } from './follow-generations.js';
+export { writePlanPrices } from './analysts.js';
 export type { FollowingProjections } from './follow-generations.js';
 export type { ProjectionStatus, RunningProjections } from './runner.js';
 
@@ -28,13 +45,42 @@ export function startProjections(options: StartProjectionsOptions): RunningProje
   return runProjections({ ...options, projections: options.projections ?? allProjections });
 }
 
+/** Where the configuration puts the read models: PostgreSQL when a URL is given, else the SQLite file. */
+export type ReadModelLocation = { path: string; url?: string; planPrices?: readonly PlanPrice[] };
+
+/**
+ * Open the configured target. PostgreSQL: the live generation's schema (created at the first start), followed
+ * when a rebuild switches to a new one; the analysts' views in `public` are (re)created over it.
+ */
+export async function openReadModelTarget(location: ReadModelLocation, logger?: Logger, projections: readonly Projection[] = allProjections): Promise<ReadModelTarget> {
+  if (!location.url) {
+    const target = openSqliteTarget(location.path);
+    await prepareProjections(target, projections);
+    await writePlanPrices(target, location.planPrices ?? []);
+    return target;
+  }
+  const live = await liveGeneration(location.url);
+  const target = await openPostgresTarget({ url: location.url, schema: live.schema, followLive: true, ...(logger ? { logger } : {}) });
+  await prepareProjections(target, projections);
+  await exposeLive(location.url, projections);
+  const analysts = await openPostgresTarget({ url: location.url, schema: 'public', poolSize: 1 });
+  try {
+    await writePlanPrices(analysts, location.planPrices ?? []);
+  } finally {
+    await analysts.close();
+  }
+  return target;
+}
+
 export type RebuildOptions = {
   store: EventStore;
   logger: Logger;
   /** The read-model file to rebuild in (it may be in use by the service: the runners cooperate)… */
   path?: string;
-  /** …or an open database. */
-  db?: ReadModelDb;
+  /** …or an open SQLite database… */
+  db?: SqliteDb;
+  /** …or an open target (PostgreSQL: one schema). */
+  target?: ReadModelTarget;
   /** Names of the projections to rebuild; default all. */
   names?: readonly string[];
   projections?: readonly Projection[];
@@ -48,23 +94,27 @@ export type RebuildOptions = {
 
 export type RebuildResult = { projections: string[]; events: number; ms: number; eventsPerSecond: number };
 
-/** Reset the named projections, replay every event into them, and stop once caught up. */
-export async function rebuildProjections(options: RebuildOptions): Promise<RebuildResult> {
-  const projections = options.projections ?? allProjections;
-  const names = options.names ?? projections.map((p) => p.name);
-  const selected = names.map((name) => {
+function selectedOf(projections: readonly Projection[], names: readonly string[]): Projection[] {
+  return names.map((name) => {
     const p = projections.find((q) => q.name === name);
     if (!p) throw new Error(`unknown projection ${name} (known: ${projections.map((q) => q.name).join(', ')})`);
     return p;
   });
-  const db = options.db ?? openReadModelDb(options.path ?? ':memory:');
+}
+
+/** Reset the named projections, replay every event into them, and stop once caught up. */
+export async function rebuildProjections(options: RebuildOptions): Promise<RebuildResult> {
+  const projections = options.projections ?? allProjections;
+  const names = options.names ?? projections.map((p) => p.name);
+  const selected = selectedOf(projections, names);
+  const target = options.target ?? (options.db ? sqliteTarget(options.db) : openSqliteTarget(options.path ?? ':memory:'));
   try {
-    prepareProjections(db, projections);
-    for (const p of selected) resetProjection(db, p);
+    await prepareProjections(target, projections);
+    for (const p of selected) await resetProjection(target, p);
     const started = performance.now();
     const runner = runProjections({
       store: options.store,
-      db,
+      target,
       logger: options.logger,
       projections: selected,
       batchSize: options.batchSize ?? 20_000,
@@ -80,6 +130,36 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
     const events = runner.eventsSeen();
     return { projections: names.slice(), events, ms, eventsPerSecond: Math.round((events / ms) * 1000) };
   } finally {
-    if (!options.db) db.close();
+    if (!options.target && !options.db) await target.close();
+  }
+}
+
+export type GenerationRebuildOptions = Omit<RebuildOptions, 'path' | 'db' | 'target' | 'names'> & {
+  /** postgres://… (READMODELS_URL). */
+  url: string;
+  /** Build only, do not switch (a check, or a switch left to the caller): default false. */
+  noSwitch?: boolean;
+};
+
+export type GenerationRebuildResult = RebuildResult & { schema: string; previous: string; switched: boolean };
+
+/**
+ * `replay` over PostgreSQL: every projection rebuilt into a new schema (`rm_<n+1>`) while the live one keeps
+ * serving and applying, then, in one transaction, the live pointer and the analysts' `public` views switched
+ * to it (postgres.generations.ts). Instances still on the old schema move over at their next batch and
+ * continue the new one from its checkpoints; the schema before the old one is dropped.
+ */
+export async function rebuildPostgresGeneration(options: GenerationRebuildOptions): Promise<GenerationRebuildResult> {
+  const projections = options.projections ?? allProjections;
+  const previous = await liveGeneration(options.url);
+  const next: Generation = await nextGeneration(options.url);
+  const target = await openPostgresTarget({ url: options.url, schema: next.schema, logger: options.logger });
+  try {
+    const { url: _url, noSwitch: _noSwitch, ...rest } = options;
+    const result = await rebuildProjections({ ...rest, projections, target });
+    if (!options.noSwitch) await switchGeneration(options.url, next, projections);
+    return { ...result, schema: next.schema, previous: previous.schema, switched: !options.noSwitch };
+  } finally {
+    await target.close();
   }
 }

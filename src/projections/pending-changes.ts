@@ -26,6 +26,6 @@ export function pendingChangeSource(running: RunningProjections | undefined, wai
     if (live === 'timeout') return undefined;
     const state = running.status().find((s) => s.name === SUBSCRIPTIONS)?.state;
     if (state !== 'live') return undefined;
-    return subscriptionsWithPendingChange(running.db);
+    return subscriptionsWithPendingChange(running.target.read);
   };
 }

@@ -4,7 +4,11 @@
  * Positions and revisions leave as strings (they are bigints).
  */
 import { parseJson } from '../json.js';
-import type { ReadModelDb } from './projection.js';
+import { caseless, columnsSql } from './dialect.js';
+import type { Dialect } from './dialect.js';
+import type { ReadModelSql } from './readmodel-sql.js';
+
+type ReadModelDb = ReadModelSql;
 
 // ------------------------------------------------------------------------------------------------
 // Cursors
@@ -77,7 +81,7 @@ export type SubscriptionFilter = {
 
 type Where = { sql: string[]; params: Record<string, unknown> };
 
-function subscriptionWhere(f: SubscriptionFilter): Where {
+function subscriptionWhere(f: SubscriptionFilter, dialect: Dialect): Where {
   const sql: string[] = [];
   const params: Record<string, unknown> = {};
   if (f.status && f.status.length > 0) {
@@ -86,9 +90,12 @@ function subscriptionWhere(f: SubscriptionFilter): Where {
   }
   if (f.offerId !== undefined) (sql.push('offer_id = @offerId'), (params.offerId = f.offerId));
   if (f.planId !== undefined) (sql.push('plan_id = @planId'), (params.planId = f.planId));
-  if (f.tenantId !== undefined) (sql.push('(purchaser_tenant_id = @tenantId OR beneficiary_tenant_id = @tenantId)'), (params.tenantId = f.tenantId));
+  if (f.tenantId !== undefined) {
+    sql.push(`(${caseless(dialect, 'purchaser_tenant_id', 'tenantId')} OR ${caseless(dialect, 'beneficiary_tenant_id', 'tenantId')})`);
+    params.tenantId = f.tenantId;
+  }
   if (f.email !== undefined) {
-    sql.push('(purchaser_email = @email OR beneficiary_email = @email OR contact_email = @email)');
+    sql.push(`(${['purchaser_email', 'beneficiary_email', 'contact_email'].map((c) => caseless(dialect, c, 'email')).join(' OR ')})`);
     params.email = f.email;
   }
   if (f.freeTrial !== undefined) (sql.push('is_free_trial = @freeTrial'), (params.freeTrial = f.freeTrial ? 1 : 0));
@@ -112,17 +119,17 @@ export type SubscriptionRow = Record<string, unknown> & { subscription_id: strin
 export type Page<R> = { rows: R[]; total: number; nextCursor?: string };
 
 /** One page of subscriptions: keyset pagination on (sort key, subscription id). */
-export function listSubscriptions(
+export async function listSubscriptions(
   db: ReadModelDb,
   filter: SubscriptionFilter,
   sort: SubscriptionSort,
   order: 'asc' | 'desc',
   limit: number,
   cursor?: string,
-): Page<SubscriptionRow> {
+): Promise<Page<SubscriptionRow>> {
   const key = subscriptionSorts[sort].expr;
-  const where = subscriptionWhere(filter);
-  const total = (db.prepare(`SELECT count(*) AS n FROM subscriptions ${whereClause(where)}`).get(where.params) as { n: number }).n;
+  const where = subscriptionWhere(filter, db.dialect);
+  const total = n((await db.get(`SELECT count(*) AS n FROM subscriptions ${whereClause(where)}`, where.params))?.n);
   const page: Where = { sql: [...where.sql], params: { ...where.params } };
   if (cursor !== undefined) {
     const c = decodeCursor(cursor, sort, order);
@@ -132,12 +139,11 @@ export function listSubscriptions(
     page.params.cursorId = c.id;
   }
   const dir = order === 'asc' ? 'ASC' : 'DESC';
-  const rows = db
-    .prepare(
-      `SELECT *, ${key} AS sort_key, CAST(stream_revision AS TEXT) AS revision, CAST(position AS TEXT) AS position_text
+  const rows = (await db.all(
+    `SELECT *, ${key} AS sort_key, CAST(stream_revision AS TEXT) AS revision, CAST(position AS TEXT) AS position_text
        FROM subscriptions ${whereClause(page)} ORDER BY ${key} ${dir}, subscription_id ${dir} LIMIT @limit`,
-    )
-    .all({ ...page.params, limit: limit + 1 }) as SubscriptionRow[];
+    { ...page.params, limit: limit + 1 },
+  )) as SubscriptionRow[];
   const more = rows.length > limit;
   const shown = more ? rows.slice(0, limit) : rows;
   const last = shown[shown.length - 1];
@@ -149,13 +155,11 @@ export function listSubscriptions(
 }
 
 /** Every matching subscription in order, for CSV. */
-export function iterateSubscriptions(db: ReadModelDb, filter: SubscriptionFilter, sort: SubscriptionSort, order: 'asc' | 'desc'): IterableIterator<Record<string, unknown>> {
+export function iterateSubscriptions(db: ReadModelDb, filter: SubscriptionFilter, sort: SubscriptionSort, order: 'asc' | 'desc'): AsyncIterable<Record<string, unknown>> {
   const key = subscriptionSorts[sort].expr;
-  const where = subscriptionWhere(filter);
+  const where = subscriptionWhere(filter, db.dialect);
   const dir = order === 'asc' ? 'ASC' : 'DESC';
-  return db.prepare(`SELECT * FROM subscriptions ${whereClause(where)} ORDER BY ${key} ${dir}, subscription_id ${dir}`).safeIntegers(true).iterate(where.params) as IterableIterator<
-    Record<string, unknown>
-  >;
+  return db.iterate(`SELECT * FROM subscriptions ${whereClause(where)} ORDER BY ${key} ${dir}, subscription_id ${dir}`, where.params);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -189,9 +193,9 @@ function operationWhere(f: OperationFilter): Where {
 export type OperationRow = Record<string, unknown> & { operation_id: string; sort_key: string };
 
 /** Operations, newest first by default (when we first heard of them), keyset-paginated. */
-export function listOperations(db: ReadModelDb, filter: OperationFilter, order: 'asc' | 'desc', limit: number, cursor?: string): Page<OperationRow> {
+export async function listOperations(db: ReadModelDb, filter: OperationFilter, order: 'asc' | 'desc', limit: number, cursor?: string): Promise<Page<OperationRow>> {
   const where = operationWhere(filter);
-  const total = (db.prepare(`SELECT count(*) AS n FROM operations ${whereClause(where)}`).get(where.params) as { n: number }).n;
+  const total = n((await db.get(`SELECT count(*) AS n FROM operations ${whereClause(where)}`, where.params))?.n);
   const page: Where = { sql: [...where.sql], params: { ...where.params } };
   if (cursor !== undefined) {
     const c = decodeCursor(cursor, 'time', order);
@@ -201,9 +205,10 @@ export function listOperations(db: ReadModelDb, filter: OperationFilter, order: 
     page.params.cursorId = c.id;
   }
   const dir = order === 'asc' ? 'ASC' : 'DESC';
-  const rows = db
-    .prepare(`SELECT *, ${operationTime} AS sort_key FROM operations ${whereClause(page)} ORDER BY sort_key ${dir}, operation_id ${dir} LIMIT @limit`)
-    .all({ ...page.params, limit: limit + 1 }) as OperationRow[];
+  const rows = (await db.all(`SELECT *, ${operationTime} AS sort_key FROM operations ${whereClause(page)} ORDER BY sort_key ${dir}, operation_id ${dir} LIMIT @limit`, {
+    ...page.params,
+    limit: limit + 1,
+  })) as OperationRow[];
   const more = rows.length > limit;
   const shown = more ? rows.slice(0, limit) : rows;
   const last = shown[shown.length - 1];
@@ -284,15 +289,11 @@ export type Metrics = {
 
 type Row = Record<string, unknown>;
 
-export function metrics(db: ReadModelDb, f: MetricsFilter): Metrics {
+export async function metrics(db: ReadModelDb, f: MetricsFilter): Promise<Metrics> {
   const plans = planWhere(f);
   const active = (
-    db
-      .prepare(
-        `SELECT offer_id, plan_id, ${sumColumns(['active_subscriptions', 'active_seats', 'suspended_subscriptions', 'suspended_seats', 'pending_subscriptions', 'cancelled_subscriptions'])}
-         FROM metrics_active_by_plan ${whereClause(plans)} GROUP BY offer_id, plan_id ORDER BY offer_id, plan_id`,
-      )
-      .all(plans.params) as Row[]
+    (await db.all(`SELECT offer_id, plan_id, ${sumColumns(['active_subscriptions', 'active_seats', 'suspended_subscriptions', 'suspended_seats', 'pending_subscriptions', 'cancelled_subscriptions'])}
+         FROM metrics_active_by_plan ${whereClause(plans)} GROUP BY offer_id, plan_id ORDER BY offer_id, plan_id`, plans.params)) as Row[]
   ).map((r) => ({
     offerId: String(r.offer_id),
     planId: String(r.plan_id),
@@ -311,9 +312,7 @@ export function metrics(db: ReadModelDb, f: MetricsFilter): Metrics {
   if (to) (days.sql.push('day < @to'), (days.params.to = to));
   const counters = ['purchases', 'activations', 'cancellations', 'suspensions', 'reinstatements', 'renewals', 'plan_changes_in', 'plan_changes_out', 'seats_added', 'seats_removed', 'trial_starts', 'trial_conversions', 'trial_cancellations'];
   const daily = (
-    db
-      .prepare(`SELECT day, offer_id, plan_id, ${sumColumns(counters)} FROM metrics_daily ${whereClause(days)} GROUP BY day, offer_id, plan_id ORDER BY day, offer_id, plan_id`)
-      .all(days.params) as Row[]
+    (await db.all(`SELECT day, offer_id, plan_id, ${sumColumns(counters)} FROM metrics_daily ${whereClause(days)} GROUP BY day, offer_id, plan_id ORDER BY day, offer_id, plan_id`, days.params)) as Row[]
   ).map((r) => ({
     day: String(r.day),
     offerId: String(r.offer_id),
@@ -339,9 +338,7 @@ export function metrics(db: ReadModelDb, f: MetricsFilter): Metrics {
   const activationTo = isoBound('to', f.to);
   if (activationFrom) (activation.sql.push('activated_at >= @aFrom'), (activation.params.aFrom = activationFrom));
   if (activationTo) (activation.sql.push('activated_at < @aTo'), (activation.params.aTo = activationTo));
-  const timings = db
-    .prepare(`SELECT offer_id, purchased_plan_id AS plan_id, purchase_to_activation_s AS s FROM metrics_subscriptions ${whereClause(activation)} ORDER BY offer_id, plan_id, s`)
-    .all(activation.params) as Array<{ offer_id: string; plan_id: string; s: number }>;
+  const timings = (await db.all(`SELECT offer_id, purchased_plan_id AS plan_id, purchase_to_activation_s AS s FROM metrics_subscriptions ${whereClause(activation)} ORDER BY offer_id, plan_id, s`, activation.params)) as Array<{ offer_id: string; plan_id: string; s: number }>;
   const grouped = new Map<string, { offerId: string; planId: string; values: number[] }>();
   for (const t of timings) {
     const k = JSON.stringify([t.offer_id, t.plan_id]);
@@ -360,9 +357,7 @@ export function metrics(db: ReadModelDb, f: MetricsFilter): Metrics {
   }));
 
   const suspensions = (
-    db
-      .prepare(`SELECT offer_id, plan_id, ${sumColumns(['suspensions', 'reinstatements', 'currently_suspended', 'cancelled_while_suspended'])} FROM metrics_suspensions ${whereClause(plans)} GROUP BY offer_id, plan_id ORDER BY offer_id, plan_id`)
-      .all(plans.params) as Row[]
+    (await db.all(`SELECT offer_id, plan_id, ${sumColumns(['suspensions', 'reinstatements', 'currently_suspended', 'cancelled_while_suspended'])} FROM metrics_suspensions ${whereClause(plans)} GROUP BY offer_id, plan_id ORDER BY offer_id, plan_id`, plans.params)) as Row[]
   ).map((r) => ({
     offerId: String(r.offer_id),
     planId: String(r.plan_id),
@@ -373,9 +368,7 @@ export function metrics(db: ReadModelDb, f: MetricsFilter): Metrics {
   }));
 
   const freeTrials = (
-    db
-      .prepare(`SELECT offer_id, plan_id, ${sumColumns(['trials', 'in_trial', 'converted', 'cancelled'])} FROM metrics_free_trials ${whereClause(plans)} GROUP BY offer_id, plan_id ORDER BY offer_id, plan_id`)
-      .all(plans.params) as Row[]
+    (await db.all(`SELECT offer_id, plan_id, ${sumColumns(['trials', 'in_trial', 'converted', 'cancelled'])} FROM metrics_free_trials ${whereClause(plans)} GROUP BY offer_id, plan_id ORDER BY offer_id, plan_id`, plans.params)) as Row[]
   ).map((r) => {
     const converted = n(r.converted);
     const done = converted + n(r.cancelled);
@@ -406,16 +399,13 @@ export const exportableTables = {
 } as const;
 export type ExportName = keyof typeof exportableTables;
 
-export function columnsOf(db: ReadModelDb, table: string): string[] {
-  return (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as Array<{ name: string }>).map((c) => c.name);
+export async function columnsOf(db: ReadModelDb, table: string): Promise<string[]> {
+  return (await db.all(columnsSql(db.dialect), { table })).map((c) => String(c.name));
 }
 
-export function iterateTable(db: ReadModelDb, name: ExportName): { columns: string[]; rows: IterableIterator<Record<string, unknown>> } {
+export async function iterateTable(db: ReadModelDb, name: ExportName): Promise<{ columns: string[]; rows: AsyncIterable<Record<string, unknown>> }> {
   const { table, order } = exportableTables[name];
-  return {
-    columns: columnsOf(db, table),
-    rows: db.prepare(`SELECT * FROM ${table} ORDER BY ${order}`).safeIntegers(true).iterate() as IterableIterator<Record<string, unknown>>,
-  };
+  return { columns: await columnsOf(db, table), rows: db.iterate(`SELECT * FROM ${table} ORDER BY ${order}`) };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -446,8 +436,8 @@ export const pendingSubscriptionsSql = `SELECT subscription_id, offer_id, plan_i
   FROM subscriptions WHERE status = 'PendingFulfillmentStart' ORDER BY created_at, subscription_id`;
 
 /** Every PendingFulfillmentStart subscription, oldest first (index `subscriptions_by_status`). */
-export function pendingSubscriptions(db: ReadModelDb): PendingSubscriptionRow[] {
-  const rows = db.prepare(pendingSubscriptionsSql).all() as Row[];
+export async function pendingSubscriptions(db: ReadModelDb): Promise<PendingSubscriptionRow[]> {
+  const rows = await db.all(pendingSubscriptionsSql);
   return rows.map((r) => ({
     subscriptionId: String(r.subscription_id),
     offerId: String(r.offer_id),
@@ -489,8 +479,8 @@ export const unacknowledgedOperationsSql = `SELECT operation_id, subscription_id
  * acknowledge; a change refused at the webhook is recorded processed at once). The conditions repeat the
  * partial index `operations_unacknowledged`, so SQLite reads only the open ones.
  */
-export function unacknowledgedOperations(db: ReadModelDb): UnacknowledgedOperationRow[] {
-  const rows = db.prepare(unacknowledgedOperationsSql).all() as Row[];
+export async function unacknowledgedOperations(db: ReadModelDb): Promise<UnacknowledgedOperationRow[]> {
+  const rows = await db.all(unacknowledgedOperationsSql);
   return rows.map((r) => ({
     operationId: String(r.operation_id),
     subscriptionId: text(r.subscription_id),
@@ -510,9 +500,6 @@ export function unacknowledgedOperations(db: ReadModelDb): UnacknowledgedOperati
 export const pendingPublisherChangesSql = 'SELECT subscription_id FROM subscriptions WHERE pending_change IS NOT NULL ORDER BY subscription_id';
 
 /** The subscriptions whose state has a pending publisher-side change (a plan, seat or cancel request not settled). */
-export function subscriptionsWithPendingChange(db: ReadModelDb): string[] {
-  return db
-    .prepare<[], { subscription_id: string }>(pendingPublisherChangesSql)
-    .all()
-    .map((row) => row.subscription_id);
+export async function subscriptionsWithPendingChange(db: ReadModelDb): Promise<string[]> {
+  return (await db.all(pendingPublisherChangesSql)).map((row) => String(row.subscription_id));
 }

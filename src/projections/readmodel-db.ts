@@ -1,22 +1,16 @@
 /**
- * The read-model database: one SQLite file (`<DATA_DIR>/readmodels.db`) apart from the events, so it
- * can be deleted and rebuilt at any time. It holds each projection's tables and `projection_state`,
- * the checkpoint (global position) and code version every projection's tables reflect.
- *
- * WAL with synchronous=NORMAL: a power cut may lose the last transactions, but never half of one, and
- * a change always commits with its checkpoint, so the projections simply re-apply what was lost.
- *
- * Locks: better-sqlite3 waits for a lock inside the call, which stops the event loop, so the wait is tiny
- * (READ_MODEL_BUSY_TIMEOUT_MS: enough for another process's batch commit to end, far too short to be felt).
- * A write that still meets the lock fails, rolls back and is retried on a timer by the projection runner
- * (its backoff, src/projections/runner.ts); reads in WAL mode do not wait for writers.
+ * The projections' bookkeeping in the read-model database, on either target: `projection_state` holds the
+ * checkpoint (global position) and code version every projection's tables reflect; `resetProjection` and
+ * `prepareProjections` make the tables match the code (a changed projection rebuilds only its own tables).
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
-import type { Projection, ReadModelDb } from './projection.js';
+import { ddlFor, relationExistsSql } from './dialect.js';
+import type { Projection } from './projection.js';
+import type { ReadModelSql } from './readmodel-sql.js';
+import type { ReadModelTarget } from './target.js';
 
-const stateSchema = `
+export { openReadModelDb, READ_MODEL_BUSY_TIMEOUT_MS } from './sqlite.target.js';
+
+export const stateSchema = `
 CREATE TABLE IF NOT EXISTS projection_state (
   name           TEXT PRIMARY KEY,
   version        INTEGER NOT NULL,
@@ -27,59 +21,61 @@ CREATE TABLE IF NOT EXISTS projection_state (
 ) WITHOUT ROWID;
 `;
 
-/** How long a read-model statement may wait, synchronously, for another process's write lock. */
-export const READ_MODEL_BUSY_TIMEOUT_MS = 25;
-
 export type StoredState = { version: number; position: bigint | undefined; eventsApplied: number; rebuiltAt: string; updatedAt: string };
 
-export function openReadModelDb(path: string): ReadModelDb {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma(`busy_timeout = ${READ_MODEL_BUSY_TIMEOUT_MS}`);
-  db.pragma('cache_size = -65536'); // 64 MiB of page cache: rebuilds rewrite many rows and their indexes
-  db.exec(stateSchema);
-  return db;
-}
+const stateSql = 'SELECT name, version, CAST(position AS TEXT) AS position, events_applied, rebuilt_at, updated_at FROM projection_state';
 
-type StateRow = { name: string; version: bigint; position: bigint | null; events_applied: bigint; rebuilt_at: string; updated_at: string };
-
-export function readStates(db: ReadModelDb): Map<string, StoredState> {
-  const rows = db.prepare('SELECT * FROM projection_state').safeIntegers(true).all() as StateRow[];
+/** Every projection's stored state; `lock` (PostgreSQL, inside a transaction) locks the rows until it ends. */
+export async function readStates(sql: ReadModelSql, lock = false): Promise<Map<string, StoredState>> {
+  const rows = await sql.all(lock && sql.dialect === 'postgres' ? `${stateSql} FOR UPDATE` : stateSql);
   return new Map(
     rows.map((r) => [
-      r.name,
+      String(r.name),
       {
         version: Number(r.version),
-        position: r.position === null ? undefined : r.position,
+        position: r.position === null || r.position === undefined ? undefined : BigInt(String(r.position)),
         eventsApplied: Number(r.events_applied),
-        rebuiltAt: r.rebuilt_at,
-        updatedAt: r.updated_at,
+        rebuiltAt: String(r.rebuilt_at),
+        updatedAt: String(r.updated_at),
       },
     ]),
   );
 }
 
-export function saveProgress(db: ReadModelDb, name: string, position: bigint, applied: number, now: string): void {
-  db.prepare('UPDATE projection_state SET position = ?, events_applied = events_applied + ?, updated_at = ? WHERE name = ?').run(position, applied, now, name);
+export async function ensureStateTable(sql: ReadModelSql): Promise<void> {
+  await sql.exec(ddlFor(sql.dialect, stateSchema));
 }
 
-function tableExists(db: ReadModelDb, name: string): boolean {
-  return db.prepare("SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?").get(name) !== undefined;
+export async function saveProgress(sql: ReadModelSql, name: string, position: bigint, applied: number, now: string): Promise<void> {
+  await sql.run('UPDATE projection_state SET position = @position, events_applied = events_applied + @applied, updated_at = @now WHERE name = @name', {
+    position,
+    applied,
+    now,
+    name,
+  });
+}
+
+async function relationExists(sql: ReadModelSql, name: string): Promise<boolean> {
+  return (await sql.get(relationExistsSql(sql.dialect), { name })) !== undefined;
+}
+
+/** Inside a transaction: drop the projection's tables and views, recreate them empty, set its checkpoint back to the start. */
+export async function resetProjectionIn(sql: ReadModelSql, projection: Projection, now: string): Promise<void> {
+  const cascade = sql.dialect === 'postgres' ? ' CASCADE' : '';
+  for (const view of projection.views) await sql.exec(`DROP VIEW IF EXISTS "${view}"${cascade}`);
+  for (const table of projection.tables) await sql.exec(`DROP TABLE IF EXISTS "${table}"${cascade}`);
+  await sql.exec(ddlFor(sql.dialect, projection.schemaSql));
+  await sql.run(
+    `INSERT INTO projection_state (name, version, position, events_applied, rebuilt_at, updated_at) VALUES (@name, @version, NULL, 0, @now, @now)
+     ON CONFLICT (name) DO UPDATE SET version = excluded.version, position = NULL, events_applied = 0, rebuilt_at = excluded.rebuilt_at, updated_at = excluded.updated_at`,
+    { name: projection.name, version: projection.version, now },
+  );
 }
 
 /** Drop the projection's tables and views, recreate them empty, and set its checkpoint back to the start: one transaction. */
-export function resetProjection(db: ReadModelDb, projection: Projection, now = new Date().toISOString()): void {
-  db.transaction(() => {
-    for (const view of projection.views) db.exec(`DROP VIEW IF EXISTS "${view}"`);
-    for (const table of projection.tables) db.exec(`DROP TABLE IF EXISTS "${table}"`);
-    db.exec(projection.schemaSql);
-    db.prepare(
-      `INSERT INTO projection_state (name, version, position, events_applied, rebuilt_at, updated_at) VALUES (?, ?, NULL, 0, ?, ?)
-       ON CONFLICT (name) DO UPDATE SET version = excluded.version, position = NULL, events_applied = 0, rebuilt_at = excluded.rebuilt_at, updated_at = excluded.updated_at`,
-    ).run(projection.name, projection.version, now, now);
-  }).immediate();
+export async function resetProjection(target: ReadModelTarget, projection: Projection, now = new Date().toISOString()): Promise<void> {
+  await ensureStateTable(target.read);
+  await target.transaction((tx) => resetProjectionIn(tx, projection, now));
 }
 
 export type Preparation = { name: string; action: 'created' | 'kept' | 'rebuilt'; reason?: string };
@@ -87,26 +83,36 @@ export type Preparation = { name: string; action: 'created' | 'kept' | 'rebuilt'
 /**
  * Make every projection's tables match its code: a projection met for the first time gets its tables;
  * one whose stored version differs from its code's, or whose tables were removed by hand, is reset
- * (to be rebuilt from the first event); the others keep their tables and checkpoint.
+ * (to be rebuilt from the first event); the others keep their tables and checkpoint. One transaction per
+ * projection, deciding on the state it reads under the write lock (two instances starting together agree).
  */
-export function prepareProjections(db: ReadModelDb, projections: readonly Projection[]): Preparation[] {
-  const states = readStates(db);
-  return projections.map((p): Preparation => {
-    const stored = states.get(p.name);
-    if (!stored) {
-      resetProjection(db, p);
-      return { name: p.name, action: 'created' };
-    }
-    if (stored.version !== p.version) {
-      resetProjection(db, p);
-      return { name: p.name, action: 'rebuilt', reason: `stored version ${stored.version}, code version ${p.version}` };
-    }
-    const missing = [...p.tables, ...p.views].filter((t) => !tableExists(db, t));
-    if (missing.length > 0) {
-      resetProjection(db, p);
-      return { name: p.name, action: 'rebuilt', reason: `missing ${missing.join(', ')}` };
-    }
-    db.exec(p.schemaSql); // new indexes of the same version are harmless; IF NOT EXISTS keeps the rest
-    return { name: p.name, action: 'kept' };
-  });
+export async function prepareProjections(target: ReadModelTarget, projections: readonly Projection[]): Promise<Preparation[]> {
+  await ensureStateTable(target.read);
+  const out: Preparation[] = [];
+  for (const p of projections) {
+    out.push(
+      await target.transaction(async (tx): Promise<Preparation> => {
+        if (tx.dialect === 'postgres') await tx.get("SELECT pg_advisory_xact_lock(hashtext('readmodels:' || current_schema())) AS locked");
+        const stored = (await readStates(tx, true)).get(p.name);
+        const now = new Date().toISOString();
+        if (!stored) {
+          await resetProjectionIn(tx, p, now);
+          return { name: p.name, action: 'created' };
+        }
+        if (stored.version !== p.version) {
+          await resetProjectionIn(tx, p, now);
+          return { name: p.name, action: 'rebuilt', reason: `stored version ${stored.version}, code version ${p.version}` };
+        }
+        const missing: string[] = [];
+        for (const t of [...p.tables, ...p.views]) if (!(await relationExists(tx, t))) missing.push(t);
+        if (missing.length > 0) {
+          await resetProjectionIn(tx, p, now);
+          return { name: p.name, action: 'rebuilt', reason: `missing ${missing.join(', ')}` };
+        }
+        if (tx.dialect === 'sqlite') await tx.exec(p.schemaSql); // new indexes of the same version are harmless; IF NOT EXISTS keeps the rest
+        return { name: p.name, action: 'kept' };
+      }),
+    );
+  }
+  return out;
 }

@@ -14,10 +14,14 @@
 import { existsSync } from 'node:fs';
 import type { EventStore } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
-import type { Projection, ReadModelDb } from './projection.js';
+import type { Database as SqliteDb } from 'better-sqlite3';
+import type { Projection } from './projection.js';
 import { currentGeneration, generationPath, olderGenerations, removeDatabaseFiles, writePointer } from './generations.js';
-import { openReadModelDb, prepareProjections, readStates, resetProjection } from './readmodel-db.js';
+import { prepareProjections, readStates, resetProjection } from './readmodel-db.js';
+import { openReadModelDb, openSqliteTarget, sqliteTarget } from './sqlite.target.js';
 import { runProjections } from './runner.js';
+import { writePlanPrices } from './analysts.js';
+import type { PlanPrice } from '../config.js';
 import { allProjections } from './views/index.js';
 
 export type Progress = (done: number, total: number) => void;
@@ -45,6 +49,8 @@ export type BuildOptions = {
   /** Stop at this position (default: the head when the build starts). */
   until?: bigint;
   onProgress?: Progress;
+  /** PLAN_PRICES: written into the new file, as the service writes them into its own at start (analysts' revenue view). */
+  planPrices?: readonly PlanPrice[];
   /** How often progress is reported; default 200 ms. */
   progressEveryMs?: number;
 };
@@ -55,12 +61,13 @@ export type BuildResult = { path: string; events: number; position: string | und
 export async function buildReadModels(options: BuildOptions): Promise<BuildResult> {
   const projections = options.projections ?? allProjections;
   const head = await headOf(options.store, projections, options.until);
-  const db = openReadModelDb(options.path);
+  const target = openSqliteTarget(options.path);
   const started = performance.now();
   try {
-    prepareProjections(db, projections);
-    for (const p of projections) resetProjection(db, p);
-    const runner = runProjections({ store: options.store, db, logger: options.logger, projections, batchSize: 20_000, maxBatchMs: 500 });
+    await prepareProjections(target, projections);
+    for (const p of projections) await resetProjection(target, p);
+    await writePlanPrices(target, options.planPrices ?? []);
+    const runner = runProjections({ store: options.store, target, logger: options.logger, projections, batchSize: 20_000, maxBatchMs: 500 });
     const report = setInterval(() => options.onProgress?.(Math.min(runner.eventsSeen(), head.events), head.events), options.progressEveryMs ?? 200);
     try {
       if (head.position !== undefined) await runner.waitForPosition(head.position);
@@ -69,9 +76,9 @@ export async function buildReadModels(options: BuildOptions): Promise<BuildResul
       await runner.stop();
     }
     options.onProgress?.(head.events, head.events);
-    db.pragma('wal_checkpoint(TRUNCATE)');
+    target.db.pragma('wal_checkpoint(TRUNCATE)');
   } finally {
-    db.close();
+    await target.close();
   }
   const ms = performance.now() - started;
   return { path: options.path, events: head.events, position: head.position?.toString(), ms, eventsPerSecond: Math.round((head.events / Math.max(ms, 1)) * 1000) };
@@ -113,7 +120,7 @@ export type ReadModelReport = {
   problems: string[];
 };
 
-function columnsOf(db: ReadModelDb, schema: string, table: string): Array<{ name: string; pk: number }> {
+function columnsOf(db: SqliteDb, schema: string, table: string): Array<{ name: string; pk: number }> {
   return db.prepare(`SELECT name, pk FROM pragma_table_info(?, ?)`).all(table, schema) as Array<{ name: string; pk: number }>;
 }
 
@@ -125,7 +132,7 @@ const volatile = new Set(['updated_at', 'rebuilt_at']);
  * that the other does not hold (EXCEPT, computed by SQLite, so memory stays bounded), at most `maxListed` of each
  * listed; a row of one side whose key is on the other side too is listed as differing, with both versions.
  */
-function compareTable(db: ReadModelDb, table: string, maxListed: number): TableDifference {
+function compareTable(db: SqliteDb, table: string, maxListed: number): TableDifference {
   const columns = columnsOf(db, 'rebuilt', table);
   const keys = columns.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => c.name);
   const compared = columns.map((c) => c.name).filter((c) => !volatile.has(c));
@@ -148,8 +155,8 @@ function compareTable(db: ReadModelDb, table: string, maxListed: number): TableD
   return d;
 }
 
-function lowestPosition(db: ReadModelDb, projections: readonly Projection[]): { position: bigint | undefined; problems: string[] } {
-  const states = readStates(db);
+async function lowestPosition(db: SqliteDb, projections: readonly Projection[]): Promise<{ position: bigint | undefined; problems: string[] }> {
+  const states = await readStates(sqliteTarget(db).read);
   const problems: string[] = [];
   let low: bigint | undefined;
   let any = false;
@@ -164,11 +171,11 @@ function lowestPosition(db: ReadModelDb, projections: readonly Projection[]): { 
 }
 
 /** Every table of the projections in `livePath` compared with the same tables in `otherPath` (attached). */
-export function compareReadModelFiles(livePath: string, otherPath: string, options: { projections?: readonly Projection[]; maxListed?: number } = {}): ReadModelReport {
+export async function compareReadModelFiles(livePath: string, otherPath: string, options: { projections?: readonly Projection[]; maxListed?: number } = {}): Promise<ReadModelReport> {
   const projections = options.projections ?? allProjections;
   const live = openReadModelDb(livePath);
   try {
-    const { position, problems } = lowestPosition(live, projections);
+    const { position, problems } = await lowestPosition(live, projections);
     live.prepare('ATTACH DATABASE ? AS rebuilt').run(otherPath);
     try {
       const differences: TableDifference[] = [];
@@ -203,14 +210,14 @@ export async function verifyReadModels(options: VerifyReadModelsOptions): Promis
   const live = openReadModelDb(options.livePath);
   let position: bigint | undefined;
   try {
-    position = lowestPosition(live, projections).position;
+    position = (await lowestPosition(live, projections)).position;
   } finally {
     live.close();
   }
   removeDatabaseFiles(options.scratchPath);
   try {
     await buildReadModels({ store: options.store, logger: options.logger, path: options.scratchPath, projections, until: position ?? -1n, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
-    return compareReadModelFiles(options.livePath, options.scratchPath, { projections, ...(options.maxListed !== undefined ? { maxListed: options.maxListed } : {}) });
+    return await compareReadModelFiles(options.livePath, options.scratchPath, { projections, ...(options.maxListed !== undefined ? { maxListed: options.maxListed } : {}) });
   } finally {
     removeDatabaseFiles(options.scratchPath);
   }

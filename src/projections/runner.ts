@@ -1,7 +1,7 @@
 /**
  * The projection runner: one catch-up subscription to all events (of the streams the projections
- * read), from the lowest stored checkpoint; events are applied in batches, each batch ONE SQLite
- * transaction (BEGIN IMMEDIATE) that
+ * read), from the lowest stored checkpoint; events are applied in batches, each batch ONE transaction
+ * on the read-model target (SQLite: BEGIN IMMEDIATE; PostgreSQL: the checkpoints read FOR UPDATE) that
  *   1. reads every projection's stored checkpoint and version under the write lock,
  *   2. applies to each projection only the events after its checkpoint,
  *   3. stores the new checkpoints.
@@ -14,19 +14,34 @@
  * A batch that fails rolls back, is logged, and is retried from the stored checkpoint with backoff;
  * nothing is skipped. A projection whose stored version is not its code's (another process rebuilt
  * it with other code) is left alone and reported `superseded`.
+ *
+ * Several instances on one PostgreSQL: each projection is applied by the instance that holds its advisory
+ * lock (`target.claim`); the others report it `standby`, serve reads from the shared tables, and try to
+ * claim it again every `claimEveryMs` — when its holder dies, PostgreSQL frees the lock and one of them
+ * continues from the stored checkpoint.
  */
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import type { EventStore, RecordedEvent, StoreSubscription } from '../eventstore/eventstore.js';
 import type { Logger } from '../logger.js';
+import type { Database as SqliteDb } from 'better-sqlite3';
 import type { Projection, ReadModelDb } from './projection.js';
-import { openReadModelDb, prepareProjections, readStates, resetProjection, saveProgress } from './readmodel-db.js';
+import { prepareProjections, readStates, resetProjection, saveProgress } from './readmodel-db.js';
+import type { StoredState } from './readmodel-db.js';
+import { openSqliteTarget, sqliteTarget } from './sqlite.target.js';
+import { TargetMoved } from './target.js';
+import type { ReadModelTarget } from './target.js';
 
 export type RunProjectionsOptions = {
   store: EventStore;
-  /** The read-model file, opened here and closed by `stop()`… */
+  /** The read-model SQLite file, opened here and closed by `stop()`… */
   path?: string;
-  /** …or a database the caller opened (and closes). */
-  db?: ReadModelDb;
+  /** …or a SQLite database the caller opened (and closes)… */
+  db?: SqliteDb;
+  /** …or any target (PostgreSQL) the caller opened; closed by `stop()` when `ownsTarget`. */
+  target?: ReadModelTarget;
+  ownsTarget?: boolean;
+  /** How often an instance tries to claim the projections another instance applies (PostgreSQL). Default 1,000 ms. */
+  claimEveryMs?: number;
   logger: Logger;
   projections: readonly Projection[];
   /** Events per transaction at most. Default 10,000 (`maxBatchMs` keeps a batch short on a slow machine). */
@@ -45,7 +60,7 @@ export type RunProjectionsOptions = {
   now?: () => Date;
 };
 
-export type ProjectionRunState = 'catching-up' | 'rebuilding' | 'live' | 'failing' | 'superseded' | 'stopped';
+export type ProjectionRunState = 'catching-up' | 'rebuilding' | 'live' | 'standby' | 'failing' | 'superseded' | 'stopped';
 
 export type ProjectionStatus = {
   name: string;
@@ -61,7 +76,8 @@ export type ProjectionStatus = {
 };
 
 export type RunningProjections = {
-  readonly db: ReadModelDb;
+  /** Where the read models are: the read API reads `target.read`. */
+  readonly target: ReadModelTarget;
   readonly projections: readonly Projection[];
   /** Resolves once every projection has applied every event that existed when called. */
   idle(): Promise<void>;
@@ -77,12 +93,19 @@ export type RunningProjections = {
   status(): ProjectionStatus[];
   /** Events delivered and committed since start (every projection's share counted once). */
   eventsSeen(): number;
+  /** Resolves once the tables match the code (created or reset as their versions say). */
+  ready(): Promise<void>;
   stop(): Promise<void>;
 };
 
 /** Another process set a checkpoint back (a rebuild): resubscribe from the stored checkpoints. */
 class CheckpointMovedBack extends Error {
   override name = 'CheckpointMovedBack';
+}
+
+/** This instance claimed projections another one applied until now: resubscribe with them. */
+class ClaimsChanged extends Error {
+  override name = 'ClaimsChanged';
 }
 
 export class ProjectionApplyError extends Error {
@@ -115,8 +138,8 @@ type Runner = {
   readonly projections: readonly Projection[];
   readonly byName: ReadonlyMap<string, Projection>;
   readonly log: Logger;
-  readonly db: ReadModelDb;
-  readonly ownsDb: boolean;
+  readonly target: ReadModelTarget;
+  readonly ownsTarget: boolean;
   readonly batchSize: number;
   readonly maxBatchMs: number;
   /** The batch size in use: `batchSize`, smaller while batches take longer than `maxBatchMs`. */
@@ -124,11 +147,20 @@ type Runner = {
   readonly flushAfterMs: number;
   readonly retryBaseMs: number;
   readonly retryMaxMs: number;
+  readonly claimEveryMs: number;
   readonly now: () => string;
   /** Each projection's last applied position, as far as this runner knows. */
   readonly cursor: Map<string, bigint | undefined>;
   /** Projections another process changed under us, and why. */
   readonly superseded: Map<string, string>;
+  /** The projections this instance applies (all on SQLite; those whose lock it holds on PostgreSQL). */
+  claimed: Set<string>;
+  claimsChanged: boolean;
+  claimTimer: NodeJS.Timeout | undefined;
+  /** The stored states as last read (the read status answers from them without a query). */
+  states: Map<string, StoredState>;
+  prepared: boolean;
+  readonly preparedWaiters: Array<() => void>;
   readonly rebuilding: Set<string>;
   readonly waiters: Array<{ target: bigint; resolve: () => void }>;
   readonly rebuildRequests: RebuildRequest[];
@@ -143,17 +175,20 @@ type Runner = {
 };
 
 const active = (r: Runner): Projection[] => r.projections.filter((p) => !r.superseded.has(p.name));
+const applying = (r: Runner): Projection[] => active(r).filter((p) => r.claimed.has(p.name));
 
-function lowest(r: Runner): bigint | undefined {
+function lowestOf(r: Runner, projections: readonly Projection[]): bigint | undefined {
   let low: bigint | undefined;
   let first = true;
-  for (const p of active(r)) {
+  for (const p of projections) {
     const c = r.cursor.get(p.name);
     if (first || behind(c, low)) low = c;
     first = false;
   }
   return low;
 }
+
+const lowest = (r: Runner): bigint | undefined => lowestOf(r, applying(r));
 
 function settleWaiters(r: Runner): void {
   const low = lowest(r);
@@ -168,14 +203,15 @@ function settleWaiters(r: Runner): void {
 
 function supersede(r: Runner, p: Projection, storedVersion: number | undefined): void {
   if (r.superseded.has(p.name)) return;
-  const why = storedVersion === undefined ? 'its state row is gone' : `the file holds version ${storedVersion}, this code has ${p.version}`;
+  const why = storedVersion === undefined ? 'its state row is gone' : `the read models hold version ${storedVersion}, this code has ${p.version}`;
   r.superseded.set(p.name, why);
   r.log.error({ projection: p.name, storedVersion, codeVersion: p.version }, 'projection superseded by another process; no longer applied here (restart to rebuild)');
 }
 
-/** Cursor := what the file says; projections changed under us are superseded. */
-function syncFromFile(r: Runner): void {
-  const stored = readStates(r.db);
+/** Cursor := what the read models say; projections changed under us are superseded. */
+async function syncFromStore(r: Runner): Promise<void> {
+  const stored = await readStates(r.target.read);
+  r.states = stored;
   for (const p of active(r)) {
     const s = stored.get(p.name);
     if (!s || s.version !== p.version) supersede(r, p, s?.version);
@@ -187,18 +223,23 @@ function syncFromFile(r: Runner): void {
  * Applies to `p` the events of `batch` after `from` (inside the batch's transaction); returns where it got and how
  * many it applied. A projection with batches (`beginBatch`) keeps its changes in memory until the flush at the end.
  */
-function applyBatch(r: Runner, p: Projection, batch: readonly RecordedEvent[], from: bigint | undefined): { position: bigint | undefined; applied: number } {
+async function applyBatch(
+  p: Projection,
+  tx: ReadModelDb,
+  batch: readonly RecordedEvent[],
+  from: bigint | undefined,
+): Promise<{ position: bigint | undefined; applied: number }> {
   let position = from;
   let applied = 0;
   let last: RecordedEvent | undefined;
-  const open = p.beginBatch?.(r.db);
+  const open = p.beginBatch?.(tx);
   const failed = (e: RecordedEvent, err: unknown) => new ProjectionApplyError(p.name, { type: e.type, streamId: e.streamId, position: e.position.toString() }, { cause: err });
   try {
     for (const e of batch) {
       if (position !== undefined && e.position <= position) continue; // already applied (by us or another runner)
       if (p.handles.has(e.type) && p.streamPrefixes.some((prefix) => e.streamId.startsWith(prefix))) {
         try {
-          p.apply(r.db, e);
+          await p.apply(tx, e);
         } catch (err) {
           throw failed(e, err);
         }
@@ -209,7 +250,7 @@ function applyBatch(r: Runner, p: Projection, batch: readonly RecordedEvent[], f
     }
     if (open && last) {
       try {
-        open.flush();
+        await open.flush();
       } catch (err) {
         throw failed(last, err); // a write of the batch failed: named after its last event
       }
@@ -221,10 +262,11 @@ function applyBatch(r: Runner, p: Projection, batch: readonly RecordedEvent[], f
 }
 
 /** One batch, one transaction: every running projection's share of it and its new checkpoint. */
-function commit(r: Runner, batch: readonly RecordedEvent[], running: readonly Projection[]): void {
+async function commit(r: Runner, batch: readonly RecordedEvent[], running: readonly Projection[]): Promise<void> {
+  if (r.claimsChanged) throw new ClaimsChanged('claimed more projections');
   const at = r.now();
-  const tx = r.db.transaction((): Array<[string, bigint | undefined]> => {
-    const stored = readStates(r.db);
+  const { moved, states } = await r.target.transaction(async (tx) => {
+    const stored = await readStates(tx, true);
     const moved: Array<[string, bigint | undefined]> = [];
     for (const p of running) {
       if (r.superseded.has(p.name)) continue;
@@ -234,13 +276,13 @@ function commit(r: Runner, batch: readonly RecordedEvent[], running: readonly Pr
         continue;
       }
       if (behind(s.position, r.cursor.get(p.name))) throw new CheckpointMovedBack(p.name);
-      const { position, applied } = applyBatch(r, p, batch, s.position);
-      if (position !== undefined && position !== s.position) saveProgress(r.db, p.name, position, applied, at);
+      const { position, applied } = await applyBatch(p, tx, batch, s.position);
+      if (position !== undefined && position !== s.position) await saveProgress(tx, p.name, position, applied, at);
       moved.push([p.name, position]);
     }
-    return moved;
+    return { moved, states: await readStates(tx) };
   });
-  const moved = tx.immediate();
+  r.states = states;
   for (const [name, position] of moved) r.cursor.set(name, position);
   r.seen += batch.length;
   if (r.failures > 0) r.log.info({ after: r.failures }, 'projections recovered');
@@ -288,11 +330,12 @@ async function consume(r: Runner, sub: StoreSubscription, running: readonly Proj
   const it = sub[Symbol.asyncIterator]();
   let batch: RecordedEvent[] = [];
   let timer: ReturnType<typeof flushTimer> | undefined;
-  const flush = (): void => {
+  const flush = async (): Promise<void> => {
     timer?.cancel();
     timer = undefined;
-    if (batch.length > 0) commit(r, batch, running);
+    const pending = batch;
     batch = [];
+    if (pending.length > 0) await commit(r, pending, running);
   };
   let next = it.next();
   next.catch(noop);
@@ -302,7 +345,7 @@ async function consume(r: Runner, sub: StoreSubscription, running: readonly Proj
       const res = waitTick ? await Promise.race([next, (timer ??= flushTimer(r.flushAfterMs)).promise]) : await next;
       if (res === TICK) {
         // The event loop turned already (a timer fired): no yield needed here.
-        flush();
+        await flush();
         markLive(r);
         continue;
       }
@@ -312,23 +355,23 @@ async function consume(r: Runner, sub: StoreSubscription, running: readonly Proj
       next.catch(noop);
       if (batch.length >= r.batchLimit) {
         const started = performance.now();
-        flush();
+        await flush();
         adaptBatchLimit(r, performance.now() - started);
         await yieldToLoop();
       }
     }
-    flush();
+    await flush();
   } finally {
     timer?.cancel();
   }
 }
 
-function runRebuilds(r: Runner): void {
+async function runRebuilds(r: Runner): Promise<void> {
   for (const request of r.rebuildRequests.splice(0)) {
     try {
       for (const name of request.names) {
         const p = r.byName.get(name) as Projection;
-        resetProjection(r.db, p, r.now());
+        await resetProjection(r.target, p, r.now());
         r.superseded.delete(name);
         r.cursor.set(name, undefined);
         r.rebuilding.add(name);
@@ -341,6 +384,8 @@ function runRebuilds(r: Runner): void {
   }
 }
 
+const interrupted = (r: Runner): boolean => r.stopped || r.rebuildRequests.length > 0 || r.claimsChanged;
+
 /**
  * Catch-up: pages of up to `batchLimit` events read from the store (readAll) after the lowest checkpoint, each
  * committed as one batch, with a turn of the event loop between batches; it ends at the head of the store, or
@@ -348,65 +393,116 @@ function runRebuilds(r: Runner): void {
  * loop, the read included (`adaptBatchLimit`).
  */
 async function catchUp(r: Runner, running: readonly Projection[], prefixes: readonly string[]): Promise<void> {
-  while (!r.stopped && r.rebuildRequests.length === 0) {
-    const from = lowest(r);
+  while (!interrupted(r)) {
+    const from = lowestOf(r, running);
     const limit = r.batchLimit;
     const started = performance.now();
     const page: RecordedEvent[] = [];
     for await (const e of r.store.readAll({ ...(from !== undefined ? { after: from } : {}), maxCount: limit, streamPrefixes: prefixes })) page.push(e);
-    if (page.length > 0) commit(r, page, running);
+    if (page.length > 0) await commit(r, page, running);
     adaptBatchLimit(r, performance.now() - started);
     if (page.length < limit) return;
     await yieldToLoop();
   }
 }
 
-/** Catch up in pages, then one subscription from the lowest checkpoint, until it ends, fails or is closed (stop, rebuild). */
+/** What a failed catch-up or subscription means: follow another process, or back off and retry. */
+async function recover(r: Runner, err: unknown): Promise<void> {
+  if (err instanceof CheckpointMovedBack) {
+    r.log.warn({ projection: err.message }, 'a checkpoint was set back by another process (rebuild): following it');
+    return;
+  }
+  if (err instanceof ClaimsChanged) return;
+  if (err instanceof TargetMoved && r.target.moveTo) {
+    await r.target.moveTo(err.to);
+    r.prepared = false;
+    return;
+  }
+  r.failures++;
+  r.lastError = (err as Error).message;
+  const delay = Math.min(r.retryMaxMs, r.retryBaseMs * 2 ** Math.min(r.failures - 1, 10));
+  r.log.error({ err, attempt: r.failures, retryInMs: delay }, 'projection batch failed and was rolled back; retrying from the stored checkpoint');
+  await sleep(delay, undefined, { signal: r.stopSignal.signal }).catch(noop);
+}
+
+/** Catch up in pages, then one subscription from the lowest checkpoint, until it ends, fails or is closed (stop, rebuild, claims). */
 async function subscribeOnce(r: Runner, running: readonly Projection[]): Promise<void> {
   const prefixes = [...new Set(running.flatMap((p) => p.streamPrefixes))];
   r.live = false;
   let sub: StoreSubscription | undefined;
   try {
     await catchUp(r, running, prefixes);
-    const from = lowest(r);
+    const from = lowestOf(r, running);
     sub = r.store.subscribeToAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes });
     r.current = sub;
-    if (r.stopped || r.rebuildRequests.length > 0) await sub.close();
+    if (interrupted(r)) await sub.close();
     r.log.info({ from: from?.toString() ?? 'start', projections: running.map((p) => p.name) }, 'projections subscribed');
     await consume(r, sub, running);
   } catch (err) {
-    if (err instanceof CheckpointMovedBack) {
-      r.log.warn({ projection: err.message }, 'a checkpoint was set back by another process (rebuild): following it');
-      return;
-    }
-    r.failures++;
-    r.lastError = (err as Error).message;
-    const delay = Math.min(r.retryMaxMs, r.retryBaseMs * 2 ** Math.min(r.failures - 1, 10));
-    r.log.error({ err, attempt: r.failures, retryInMs: delay }, 'projection batch failed and was rolled back; retrying from the stored checkpoint');
-    await sleep(delay, undefined, { signal: r.stopSignal.signal }).catch(noop);
+    await recover(r, err);
   } finally {
     r.current = undefined;
     await sub?.close().catch(noop);
   }
 }
 
+/** Creates or rebuilds the projections' tables as their versions say (once per target; again after a move). */
+async function prepare(r: Runner): Promise<void> {
+  for (const prepared of await prepareProjections(r.target, r.projections)) {
+    if (prepared.action === 'kept') continue;
+    r.log.info({ projection: prepared.name, action: prepared.action, reason: prepared.reason }, prepared.action === 'rebuilt' ? 'projection will be rebuilt from the first event' : 'projection created');
+  }
+  r.states = await readStates(r.target.read);
+  for (const [name, s] of r.states) if (s.position === undefined && r.byName.has(name)) r.rebuilding.add(name);
+  r.prepared = true;
+  for (const resolve of r.preparedWaiters.splice(0)) resolve();
+}
+
+/** Claims what this instance may apply; on a change while subscribed, the subscription is closed to take them in. */
+async function reclaim(r: Runner): Promise<void> {
+  if (r.stopped || !r.prepared) return;
+  const wanted = active(r).map((p) => p.name);
+  if (wanted.every((n) => r.claimed.has(n))) return;
+  const claimed = await r.target.claim(wanted);
+  const gained = [...claimed].some((n) => !r.claimed.has(n));
+  const lost = [...r.claimed].some((n) => !claimed.has(n));
+  if (!gained && !lost) return;
+  if (gained) r.log.info({ projections: [...claimed].filter((n) => !r.claimed.has(n)) }, 'projections claimed: this instance applies them now');
+  r.claimed = claimed;
+  r.claimsChanged = true;
+  void r.current?.close();
+}
+
+async function step(r: Runner): Promise<void> {
+  if (!r.prepared) await prepare(r);
+  await runRebuilds(r);
+  await syncFromStore(r);
+  r.claimed = await r.target.claim(active(r).map((p) => p.name));
+  r.claimsChanged = false;
+  const running = applying(r);
+  if (running.length === 0) {
+    if (active(r).length === 0) r.log.error('no projection left to run');
+    markLive(r); // nothing to catch up here: another instance applies them (standby)
+    await sleep(r.claimEveryMs, undefined, { signal: r.stopSignal.signal }).catch(noop);
+    return;
+  }
+  await subscribeOnce(r, running);
+}
+
 async function loop(r: Runner): Promise<void> {
+  if (r.target.dialect !== 'sqlite') r.claimTimer = setInterval(() => void reclaim(r).catch(noop), r.claimEveryMs);
   while (!r.stopped) {
-    runRebuilds(r);
-    syncFromFile(r);
-    const running = active(r);
-    if (running.length === 0) {
-      r.log.error('no projection left to run');
-      await sleep(1000, undefined, { signal: r.stopSignal.signal }).catch(noop);
-      continue;
+    try {
+      await step(r);
+    } catch (err) {
+      await recover(r, err);
     }
-    await subscribeOnce(r, running);
   }
 }
 
-async function headPosition(r: Runner): Promise<bigint | undefined> {
-  const prefixes = [...new Set(active(r).flatMap((p) => p.streamPrefixes))];
-  const from = lowest(r);
+async function headPosition(r: Runner, projections: readonly Projection[]): Promise<bigint | undefined> {
+  const prefixes = [...new Set(projections.flatMap((p) => p.streamPrefixes))];
+  const from = lowestOf(r, projections);
   let last: bigint | undefined;
   let n = 0;
   for await (const e of r.store.readAll({ ...(from !== undefined ? { after: from } : {}), streamPrefixes: prefixes })) {
@@ -416,17 +512,44 @@ async function headPosition(r: Runner): Promise<bigint | undefined> {
   return last;
 }
 
-function waitForPosition(r: Runner, target: bigint): Promise<void> {
-  if (r.stopped) return Promise.resolve();
-  const low = lowest(r);
-  if (low !== undefined && low >= target) return Promise.resolve();
-  return new Promise<void>((resolve) => r.waiters.push({ target, resolve }));
+/** Projections another instance applies have reached `target` in the shared tables (polled). */
+async function standbyReached(r: Runner, target: bigint): Promise<boolean> {
+  const standby = active(r).filter((p) => !r.claimed.has(p.name));
+  if (standby.length === 0) return true;
+  const stored = await readStates(r.target.read);
+  r.states = stored;
+  return standby.every((p) => {
+    const at = stored.get(p.name)?.position;
+    return at !== undefined && at >= target;
+  });
+}
+
+async function waitForPosition(r: Runner, target: bigint): Promise<void> {
+  if (!r.prepared) await new Promise<void>((resolve) => r.preparedWaiters.push(resolve));
+  while (!r.stopped) {
+    const low = lowest(r);
+    const mine = applying(r).length === 0 || (low !== undefined && low >= target);
+    if (mine) {
+      if (await standbyReached(r, target)) return;
+      await sleep(Math.min(50, r.claimEveryMs), undefined, { signal: r.stopSignal.signal }).catch(noop);
+      continue;
+    }
+    await new Promise<void>((resolve) => {
+      const waiter = { target, resolve };
+      r.waiters.push(waiter);
+      setTimeout(() => {
+        const i = r.waiters.indexOf(waiter);
+        if (i >= 0) r.waiters.splice(i, 1);
+        resolve();
+      }, r.claimEveryMs).unref(); // claims may change meanwhile: look again
+    });
+  }
 }
 
 async function idle(r: Runner): Promise<void> {
   // Caught up first: the head is then read from near the end, not over the whole store (a rebuild's start).
   if (!r.live && !r.stopped) await new Promise<void>((resolve) => r.liveWaiters.push(resolve));
-  const head = await headPosition(r);
+  const head = await headPosition(r, active(r));
   if (head !== undefined) await waitForPosition(r, head);
 }
 
@@ -447,13 +570,13 @@ function runStateOf(r: Runner, p: Projection): ProjectionRunState {
   if (r.superseded.has(p.name)) return 'superseded';
   if (r.failures > 0) return 'failing';
   if (r.rebuilding.has(p.name)) return 'rebuilding';
+  if (r.prepared && !r.claimed.has(p.name)) return 'standby';
   return r.live ? 'live' : 'catching-up';
 }
 
 function statusOf(r: Runner): ProjectionStatus[] {
-  const stored = r.db.open ? readStates(r.db) : new Map();
   return r.projections.map((p): ProjectionStatus => {
-    const s = stored.get(p.name);
+    const s = r.states.get(p.name);
     return {
       name: p.name,
       version: p.version,
@@ -471,46 +594,55 @@ async function stop(r: Runner, running: Promise<void>): Promise<void> {
   if (r.stopped) return;
   r.stopped = true;
   r.stopSignal.abort();
+  clearInterval(r.claimTimer);
   await r.current?.close();
   await running;
   for (const w of r.waiters.splice(0)) w.resolve();
   for (const resolve of r.liveWaiters.splice(0)) resolve();
+  for (const resolve of r.preparedWaiters.splice(0)) resolve();
   for (const req of r.rebuildRequests.splice(0)) req.failed(new Error('the projection runner stopped'));
-  if (r.ownsDb) r.db.close();
+  if (r.ownsTarget) await r.target.close();
   r.log.info('projections stopped');
 }
 
-/** The runner's settings and initial state; creates or rebuilds the projections' tables as their versions say. */
+function targetOf(options: RunProjectionsOptions): { target: ReadModelTarget; owns: boolean } {
+  if (options.target) return { target: options.target, owns: options.ownsTarget ?? false };
+  if (options.db) return { target: sqliteTarget(options.db), owns: false };
+  if (options.path) return { target: openSqliteTarget(options.path), owns: true };
+  throw new Error('runProjections needs a read-model target, path or open database');
+}
+
+/** The runner's settings and initial state; its loop first creates or rebuilds the projections' tables as their versions say. */
 function createRunner(options: RunProjectionsOptions): Runner {
   const { store, projections } = options;
   const log = options.logger.bindings().component === undefined ? options.logger.child({ component: 'projections' }) : options.logger;
-  if (!options.db && !options.path) throw new Error('runProjections needs a read-model path or an open database');
-  const db = options.db ?? openReadModelDb(options.path as string);
+  const { target, owns } = targetOf(options);
   const byName = new Map(projections.map((p) => [p.name, p]));
   if (byName.size !== projections.length) throw new Error('projection names must be unique');
-
-  for (const prepared of prepareProjections(db, projections)) {
-    if (prepared.action === 'kept') continue;
-    log.info({ projection: prepared.name, action: prepared.action, reason: prepared.reason }, prepared.action === 'rebuilt' ? 'projection will be rebuilt from the first event' : 'projection created');
-  }
-
   return {
     store,
     projections,
     byName,
     log,
-    db,
-    ownsDb: !options.db,
+    target,
+    ownsTarget: owns,
     batchSize: options.batchSize ?? DEFAULT_BATCH,
     maxBatchMs: options.maxBatchMs ?? 50,
     batchLimit: Math.min(FIRST_BATCH, options.batchSize ?? DEFAULT_BATCH),
     flushAfterMs: options.flushAfterMs ?? 5,
     retryBaseMs: options.retryBaseMs ?? 200,
     retryMaxMs: options.retryMaxMs ?? 30_000,
+    claimEveryMs: options.claimEveryMs ?? 1000,
     now: () => (options.now?.() ?? new Date()).toISOString(),
     cursor: new Map(),
     superseded: new Map(),
-    rebuilding: new Set<string>([...readStates(db)].filter(([, s]) => s.position === undefined).map(([n]) => n)),
+    claimed: new Set(),
+    claimsChanged: false,
+    claimTimer: undefined,
+    states: new Map(),
+    prepared: false,
+    preparedWaiters: [],
+    rebuilding: new Set<string>(),
     waiters: [],
     rebuildRequests: [],
     liveWaiters: [],
@@ -528,7 +660,7 @@ export function runProjections(options: RunProjectionsOptions): RunningProjectio
   const r = createRunner(options);
   const running = loop(r).catch((err: unknown) => r.log.fatal({ err }, 'projection runner stopped unexpectedly'));
   return {
-    db: r.db,
+    target: r.target,
     projections: r.projections,
     idle: () => idle(r),
     whenLive: () => (r.live || r.stopped ? Promise.resolve() : new Promise<void>((resolve) => r.liveWaiters.push(resolve))),
@@ -536,6 +668,7 @@ export function runProjections(options: RunProjectionsOptions): RunningProjectio
     rebuild: (names) => rebuild(r, names),
     status: () => statusOf(r),
     eventsSeen: () => r.seen,
+    ready: () => (r.prepared || r.stopped ? Promise.resolve() : new Promise<void>((resolve) => r.preparedWaiters.push(resolve))),
     stop: () => stop(r, running),
   };
 }

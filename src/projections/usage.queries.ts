@@ -4,7 +4,6 @@
  * usage not settled yet, with how long it has before Microsoft's 24-hour limit.
  */
 import type { ReadModelDb } from './projection.js';
-import { cached } from './views/support.js';
 
 export type UsagePeriod = 'hour' | 'day' | 'month';
 
@@ -40,27 +39,27 @@ const periodColumn: Record<UsagePeriod, string> = { hour: 'hour', day: 'day', mo
  * exclusive. Rejected: submitted and answered with anything but Accepted (`Expired` included); pending: recorded
  * and not settled yet.
  */
-export function usageSummary(db: ReadModelDb, filter: UsageFilter): IterableIterator<UsageSummaryRow> {
+export function usageSummary(db: ReadModelDb, filter: UsageFilter): AsyncIterable<UsageSummaryRow> {
   const col = periodColumn[filter.period];
   const sql = `
-    SELECT subscription_id, dimension, ${col} AS period, COUNT(*) AS hours, SUM(records) AS records, ROUND(SUM(recorded), 6) AS recorded,
-      SUM(late_records) AS late_records, ROUND(SUM(late), 6) AS late, ROUND(COALESCE(SUM(included), 0), 6) AS included,
-      ROUND(COALESCE(SUM(submitted), 0), 6) AS submitted,
-      ROUND(COALESCE(SUM(CASE WHEN outcome = 'Accepted' THEN billed END), 0), 6) AS accepted,
-      ROUND(COALESCE(SUM(CASE WHEN status = 'settled' AND outcome NOT IN ('Accepted', 'Included') THEN COALESCE(submitted, closed_quantity) END), 0), 6) AS rejected,
-      ROUND(COALESCE(SUM(CASE WHEN status <> 'settled' THEN recorded END), 0), 6) AS pending,
-      ROUND(COALESCE(SUM(CASE WHEN outcome = 'Expired' THEN COALESCE(submitted, closed_quantity) END), 0), 6) AS expired
+    SELECT subscription_id, dimension, ${col} AS period, COUNT(*) AS hours, SUM(records) AS records, ROUND(CAST(SUM(recorded) AS NUMERIC), 6) AS recorded,
+      SUM(late_records) AS late_records, ROUND(CAST(SUM(late) AS NUMERIC), 6) AS late, ROUND(CAST(COALESCE(SUM(included), 0) AS NUMERIC), 6) AS included,
+      ROUND(CAST(COALESCE(SUM(submitted), 0) AS NUMERIC), 6) AS submitted,
+      ROUND(CAST(COALESCE(SUM(CASE WHEN outcome = 'Accepted' THEN billed END), 0) AS NUMERIC), 6) AS accepted,
+      ROUND(CAST(COALESCE(SUM(CASE WHEN status = 'settled' AND outcome NOT IN ('Accepted', 'Included') THEN COALESCE(submitted, closed_quantity) END), 0) AS NUMERIC), 6) AS rejected,
+      ROUND(CAST(COALESCE(SUM(CASE WHEN status <> 'settled' THEN recorded END), 0) AS NUMERIC), 6) AS pending,
+      ROUND(CAST(COALESCE(SUM(CASE WHEN outcome = 'Expired' THEN COALESCE(submitted, closed_quantity) END), 0) AS NUMERIC), 6) AS expired
     FROM usage_hours
-    WHERE (@subscription_id IS NULL OR subscription_id = @subscription_id) AND (@dimension IS NULL OR dimension = @dimension)
-      AND (@from IS NULL OR hour >= @from) AND (@to IS NULL OR hour < @to)
+    WHERE (CAST(@subscription_id AS TEXT) IS NULL OR subscription_id = @subscription_id) AND (CAST(@dimension AS TEXT) IS NULL OR dimension = @dimension)
+      AND (CAST(@from AS TEXT) IS NULL OR hour >= @from) AND (CAST(@to AS TEXT) IS NULL OR hour < @to)
     GROUP BY subscription_id, dimension, ${col}
     ORDER BY ${col}, subscription_id, dimension`;
-  return cached(db, sql).iterate({
+  return db.iterate(sql, {
     subscription_id: filter.subscriptionId ?? null,
     dimension: filter.dimension ?? null,
     from: filter.from ?? null,
     to: filter.to ?? null,
-  }) as IterableIterator<UsageSummaryRow>;
+  }) as AsyncIterable<UsageSummaryRow>;
 }
 
 export type UnsettledUsage = {
@@ -74,11 +73,11 @@ export type UnsettledUsage = {
 };
 
 /** Usage not settled yet, the closest to its limit first. */
-export function unsettledUsage(db: ReadModelDb, now: Date, warningMs: number, limit = 500): UnsettledUsage[] {
-  const rows = cached(
-    db,
+export async function unsettledUsage(db: ReadModelDb, now: Date, warningMs: number, limit = 500): Promise<UnsettledUsage[]> {
+  const rows = (await db.all(
     `SELECT subscription_id, dimension, hour, status, recorded, expires_at FROM usage_hours WHERE status <> 'settled' ORDER BY expires_at LIMIT @limit`,
-  ).all({ limit }) as Array<{ subscription_id: string; dimension: string; hour: string; status: string; recorded: number; expires_at: string | null }>;
+    { limit },
+  )) as Array<{ subscription_id: string; dimension: string; hour: string; status: string; recorded: number; expires_at: string | null }>;
   const warnFrom = now.getTime() + warningMs;
   return rows.map((r) => ({
     subscriptionId: r.subscription_id,

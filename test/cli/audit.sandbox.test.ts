@@ -15,6 +15,7 @@ import type { ExportRecord } from '../../src/application/event-export.js';
 import type { HistoryEntry } from '../../src/application/audit-history.js';
 import type { RecordedEvent } from '../../src/eventstore/eventstore.js';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
+import { sqliteDbOf } from '../../src/projections/sqlite.target.js';
 import { startSandbox } from '../support/sandbox.js';
 import { waitFor } from '../support/wait.js';
 import { cli, jsonOf } from './helpers.js';
@@ -41,7 +42,7 @@ async function moment(s: Sandbox, id: string, step: string): Promise<Moment> {
     await s.processes()?.idle();
     await live.idle();
     const at = new Date().toISOString();
-    const row = live.db.prepare('SELECT status, plan_id, quantity, stream_revision FROM subscriptions WHERE subscription_id = ?').get(id) as Moment['row'];
+    const row = sqliteDbOf(live.target).prepare('SELECT status, plan_id, quantity, stream_revision FROM subscriptions WHERE subscription_id = ?').get(id) as Moment['row'];
     const recorded = (await s.ledger.store.readStream(subscriptionStream(id))).filter((e) => e.recordedAt <= at);
     const last = recorded[recorded.length - 1];
     await waitFor('the clock to move on', () => new Date().toISOString() > at, 1000, 1); // the next step's events come later

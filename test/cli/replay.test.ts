@@ -14,6 +14,7 @@ import { createLogger } from '../../src/logger.js';
 import { followGenerations, rebuildProjections } from '../../src/projections/index.js';
 import { currentGeneration, generationPath, pointerPathOf } from '../../src/projections/generations.js';
 import { openReadModelDb } from '../../src/projections/readmodel-db.js';
+import { sqliteDbOf } from '../../src/projections/sqlite.target.js';
 import { allProjections } from '../../src/projections/views/index.js';
 import { syntheticHistory, writeHistory } from '../support/synthetic-history.js';
 import { dump, storeWithHistory } from '../projections/helpers.js';
@@ -57,7 +58,7 @@ t.test('replay switches a serving service to a fresh file atomically; verify nam
   await readers;
   t.ok(answers.length > 0, `${answers.length} reads during the replay and the switch`);
   t.ok(answers.every((a) => a.status === 200 && a.total === 40), 'every read during the replay was complete');
-  t.equal(service.db.name, generationPath(base, 1), 'the service reads the new file');
+  t.equal(sqliteDbOf(service.target).name, generationPath(base, 1), 'the service reads the new file');
   t.same(await read(), { status: 200, total: 40 });
 
   // New events after the switch go to the new file.
@@ -66,7 +67,7 @@ t.test('replay switches a serving service to a fresh file atomically; verify nam
   t.same(await read(), { status: 200, total: 43 }, 'the service applies new events to the new file');
   const fresh = openReadModelDb(':memory:');
   await rebuildProjections({ store, db: fresh, logger });
-  t.same(dump(service.db, allProjections), dump(fresh, allProjections), 'the switched-to read models equal a clean rebuild');
+  t.same(await dump(service.target, allProjections), await dump(fresh, allProjections), 'the switched-to read models equal a clean rebuild');
   fresh.close();
 
   const second = await cli(['replay'], env);
@@ -78,12 +79,12 @@ t.test('replay switches a serving service to a fresh file atomically; verify nam
   t.ok(existsSync(generationPath(base, 1)), 'the one replaced stays until the next replay');
 
   const clean = await cli(['verify', '--json'], env);
-  t.equal(clean.code, 0, clean.out);
+  t.equal(clean.code, 0, clean.out + clean.err);
   t.match(jsonOf(clean), { ok: true, chains: { status: 'ok', report: { ok: true, problemCount: 0 } }, readModels: { ok: true, differences: [] } });
 
-  const victim = (service.db.prepare('SELECT subscription_id FROM subscriptions ORDER BY subscription_id LIMIT 2').all() as Array<{ subscription_id: string }>).map((r) => r.subscription_id);
-  service.db.prepare("UPDATE subscriptions SET status = 'Tampered' WHERE subscription_id = ?").run(victim[0]);
-  service.db.prepare('DELETE FROM subscriptions WHERE subscription_id = ?').run(victim[1]);
+  const victim = (sqliteDbOf(service.target).prepare('SELECT subscription_id FROM subscriptions ORDER BY subscription_id LIMIT 2').all() as Array<{ subscription_id: string }>).map((r) => r.subscription_id);
+  sqliteDbOf(service.target).prepare("UPDATE subscriptions SET status = 'Tampered' WHERE subscription_id = ?").run(victim[0]);
+  sqliteDbOf(service.target).prepare('DELETE FROM subscriptions WHERE subscription_id = ?').run(victim[1]);
   const damaged = await cli(['verify', '--json'], env);
   t.equal(damaged.code, 1, 'differences: exit 1');
   const report = jsonOf(damaged) as { ok: boolean; readModels: { differences: Array<{ table: string; differing: Array<{ key: string; live: { status: string } }>; onlyRebuilt: Array<{ subscription_id: string }> }> } };

@@ -33,9 +33,9 @@ t.test('once per item and severity, resolved once, across many checks', async (t
   const warner = startDeadlineWarner({ read: liveDeadlines(() => world.runner, () => health.snapshot(), defaultDeadlineSettings), logger, intervalMs: 0, now: () => now });
   t.teardown(() => warner.stop());
 
-  const first = warner.check();
+  const first = (await warner.check());
   t.same(first?.map((d) => `${d.key}:${d.severity}`), [`acknowledgement:${OP}:overdue`, 'credential:rejected:warning', `activation:${B}:warning`]);
-  for (let i = 0; i < 5; i++) t.same(warner.check(), [], `check ${i + 2}: nothing new`);
+  for (let i = 0; i < 5; i++) t.same((await warner.check()), [], `check ${i + 2}: nothing new`);
   t.equal(warnings().length, 3, 'three warn lines after six checks');
   t.match(warnings()[0], {
     key: `acknowledgement:${OP}`,
@@ -53,15 +53,15 @@ t.test('once per item and severity, resolved once, across many checks', async (t
   health.recordRejected({ call: 'listOperations', status: 403, message: '403 Forbidden' });
   health.recordRejected({ call: 'listOperations', status: 403, message: '403 Forbidden' });
   now = new Date(T0 + 24 * DAY);
-  t.same(warner.check()?.map((d) => `${d.key}:${d.severity}`), ['credential:rejected:overdue', `pending-purchase:${A}:warning`], 'entering overdue, entering warning: one line each');
-  t.same(warner.check(), []);
+  t.same((await warner.check())?.map((d) => `${d.key}:${d.severity}`), ['credential:rejected:overdue', `pending-purchase:${A}:warning`], 'entering overdue, entering warning: one line each');
+  t.same((await warner.check()), []);
 
   await world.notification(OP, { type: 'AcknowledgeOperation', status: 'Success', now: at(21 * 60_000) });
   await world.subscription(B, { type: 'ConfirmActivation', now: at(22 * 60_000), source: 'process' });
   health.recordAccepted();
-  t.same(warner.check(), []);
+  t.same((await warner.check()), []);
   t.same(resolvedLines().map((l) => l.key).sort(), [`acknowledgement:${OP}`, `activation:${B}`, 'credential:rejected']);
-  t.same(warner.check(), []);
+  t.same((await warner.check()), []);
   t.equal(resolvedLines().length, 3, 'resolved once');
   t.equal(warnings().length, 5, 'five warn lines in all');
 });
@@ -74,9 +74,9 @@ t.test('the timer checks on its own; nothing is read while the read models are n
   const before = warnings().length;
   const warner = startDeadlineWarner({ read: liveDeadlines(readModels, () => undefined, defaultDeadlineSettings), logger, intervalMs: 25 });
   t.teardown(() => warner.stop());
-  t.equal(warner.check(), undefined, 'no read models: the check is skipped');
+  t.equal((await warner.check()), undefined, 'no read models: the check is skipped');
   const catchingUp: RunningProjections = { ...world.runner, status: () => world.runner.status().map((s) => ({ ...s, state: 'catching-up' as const })) };
-  t.equal(liveDeadlines(() => catchingUp, () => undefined, defaultDeadlineSettings)(new Date()), undefined, 'catching up: skipped');
+  t.equal(await liveDeadlines(() => catchingUp, () => undefined, defaultDeadlineSettings)(new Date()), undefined, 'catching up: skipped');
   live = true;
   const line = await waitFor('the timer to warn about the overdue purchase', () => warnings().slice(before).find((l) => l.key === `pending-purchase:${A}`), 20_000);
   t.match(line, { severity: 'overdue', subscriptionId: A });

@@ -34,7 +34,7 @@ function probe(onEvent: (e: RecordedEvent, index: number) => void): Projection {
     views: [],
     streamPrefixes: ['subscription-', 'notification-'],
     handles: TYPES,
-    apply: (_db, e) => onEvent(e, index++),
+    apply: async (_db, e) => onEvent(e, index++),
   };
 }
 

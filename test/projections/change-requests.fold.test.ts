@@ -77,15 +77,15 @@ t.test('a synthetic history: every row is the fold of its request', async (t) =>
   const r = recorder();
   const recorded = syntheticHistory({ subscriptions: 60, seed: 7 }).flatMap((a) => a.events.map((e) => r(a.streamId, e.type, e.data, e.metadata)));
   const db = memoryDb(t, operationsProjection);
-  applyAll(db, operationsProjection, recorded);
+  await applyAll(db, operationsProjection, recorded);
   const n = checkRows(t, db, recorded);
   t.ok(n > 5, `${n} change requests`);
   const outcomes = db.prepare('SELECT DISTINCT outcome FROM change_requests ORDER BY outcome').pluck().all();
   t.same(outcomes, ['applied', 'failed'], 'applied and failed ones');
 
-  const once = dump(db, [operationsProjection]);
-  applyAll(db, operationsProjection, recorded);
-  t.same(dump(db, [operationsProjection]), once, 'a replay changes nothing');
+  const once = await dump(db, [operationsProjection]);
+  await applyAll(db, operationsProjection, recorded);
+  t.same(await dump(db, [operationsProjection]), once, 'a replay changes nothing');
 });
 
 t.test('every outcome, and the notification applied before the 202 was recorded', async (t) => {
@@ -113,7 +113,7 @@ t.test('every outcome, and the notification applied before the 202 was recorded'
     r(stream, 'Unsubscribed', { at: at(42), source: 'webhook', operationId: 'op-azure' }),
   ];
   const db = memoryDb(t, operationsProjection);
-  applyAll(db, operationsProjection, recorded);
+  await applyAll(db, operationsProjection, recorded);
   t.equal(checkRows(t, db, recorded), 5);
   const outcome = (id: string) => db.prepare('SELECT outcome, settled_at, submitted_at FROM change_requests WHERE request_id = ?').get(id);
   t.same(outcome('req-1'), { outcome: 'applied', settled_at: at(1), submitted_at: at(2) }, 'applied before its 202');
@@ -122,7 +122,7 @@ t.test('every outcome, and the notification applied before the 202 was recorded'
   t.same(outcome('req-4'), { outcome: 'failed', settled_at: at(35), submitted_at: at(31) });
   t.same(outcome('req-5'), { outcome: 'abandoned', settled_at: at(42), submitted_at: at(41) });
 
-  const once = dump(db, [operationsProjection]);
-  applyAll(db, operationsProjection, recorded.flatMap((e) => [e, e]));
-  t.same(dump(db, [operationsProjection]), once, 'replays and duplicates change nothing');
+  const once = await dump(db, [operationsProjection]);
+  await applyAll(db, operationsProjection, recorded.flatMap((e) => [e, e]));
+  t.same(await dump(db, [operationsProjection]), once, 'replays and duplicates change nothing');
 });

@@ -7,7 +7,7 @@ import { main } from '../../src/cli/rebuild-projections.js';
 import { createLogger } from '../../src/logger.js';
 import { startProjections } from '../../src/projections/index.js';
 import { openReadModelDb } from '../../src/projections/readmodel-db.js';
-import { dump, storeWithHistory } from './helpers.js';
+import { dump, storeWithHistory, sqliteOf } from './helpers.js';
 
 const logger = createLogger('silent');
 
@@ -22,8 +22,8 @@ t.test('rebuilds the service\'s read models, one projection, or into another fil
   const env = { DATA_DIR: dir, LOG_LEVEL: 'silent' };
   const live = startProjections({ store, path: join(dir, 'readmodels.db'), logger });
   await live.idle();
-  const expected = dump(live.db, allProjections);
-  live.db.prepare("UPDATE subscriptions SET status = 'Broken'").run(); // damage that a rebuild must repair
+  const expected = await dump(sqliteOf(live), allProjections);
+  sqliteOf(live).prepare("UPDATE subscriptions SET status = 'Broken'").run(); // damage that a rebuild must repair
   await live.stop();
 
   const all = io();
@@ -31,7 +31,7 @@ t.test('rebuilds the service\'s read models, one projection, or into another fil
   t.match(all.out.join('\n'), /rebuilt subscriptions, operations, metrics, usage: \d+ events in [\d.]+ s \(\d+ events\/s\)/);
   t.match(all.out.join('\n'), /subscriptions v3: subscriptions 30, subscriptions_state 30/);
   const db = openReadModelDb(join(dir, 'readmodels.db'));
-  t.same(dump(db, allProjections), expected, 'the file is as a clean build');
+  t.same(await dump(db, allProjections), expected, 'the file is as a clean build');
   db.close();
 
   const one = io();
@@ -43,7 +43,7 @@ t.test('rebuilds the service\'s read models, one projection, or into another fil
   t.equal(await main(['--into', into], env, copy.io), 0);
   t.ok(existsSync(into), 'a snapshot file for analysts');
   const snap = openReadModelDb(into);
-  t.same(dump(snap, allProjections), expected);
+  t.same(await dump(snap, allProjections), expected);
   snap.close();
 
   const elsewhere = join(dir, 'elsewhere', 'read.db');

@@ -1,11 +1,22 @@
 /** Shared by the projection tests: recorded-event builders, table dumps, stores filled with histories. */
 import { join } from 'node:path';
+import tap from 'tap';
 import type { Test } from 'tap';
 import type { EventMetadata, EventStore, RecordedEvent } from '../../src/eventstore/eventstore.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import type { SqliteEventStore } from '../../src/eventstore/sqlite.store.js';
-import type { Projection, ReadModelDb } from '../../src/projections/projection.js';
+import type { Database as SqliteDb } from 'better-sqlite3';
+import type { Projection } from '../../src/projections/projection.js';
 import { openReadModelDb } from '../../src/projections/readmodel-db.js';
+import type { ReadModelSql } from '../../src/projections/readmodel-sql.js';
+import type { RunningProjections } from '../../src/projections/runner.js';
+import { openSqliteTarget, sqliteTarget } from '../../src/projections/sqlite.target.js';
+import { openPostgresTarget } from '../../src/projections/postgres.target.js';
+import { prepareProjections } from '../../src/projections/readmodel-db.js';
+import { freshDatabase, postgresSkip } from '../support/postgres.js';
+import type { SqliteTarget } from '../../src/projections/sqlite.target.js';
+import type { ReadModelTarget } from '../../src/projections/target.js';
+import { columnsSql } from '../../src/projections/dialect.js';
 import { syntheticHistory, writeHistory } from '../support/synthetic-history.js';
 import type { HistoryOptions } from '../support/synthetic-history.js';
 import { tempDir } from '../support/temp.js';
@@ -22,14 +33,23 @@ export function recorder(startPosition = 0n) {
   };
 }
 
+const targetOf = (db: SqliteDb | ReadModelTarget): ReadModelTarget => ('dialect' in db ? db : sqliteTarget(db));
+
 /** Apply events the way the runner does (one transaction, only handled types). */
-export function applyAll(db: ReadModelDb, projection: Projection, events: readonly RecordedEvent[]): void {
-  db.transaction(() => {
-    for (const e of events) if (projection.handles.has(e.type)) projection.apply(db, e);
-  })();
+export async function applyAll(db: SqliteDb | ReadModelTarget, projection: Projection, events: readonly RecordedEvent[]): Promise<void> {
+  await targetOf(db).transaction(async (tx) => {
+    for (const e of events) if (projection.handles.has(e.type)) await projection.apply(tx, e);
+  });
 }
 
-export function memoryDb(t: Test, ...projections: Projection[]): ReadModelDb {
+/** The SQLite database under running projections (the tests that read it with better-sqlite3 directly). */
+export function sqliteOf(running: RunningProjections): SqliteDb {
+  const target = running.target;
+  if (target.dialect !== 'sqlite') throw new Error('these projections do not run on SQLite');
+  return (target as SqliteTarget).db;
+}
+
+export function memoryDb(t: Test, ...projections: Projection[]): SqliteDb {
   const db = openReadModelDb(':memory:');
   for (const p of projections) db.exec(p.schemaSql);
   t.teardown(() => db.close());
@@ -38,15 +58,21 @@ export function memoryDb(t: Test, ...projections: Projection[]): ReadModelDb {
 
 export type Dump = Record<string, Record<string, unknown>[]>;
 
-/** Every row of every table (and view) of the projections, in primary-key order. */
-export function dump(db: ReadModelDb, projections: readonly Projection[], options: { withoutPositions?: boolean } = {}): Dump {
+/**
+ * Every row of every table (and view) of the projections, ordered by every column in turn (NULLs first): the
+ * same order on both targets (PostgreSQL's text columns compare byte by byte too, `COLLATE "C"`).
+ */
+export async function dump(source: SqliteDb | ReadModelTarget | ReadModelSql | RunningProjections, projections: readonly Projection[], options: { withoutPositions?: boolean } = {}): Promise<Dump> {
+  const db: ReadModelSql = 'read' in source ? source.read : 'target' in source ? source.target.read : 'run' in source && 'dialect' in source ? source : sqliteTarget(source).read;
   const out: Dump = {};
   for (const p of projections) {
     for (const table of [...p.tables, ...p.views]) {
-      const columns = (db.prepare('SELECT name, pk FROM pragma_table_info(?)').all(table) as Array<{ name: string; pk: number }>);
-      const keys = columns.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => c.name);
-      const order = (keys.length > 0 ? keys : columns.map((c) => c.name)).join(', ');
-      const rows = db.prepare(`SELECT * FROM ${table} ORDER BY ${order}`).all() as Record<string, unknown>[];
+      const columns = (await db.all(columnsSql(db.dialect), { table })).map((c) => String(c.name));
+      const order = columns.map((c) => `${c} ASC NULLS FIRST`).join(', ');
+      // An average depends on the order it sums in (the order of a heap's rows): 12 significant digits are compared.
+      const rows = (await db.all(`SELECT * FROM ${table} ORDER BY ${order}`)).map((r) =>
+        Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(12)) : v])),
+      );
       out[table] = options.withoutPositions
         ? rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'position' && !(table === 'subscriptions_state' && k === 'state'))))
         : rows;
@@ -112,4 +138,27 @@ async function* stutter(source: AsyncIterable<RecordedEvent>): AsyncGenerator<Re
       recent.length = 0;
     }
   }
+}
+
+export type TargetKind = 'sqlite' | 'postgres';
+
+/**
+ * A read-model target of the kind for this test, its projections' tables created: SQLite in memory (or a file,
+ * `file: true`), PostgreSQL in a database of its own (support/postgres.ts). Closed at teardown.
+ */
+export async function testTarget(t: Test, kind: TargetKind, projections: readonly Projection[], options: { file?: boolean; schema?: string } = {}): Promise<ReadModelTarget> {
+  const target =
+    kind === 'sqlite'
+      ? openSqliteTarget(options.file ? join(tempDir(t, 'readmodels'), 'readmodels.db') : ':memory:')
+      : await openPostgresTarget({ url: await freshDatabase(t), schema: options.schema ?? 'rm_test' });
+  t.teardown(() => target.close());
+  await prepareProjections(target, projections);
+  return target;
+}
+
+/** Defines the test once per target; the PostgreSQL one is skipped (with the reason) where PostgreSQL does not answer. */
+export async function forEachTarget(name: string, fn: (t: Test, kind: TargetKind) => Promise<void>): Promise<void> {
+  const skip = await postgresSkip();
+  tap.test(`${name} [sqlite]`, (t) => fn(t, 'sqlite'));
+  tap.test(`${name} [postgres]`, { skip }, (t) => fn(t, 'postgres'));
 }

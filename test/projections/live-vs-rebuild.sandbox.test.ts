@@ -17,7 +17,7 @@ import { rebuildProjections, startProjections } from '../../src/projections/inde
 import { openReadModelDb } from '../../src/projections/readmodel-db.js';
 import { startSandbox } from '../support/sandbox.js';
 import { waitFor } from '../support/wait.js';
-import { dump, rowCount } from './helpers.js';
+import { dump, rowCount, sqliteOf } from './helpers.js';
 
 type Sandbox = Awaited<ReturnType<typeof startSandbox>>;
 const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -73,7 +73,7 @@ t.test('read models after a live sandbox run = read models rebuilt from the same
   const livePath = join(config.dataDir, 'readmodels.db');
   const live = s.projections(); // the service's own projections, as wired in the runtime
   if (!live) throw new Error('the runtime runs no projections');
-  t.equal(live.db.name, livePath, 'the read models live in <DATA_DIR>/readmodels.db');
+  t.equal(sqliteOf(live).name, livePath, 'the read models live in <DATA_DIR>/readmodels.db');
 
   // Purchases of every kind.
   const trial = await bought(s, { planId: 'standard', quantity: 5, freeTrial: true });
@@ -131,17 +131,17 @@ t.test('read models after a live sandbox run = read models rebuilt from the same
   for (const id of ids) {
     const { state, revision } = await s.ledger.load(id);
     if (state.status === 'Initial') throw new Error('unknown');
-    const row = live.db.prepare('SELECT * FROM subscriptions WHERE subscription_id = ?').get(id) as Record<string, unknown>;
+    const row = sqliteOf(live).prepare('SELECT * FROM subscriptions WHERE subscription_id = ?').get(id) as Record<string, unknown>;
     t.match(row, { status: state.status, plan_id: state.planId, quantity: state.quantity ?? null, stream_revision: Number(revision) }, `${id.slice(0, 8)}: row = ledger state`);
   }
-  const q = (sql: string, ...params: unknown[]) => live.db.prepare(sql).get(...params) as Record<string, unknown>;
+  const q = (sql: string, ...params: unknown[]) => sqliteOf(live).prepare(sql).get(...params) as Record<string, unknown>;
   t.match(q('SELECT * FROM subscriptions WHERE subscription_id = ?', trial), { is_free_trial: 1, suspensions: 1, reinstatements: 1, renewals: 1, contact_name: 'IT' });
   t.match(q('SELECT * FROM subscriptions WHERE subscription_id = ?', csp), { is_csp: 1 });
   t.match(q('SELECT * FROM subscriptions WHERE subscription_id = ?', auto), { auto_activated: 1, status: 'Subscribed' });
   t.match(q('SELECT * FROM subscriptions WHERE subscription_id = ?', premium), { cancel_source: 'webhook', status: 'Unsubscribed' });
   t.match(q("SELECT count(*) AS n FROM operations WHERE source = 'Partner' AND outcome = 'applied'"), { n: 3 }, 'three publisher-side changes applied (plan, seats, cancel)');
   t.match(q("SELECT * FROM operations WHERE operation_id = ?", refused.id), { outcome: 'rejected', action: 'ChangeQuantity', quantity: 50 });
-  const acks = live.db.prepare("SELECT ack_latency_ms FROM operations WHERE action IN ('ChangePlan', 'ChangeQuantity') AND source = 'Azure' AND ack_status = 'Success'").pluck().all() as number[];
+  const acks = sqliteOf(live).prepare("SELECT ack_latency_ms FROM operations WHERE action IN ('ChangePlan', 'ChangeQuantity') AND source = 'Azure' AND ack_status = 'Success'").pluck().all() as number[];
   t.ok(acks.length >= 2 && acks.every((ms) => ms < 1000), `customer changes acknowledged in ${acks.join(', ')} ms`);
   t.match(q("SELECT count(*) AS n FROM change_requests WHERE outcome = 'applied'"), { n: 3 });
   t.match(q("SELECT sum(active_subscriptions) AS n FROM metrics_active_by_plan WHERE is_test = 0"), { n: 3 }, 'trial, csp, auto are active');
@@ -153,12 +153,12 @@ t.test('read models after a live sandbox run = read models rebuilt from the same
   t.teardown(() => reopened.close());
   const catchUp = startProjections({ store: reopened, path: livePath, logger });
   await catchUp.idle();
-  const liveDump = dump(catchUp.db, allProjections);
+  const liveDump = await dump(sqliteOf(catchUp), allProjections);
   await catchUp.stop();
   const fresh = openReadModelDb(join(config.dataDir, 'rebuilt.db'));
   t.teardown(() => fresh.close());
   const result = await rebuildProjections({ store: reopened, db: fresh, logger });
-  const rebuilt = dump(fresh, allProjections);
+  const rebuilt = await dump(fresh, allProjections);
   t.same(Object.keys(rebuilt), Object.keys(liveDump));
   for (const table of Object.keys(liveDump)) t.same(rebuilt[table], liveDump[table], `${table}: rebuilt = live (${liveDump[table]?.length} rows)`);
   t.comment(`rebuilt from ${result.events} events; rows: ${JSON.stringify(rowCount(rebuilt))}`);

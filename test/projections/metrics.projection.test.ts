@@ -70,7 +70,7 @@ t.test('counters per day and plan, seats, time to activation, suspensions, trial
   w.run('c', { type: 'Suspend', now: '2026-03-21T00:00:00.000Z', source: 'webhook', operationId: 'op-7' });
   w.run('c', { type: 'Unsubscribe', now: '2026-03-22T00:00:00.000Z', source: 'webhook', operationId: 'op-8' });
 
-  applyAll(db, metricsProjection, w.events);
+  await applyAll(db, metricsProjection, w.events);
 
   t.match(daily(db, '2026-03-01', 'standard'), { purchases: 3, activations: 3, trial_starts: 2, seats_added: 18 }, 'purchases counted on the day Microsoft created them');
   t.match(daily(db, '2026-03-01', 'premium'), { purchases: 2, activations: 1, seats_added: 7 });
@@ -110,8 +110,8 @@ t.test('counters per day and plan, seats, time to activation, suspensions, trial
     conversion_rate: 0.5,
   });
 
-  const once = dump(db, [metricsProjection]);
-  applyAll(db, metricsProjection, w.events);
-  applyAll(db, metricsProjection, w.events.flatMap((e) => [e, e]));
-  t.same(dump(db, [metricsProjection]), once, 'replays and duplicates count nothing twice');
+  const once = await dump(db, [metricsProjection]);
+  await applyAll(db, metricsProjection, w.events);
+  await applyAll(db, metricsProjection, w.events.flatMap((e) => [e, e]));
+  t.same(await dump(db, [metricsProjection]), once, 'replays and duplicates count nothing twice');
 });

@@ -36,7 +36,7 @@ t.test('a customer-side plan change: received twice, applied, acknowledged, proc
     r(notificationStream('op-1'), 'NotificationProcessed', { operationId: 'op-1', subscriptionId: SUB, action: 'ChangePlan', outcome: 'applied', detail: 'ChangePlan applied', subscriptionEvents: ['PlanChanged'], at: at(0.4) }),
     received(r, 'op-1', 'ChangePlan', 30, { planId: 'premium' }),
   ];
-  applyAll(db, operationsProjection, events);
+  await applyAll(db, operationsProjection, events);
   t.match(operation(db, 'op-1'), {
     subscription_id: SUB,
     action: 'ChangePlan',
@@ -58,24 +58,24 @@ t.test('a customer-side plan change: received twice, applied, acknowledged, proc
     position: 5,
   });
 
-  const once = dump(db, [operationsProjection]);
-  applyAll(db, operationsProjection, events);
-  applyAll(db, operationsProjection, events.flatMap((e) => [e, e]));
-  t.same(dump(db, [operationsProjection]), once, 'replays and duplicates change nothing (deliveries stays 2)');
+  const once = await dump(db, [operationsProjection]);
+  await applyAll(db, operationsProjection, events);
+  await applyAll(db, operationsProjection, events.flatMap((e) => [e, e]));
+  t.same(await dump(db, [operationsProjection]), once, 'replays and duplicates change nothing (deliveries stays 2)');
 });
 
 t.test('a publisher-side change: requested, submitted, applied by its Partner notification; another fails', async (t) => {
   const db = memoryDb(t, operationsProjection);
   const r = recorder();
   const stream = subscriptionStream(SUB);
-  applyAll(db, operationsProjection, [
+  await applyAll(db, operationsProjection, [
     r(stream, 'QuantityChangeRequested', { at: at(0), source: 'operator', requestId: 'req-1', quantity: 9, previousQuantity: 5 }),
     r(stream, 'ChangeSubmitted', { at: at(1), source: 'operator', requestId: 'req-1', operationId: 'op-p' }),
   ]);
   t.match(db.prepare("SELECT * FROM change_requests WHERE request_id = 'req-1'").get(), { kind: 'quantity', quantity: 9, previous_quantity: 5, operation_id: 'op-p', outcome: 'submitted', settled_at: null });
   t.match(operation(db, 'op-p'), { action: 'ChangeQuantity', source: 'Partner', quantity: 9, request_id: 'req-1', requested_at: at(0), submitted_at: at(1), outcome: 'pending', deliveries: 0 });
 
-  applyAll(db, operationsProjection, [
+  await applyAll(db, operationsProjection, [
     received(r, 'op-p', 'ChangeQuantity', 3, { quantity: 9, operationRequestSource: 'Partner' }),
     r(stream, 'QuantityChanged', { at: at(3.1), source: 'webhook', operationId: 'op-p', quantity: 9, previousQuantity: 5, requestSource: 'Partner' }),
     r(notificationStream('op-p'), 'NotificationProcessed', { operationId: 'op-p', subscriptionId: SUB, action: 'ChangeQuantity', outcome: 'applied', detail: 'applied', subscriptionEvents: ['QuantityChanged'], at: at(3.2) }),
@@ -83,7 +83,7 @@ t.test('a publisher-side change: requested, submitted, applied by its Partner no
   t.match(db.prepare("SELECT * FROM change_requests WHERE request_id = 'req-1'").get(), { outcome: 'applied', settled_at: at(3.1) });
   t.match(operation(db, 'op-p'), { source: 'Partner', deliveries: 1, outcome: 'applied', applied_event: 'QuantityChanged' });
 
-  applyAll(db, operationsProjection, [
+  await applyAll(db, operationsProjection, [
     r(stream, 'PlanChangeRequested', { at: at(10), source: 'operator', requestId: 'req-2', planId: 'gold', previousPlanId: 'standard' }),
     r(stream, 'ChangeSubmitted', { at: at(11), source: 'operator', requestId: 'req-2', operationId: 'op-f' }),
     r(stream, 'ChangeRequestFailed', { at: at(15), source: 'process', requestId: 'req-2', operationId: 'op-f', status: 'Conflict', reason: 'plan unchanged' }),
@@ -100,7 +100,7 @@ t.test('the Partner notification applied before the 202 was recorded; a pending 
   const db = memoryDb(t, operationsProjection);
   const r = recorder();
   const stream = subscriptionStream(SUB);
-  applyAll(db, operationsProjection, [
+  await applyAll(db, operationsProjection, [
     r(stream, 'PlanChangeRequested', { at: at(0), source: 'operator', requestId: 'req-1', planId: 'gold', previousPlanId: 'standard' }),
     received(r, 'op-x', 'ChangePlan', 1, { planId: 'gold', operationRequestSource: 'Partner' }),
     r(stream, 'PlanChanged', { at: at(1.1), source: 'webhook', operationId: 'op-x', planId: 'gold', previousPlanId: 'standard', requestSource: 'Partner' }),
@@ -118,7 +118,7 @@ t.test('the Partner notification applied before the 202 was recorded; a pending 
 t.test('a refused change, an unverified notification, an unreadable delivery', async (t) => {
   const db = memoryDb(t, operationsProjection);
   const r = recorder();
-  applyAll(db, operationsProjection, [
+  await applyAll(db, operationsProjection, [
     received(r, 'op-r', 'ChangeQuantity', 0, { quantity: 90 }),
     r(subscriptionStream(SUB), 'ChangeRejected', { at: at(0.1), source: 'webhook', operationId: 'op-r', action: 'ChangeQuantity', quantity: 90, reason: '90 seats is more than the product supports (20)' }),
     r(notificationStream('op-r'), 'NotificationProcessed', { operationId: 'op-r', subscriptionId: SUB, action: 'ChangeQuantity', outcome: 'rejected', detail: '90 seats is more than the product supports (20)', subscriptionEvents: ['ChangeRejected'], at: at(0.1) }),
@@ -128,7 +128,7 @@ t.test('a refused change, an unverified notification, an unreadable delivery', a
   ]);
   t.match(operation(db, 'op-r'), { action: 'ChangeQuantity', quantity: 90, outcome: 'rejected', notification_outcome: 'rejected', applied_event: null });
   // The notification process may also process the delivery the webhook refused (it raced the refusal): no change, still refused.
-  applyAll(db, operationsProjection, [
+  await applyAll(db, operationsProjection, [
     r(notificationStream('op-r'), 'NotificationProcessed', { operationId: 'op-r', subscriptionId: SUB, action: 'ChangeQuantity', outcome: 'no-change', detail: 'already applied', subscriptionEvents: [], at: at(0.5) }),
   ]);
   t.match(operation(db, 'op-r'), { outcome: 'rejected', notification_outcome: 'no-change' }, 'a refusal stays a refusal');
@@ -155,42 +155,42 @@ t.test("Microsoft's status follows what we learned: acknowledged, read back, app
     r(notificationStream(op), 'OperationAcknowledged', { operationId: op, subscriptionId: SUB, status: 'Success', at: at(0.5), latencyMs: 500, ...(note ? { note } : {}) });
 
   // Acknowledged (200), then a late redelivery still saying InProgress.
-  applyAll(db, operationsProjection, [received(r, 'op-a', 'ChangePlan', 0, { planId: 'premium' }), acked('op-a')]);
+  await applyAll(db, operationsProjection, [received(r, 'op-a', 'ChangePlan', 0, { planId: 'premium' }), acked('op-a')]);
   t.match(operation(db, 'op-a'), { microsoft_status: 'Succeeded' }, 'after our accepted acknowledgement');
-  applyAll(db, operationsProjection, [received(r, 'op-a', 'ChangePlan', 60, { planId: 'premium' })]);
+  await applyAll(db, operationsProjection, [received(r, 'op-a', 'ChangePlan', 60, { planId: 'premium' })]);
   t.match(operation(db, 'op-a'), { microsoft_status: 'Succeeded', deliveries: 2 }, 'a redelivery does not take it back to InProgress');
 
   // A 409 says nothing certain; the read-back that follows does.
-  applyAll(db, operationsProjection, [received(r, 'op-b', 'ChangePlan', 0), acked('op-b', 'Conflict (409)')]);
+  await applyAll(db, operationsProjection, [received(r, 'op-b', 'ChangePlan', 0), acked('op-b', 'Conflict (409)')]);
   t.match(operation(db, 'op-b'), { microsoft_status: 'InProgress' });
-  applyAll(db, operationsProjection, [processed('op-b', 'failed', 'Conflict')]);
+  await applyAll(db, operationsProjection, [processed('op-b', 'failed', 'Conflict')]);
   t.match(operation(db, 'op-b'), { microsoft_status: 'Conflict', outcome: 'failed', notification_outcome: 'failed' });
 
   // Microsoft failed it: read back as Failed, not applied.
-  applyAll(db, operationsProjection, [received(r, 'op-c', 'ChangePlan', 0), processed('op-c', 'failed', 'Failed')]);
+  await applyAll(db, operationsProjection, [received(r, 'op-c', 'ChangePlan', 0), processed('op-c', 'failed', 'Failed')]);
   t.match(operation(db, 'op-c'), { microsoft_status: 'Failed', outcome: 'failed', applied_event: null });
 
   // Not final yet (unverified), then confirmed by a redelivery's processing.
-  applyAll(db, operationsProjection, [received(r, 'op-d', 'ChangeQuantity', 0), processed('op-d', 'unverified', 'NotStarted')]);
+  await applyAll(db, operationsProjection, [received(r, 'op-d', 'ChangeQuantity', 0), processed('op-d', 'unverified', 'NotStarted')]);
   t.match(operation(db, 'op-d'), { microsoft_status: 'NotStarted', outcome: 'unverified' });
-  applyAll(db, operationsProjection, [received(r, 'op-d', 'ChangeQuantity', 30), processed('op-d', 'applied', 'Succeeded', 31)]);
+  await applyAll(db, operationsProjection, [received(r, 'op-d', 'ChangeQuantity', 30), processed('op-d', 'applied', 'Succeeded', 31)]);
   t.match(operation(db, 'op-d'), { microsoft_status: 'Succeeded', outcome: 'applied', notification_outcome: 'applied', deliveries: 2 });
-  applyAll(db, operationsProjection, [processed('op-d', 'unverified', 'InProgress', 40)]);
+  await applyAll(db, operationsProjection, [processed('op-d', 'unverified', 'InProgress', 40)]);
   t.match(operation(db, 'op-d'), { microsoft_status: 'Succeeded' }, 'a read-back that is not final does not replace a final one');
 
   // An older history: applied without a status read back (Microsoft's window had accepted it).
-  applyAll(db, operationsProjection, [received(r, 'op-e', 'ChangePlan', 0), processed('op-e', 'applied')]);
+  await applyAll(db, operationsProjection, [received(r, 'op-e', 'ChangePlan', 0), processed('op-e', 'applied')]);
   t.match(operation(db, 'op-e'), { microsoft_status: 'Succeeded' });
-  applyAll(db, operationsProjection, [received(r, 'op-f', 'Suspend', 0), processed('op-f', 'unverified')]);
+  await applyAll(db, operationsProjection, [received(r, 'op-f', 'Suspend', 0), processed('op-f', 'unverified')]);
   t.match(operation(db, 'op-f'), { microsoft_status: 'InProgress' }, 'unverified without a status: as the notification said');
 
   // A publisher-side change applied after polling saw Succeeded (no notification processed yet).
-  applyAll(db, operationsProjection, [
+  await applyAll(db, operationsProjection, [
     r(stream, 'QuantityChangeRequested', { at: at(0), source: 'operator', requestId: 'req-9', quantity: 9, previousQuantity: 5 }),
     r(stream, 'ChangeSubmitted', { at: at(1), source: 'operator', requestId: 'req-9', operationId: 'op-g' }),
     r(stream, 'QuantityChanged', { at: at(3), source: 'process', operationId: 'op-g', quantity: 9, previousQuantity: 5, requestSource: 'Partner' }),
   ]);
   t.match(operation(db, 'op-g'), { microsoft_status: 'Succeeded', outcome: 'applied' });
-  applyAll(db, operationsProjection, [received(r, 'op-g', 'ChangeQuantity', 4, { quantity: 9, operationRequestSource: 'Partner' })]);
+  await applyAll(db, operationsProjection, [received(r, 'op-g', 'ChangeQuantity', 4, { quantity: 9, operationRequestSource: 'Partner' })]);
   t.match(operation(db, 'op-g'), { microsoft_status: 'Succeeded' }, "the Partner notification's InProgress comes too late to count");
 });

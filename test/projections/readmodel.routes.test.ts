@@ -16,7 +16,7 @@ import { PublisherChanges } from '../../src/application/publisher-changes.js';
 import { csvField, csvLine } from '../../src/projections/csv.js';
 import { startProjections } from '../../src/projections/index.js';
 import type { RunningProjections } from '../../src/projections/runner.js';
-import { storeWithHistory } from './helpers.js';
+import { storeWithHistory, sqliteOf } from './helpers.js';
 
 const TOKEN = 'read-model-token-0123456789';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -35,7 +35,7 @@ const { store, dir } = await storeWithHistory(t, { subscriptions: 90, seed: 11 }
 const runner = startProjections({ store, path: join(dir, 'readmodels.db'), logger });
 t.teardown(() => runner.stop());
 await runner.idle();
-const db = runner.db;
+const db = sqliteOf(runner);
 const app = await appWith(t, store, () => runner);
 
 const get = async (url: string, headers: Record<string, string> = AUTH) => {

@@ -14,11 +14,13 @@ import { createLogger } from '../../src/logger.js';
 import { rebuildProjections, startProjections } from '../../src/projections/index.js';
 import type { Projection } from '../../src/projections/projection.js';
 import { openReadModelDb, readStates, resetProjection } from '../../src/projections/readmodel-db.js';
+import { sqliteTarget } from '../../src/projections/sqlite.target.js';
 import { startEsdbStandIn } from '../support/esdb-standin.js';
 import { syntheticHistory, writeHistory } from '../support/synthetic-history.js';
 import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
-import { dump, rowCount, storeUntil, storeWithHistory, stutteringStore } from './helpers.js';
+import type { Dump } from './helpers.js';
+import { dump, rowCount, storeUntil, storeWithHistory, stutteringStore, sqliteOf } from './helpers.js';
 
 const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 const SUBSCRIPTIONS = 120;
@@ -27,7 +29,7 @@ async function reference(t: Test, store: EventStore, name = 'reference.db') {
   const db = openReadModelDb(join(tempDir(t, 'reference'), name));
   t.teardown(() => db.close());
   await rebuildProjections({ store, db, logger });
-  return dump(db, allProjections);
+  return await dump(db, allProjections);
 }
 
 t.test('live while events arrive = rebuilt from the same events; every table is filled', async (t) => {
@@ -37,7 +39,7 @@ t.test('live while events arrive = rebuilt from the same events; every table is 
   await writeHistory(store, syntheticHistory({ subscriptions: 60, seed: 2, start: '2026-02-01T00:00:00.000Z' })); // while it runs
   await live.idle();
   t.same(live.status().map((s) => s.state), allProjections.map(() => 'live'));
-  const liveDump = dump(live.db, allProjections);
+  const liveDump = await dump(sqliteOf(live), allProjections);
   const counts = rowCount(liveDump);
   // The synthetic history has no metered usage: usage_hours stays empty (the metering tests fill it).
   t.ok(Object.entries(counts).every(([table, n]) => n > 0 || table === 'usage_hours'), `every table and view but usage_hours has rows: ${JSON.stringify(counts)}`);
@@ -46,7 +48,7 @@ t.test('live while events arrive = rebuilt from the same events; every table is 
   const rebuiltDb = openReadModelDb(join(dir, 'rebuilt.db'));
   t.teardown(() => rebuiltDb.close());
   const result = await rebuildProjections({ store, db: rebuiltDb, logger });
-  t.same(dump(rebuiltDb, allProjections), liveDump, 'a rebuild from scratch gives exactly the live tables');
+  t.same(await dump(rebuiltDb, allProjections), liveDump, 'a rebuild from scratch gives exactly the live tables');
   t.ok(result.events > 1000, `rebuilt from ${result.events} events`);
 });
 
@@ -59,8 +61,8 @@ t.test('a failure in the middle of a batch leaves nothing half-applied; a restar
   let failed: RecordedEvent | undefined;
   const flaky: Projection = {
     ...subscriptionsProjection,
-    apply(db, event) {
-      subscriptionsProjection.apply(db, event);
+    async apply(db, event) {
+      await subscriptionsProjection.apply(db, event);
       if (++applied === 700 && !failed) {
         failed = event;
         throw new Error('crash in the middle of a batch');
@@ -73,25 +75,25 @@ t.test('a failure in the middle of a batch leaves nothing half-applied; a restar
   t.match(first.status()[0]?.lastError, /projection subscriptions failed on \w+ at position \d+.*crash in the middle of a batch/);
 
   // What is stored is exactly the state at the stored checkpoints: the failed batch left no trace.
-  const states = readStates(first.db);
+  const states = (await readStates(first.target.read));
   const checkpoint = states.get('subscriptions')?.position ?? 0n;
   t.ok(failed && checkpoint < failed.position, `checkpoint ${checkpoint} is before the failing event ${failed?.position}`);
   for (const p of allProjections) t.equal(states.get(p.name)?.position, checkpoint, `${p.name}: same checkpoint (one transaction for all)`);
-  const maxRow = first.db.prepare('SELECT max(position) FROM subscriptions').pluck().get() as number;
+  const maxRow = sqliteOf(first).prepare('SELECT max(position) FROM subscriptions').pluck().get() as number;
   t.ok(BigInt(maxRow) <= checkpoint, 'no row reflects an event after the checkpoint');
   const atCheckpoint = await (async () => {
     const db = openReadModelDb(join(dir, 'at-checkpoint.db'));
     t.teardown(() => db.close());
     await rebuildProjections({ store: storeUntil(store, checkpoint), db, logger });
-    return dump(db, allProjections);
+    return await dump(db, allProjections);
   })();
-  t.same(dump(first.db, allProjections), atCheckpoint, 'the tables equal a clean build up to the checkpoint');
+  t.same(await dump(sqliteOf(first), allProjections), atCheckpoint, 'the tables equal a clean build up to the checkpoint');
   await first.stop();
 
   const second = startProjections({ store, path, logger, projections, batchSize: 100 });
   t.teardown(() => second.stop());
   await second.idle();
-  t.same(dump(second.db, allProjections), expected, 'after the restart: the same tables as a clean build');
+  t.same(await dump(sqliteOf(second), allProjections), expected, 'after the restart: the same tables as a clean build');
 });
 
 t.test('replays change nothing: checkpoints set back, at-least-once deliveries', async (t) => {
@@ -108,13 +110,13 @@ t.test('replays change nothing: checkpoints set back, at-least-once deliveries',
   db.close();
   const again = startProjections({ store, path, logger });
   await again.idle();
-  t.same(dump(again.db, allProjections), expected, 'replaying 1500 events changed nothing');
+  t.same(await dump(sqliteOf(again), allProjections), expected, 'replaying 1500 events changed nothing');
   await again.stop();
 
   const stuttering = startProjections({ store: stutteringStore(store), path: join(dir, 'stutter.db'), logger, batchSize: 64 });
   t.teardown(() => stuttering.stop());
   await stuttering.idle();
-  t.same(dump(stuttering.db, allProjections), expected, 'every event delivered twice, and runs of 50 again: same tables');
+  t.same(await dump(sqliteOf(stuttering), allProjections), expected, 'every event delivered twice, and runs of 50 again: same tables');
 });
 
 t.test('a projection whose version changed is rebuilt; tables removed by hand are rebuilt; the others keep their checkpoint', async (t) => {
@@ -124,8 +126,8 @@ t.test('a projection whose version changed is rebuilt; tables removed by hand ar
   const v1 = startProjections({ store, path, logger });
   await v1.idle();
   const before = new Map(v1.status().map((s) => [s.name, s]));
-  v1.db.prepare("UPDATE subscriptions SET plan_id = 'stale'").run(); // what old code may have left
-  v1.db.exec('DROP VIEW metrics_free_trials');
+  sqliteOf(v1).prepare("UPDATE subscriptions SET plan_id = 'stale'").run(); // what old code may have left
+  sqliteOf(v1).exec('DROP VIEW metrics_free_trials');
   await v1.stop();
 
   const v2: Projection = { ...subscriptionsProjection, version: subscriptionsProjection.version + 1 };
@@ -139,8 +141,8 @@ t.test('a projection whose version changed is rebuilt; tables removed by hand ar
   t.not(status.get('metrics')?.rebuiltAt, before.get('metrics')?.rebuiltAt, 'metrics rebuilt: one of its views was missing');
   t.equal(status.get('operations')?.rebuiltAt, before.get('operations')?.rebuiltAt, 'operations kept');
   t.equal(status.get('operations')?.eventsApplied, before.get('operations')?.eventsApplied, 'and applied nothing again');
-  t.equal(next.db.prepare("SELECT count(*) FROM subscriptions WHERE plan_id = 'stale'").pluck().get(), 0, 'nothing stale survives');
-  t.same(dump(next.db, allProjections), expected);
+  t.equal(sqliteOf(next).prepare("SELECT count(*) FROM subscriptions WHERE plan_id = 'stale'").pluck().get(), 0, 'nothing stale survives');
+  t.same(await dump(sqliteOf(next), allProjections), expected);
 });
 
 t.test('rebuild on demand while live, and a rebuild by another process (the CLI) on the same file', async (t) => {
@@ -149,10 +151,10 @@ t.test('rebuild on demand while live, and a rebuild by another process (the CLI)
   const live = startProjections({ store, path, logger, batchSize: 50 });
   t.teardown(() => live.stop());
   await live.idle();
-  const before = dump(live.db, allProjections);
+  const before = await dump(sqliteOf(live), allProjections);
 
   await live.rebuild('operations');
-  t.same(dump(live.db, allProjections), before, 'rebuild(operations) ends where it started');
+  t.same(await dump(sqliteOf(live), allProjections), before, 'rebuild(operations) ends where it started');
   await t.rejects(live.rebuild('nope'), /unknown projection/);
 
   // Another process resets every projection in the same file and replays into it, while the service keeps running.
@@ -161,7 +163,7 @@ t.test('rebuild on demand while live, and a rebuild by another process (the CLI)
   await cli;
   await live.idle();
   const expected = await reference(t, store, 'expected-after.db');
-  t.same(dump(live.db, allProjections), expected, 'both runners together applied every event exactly once');
+  t.same(await dump(sqliteOf(live), allProjections), expected, 'both runners together applied every event exactly once');
   t.ok(live.status().every((s) => s.state === 'live'), 'the service followed the reset');
 });
 
@@ -172,12 +174,12 @@ t.test('another process moved a projection to another version: it is left alone 
   t.teardown(() => live.stop());
   await live.idle();
   const other = openReadModelDb(path);
-  resetProjection(other, { ...subscriptionsProjection, version: 9 });
+  await resetProjection(sqliteTarget(other), { ...subscriptionsProjection, version: 9 });
   other.close();
   await writeHistory(store, syntheticHistory({ subscriptions: 3, seed: 9, start: '2026-06-01T00:00:00.000Z' }));
   await waitFor('superseded', () => live.status().find((s) => s.name === 'subscriptions')?.state === 'superseded');
   await live.idle();
-  t.equal(live.db.prepare('SELECT count(*) FROM subscriptions').pluck().get(), 0, 'the other version\'s (empty) tables are not written to');
+  t.equal(sqliteOf(live).prepare('SELECT count(*) FROM subscriptions').pluck().get(), 0, 'the other version\'s (empty) tables are not written to');
   t.match(live.status().find((s) => s.name === 'subscriptions'), { state: 'superseded', lastError: `version 9, this code has ${subscriptionsProjection.version}` });
   t.equal(live.status().find((s) => s.name === 'operations')?.state, 'live');
 });
@@ -193,8 +195,8 @@ t.test('projections run on EventStoreDB (the gRPC stand-in) and build the same r
   t.teardown(() => runner.stop());
   await writeHistory(esdb, syntheticHistory({ subscriptions: 40, seed: 10 })); // arrives live
   await runner.idle();
-  const strip = (d: ReturnType<typeof dump>) => JSON.parse(JSON.stringify(d, (k, v: unknown) => (k === 'position' ? undefined : v))) as unknown;
-  t.same(strip(dump(runner.db, allProjections)), strip(fromSqlite), 'same rows (positions differ between stores: commit positions vs row ids)');
-  const positions = readStates(runner.db).get('subscriptions')?.position ?? 0n;
+  const strip = (d: Dump) => JSON.parse(JSON.stringify(d, (k, v: unknown) => (k === 'position' ? undefined : v))) as unknown;
+  t.same(strip(await dump(sqliteOf(runner), allProjections)), strip(fromSqlite), 'same rows (positions differ between stores: commit positions vs row ids)');
+  const positions = (await readStates(runner.target.read)).get('subscriptions')?.position ?? 0n;
   t.ok(positions > 10_000n, `checkpoints are EventStoreDB commit positions (${positions})`);
 });

@@ -46,14 +46,14 @@ function row(db: ReturnType<typeof memoryDb>) {
 t.test('each lifecycle step shows in the row', async (t) => {
   const db = memoryDb(t, subscriptionsProjection);
   const h = history();
-  const step = (command: SubscriptionCommand) => {
+  const step = async (command: SubscriptionCommand) => {
     const before = h.events.length;
     h.run(command);
-    applyAll(db, subscriptionsProjection, h.events.slice(before));
+    await applyAll(db, subscriptionsProjection, h.events.slice(before));
     return row(db);
   };
 
-  let r = step({ type: 'RecordPurchase', now: '2026-03-01T09:00:00.000Z', source: 'landing', subscription: details, microsoftStatus: 'PendingFulfillmentStart' });
+  let r = (await step({ type: 'RecordPurchase', now: '2026-03-01T09:00:00.000Z', source: 'landing', subscription: details, microsoftStatus: 'PendingFulfillmentStart' }));
   t.match(r, {
     status: 'PendingFulfillmentStart',
     offer_id: 'ledger-saas',
@@ -73,33 +73,33 @@ t.test('each lifecycle step shows in the row', async (t) => {
     last_event_type: 'Purchased',
   });
 
-  r = step({ type: 'RequestActivation', now: '2026-03-01T09:05:00.000Z', source: 'landing', contact: { email: 'it@contoso.example', name: 'Dana' } });
+  r = (await step({ type: 'RequestActivation', now: '2026-03-01T09:05:00.000Z', source: 'landing', contact: { email: 'it@contoso.example', name: 'Dana' } }));
   t.match(r, { contact_email: 'it@contoso.example', contact_name: 'Dana', contact_company: null, activation_requested_at: '2026-03-01T09:05:00.000Z' });
 
-  r = step({ type: 'RecordActivationFailure', now: '2026-03-01T09:05:01.000Z', source: 'process', reason: 'Microsoft answered 500', final: false });
+  r = (await step({ type: 'RecordActivationFailure', now: '2026-03-01T09:05:01.000Z', source: 'process', reason: 'Microsoft answered 500', final: false }));
   t.match(r, { activation_failures: 1, activation_error: 'Microsoft answered 500', activation_gave_up: 0 });
 
-  r = step({ type: 'ConfirmActivation', now: '2026-03-01T09:05:02.000Z', source: 'process', term: { startDate: '2026-03-01', endDate: '2026-03-31' } });
+  r = (await step({ type: 'ConfirmActivation', now: '2026-03-01T09:05:02.000Z', source: 'process', term: { startDate: '2026-03-01', endDate: '2026-03-31' } }));
   t.match(r, { status: 'Subscribed', activated_at: '2026-03-01T09:05:02.000Z', term_unit: 'P1M', term_start: '2026-03-01', term_end: '2026-03-31', auto_activated: 0 });
 
-  r = step({ type: 'RequestPlanChange', now: '2026-03-10T10:00:00.000Z', source: 'operator', requestId: 'req-1', planId: 'premium' });
+  r = (await step({ type: 'RequestPlanChange', now: '2026-03-10T10:00:00.000Z', source: 'operator', requestId: 'req-1', planId: 'premium' }));
   t.match(r, { pending_change: 'plan:premium', pending_request_id: 'req-1', pending_operation_id: null, plan_id: 'standard' });
-  r = step({ type: 'RecordChangeSubmitted', now: '2026-03-10T10:00:01.000Z', source: 'operator', requestId: 'req-1', operationId: 'op-1' });
+  r = (await step({ type: 'RecordChangeSubmitted', now: '2026-03-10T10:00:01.000Z', source: 'operator', requestId: 'req-1', operationId: 'op-1' }));
   t.match(r, { pending_operation_id: 'op-1', last_operation_id: 'op-1', last_operation_event: 'ChangeSubmitted' });
-  r = step({ type: 'ApplyPlanChange', now: '2026-03-10T10:00:05.000Z', source: 'webhook', operationId: 'op-1', planId: 'premium', requestSource: 'Partner' });
+  r = (await step({ type: 'ApplyPlanChange', now: '2026-03-10T10:00:05.000Z', source: 'webhook', operationId: 'op-1', planId: 'premium', requestSource: 'Partner' }));
   t.match(r, { plan_id: 'premium', pending_change: null, pending_request_id: null, last_operation_id: 'op-1', last_operation_event: 'PlanChanged' });
 
-  r = step({ type: 'ApplyQuantityChange', now: '2026-03-12T10:00:00.000Z', source: 'webhook', operationId: 'op-2', quantity: 12 });
+  r = (await step({ type: 'ApplyQuantityChange', now: '2026-03-12T10:00:00.000Z', source: 'webhook', operationId: 'op-2', quantity: 12 }));
   t.equal(r.quantity, 12);
 
-  r = step({ type: 'Suspend', now: '2026-04-02T00:10:00.000Z', source: 'webhook', operationId: 'op-3' });
+  r = (await step({ type: 'Suspend', now: '2026-04-02T00:10:00.000Z', source: 'webhook', operationId: 'op-3' }));
   t.match(r, { status: 'Suspended', suspended_at: '2026-04-02T00:10:00.000Z', suspensions: 1 });
-  r = step({ type: 'Reinstate', now: '2026-04-03T00:10:00.000Z', source: 'webhook', operationId: 'op-4' });
+  r = (await step({ type: 'Reinstate', now: '2026-04-03T00:10:00.000Z', source: 'webhook', operationId: 'op-4' }));
   t.match(r, { status: 'Subscribed', suspended_at: '2026-04-02T00:10:00.000Z', reinstated_at: '2026-04-03T00:10:00.000Z', reinstatements: 1 });
-  r = step({ type: 'Renew', now: '2026-04-04T00:00:00.000Z', source: 'webhook', operationId: 'op-5', term: { startDate: '2026-04-01', endDate: '2026-04-30' } });
+  r = (await step({ type: 'Renew', now: '2026-04-04T00:00:00.000Z', source: 'webhook', operationId: 'op-5', term: { startDate: '2026-04-01', endDate: '2026-04-30' } }));
   t.match(r, { renewed_at: '2026-04-04T00:00:00.000Z', renewals: 1, term_start: '2026-04-01', term_end: '2026-04-30' });
 
-  r = step({ type: 'Unsubscribe', now: '2026-04-20T16:00:00.000Z', source: 'webhook', operationId: 'op-6', reason: 'Microsoft notified Unsubscribe' });
+  r = (await step({ type: 'Unsubscribe', now: '2026-04-20T16:00:00.000Z', source: 'webhook', operationId: 'op-6', reason: 'Microsoft notified Unsubscribe' }));
   t.match(r, { status: 'Unsubscribed', cancelled_at: '2026-04-20T16:00:00.000Z', cancel_reason: 'Microsoft notified Unsubscribe', cancel_source: 'webhook', last_event_type: 'Unsubscribed' });
   t.equal(r.stream_revision, h.events.length - 1, 'the row names the stream revision it reflects');
   t.equal(r.position, h.events.length, 'and the global position');
@@ -118,15 +118,15 @@ t.test('replayed and duplicate events change nothing', async (t) => {
   h.run({ type: 'RequestActivation', now: '2026-03-01T09:05:00.000Z', source: 'landing', contact: { email: 'it@contoso.example' } });
   h.run({ type: 'ConfirmActivation', now: '2026-03-01T09:05:02.000Z', source: 'process' });
   h.run({ type: 'Suspend', now: '2026-04-02T00:10:00.000Z', source: 'webhook', operationId: 'op-3' });
-  applyAll(db, subscriptionsProjection, h.events);
-  const once = dump(db, [subscriptionsProjection]);
+  await applyAll(db, subscriptionsProjection, h.events);
+  const once = await dump(db, [subscriptionsProjection]);
 
-  applyAll(db, subscriptionsProjection, h.events); // the whole history again
-  t.same(dump(db, [subscriptionsProjection]), once, 'a full replay is a no-op');
-  for (const e of h.events) applyAll(db, subscriptionsProjection, [e, e]); // each event twice
-  t.same(dump(db, [subscriptionsProjection]), once, 'duplicates are no-ops');
+  await applyAll(db, subscriptionsProjection, h.events); // the whole history again
+  t.same(await dump(db, [subscriptionsProjection]), once, 'a full replay is a no-op');
+  for (const e of h.events) await applyAll(db, subscriptionsProjection, [e, e]); // each event twice
+  t.same(await dump(db, [subscriptionsProjection]), once, 'duplicates are no-ops');
   const suspend = h.events[h.events.length - 1] as RecordedEvent;
-  applyAll(db, subscriptionsProjection, [suspend, suspend, suspend]);
+  await applyAll(db, subscriptionsProjection, [suspend, suspend, suspend]);
   t.equal(row(db).suspensions, 1, 'a counter does not move on a repeated event');
 });
 
@@ -134,10 +134,10 @@ t.test('an auto-activated CSP purchase, and a stream that did not start with a p
   const db = memoryDb(t, subscriptionsProjection);
   const h = history();
   h.run({ type: 'RecordPurchase', now: '2026-03-01T09:00:00.000Z', source: 'webhook', subscription: { ...details, allowedCustomerOperations: ['Read'] }, microsoftStatus: 'Subscribed', operationId: 'sub-op' });
-  applyAll(db, subscriptionsProjection, h.events);
+  await applyAll(db, subscriptionsProjection, h.events);
   t.match(row(db), { status: 'Subscribed', auto_activated: 1, is_csp: 1, allowed_customer_operations: 'Read', activated_at: '2026-03-01T09:00:00.000Z', last_operation_id: 'sub-op' });
 
   const record = recorder(100n);
-  applyAll(db, subscriptionsProjection, [record('subscription-orphan', 'Suspended', { at: '2026-03-02T00:00:00.000Z', source: 'webhook' })]);
+  await applyAll(db, subscriptionsProjection, [record('subscription-orphan', 'Suspended', { at: '2026-03-02T00:00:00.000Z', source: 'webhook' })]);
   t.equal(db.prepare("SELECT count(*) AS n FROM subscriptions WHERE subscription_id = 'orphan'").pluck().get(), 0, 'no row without a purchase');
 });

@@ -11,7 +11,7 @@ import { evolveChangeRequest } from '../../domain/subscription/index.js';
 import type { AppliedAt, ChangeRequest, SubscriptionEvent } from '../../domain/subscription/index.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { ReadModelDb } from '../projection.js';
-import { cached, nullable } from './support.js';
+import { nullable } from './support.js';
 
 const Text = Type.Union([Type.String(), Type.Null()]);
 const Integer = Type.Union([Type.Number(), Type.Null()]);
@@ -89,20 +89,19 @@ function stored(row: unknown): StoredRequest {
 }
 
 /** The row of one request, if it has one. */
-export function requestRow(db: ReadModelDb, requestId: string): StoredRequest | undefined {
-  const row: unknown = cached(db, `SELECT ${columns} FROM change_requests WHERE request_id = ?`).get(requestId);
+export async function requestRow(db: ReadModelDb, requestId: string): Promise<StoredRequest | undefined> {
+  const row: unknown = await db.get(`SELECT ${columns} FROM change_requests WHERE request_id = @requestId`, { requestId });
   return row === undefined ? undefined : stored(row);
 }
 
 /** Every request of a subscription, oldest first. */
-export function subscriptionRequestRows(db: ReadModelDb, subscriptionId: string): StoredRequest[] {
-  const rows: unknown[] = cached(db, `SELECT ${columns} FROM change_requests WHERE subscription_id = ? ORDER BY requested_at, request_id`).all(subscriptionId);
+export async function subscriptionRequestRows(db: ReadModelDb, subscriptionId: string): Promise<StoredRequest[]> {
+  const rows: unknown[] = await db.all(`SELECT ${columns} FROM change_requests WHERE subscription_id = @subscriptionId ORDER BY requested_at, request_id`, { subscriptionId });
   return rows.map(stored);
 }
 
-function write(db: ReadModelDb, subscriptionId: string, request: ChangeRequest, at: string, position: bigint): void {
-  cached(
-    db,
+async function write(db: ReadModelDb, subscriptionId: string, request: ChangeRequest, at: string, position: bigint): Promise<void> {
+  await db.run(
     `INSERT INTO change_requests (request_id, subscription_id, kind, plan_id, previous_plan_id, quantity, previous_quantity, reason, requested_at,
        operation_id, submitted_at, outcome, failure_status, failure_reason, settled_at, updated_at, position)
      VALUES (@requestId, @subscriptionId, @kind, @planId, @previousPlanId, @quantity, @previousQuantity, @reason, @requestedAt,
@@ -114,7 +113,7 @@ function write(db: ReadModelDb, subscriptionId: string, request: ChangeRequest, 
        outcome = excluded.outcome, failure_status = excluded.failure_status, failure_reason = excluded.failure_reason,
        settled_at = excluded.settled_at, updated_at = excluded.updated_at, position = excluded.position
      WHERE excluded.position > change_requests.position`,
-  ).run({
+    {
     requestId: request.requestId,
     subscriptionId,
     kind: request.kind,
@@ -132,23 +131,24 @@ function write(db: ReadModelDb, subscriptionId: string, request: ChangeRequest, 
     settledAt: nullable(request.settledAt),
     at,
     position,
-  });
+  },
+  );
 }
 
 /**
  * Evolve the request `row` holds (undefined: no row yet) with one subscription event and write it back
  * when it changed. `e` is the event as recorded (its global position), `event` the same event decoded.
  */
-export function evolveRequestRow(
+export async function evolveRequestRow(
   db: ReadModelDb,
   e: RecordedEvent,
   event: SubscriptionEvent,
   subscriptionId: string,
   row: StoredRequest | undefined,
   appliedAt?: AppliedAt,
-): void {
+): Promise<void> {
   if (row && row.position >= e.position) return;
   const before = row?.request;
   const after = evolveChangeRequest(before, event, appliedAt);
-  if (after !== undefined && after !== before) write(db, subscriptionId, after, event.data.at, e.position);
+  if (after !== undefined && after !== before) await write(db, subscriptionId, after, event.data.at, e.position);
 }

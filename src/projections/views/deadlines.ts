@@ -245,8 +245,14 @@ export function deadlinesAt(sources: DeadlineSources, now: Date, settings: Deadl
 }
 
 /** The open deadlines at `now`, from the read models and the credential's health. */
-export function readDeadlines(db: ReadModelDb, credential: CredentialHealthSnapshot | undefined, now: Date, settings: DeadlineSettings = defaultDeadlineSettings): Deadline[] {
-  return deadlinesAt({ pending: pendingSubscriptions(db), unacknowledged: unacknowledgedOperations(db), ...(credential ? { credential } : {}) }, now, settings);
+export async function readDeadlines(
+  db: ReadModelDb,
+  credential: CredentialHealthSnapshot | undefined,
+  now: Date,
+  settings: DeadlineSettings = defaultDeadlineSettings,
+): Promise<Deadline[]> {
+  const [pending, unacknowledged] = [await pendingSubscriptions(db), await unacknowledgedOperations(db)];
+  return deadlinesAt({ pending, unacknowledged, ...(credential ? { credential } : {}) }, now, settings);
 }
 
 /** `5d 3h`, `2h 05m`, `4m 10s`, `12s`; `overdue by …` when negative. */

@@ -21,7 +21,7 @@ import type { SubscriptionEvent } from '../../domain/subscription/index.js';
 import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { batchesOf, bit, cached, insertRow, isoTime, nullable, secondsBetween, subscriptionEventOf, updateRow, utcDay } from './support.js';
+import { batchesOf, bit, insertRow, isoTime, nullable, same, secondsBetween, subscriptionEventOf, updateRow, utcDay } from './support.js';
 
 const dailyCounters = [
   'purchases',
@@ -79,12 +79,12 @@ ${dailyCounters.map((c) => `  ${c} INTEGER NOT NULL DEFAULT 0`).join(',\n')},
 ) WITHOUT ROWID;
 CREATE VIEW IF NOT EXISTS metrics_active_by_plan AS
   SELECT offer_id, plan_id, is_test,
-    sum(status = 'Subscribed') AS active_subscriptions,
+    sum(CASE WHEN status = 'Subscribed' THEN 1 ELSE 0 END) AS active_subscriptions,
     sum(CASE WHEN status = 'Subscribed' THEN coalesce(quantity, 0) ELSE 0 END) AS active_seats,
-    sum(status = 'Suspended') AS suspended_subscriptions,
+    sum(CASE WHEN status = 'Suspended' THEN 1 ELSE 0 END) AS suspended_subscriptions,
     sum(CASE WHEN status = 'Suspended' THEN coalesce(quantity, 0) ELSE 0 END) AS suspended_seats,
-    sum(status = 'PendingFulfillmentStart') AS pending_subscriptions,
-    sum(status = 'Unsubscribed') AS cancelled_subscriptions
+    sum(CASE WHEN status = 'PendingFulfillmentStart' THEN 1 ELSE 0 END) AS pending_subscriptions,
+    sum(CASE WHEN status = 'Unsubscribed' THEN 1 ELSE 0 END) AS cancelled_subscriptions
   FROM metrics_subscriptions GROUP BY offer_id, plan_id, is_test;
 CREATE VIEW IF NOT EXISTS metrics_activation_time AS
   SELECT offer_id, purchased_plan_id AS plan_id, is_test,
@@ -99,17 +99,17 @@ CREATE VIEW IF NOT EXISTS metrics_suspensions AS
   SELECT offer_id, plan_id, is_test,
     sum(suspensions) AS suspensions,
     sum(reinstatements) AS reinstatements,
-    sum(status = 'Suspended') AS currently_suspended,
+    sum(CASE WHEN status = 'Suspended' THEN 1 ELSE 0 END) AS currently_suspended,
     sum(cancelled_while_suspended) AS cancelled_while_suspended
   FROM metrics_subscriptions GROUP BY offer_id, plan_id, is_test;
 CREATE VIEW IF NOT EXISTS metrics_free_trials AS
   SELECT offer_id, purchased_plan_id AS plan_id, is_test,
     count(*) AS trials,
-    sum(trial_outcome = 'in-trial') AS in_trial,
-    sum(trial_outcome = 'converted') AS converted,
-    sum(trial_outcome = 'cancelled') AS cancelled,
-    CASE WHEN sum(trial_outcome IN ('converted', 'cancelled')) > 0
-      THEN round(1.0 * sum(trial_outcome = 'converted') / sum(trial_outcome IN ('converted', 'cancelled')), 4) END AS conversion_rate
+    sum(CASE WHEN trial_outcome = 'in-trial' THEN 1 ELSE 0 END) AS in_trial,
+    sum(CASE WHEN trial_outcome = 'converted' THEN 1 ELSE 0 END) AS converted,
+    sum(CASE WHEN trial_outcome = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
+    CASE WHEN sum(CASE WHEN trial_outcome IN ('converted', 'cancelled') THEN 1 ELSE 0 END) > 0
+      THEN round(1.0 * sum(CASE WHEN trial_outcome = 'converted' THEN 1 ELSE 0 END) / sum(CASE WHEN trial_outcome IN ('converted', 'cancelled') THEN 1 ELSE 0 END), 4) END AS conversion_rate
   FROM metrics_subscriptions WHERE started_as_free_trial = 1
   GROUP BY offer_id, purchased_plan_id, is_test;
 `;
@@ -144,11 +144,13 @@ class MetricsBatch {
   private readonly daily = new Map<string, DailyKey & { counts: Partial<Record<Counter, number>> }>();
   constructor(private readonly db: ReadModelDb) {}
 
-  entry(subscriptionId: string): FactsEntry {
+  async entry(subscriptionId: string): Promise<FactsEntry> {
     let entry = this.facts.get(subscriptionId);
     if (entry) return entry;
-    const row = cached(this.db, 'SELECT * FROM metrics_subscriptions WHERE subscription_id = ?').get(subscriptionId) as (Facts & Record<string, unknown>) | undefined;
-    entry = { before: row ? { ...row } : undefined, facts: row, changed: false };
+    const row = (await this.db.get('SELECT * FROM metrics_subscriptions WHERE subscription_id = @subscriptionId', { subscriptionId })) as
+      | (Facts & Record<string, unknown>)
+      | undefined;
+    entry = this.facts.get(subscriptionId) ?? { before: row ? { ...row } : undefined, facts: row, changed: false };
     this.facts.set(subscriptionId, entry);
     return entry;
   }
@@ -166,33 +168,33 @@ class MetricsBatch {
     for (const [counter, n] of Object.entries(counts) as [Counter, number][]) sums.counts[counter] = (sums.counts[counter] ?? 0) + n;
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
     for (const [subscriptionId, entry] of this.facts) {
       const { facts, before } = entry;
       if (!entry.changed || !facts) continue;
       if (!before) {
-        insertRow(this.db, 'metrics_subscriptions', facts);
+        await insertRow(this.db, 'metrics_subscriptions', facts);
         continue;
       }
       const changed: Record<string, unknown> = {};
-      for (const [column, value] of Object.entries(facts)) if (value !== before[column]) changed[column] = value;
-      updateRow(this.db, 'metrics_subscriptions', 'subscription_id', subscriptionId, changed);
+      for (const [column, value] of Object.entries(facts)) if (!same(value, before[column])) changed[column] = value;
+      await updateRow(this.db, 'metrics_subscriptions', 'subscription_id', subscriptionId, changed);
     }
-    for (const { day, offerId, planId, isTest, counts } of this.daily.values()) addToDay(this.db, day, offerId, planId, isTest, counts);
+    for (const { day, offerId, planId, isTest, counts } of this.daily.values()) await addToDay(this.db, day, offerId, planId, isTest, counts);
     this.facts.clear();
     this.daily.clear();
   }
 }
 
 /** Adds the counts (those that are not 0) to the day's row, creating it at the first. */
-function addToDay(db: ReadModelDb, day: string, offerId: string, planId: string, isTest: number, counts: Partial<Record<Counter, number>>): void {
+async function addToDay(db: ReadModelDb, day: string, offerId: string, planId: string, isTest: number, counts: Partial<Record<Counter, number>>): Promise<void> {
   const entries = Object.entries(counts).filter(([, n]) => n !== 0) as [Counter, number][];
   if (entries.length === 0) return;
   const columns = entries.map(([c]) => c);
   const sql =
     `INSERT INTO metrics_daily (day, offer_id, plan_id, is_test, ${columns.join(', ')}) VALUES (@day, @offer, @plan, @test, ${columns.map((c) => `@${c}`).join(', ')}) ` +
-    `ON CONFLICT (day, offer_id, plan_id, is_test) DO UPDATE SET ${columns.map((c) => `${c} = ${c} + excluded.${c}`).join(', ')}`;
-  cached(db, sql).run({ day, offer: offerId, plan: planId, test: isTest, ...Object.fromEntries(entries) });
+    `ON CONFLICT (day, offer_id, plan_id, is_test) DO UPDATE SET ${columns.map((c) => `${c} = metrics_daily.${c} + excluded.${c}`).join(', ')}`;
+  await db.run(sql, { day, offer: offerId, plan: planId, test: isTest, ...Object.fromEntries(entries) });
 }
 
 /** Seats count while activated and not cancelled. */
@@ -241,11 +243,11 @@ function purchased(batch: MetricsBatch, event: Extract<SubscriptionEvent, { type
   batch.bump(utcDay(createdAt), d.offerId, d.planId, bit(d.isTest), { purchases: 1, trial_starts: d.isFreeTrial ? 1 : 0 });
 }
 
-function applyTo(batch: MetricsBatch, recorded: RecordedEvent): void {
+async function applyTo(batch: MetricsBatch, recorded: RecordedEvent): Promise<void> {
   const event = subscriptionEventOf(recorded);
   if (!event) return;
   const subscriptionId = entityIdOf(recorded.streamId);
-  const entry = batch.entry(subscriptionId);
+  const entry = await batch.entry(subscriptionId);
   const facts = entry.facts;
   const at = event.data.at;
   const day = utcDay(at);

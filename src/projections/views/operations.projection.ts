@@ -104,14 +104,14 @@ const actionOfEvent: Record<string, string> = {
 
 const actionOfRequest: Record<string, string> = { plan: 'ChangePlan', quantity: 'ChangeQuantity', cancel: 'Unsubscribe' };
 
-function received(b: OperationsBatch, e: RecordedEvent): void {
+async function received(b: OperationsBatch, e: RecordedEvent): Promise<void> {
   const event = decodeNotificationEvent(e);
   if (event?.type !== 'NotificationReceived') return;
   const d = event.data;
   if (!d.operationId) return; // an unreadable delivery: no operation to file it under
   const p = d.payload; // absent when the body says nothing more we can read
   const at = d.receivedAt;
-  b.upsert(
+  await b.upsert(
     d.operationId,
     {
       subscription_id: nullable(d.subscriptionId),
@@ -141,11 +141,11 @@ function received(b: OperationsBatch, e: RecordedEvent): void {
   );
 }
 
-function acknowledged(b: OperationsBatch, e: RecordedEvent): void {
+async function acknowledged(b: OperationsBatch, e: RecordedEvent): Promise<void> {
   const event = decodeNotificationEvent(e);
   if (event?.type !== 'OperationAcknowledged') return;
   const d = event.data;
-  b.upsert(
+  await b.upsert(
     d.operationId,
     {
       subscription_id: d.subscriptionId,
@@ -171,14 +171,14 @@ function acknowledged(b: OperationsBatch, e: RecordedEvent): void {
   );
 }
 
-function processed(b: OperationsBatch, e: RecordedEvent): void {
+async function processed(b: OperationsBatch, e: RecordedEvent): Promise<void> {
   const event = decodeNotificationEvent(e);
   if (event?.type !== 'NotificationProcessed') return;
   const d = event.data;
   const read = nullable(d.operationStatus);
   // Applied (or nothing to change) without a status read back (no operation record, or an older history): Microsoft had completed it.
   const inferred = d.outcome === 'applied' || d.outcome === 'no-change' ? 'Succeeded' : null;
-  b.upsert(
+  await b.upsert(
     d.operationId,
     {
       subscription_id: nullable(d.subscriptionId),
@@ -207,9 +207,9 @@ function processed(b: OperationsBatch, e: RecordedEvent): void {
 }
 
 /** A subscription event that applied a Microsoft operation. */
-function appliedBy(b: OperationsBatch, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string, operationId: string): void {
+async function appliedBy(b: OperationsBatch, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string, operationId: string): Promise<void> {
   const requestSource = 'requestSource' in event.data ? event.data.requestSource : undefined;
-  b.upsert(
+  await b.upsert(
     operationId,
     {
       subscription_id: subscriptionId,
@@ -237,21 +237,27 @@ function appliedBy(b: OperationsBatch, e: RecordedEvent, event: SubscriptionEven
 }
 
 /** Every request of the subscription, evolved with an event that names no request (the fold settles the ones it concerns). */
-function settleRequests(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string): void {
-  for (const row of subscriptionRequestRows(db, subscriptionId)) evolveRequestRow(db, e, event, subscriptionId, row);
+async function settleRequests(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string): Promise<void> {
+  for (const row of await subscriptionRequestRows(db, subscriptionId)) await evolveRequestRow(db, e, event, subscriptionId, row);
 }
 
-/** When a subscription event applied the operation (its `applied_at`), if one did. */
+/** When a subscription event applied the operation (its `applied_at`), if one did: of a row the batch has read (the upsert before). */
 function appliedAtOf(b: OperationsBatch, operationId: string): string | undefined {
-  const row = b.row(operationId);
+  const row = b.loaded(operationId);
   return row && row.applied_event !== null && typeof row.applied_at === 'string' ? row.applied_at : undefined;
 }
 
-function submitted(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent, event: Extract<SubscriptionEvent, { type: 'ChangeSubmitted' }>, subscriptionId: string): void {
+async function submitted(
+  db: ReadModelDb,
+  b: OperationsBatch,
+  e: RecordedEvent,
+  event: Extract<SubscriptionEvent, { type: 'ChangeSubmitted' }>,
+  subscriptionId: string,
+): Promise<void> {
   const d = event.data;
-  const row = requestRow(db, d.requestId);
+  const row = await requestRow(db, d.requestId);
   const request = row?.request;
-  b.upsert(
+  await b.upsert(
     d.operationId,
     {
       subscription_id: subscriptionId,
@@ -279,10 +285,10 @@ function submitted(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent, event:
     }),
   );
   // Microsoft's notification may have applied the operation before its 202 was recorded: the fold settles the request then.
-  evolveRequestRow(db, e, event, subscriptionId, row, (operationId) => appliedAtOf(b, operationId));
+  await evolveRequestRow(db, e, event, subscriptionId, row, (operationId) => appliedAtOf(b, operationId));
 }
 
-function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent): void {
+async function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent): Promise<void> {
   const event = subscriptionEventOf(e);
   if (!event) return;
   const subscriptionId = entityIdOf(e.streamId);
@@ -291,15 +297,15 @@ function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent
     case 'PlanChangeRequested':
     case 'QuantityChangeRequested':
     case 'CancellationRequested':
-      evolveRequestRow(db, e, event, subscriptionId, requestRow(db, event.data.requestId));
+      await evolveRequestRow(db, e, event, subscriptionId, await requestRow(db, event.data.requestId));
       return;
     case 'ChangeSubmitted':
       return submitted(db, b, e, event, subscriptionId);
     case 'ChangeRequestFailed': {
       const d = event.data;
-      evolveRequestRow(db, e, event, subscriptionId, requestRow(db, d.requestId));
+      await evolveRequestRow(db, e, event, subscriptionId, await requestRow(db, d.requestId));
       if (d.operationId) {
-        b.upsert(
+        await b.upsert(
           d.operationId,
           { subscription_id: subscriptionId, source: 'Partner', microsoft_status: d.status, request_id: d.requestId, deliveries: 0, outcome: 'failed', outcome_detail: d.reason, updated_at: at, position: e.position },
           (row, ex) => ({
@@ -316,7 +322,7 @@ function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent
     }
     case 'ChangeRejected': {
       const d = event.data;
-      b.upsert(
+      await b.upsert(
         d.operationId,
         { subscription_id: subscriptionId, action: d.action, plan_id: nullable(d.planId), quantity: nullable(d.quantity), deliveries: 0, outcome: 'rejected', outcome_detail: d.reason, updated_at: at, position: e.position },
         (row, ex) => ({
@@ -332,13 +338,13 @@ function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent
     }
     default: {
       const operationId = event.data.operationId;
-      if (operationId && actionOfEvent[event.type]) appliedBy(b, e, event, subscriptionId, operationId);
-      settleRequests(db, e, event, subscriptionId);
+      if (operationId && actionOfEvent[event.type]) await appliedBy(b, e, event, subscriptionId, operationId);
+      await settleRequests(db, e, event, subscriptionId);
     }
   }
 }
 
-function applyTo(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent): void {
+function applyTo(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent): Promise<void> {
   switch (e.type) {
     case 'NotificationReceived':
       return received(b, e);

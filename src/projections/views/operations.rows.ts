@@ -8,7 +8,7 @@
  * row takes the event's changes only when the event is after the last one it reflects, so a replay changes nothing.
  */
 import type { ReadModelDb } from '../projection.js';
-import { cached, insertRow, updateRow } from './support.js';
+import { insertRow, same, updateRow } from './support.js';
 
 export type OperationRow = {
   operation_id: string;
@@ -85,23 +85,32 @@ export class OperationsBatch {
   private readonly rows = new Map<string, Entry>();
   constructor(private readonly db: ReadModelDb) {}
 
-  private entry(operationId: string): Entry {
+  private async entry(operationId: string): Promise<Entry> {
     let entry = this.rows.get(operationId);
     if (entry) return entry;
-    const row = cached(this.db, 'SELECT * FROM operations WHERE operation_id = ?').get(operationId) as OperationRow | undefined;
-    entry = { before: row, row: row ? { ...row } : undefined, changed: false };
+    const row = (await this.db.get('SELECT * FROM operations WHERE operation_id = @operationId', { operationId })) as OperationRow | undefined;
+    entry = this.rows.get(operationId) ?? { before: row, row: row ? { ...row } : undefined, changed: false };
     this.rows.set(operationId, entry);
     return entry;
   }
 
   /** The row as it stands in this batch, if the operation has one. */
-  row(operationId: string): Readonly<OperationRow> | undefined {
-    return this.entry(operationId).row;
+  async row(operationId: string): Promise<Readonly<OperationRow> | undefined> {
+    return (await this.entry(operationId)).row;
+  }
+
+  /** The row of an operation this batch has read already (an upsert did), synchronously; undefined when it has none. */
+  loaded(operationId: string): Readonly<OperationRow> | undefined {
+    return this.rows.get(operationId)?.row;
   }
 
   /** An upsert: `inserted` for a new row, else `update(row, inserted)`'s columns when the event is after the row's. */
-  upsert(operationId: string, inserted: Inserted, update: (row: Readonly<OperationRow>, excluded: Readonly<OperationRow>) => Partial<OperationRow>): void {
-    const entry = this.entry(operationId);
+  async upsert(
+    operationId: string,
+    inserted: Inserted,
+    update: (row: Readonly<OperationRow>, excluded: Readonly<OperationRow>) => Partial<OperationRow>,
+  ): Promise<void> {
+    const entry = await this.entry(operationId);
     const excluded: OperationRow = { ...empty, ...inserted, operation_id: operationId };
     if (!entry.row) entry.row = excluded;
     else if (excluded.position > entry.row.position) entry.row = { ...entry.row, ...update(entry.row, excluded), updated_at: excluded.updated_at, position: excluded.position };
@@ -109,16 +118,16 @@ export class OperationsBatch {
     entry.changed = true;
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
     for (const [operationId, { before, row, changed }] of this.rows) {
       if (!changed || !row) continue;
       if (!before) {
-        insertRow(this.db, 'operations', row);
+        await insertRow(this.db, 'operations', row);
         continue;
       }
       const columns: Record<string, unknown> = {};
-      for (const [column, value] of Object.entries(row)) if (value !== before[column as keyof OperationRow]) columns[column] = value;
-      updateRow(this.db, 'operations', 'operation_id', operationId, columns);
+      for (const [column, value] of Object.entries(row)) if (!same(value, before[column as keyof OperationRow])) columns[column] = value;
+      await updateRow(this.db, 'operations', 'operation_id', operationId, columns);
     }
     this.rows.clear();
   }

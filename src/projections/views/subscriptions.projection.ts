@@ -15,7 +15,7 @@ import type { KnownSubscription, SubscriptionEvent, SubscriptionState } from '..
 import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { batchesOf, bit, cached, insertRow, isoTime, nullable, subscriptionEventOf, updateRow } from './support.js';
+import { batchesOf, bit, insertRow, isoTime, nullable, same, subscriptionEventOf, updateRow } from './support.js';
 
 const schemaSql = `
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -239,10 +239,10 @@ class SubscriptionsBatch {
   private readonly entries = new Map<string, Entry>();
   constructor(private readonly db: ReadModelDb) {}
 
-  apply(recorded: RecordedEvent): void {
+  async apply(recorded: RecordedEvent): Promise<void> {
     const event = subscriptionEventOf(recorded);
     if (!event) return;
-    const entry = this.entry(entityIdOf(recorded.streamId));
+    const entry = await this.entry(entityIdOf(recorded.streamId));
     if (entry.revision >= recorded.revision) return; // a replay: already reflected
     const folded = { state: evolve(entry.folded?.state ?? initialState(), event), extras: extrasAfter(entry.folded?.extras, event) };
     entry.folded = asStored(folded);
@@ -251,12 +251,14 @@ class SubscriptionsBatch {
     entry.changed = true;
   }
 
-  private entry(subscriptionId: string): Entry {
+  private async entry(subscriptionId: string): Promise<Entry> {
     let entry = this.entries.get(subscriptionId);
     if (entry) return entry;
-    const stored = cached(this.db, 'SELECT stream_revision, state FROM subscriptions_state WHERE subscription_id = ?').get(subscriptionId) as
+    const stored = (await this.db.get('SELECT stream_revision, state FROM subscriptions_state WHERE subscription_id = @subscriptionId', { subscriptionId })) as
       | { stream_revision: number; state: string }
       | undefined;
+    const raced = this.entries.get(subscriptionId);
+    if (raced) return raced;
     const folded = stored ? (JSON.parse(stored.state) as Folded) : undefined;
     const before = folded && folded.state.status !== 'Initial' ? rowOf(folded.state, folded.extras, 0n, 0n) : undefined;
     entry = { before, folded, revision: stored ? BigInt(stored.stream_revision) : -1n, position: 0n, changed: false };
@@ -264,25 +266,25 @@ class SubscriptionsBatch {
     return entry;
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
     for (const [subscriptionId, entry] of this.entries) {
       const { folded } = entry;
       if (!entry.changed || !folded) continue;
-      cached(this.db, 'INSERT OR REPLACE INTO subscriptions_state (subscription_id, stream_revision, state) VALUES (?, ?, ?)').run(
-        subscriptionId,
-        entry.revision,
-        JSON.stringify(folded),
+      await this.db.run(
+        `INSERT INTO subscriptions_state (subscription_id, stream_revision, state) VALUES (@subscriptionId, @revision, @state)
+         ON CONFLICT (subscription_id) DO UPDATE SET stream_revision = excluded.stream_revision, state = excluded.state`,
+        { subscriptionId, revision: entry.revision, state: JSON.stringify(folded) },
       );
       if (folded.state.status === 'Initial') continue; // a stream that did not start with a purchase: nothing to show
       const row = rowOf(folded.state, folded.extras, entry.revision, entry.position);
       if (!entry.before) {
-        insertRow(this.db, 'subscriptions', row, 'ON CONFLICT (subscription_id) DO NOTHING');
+        await insertRow(this.db, 'subscriptions', row, 'ON CONFLICT (subscription_id) DO NOTHING');
         continue;
       }
       // Write only the columns that changed, so that indexes on the others are left alone.
       const changed: Record<string, unknown> = {};
-      for (const [column, value] of Object.entries(row)) if (value !== entry.before[column]) changed[column] = value;
-      updateRow(this.db, 'subscriptions', 'subscription_id', subscriptionId, changed);
+      for (const [column, value] of Object.entries(row)) if (!same(value, entry.before[column])) changed[column] = value;
+      await updateRow(this.db, 'subscriptions', 'subscription_id', subscriptionId, changed);
     }
     this.entries.clear();
   }

@@ -1,25 +1,10 @@
-/** Small helpers the projections share: per-database prepared statements, times, booleans. */
-import type { Statement } from 'better-sqlite3';
+/** Small helpers the projections share: times, booleans, row writes, decoded events, batches. */
 import { decodeSubscriptionEvent } from '../../domain/subscription/index.js';
 import type { SubscriptionEvent } from '../../domain/subscription/index.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { ProjectionBatch, ReadModelDb } from '../projection.js';
 
-/**
- * Prepared statements for one database, made once: `cached(db, key, sql)`. A rebuild drops and
- * recreates tables; SQLite re-prepares a statement whose schema changed, so the cache stays valid.
- */
-const caches = new WeakMap<ReadModelDb, Map<string, Statement>>();
-
-export function cached(db: ReadModelDb, sql: string): Statement {
-  let cache = caches.get(db);
-  if (!cache) caches.set(db, (cache = new Map()));
-  let stmt = cache.get(sql);
-  if (!stmt) cache.set(sql, (stmt = db.prepare(sql)));
-  return stmt;
-}
-
-/** SQLite has no boolean: 0/1. */
+/** Booleans are stored as 0/1 on both targets (SQLite has no boolean). */
 export const bit = (value: boolean | undefined): 0 | 1 => (value ? 1 : 0);
 
 /** An ISO-8601 UTC string (`toISOString()`), so text comparison is time order; undefined when it is not a time. */
@@ -42,23 +27,27 @@ export function secondsBetween(from: string | undefined, to: string | undefined)
   return Math.round(b - a) / 1000;
 }
 
+/** The same stored value: a position read back as a number equals the bigint an event carries. */
+export const same = (a: unknown, b: unknown): boolean =>
+  a === b || (typeof a !== typeof b && (typeof a === 'bigint' || typeof b === 'bigint') && String(a) === String(b));
+
 /** `undefined` → NULL for a bound parameter. */
 export const nullable = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
 
 
 /** A row update from a record of column → value, as `UPDATE table SET a = @a, … WHERE key = @key` (cached per column set). */
-export function updateRow(db: ReadModelDb, table: string, key: string, keyValue: string, values: Record<string, unknown>): void {
+export async function updateRow(db: ReadModelDb, table: string, key: string, keyValue: string, values: Record<string, unknown>): Promise<void> {
   const columns = Object.keys(values);
   if (columns.length === 0) return;
   const sql = `UPDATE ${table} SET ${columns.map((c) => `${c} = @${c}`).join(', ')} WHERE ${key} = @__key`;
-  cached(db, sql).run({ ...values, __key: keyValue });
+  await db.run(sql, { ...values, __key: keyValue });
 }
 
 /** `INSERT INTO table (cols) VALUES (@cols)` for a record of column → value (cached per column set). */
-export function insertRow(db: ReadModelDb, table: string, values: Record<string, unknown>, onConflict = ''): void {
+export async function insertRow(db: ReadModelDb, table: string, values: Record<string, unknown>, onConflict = ''): Promise<void> {
   const columns = Object.keys(values);
   const sql = `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')}) ${onConflict}`;
-  cached(db, sql).run(values);
+  await db.run(sql, values);
 }
 
 /**
@@ -78,7 +67,7 @@ export function subscriptionEventOf(recorded: RecordedEvent): SubscriptionEvent 
  * The batches of one projection (src/projections/projection.ts): `begin(db)` opens one on `db`, `use(db, fn)`
  * runs `fn` with the open batch, or with a batch of its own that is flushed at once when none is open.
  */
-export function batchesOf<B extends { flush(): void }>(create: (db: ReadModelDb) => B) {
+export function batchesOf<B extends { flush(): Promise<void> }>(create: (db: ReadModelDb) => B) {
   const open = new WeakMap<ReadModelDb, B>();
   return {
     begin(db: ReadModelDb): ProjectionBatch {
@@ -91,12 +80,12 @@ export function batchesOf<B extends { flush(): void }>(create: (db: ReadModelDb)
         },
       };
     },
-    use(db: ReadModelDb, fn: (batch: B) => void): void {
+    async use(db: ReadModelDb, fn: (batch: B) => Promise<void>): Promise<void> {
       const batch = open.get(db);
       if (batch) return fn(batch);
       const single = create(db);
-      fn(single);
-      single.flush();
+      await fn(single);
+      await single.flush();
     },
   };
 }

@@ -13,7 +13,6 @@ import type { UsageHourEvent } from '../../domain/metering/index.js';
 import { categoryPrefix } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { cached } from './support.js';
 
 const schemaSql = `
 CREATE TABLE IF NOT EXISTS usage_hours (
@@ -54,59 +53,60 @@ function key(e: { subscriptionId: string; hour: string }, dimension: string, pos
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-function apply(db: ReadModelDb, event: UsageHourEvent, position: bigint): void {
+async function apply(db: ReadModelDb, event: UsageHourEvent, position: bigint): Promise<void> {
   switch (event.type) {
     case 'UsageRecorded':
     case 'LateUsageRecorded': {
       const d = event.data;
       const late = event.type === 'LateUsageRecorded';
-      cached(
-        db,
+      await db.run(
         `INSERT INTO usage_hours (subscription_id, dimension, hour, day, month, status, recorded, records, late, late_records, expires_at, position)
          VALUES (@subscription_id, @dimension, @hour, @day, @month, 'open', @recorded, @records, @late, @late_records, @expires_at, @position)
          ON CONFLICT (subscription_id, dimension, hour) DO UPDATE SET
-           recorded = recorded + excluded.recorded, records = records + excluded.records,
-           late = late + excluded.late, late_records = late_records + excluded.late_records,
-           expires_at = CASE WHEN status = 'open' AND excluded.expires_at > COALESCE(expires_at, '') THEN excluded.expires_at ELSE expires_at END,
+           recorded = usage_hours.recorded + excluded.recorded, records = usage_hours.records + excluded.records,
+           late = usage_hours.late + excluded.late, late_records = usage_hours.late_records + excluded.late_records,
+           expires_at = CASE WHEN usage_hours.status = 'open' AND excluded.expires_at > COALESCE(usage_hours.expires_at, '')
+             THEN excluded.expires_at ELSE usage_hours.expires_at END,
            position = excluded.position ${newer}`,
-      ).run({
+        {
         ...key(d, d.dimension, position),
         recorded: late ? 0 : d.quantity,
         records: late ? 0 : 1,
         late: late ? d.quantity : 0,
         late_records: late ? 1 : 0,
         expires_at: late ? null : iso(expiresAtMs(d.effectiveTime)),
-      });
+        },
+      );
       return;
     }
     case 'UsageHourClosed':
       for (const line of event.data.lines) {
-        cached(
-          db,
+        await db.run(
           `INSERT INTO usage_hours (subscription_id, dimension, hour, day, month, status, closed_quantity, effective_start_time, expires_at, position)
            VALUES (@subscription_id, @dimension, @hour, @day, @month, 'closed', @quantity, @effective_start_time, @expires_at, @position)
            ON CONFLICT (subscription_id, dimension, hour) DO UPDATE SET status = 'closed', closed_quantity = excluded.closed_quantity,
              effective_start_time = excluded.effective_start_time, expires_at = excluded.expires_at, position = excluded.position ${newer}`,
-        ).run({ ...key(event.data, line.dimension, position), quantity: line.quantity, effective_start_time: line.effectiveStartTime, expires_at: iso(expiresAtMs(line.effectiveStartTime)) });
+          { ...key(event.data, line.dimension, position), quantity: line.quantity, effective_start_time: line.effectiveStartTime, expires_at: iso(expiresAtMs(line.effectiveStartTime)) },
+        );
       }
       return;
     case 'UsageSubmitted': {
       const d = event.data;
-      cached(
-        db,
+      await db.run(
         `UPDATE usage_hours SET status = 'submitted', included = @included, submitted = @quantity, submitted_at = @at, position = @position
          WHERE subscription_id = @subscription_id AND dimension = @dimension AND hour = @hour AND position < @position`,
-      ).run({ ...key(d, d.dimension, position), included: d.included, quantity: d.quantity, at: d.at });
+        { ...key(d, d.dimension, position), included: d.included, quantity: d.quantity, at: d.at },
+      );
       return;
     }
     case 'UsageSettled': {
       const d = event.data;
-      cached(
-        db,
+      await db.run(
         `UPDATE usage_hours SET status = 'settled', outcome = @status, billed = @billed, via = @via, usage_event_id = @usage_event_id, settled_at = @at,
            detail = @detail, included = COALESCE(included, CASE WHEN @status = 'Included' THEN closed_quantity END), position = @position
          WHERE subscription_id = @subscription_id AND dimension = @dimension AND hour = @hour AND position < @position`,
-      ).run({ ...key(d, d.dimension, position), status: d.status, billed: d.billed, via: d.via, usage_event_id: d.usageEventId ?? null, at: d.at, detail: d.detail ?? null });
+        { ...key(d, d.dimension, position), status: d.status, billed: d.billed, via: d.via, usage_event_id: d.usageEventId ?? null, at: d.at, detail: d.detail ?? null },
+      );
       return;
     }
     default: {
@@ -125,8 +125,8 @@ export const usageProjection: Projection = {
   views: [],
   streamPrefixes: [categoryPrefix(usageCategory)],
   handles: new Set(['UsageRecorded', 'LateUsageRecorded', 'UsageHourClosed', 'UsageSubmitted', 'UsageSettled']),
-  apply(db: ReadModelDb, recorded: RecordedEvent): void {
+  async apply(db: ReadModelDb, recorded: RecordedEvent): Promise<void> {
     const event = decodeUsageHourEvent(recorded);
-    if (event) apply(db, event, recorded.position);
+    if (event) await apply(db, event, recorded.position);
   },
 };

@@ -1,0 +1,3 @@
+import t from 'tap';
+t.comment(JSON.stringify(process.execArgv));
+t.pass('x');

@@ -377,6 +377,7 @@ async function runRebuilds(r: Runner): Promise<void> {
         r.rebuilding.add(name);
         r.log.info({ projection: name, version: p.version }, 'projection reset; rebuilding from the first event');
       }
+      await r.target.afterReset?.(r.projections);
       request.done();
     } catch (err) {
       request.failed(err);
@@ -448,10 +449,12 @@ async function subscribeOnce(r: Runner, running: readonly Projection[]): Promise
 
 /** Creates or rebuilds the projections' tables as their versions say (once per target; again after a move). */
 async function prepare(r: Runner): Promise<void> {
-  for (const prepared of await prepareProjections(r.target, r.projections)) {
+  const preparations = await prepareProjections(r.target, r.projections);
+  for (const prepared of preparations) {
     if (prepared.action === 'kept') continue;
     r.log.info({ projection: prepared.name, action: prepared.action, reason: prepared.reason }, prepared.action === 'rebuilt' ? 'projection will be rebuilt from the first event' : 'projection created');
   }
+  if (preparations.some((p) => p.action !== 'kept')) await r.target.afterReset?.(r.projections);
   r.states = await readStates(r.target.read);
   for (const [name, s] of r.states) if (s.position === undefined && r.byName.has(name)) r.rebuilding.add(name);
   r.prepared = true;

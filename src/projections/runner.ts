@@ -466,21 +466,26 @@ async function reclaim(r: Runner): Promise<void> {
   if (r.stopped || !r.prepared) return;
   const wanted = active(r).map((p) => p.name);
   if (wanted.every((n) => r.claimed.has(n))) return;
-  const claimed = await r.target.claim(wanted);
-  const gained = [...claimed].some((n) => !r.claimed.has(n));
-  const lost = [...r.claimed].some((n) => !claimed.has(n));
-  if (!gained && !lost) return;
-  if (gained) r.log.info({ projections: [...claimed].filter((n) => !r.claimed.has(n)) }, 'projections claimed: this instance applies them now');
-  r.claimed = claimed;
+  if (!takeClaims(r, await r.target.claim(wanted))) return;
   r.claimsChanged = true;
   void r.current?.close();
+}
+
+/** The claims this instance holds now (logging those it gained and lost); whether they changed. */
+function takeClaims(r: Runner, claimed: Set<string>): boolean {
+  const gained = [...claimed].filter((n) => !r.claimed.has(n));
+  const lost = [...r.claimed].filter((n) => !claimed.has(n));
+  if (gained.length > 0 && r.target.dialect !== 'sqlite') r.log.info({ projections: gained }, 'projections claimed: this instance applies them now');
+  if (lost.length > 0) r.log.warn({ projections: lost }, 'projections no longer claimed here: another instance may apply them');
+  r.claimed = claimed;
+  return gained.length > 0 || lost.length > 0;
 }
 
 async function step(r: Runner): Promise<void> {
   if (!r.prepared) await prepare(r);
   await runRebuilds(r);
   await syncFromStore(r);
-  r.claimed = await r.target.claim(active(r).map((p) => p.name));
+  takeClaims(r, await r.target.claim(active(r).map((p) => p.name)));
   r.claimsChanged = false;
   const running = applying(r);
   if (running.length === 0) {

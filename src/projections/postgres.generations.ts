@@ -131,7 +131,19 @@ async function exposeIn(c: pg.Client, exposed: string, schema: string, projectio
   }
 }
 
-/** Expose the live generation in the analysts' schema (at start, when the views are missing or older than the tables). */
+/** Every view of the analysts' schema is there and reads `schema` (then a start leaves them, and views built on them, alone). */
+async function exposedOver(c: pg.Client, exposed: string, schema: string, projections: readonly Projection[]): Promise<boolean> {
+  const names = ['projection_state', ...projections.flatMap((p) => [...p.tables, ...p.views]), ...analystViews.map((v) => v.name)];
+  const r = await c.query<{ viewname: string; definition: string }>('SELECT viewname, definition FROM pg_views WHERE schemaname = $1', [exposed]);
+  const views = new Map(r.rows.map((v) => [v.viewname, v.definition]));
+  const own = new Set(analystViews.map((v) => v.name));
+  return names.every((n) => views.has(n) && (own.has(n) || (views.get(n) ?? '').includes(`${schema}.${n}`)));
+}
+
+/**
+ * Expose the live generation in the analysts' schema when a view is missing or reads another schema (at start,
+ * after a projection was reset: dropping its tables dropped the views over them).
+ */
 export async function exposeLive(url: string, projections: readonly Projection[], analystsSchema = 'public'): Promise<void> {
   await withClient(url, async (c) => {
     await ensureControl(c);
@@ -139,7 +151,8 @@ export async function exposeLive(url: string, projections: readonly Projection[]
     try {
       const live = await c.query<{ schema_name: string }>(`SELECT schema_name FROM ${CONTROL}.current WHERE id = 1 FOR UPDATE`);
       const schema = live.rows[0]?.schema_name;
-      if (schema) await exposeIn(c, checkSchemaName(analystsSchema), checkSchemaName(schema), projections);
+      const exposed = checkSchemaName(analystsSchema);
+      if (schema && !(await exposedOver(c, exposed, checkSchemaName(schema), projections))) await exposeIn(c, exposed, schema, projections);
       await c.query('COMMIT');
     } catch (err) {
       await c.query('ROLLBACK');

@@ -19,6 +19,8 @@ import pg from 'pg';
 import type { PoolClient, QueryResult } from 'pg';
 import type { Logger } from '../logger.js';
 import { checkSchemaName } from './dialect.js';
+import { exposeLive } from './postgres.generations.js';
+import type { Projection } from './projection.js';
 import { toPositional, valuesOf } from './readmodel-sql.js';
 import type { ReadModelSql, SqlParams, SqlRow } from './readmodel-sql.js';
 import { TargetMoved } from './target.js';
@@ -235,6 +237,7 @@ export async function openPostgresTarget(options: PostgresTargetOptions): Promis
     },
     read: sqlOver(() => pool),
     moveTo,
+    ...(options.followLive ? { afterReset: (projections: readonly Projection[]) => exposeLive(options.url, projections) } : {}),
     transaction,
     claim,
     release,

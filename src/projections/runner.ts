@@ -377,6 +377,7 @@ async function runRebuilds(r: Runner): Promise<void> {
         r.rebuilding.add(name);
         r.log.info({ projection: name, version: p.version }, 'projection reset; rebuilding from the first event');
       }
+      await r.target.afterReset?.(r.projections);
       request.done();
     } catch (err) {
       request.failed(err);
@@ -448,10 +449,12 @@ async function subscribeOnce(r: Runner, running: readonly Projection[]): Promise
 
 /** Creates or rebuilds the projections' tables as their versions say (once per target; again after a move). */
 async function prepare(r: Runner): Promise<void> {
-  for (const prepared of await prepareProjections(r.target, r.projections)) {
+  const preparations = await prepareProjections(r.target, r.projections);
+  for (const prepared of preparations) {
     if (prepared.action === 'kept') continue;
     r.log.info({ projection: prepared.name, action: prepared.action, reason: prepared.reason }, prepared.action === 'rebuilt' ? 'projection will be rebuilt from the first event' : 'projection created');
   }
+  if (preparations.some((p) => p.action !== 'kept')) await r.target.afterReset?.(r.projections);
   r.states = await readStates(r.target.read);
   for (const [name, s] of r.states) if (s.position === undefined && r.byName.has(name)) r.rebuilding.add(name);
   r.prepared = true;
@@ -463,21 +466,26 @@ async function reclaim(r: Runner): Promise<void> {
   if (r.stopped || !r.prepared) return;
   const wanted = active(r).map((p) => p.name);
   if (wanted.every((n) => r.claimed.has(n))) return;
-  const claimed = await r.target.claim(wanted);
-  const gained = [...claimed].some((n) => !r.claimed.has(n));
-  const lost = [...r.claimed].some((n) => !claimed.has(n));
-  if (!gained && !lost) return;
-  if (gained) r.log.info({ projections: [...claimed].filter((n) => !r.claimed.has(n)) }, 'projections claimed: this instance applies them now');
-  r.claimed = claimed;
+  if (!takeClaims(r, await r.target.claim(wanted))) return;
   r.claimsChanged = true;
   void r.current?.close();
+}
+
+/** The claims this instance holds now (logging those it gained and lost); whether they changed. */
+function takeClaims(r: Runner, claimed: Set<string>): boolean {
+  const gained = [...claimed].filter((n) => !r.claimed.has(n));
+  const lost = [...r.claimed].filter((n) => !claimed.has(n));
+  if (gained.length > 0 && r.target.dialect !== 'sqlite') r.log.info({ projections: gained }, 'projections claimed: this instance applies them now');
+  if (lost.length > 0) r.log.warn({ projections: lost }, 'projections no longer claimed here: another instance may apply them');
+  r.claimed = claimed;
+  return gained.length > 0 || lost.length > 0;
 }
 
 async function step(r: Runner): Promise<void> {
   if (!r.prepared) await prepare(r);
   await runRebuilds(r);
   await syncFromStore(r);
-  r.claimed = await r.target.claim(active(r).map((p) => p.name));
+  takeClaims(r, await r.target.claim(active(r).map((p) => p.name)));
   r.claimsChanged = false;
   const running = applying(r);
   if (running.length === 0) {

@@ -10,6 +10,7 @@
  * writers from applying an event twice), PostgreSQL only those whose advisory lock this process holds.
  */
 import type { Dialect } from './dialect.js';
+import type { Projection } from './projection.js';
 import type { ReadModelSql } from './readmodel-sql.js';
 
 export type ReadModelTarget = {
@@ -25,6 +26,8 @@ export type ReadModelTarget = {
   close(): Promise<void>;
   /** PostgreSQL following the live generation: move to the schema a `TargetMoved` named (same object, new tables). */
   moveTo?(where: string): Promise<void>;
+  /** After projections were reset (their tables dropped and recreated): PostgreSQL's live target recreates the analysts' views over them. */
+  afterReset?(projections: readonly Projection[]): Promise<void>;
 };
 
 /** Thrown inside a transaction of a target that follows the live generation, once another one is live. */

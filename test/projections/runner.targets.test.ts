@@ -108,4 +108,9 @@ await forEachTarget('a rebuild into a new generation while live, switched atomic
   const fresh = await testTarget(t, 'postgres', allProjections);
   await rebuildProjections({ store, target: fresh, logger });
   t.same(await dump(target, allProjections), await dump(fresh, allProjections), 'after the switch and more events: equal to a rebuild');
+
+  // A rebuild on demand drops and recreates the metrics tables: the views over them come back with them.
+  await live.rebuild('metrics');
+  t.equal(await count("SELECT count(*) AS n FROM public.analytics_mrr WHERE plan_id = 'team' AND is_test = 0"), 1, 'the analyst views over a reset projection are recreated');
+  t.ok((await count('SELECT count(*) AS n FROM public.metrics_daily')) > 0, 'public.metrics_daily reads the rebuilt table');
 });

@@ -71,9 +71,9 @@ await forEachTarget('two instances on one PostgreSQL, one SIGKILLed mid-batch: r
   await writeHistory(store, syntheticHistory({ subscriptions: 40, seed: 42, start: '2026-04-01T00:00:00.000Z' }));
   t.equal(await a.exited, 'SIGKILL', 'a was killed');
   t.ok(a.logs.some((l) => l.msg === 'killing myself mid-batch'), 'inside a batch, before its commit');
-  await waitFor('b to take over', () => b.logs.find((l) => l.msg === 'projections claimed: this instance applies them now'), 60_000);
+  await waitFor('b to take over', async () => (await states(b)).every((s) => s === 'live'), 60_000);
+  t.ok(b.logs.some((l) => l.msg === 'projections claimed: this instance applies them now'), 'b says it took them over');
   await get(b, '/idle');
-  t.ok((await states(b)).every((s) => s === 'live'), 'b applies every projection now');
 
   const restarted = await startInstance(t, 'a2', env);
   await waitFor('the restarted instance to stand by', async () => (await states(restarted)).every((s) => s === 'standby'), 60_000);

@@ -137,7 +137,8 @@ async function write(db: ReadModelDb, subscriptionId: string, request: ChangeReq
 
 /**
  * Evolve the request `row` holds (undefined: no row yet) with one subscription event and write it back
- * when it changed. `e` is the event as recorded (its global position), `event` the same event decoded.
+ * when it changed (the row written is returned). `e` is the event as recorded (its global position), `event`
+ * the same event decoded.
  */
 export async function evolveRequestRow(
   db: ReadModelDb,
@@ -146,9 +147,54 @@ export async function evolveRequestRow(
   subscriptionId: string,
   row: StoredRequest | undefined,
   appliedAt?: AppliedAt,
-): Promise<void> {
-  if (row && row.position >= e.position) return;
+): Promise<StoredRequest | undefined> {
+  if (row && row.position >= e.position) return undefined;
   const before = row?.request;
   const after = evolveChangeRequest(before, event, appliedAt);
-  if (after !== undefined && after !== before) await write(db, subscriptionId, after, event.data.at, e.position);
+  if (after === undefined || after === before) return undefined;
+  await write(db, subscriptionId, after, event.data.at, e.position);
+  return { request: after, position: e.position };
+}
+
+/**
+ * The change requests of the subscriptions a batch touched, read once per subscription and kept as they are
+ * written (`evolveRequestRow` writes at once; `written` records it here), so a batch reads a subscription's
+ * requests once instead of once per event.
+ */
+export class RequestRows {
+  private readonly bySubscription = new Map<string, StoredRequest[]>();
+  constructor(private readonly db: ReadModelDb) {}
+
+  /** Every request of a subscription, oldest first (as `subscriptionRequestRows` orders them). */
+  async of(subscriptionId: string): Promise<StoredRequest[]> {
+    let rows = this.bySubscription.get(subscriptionId);
+    if (!rows) {
+      const read = await subscriptionRequestRows(this.db, subscriptionId);
+      rows = this.bySubscription.get(subscriptionId) ?? read;
+      this.bySubscription.set(subscriptionId, rows);
+    }
+    return rows;
+  }
+
+  /** One request of the subscription; a request this batch does not know is read by its id. */
+  async one(subscriptionId: string, requestId: string): Promise<StoredRequest | undefined> {
+    return (await this.of(subscriptionId)).find((r) => r.request.requestId === requestId) ?? requestRow(this.db, requestId);
+  }
+
+  written(subscriptionId: string, row: StoredRequest | undefined): void {
+    const rows = row && this.bySubscription.get(subscriptionId);
+    if (!row || !rows) return;
+    const i = rows.findIndex((r) => r.request.requestId === row.request.requestId);
+    if (i >= 0) rows[i] = row;
+    else rows.push(row);
+    const key = (r: StoredRequest) => [r.request.requestedAt, r.request.requestId] as const;
+    rows.sort((a, b) => {
+      const [x, y] = [key(a), key(b)];
+      return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0;
+    });
+  }
+
+  clear(): void {
+    this.bySubscription.clear();
+  }
 }

@@ -29,7 +29,7 @@ import type { SubscriptionEvent } from '../../domain/subscription/index.js';
 import { categoryPrefix, entityIdOf } from '../../eventstore/eventstore.js';
 import type { RecordedEvent } from '../../eventstore/eventstore.js';
 import type { Projection, ReadModelDb } from '../projection.js';
-import { evolveRequestRow, requestRow, subscriptionRequestRows } from './change-requests.table.js';
+import { evolveRequestRow } from './change-requests.table.js';
 import { OperationsBatch, readBack, unlessFinal } from './operations.rows.js';
 import { batchesOf, nullable, subscriptionEventOf } from './support.js';
 
@@ -237,8 +237,8 @@ async function appliedBy(b: OperationsBatch, e: RecordedEvent, event: Subscripti
 }
 
 /** Every request of the subscription, evolved with an event that names no request (the fold settles the ones it concerns). */
-async function settleRequests(db: ReadModelDb, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string): Promise<void> {
-  for (const row of await subscriptionRequestRows(db, subscriptionId)) await evolveRequestRow(db, e, event, subscriptionId, row);
+async function settleRequests(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent, event: SubscriptionEvent, subscriptionId: string): Promise<void> {
+  for (const row of [...(await b.requests.of(subscriptionId))]) b.requests.written(subscriptionId, await evolveRequestRow(db, e, event, subscriptionId, row));
 }
 
 /** When a subscription event applied the operation (its `applied_at`), if one did: of a row the batch has read (the upsert before). */
@@ -255,7 +255,7 @@ async function submitted(
   subscriptionId: string,
 ): Promise<void> {
   const d = event.data;
-  const row = await requestRow(db, d.requestId);
+  const row = await b.requests.one(subscriptionId, d.requestId);
   const request = row?.request;
   await b.upsert(
     d.operationId,
@@ -285,7 +285,7 @@ async function submitted(
     }),
   );
   // Microsoft's notification may have applied the operation before its 202 was recorded: the fold settles the request then.
-  await evolveRequestRow(db, e, event, subscriptionId, row, (operationId) => appliedAtOf(b, operationId));
+  b.requests.written(subscriptionId, await evolveRequestRow(db, e, event, subscriptionId, row, (operationId) => appliedAtOf(b, operationId)));
 }
 
 async function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: RecordedEvent): Promise<void> {
@@ -297,13 +297,13 @@ async function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: Recorde
     case 'PlanChangeRequested':
     case 'QuantityChangeRequested':
     case 'CancellationRequested':
-      await evolveRequestRow(db, e, event, subscriptionId, await requestRow(db, event.data.requestId));
+      b.requests.written(subscriptionId, await evolveRequestRow(db, e, event, subscriptionId, await b.requests.one(subscriptionId, event.data.requestId)));
       return;
     case 'ChangeSubmitted':
       return submitted(db, b, e, event, subscriptionId);
     case 'ChangeRequestFailed': {
       const d = event.data;
-      await evolveRequestRow(db, e, event, subscriptionId, await requestRow(db, d.requestId));
+      b.requests.written(subscriptionId, await evolveRequestRow(db, e, event, subscriptionId, await b.requests.one(subscriptionId, d.requestId)));
       if (d.operationId) {
         await b.upsert(
           d.operationId,
@@ -339,7 +339,7 @@ async function subscriptionEvent(db: ReadModelDb, b: OperationsBatch, e: Recorde
     default: {
       const operationId = event.data.operationId;
       if (operationId && actionOfEvent[event.type]) await appliedBy(b, e, event, subscriptionId, operationId);
-      await settleRequests(db, e, event, subscriptionId);
+      await settleRequests(db, b, e, event, subscriptionId);
     }
   }
 }

@@ -8,6 +8,7 @@
  * row takes the event's changes only when the event is after the last one it reflects, so a replay changes nothing.
  */
 import type { ReadModelDb } from '../projection.js';
+import { RequestRows } from './change-requests.table.js';
 import { insertRow, same, updateRow } from './support.js';
 
 export type OperationRow = {
@@ -83,7 +84,11 @@ type Entry = { readonly before: OperationRow | undefined; row: OperationRow | un
 
 export class OperationsBatch {
   private readonly rows = new Map<string, Entry>();
-  constructor(private readonly db: ReadModelDb) {}
+  /** The change requests this batch read and wrote (change-requests.table.ts). */
+  readonly requests: RequestRows;
+  constructor(private readonly db: ReadModelDb) {
+    this.requests = new RequestRows(db);
+  }
 
   private async entry(operationId: string): Promise<Entry> {
     let entry = this.rows.get(operationId);
@@ -130,5 +135,6 @@ export class OperationsBatch {
       await updateRow(this.db, 'operations', 'operation_id', operationId, columns);
     }
     this.rows.clear();
+    this.requests.clear();
   }
 }

@@ -3,21 +3,24 @@
  * projections running live: customers buy (direct, CSP, free trial, test, auto-activated),
  * activate, change plans and seats (their side and ours, through the operator API), get refused by
  * policy, are suspended, reinstated, renewed and cancelled. Then the read models are rebuilt from the
- * same events into a fresh file: every table must be identical, and agree with the ledger.
+ * same events into a fresh file: every table must be identical, and agree with the ledger. On both read-model
+ * targets: the SQLite file, and PostgreSQL (READMODELS_URL; the rebuild into a database of its own).
  */
 import { join } from 'node:path';
-import t from 'tap';
 import type { Test } from 'tap';
 import { allProjections } from '../../src/projections/views/index.js';
 import { detailsFromMicrosoft } from '../../src/application/subscription-details.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import { createLogger } from '../../src/logger.js';
 import type { PurchaseInput } from '../../src/emulator/state.js';
-import { rebuildProjections, startProjections } from '../../src/projections/index.js';
-import { openReadModelDb } from '../../src/projections/readmodel-db.js';
+import { openReadModelTarget, rebuildProjections, startProjections } from '../../src/projections/index.js';
+import type { ReadModelTarget } from '../../src/projections/index.js';
+import { openPostgresTarget } from '../../src/projections/postgres.target.js';
+import { openSqliteTarget } from '../../src/projections/sqlite.target.js';
+import { freshDatabase } from '../support/postgres.js';
 import { startSandbox } from '../support/sandbox.js';
 import { waitFor } from '../support/wait.js';
-import { dump, rowCount, sqliteOf } from './helpers.js';
+import { dump, forEachTarget, rowCount, sqliteOf } from './helpers.js';
 
 type Sandbox = Awaited<ReturnType<typeof startSandbox>>;
 const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -66,14 +69,17 @@ async function operator(s: Sandbox, id: string, path: string, body: unknown) {
   if (res.status !== 202) throw new Error(`operator ${path}: ${res.status} ${await res.text()}`);
 }
 
-t.test('read models after a live sandbox run = read models rebuilt from the same events', async (t: Test) => {
-  const s = await startSandbox(t, { POLICY_MAX_SEATS: '40' });
+await forEachTarget('read models after a live sandbox run = read models rebuilt from the same events', async (t: Test, kind) => {
+  const url = kind === 'postgres' ? await freshDatabase(t, 'live') : undefined;
+  const s = await startSandbox(t, { POLICY_MAX_SEATS: '40', ...(url ? { READMODELS_URL: url } : {}) });
   const config = s.config.store;
   if (config.kind !== 'sqlite') throw new Error('the sandbox runs on SQLite');
   const livePath = join(config.dataDir, 'readmodels.db');
   const live = s.projections(); // the service's own projections, as wired in the runtime
   if (!live) throw new Error('the runtime runs no projections');
-  t.equal(sqliteOf(live).name, livePath, 'the read models live in <DATA_DIR>/readmodels.db');
+  if (kind === 'sqlite') t.equal(sqliteOf(live).name, livePath, 'the read models live in <DATA_DIR>/readmodels.db');
+  else t.equal(live.target.dialect, 'postgres', 'the read models live in PostgreSQL');
+  const read = () => live.target.read;
 
   // Purchases of every kind.
   const trial = await bought(s, { planId: 'standard', quantity: 5, freeTrial: true });
@@ -131,33 +137,38 @@ t.test('read models after a live sandbox run = read models rebuilt from the same
   for (const id of ids) {
     const { state, revision } = await s.ledger.load(id);
     if (state.status === 'Initial') throw new Error('unknown');
-    const row = sqliteOf(live).prepare('SELECT * FROM subscriptions WHERE subscription_id = ?').get(id) as Record<string, unknown>;
+    const row = await read().get('SELECT * FROM subscriptions WHERE subscription_id = @id', { id });
     t.match(row, { status: state.status, plan_id: state.planId, quantity: state.quantity ?? null, stream_revision: Number(revision) }, `${id.slice(0, 8)}: row = ledger state`);
   }
-  const q = (sql: string, ...params: unknown[]) => sqliteOf(live).prepare(sql).get(...params) as Record<string, unknown>;
-  t.match(q('SELECT * FROM subscriptions WHERE subscription_id = ?', trial), { is_free_trial: 1, suspensions: 1, reinstatements: 1, renewals: 1, contact_name: 'IT' });
-  t.match(q('SELECT * FROM subscriptions WHERE subscription_id = ?', csp), { is_csp: 1 });
-  t.match(q('SELECT * FROM subscriptions WHERE subscription_id = ?', auto), { auto_activated: 1, status: 'Subscribed' });
-  t.match(q('SELECT * FROM subscriptions WHERE subscription_id = ?', premium), { cancel_source: 'webhook', status: 'Unsubscribed' });
-  t.match(q("SELECT count(*) AS n FROM operations WHERE source = 'Partner' AND outcome = 'applied'"), { n: 3 }, 'three publisher-side changes applied (plan, seats, cancel)');
-  t.match(q("SELECT * FROM operations WHERE operation_id = ?", refused.id), { outcome: 'rejected', action: 'ChangeQuantity', quantity: 50 });
-  const acks = sqliteOf(live).prepare("SELECT ack_latency_ms FROM operations WHERE action IN ('ChangePlan', 'ChangeQuantity') AND source = 'Azure' AND ack_status = 'Success'").pluck().all() as number[];
+  const q = async (sql: string, params?: Record<string, unknown>) => (await read().get(sql, params)) ?? {};
+  // Counts and sums as numbers on both targets (PostgreSQL answers bigint and numeric as text).
+  const n = async (sql: string) => Number((await q(sql)).n);
+  t.match(await q('SELECT * FROM subscriptions WHERE subscription_id = @id', { id: trial }), { is_free_trial: 1, suspensions: 1, reinstatements: 1, renewals: 1, contact_name: 'IT' });
+  t.match(await q('SELECT * FROM subscriptions WHERE subscription_id = @id', { id: csp }), { is_csp: 1 });
+  t.match(await q('SELECT * FROM subscriptions WHERE subscription_id = @id', { id: auto }), { auto_activated: 1, status: 'Subscribed' });
+  t.match(await q('SELECT * FROM subscriptions WHERE subscription_id = @id', { id: premium }), { cancel_source: 'webhook', status: 'Unsubscribed' });
+  t.equal(await n("SELECT count(*) AS n FROM operations WHERE source = 'Partner' AND outcome = 'applied'"), 3, 'three publisher-side changes applied (plan, seats, cancel)');
+  t.match(await q('SELECT * FROM operations WHERE operation_id = @id', { id: refused.id }), { outcome: 'rejected', action: 'ChangeQuantity', quantity: 50 });
+  const acks = (await read().all("SELECT ack_latency_ms FROM operations WHERE action IN ('ChangePlan', 'ChangeQuantity') AND source = 'Azure' AND ack_status = 'Success'")).map((r) => Number(r.ack_latency_ms));
   t.ok(acks.length >= 2 && acks.every((ms) => ms < 1000), `customer changes acknowledged in ${acks.join(', ')} ms`);
-  t.match(q("SELECT count(*) AS n FROM change_requests WHERE outcome = 'applied'"), { n: 3 });
-  t.match(q("SELECT sum(active_subscriptions) AS n FROM metrics_active_by_plan WHERE is_test = 0"), { n: 3 }, 'trial, csp, auto are active');
-  t.match(q('SELECT * FROM metrics_free_trials'), { trials: 1, converted: 1 }, 'the trial converted at its renewal');
+  t.equal(await n("SELECT count(*) AS n FROM change_requests WHERE outcome = 'applied'"), 3);
+  t.equal(await n('SELECT sum(active_subscriptions) AS n FROM metrics_active_by_plan WHERE is_test = 0'), 3, 'trial, csp, auto are active');
+  const trials = await q('SELECT * FROM metrics_free_trials');
+  t.same([Number(trials.trials), Number(trials.converted)], [1, 1], 'the trial converted at its renewal');
 
   // Stop the service; catch the live file up with whatever came last; rebuild into a fresh file; compare.
   await s.close();
   const reopened = openSqliteStore({ path: config.path });
   t.teardown(() => reopened.close());
-  const catchUp = startProjections({ store: reopened, path: livePath, logger });
+  const catchUp = startProjections({ store: reopened, target: await openReadModelTarget({ path: livePath, ...(url ? { url } : {}) }, logger), ownsTarget: true, logger });
   await catchUp.idle();
-  const liveDump = await dump(sqliteOf(catchUp), allProjections);
+  const liveDump = await dump(catchUp, allProjections);
   await catchUp.stop();
-  const fresh = openReadModelDb(join(config.dataDir, 'rebuilt.db'));
+  const fresh: ReadModelTarget = url
+    ? await openPostgresTarget({ url: await freshDatabase(t, 'rebuilt'), schema: 'rm_rebuilt' })
+    : openSqliteTarget(join(config.dataDir, 'rebuilt.db'));
   t.teardown(() => fresh.close());
-  const result = await rebuildProjections({ store: reopened, db: fresh, logger });
+  const result = await rebuildProjections({ store: reopened, target: fresh, logger });
   const rebuilt = await dump(fresh, allProjections);
   t.same(Object.keys(rebuilt), Object.keys(liveDump));
   for (const table of Object.keys(liveDump)) t.same(rebuilt[table], liveDump[table], `${table}: rebuilt = live (${liveDump[table]?.length} rows)`);

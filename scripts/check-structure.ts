@@ -9,7 +9,7 @@
  *   integration/, projections/
  *   application/
  *   eventstore/, emulator/
- *   domain/, marketplace/, config.ts, logger.ts
+ *   domain/, marketplace/, config.ts, logger.ts, json-file.ts
  *   json.ts, metrics/
  *
  * A file may import files of its own folder, and files of folders on a lower floor; never a folder on
@@ -38,6 +38,7 @@ const floors: Record<string, number> = {
   'marketplace': 0,
   'config.ts': 0,
   'logger.ts': 0,
+  'json-file.ts': 0,
   'json.ts': -1,
   'metrics': -1,
   'eventstore': 1,

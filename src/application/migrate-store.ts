@@ -17,11 +17,10 @@
  * id, type, data, metadata, revision, and the chainHash the target wrote against the source's) and counted per
  * stream; then the target's integrity chains are recomputed (verifyChains).
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Type } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { EventStore, ExpectedRevision, RecordedEvent } from '../eventstore/eventstore.js';
-import { parseJson } from '../json.js';
+import { readJsonFile, writeJsonFileAtomically } from '../json-file.js';
 import { verifyChains } from './audit/verify-chains.js';
 import type { ChainReport } from './audit/verify-chains.js';
 
@@ -30,28 +29,14 @@ const checkpointCheck = Compile(CheckpointSchema);
 export type MigrateCheckpoint = { target: string; position: string; copied: number; at: string };
 
 export function readCheckpoint(path: string): MigrateCheckpoint | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return undefined;
-    throw err;
-  }
-  const value = parseJson(text);
+  const value = readJsonFile(path);
+  if (value === undefined) return undefined;
   if (!checkpointCheck.Check(value)) throw new Error(`${path} is not a migration checkpoint (delete it to start again)`);
   return value;
 }
 
 function saveCheckpoint(path: string, checkpoint: MigrateCheckpoint): void {
-  const temporary = `${path}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify(checkpoint)}\n`);
-  const fd = openSync(temporary, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
+  writeJsonFileAtomically(path, checkpoint);
 }
 
 export type MigrateOptions = {

@@ -14,11 +14,11 @@
  *   change it opens the new file and starts the projections on it (they catch up from the position the replay
  *   reached), and only once they are live does it switch its readers to them and stop the old ones.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Type } from 'typebox';
 import { Compile } from 'typebox/compile';
-import { parseJson } from '../json.js';
+import { readJsonFile, writeJsonFileAtomically } from '../json-file.js';
 
 const PointerSchema = Type.Object({
   file: Type.String({ minLength: 1, pattern: '^[^/\\\\]+$' }),
@@ -52,14 +52,8 @@ export class GenerationPointerError extends Error {
 /** The pointer, or undefined when there is none (generation 0: the configured path). */
 export function readPointer(basePath: string): GenerationPointer | undefined {
   const path = pointerPathOf(basePath);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return undefined;
-    throw err;
-  }
-  const value = parseJson(text);
+  const value = readJsonFile(path);
+  if (value === undefined) return undefined;
   if (!pointerCheck.Check(value)) throw new GenerationPointerError(`${path} is not a read-model pointer (delete it to use ${basePath})`);
   return value;
 }
@@ -73,22 +67,7 @@ export function currentGeneration(basePath: string): CurrentGeneration {
 
 /** Atomically points the service at `file` (a generation file beside `basePath`). */
 export function writePointer(basePath: string, pointer: GenerationPointer): void {
-  const target = pointerPathOf(basePath);
-  const temporary = `${target}.${process.pid}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify(pointer)}\n`);
-  const fd = openSync(temporary, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, target);
-  const dir = openSync(dirname(target), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeJsonFileAtomically(pointerPathOf(basePath), pointer);
 }
 
 /** Removes a SQLite file and its -wal / -shm companions. */

@@ -8,53 +8,28 @@
  * on, so the service cannot make the confirming Get subscription call it needs before it records
  * `Activated`: Microsoft has activated, we have not recorded it.
  */
-import { spawn } from 'node:child_process';
-import { childNodeArgs } from '../support/child.js';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import t from 'tap';
 import type { Test } from 'tap';
 import { subscriptionStream } from '../../src/domain/subscription/index.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import { startEmulator } from '../../src/emulator/emulator.js';
 import { startKillingProxy } from '../support/killing-proxy.js';
+import { startKillableService } from '../support/killable-service.js';
+import type { KillableService } from '../support/killable-service.js';
 import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 
-const entry = join(import.meta.dirname, '..', '..', 'src', 'server.ts');
 const operatorToken = 'crash-test-operator-token-000';
 
-function startService(t: Test, env: Record<string, string>) {
-  const proc = spawn(process.execPath, childNodeArgs(entry), {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', OPERATOR_TOKEN: operatorToken, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.teardown(() => proc.kill('SIGKILL'));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => proc.on('exit', (code, signal) => resolve(signal ?? code)));
-  const logs: Array<Record<string, unknown>> = [];
-  const ready = new Promise<string>((resolve, reject) => {
-    let url = '';
-    createInterface({ input: proc.stdout }).on('line', (line) => {
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.msg === 'listening; opening the event store') url = entry.url as string;
-        if (entry.msg === 'ready') resolve(url);
-      } catch {
-        // not a log line
-      }
-    });
-    proc.on('exit', () => reject(new Error('service exited before it was ready')));
-  });
-  return { proc, ready, exited, logs };
-}
+const startService = (t: Test, env: Record<string, string>) => startKillableService(t, operatorToken, env);
 
 t.test('killed after Microsoft accepted the activation: the restart confirms it without activating again', async (t) => {
   const emulator = await startEmulator();
   t.teardown(() => emulator.close());
   const dataDir = tempDir(t, 'crash');
   let activateCalls = 0;
-  let victim: ReturnType<typeof startService> | undefined;
+  let victim: KillableService | undefined;
   const proxyUrl = await startKillingProxy(
     t,
     emulator.url,

@@ -8,54 +8,29 @@
  * recorded, `UsageSettled` is not. After the restart the process sends the same hour again; Microsoft answers
  * `Duplicate` with the event it accepted, which settles the record.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import t from 'tap';
 import type { Test } from 'tap';
 import { usageHourStream } from '../../src/domain/metering/index.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
 import { startEmulator } from '../../src/emulator/emulator.js';
-import { childNodeArgs } from '../support/child.js';
 import { inHour, meteredCatalogue, postUsage } from '../support/metering-world.js';
 import { startKillingProxy } from '../support/killing-proxy.js';
+import { startKillableService } from '../support/killable-service.js';
+import type { KillableService } from '../support/killable-service.js';
 import { tempDir } from '../support/temp.js';
 import { waitFor } from '../support/wait.js';
 
-const entry = join(import.meta.dirname, '..', '..', 'src', 'server.ts');
 const operatorToken = 'metering-crash-operator-token-000';
 
-function startService(t: Test, env: Record<string, string>) {
-  const proc = spawn(process.execPath, childNodeArgs(entry), {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', OPERATOR_TOKEN: operatorToken, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.teardown(() => proc.kill('SIGKILL'));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => proc.on('exit', (code, signal) => resolve(signal ?? code)));
-  const logs: Array<Record<string, unknown>> = [];
-  const ready = new Promise<string>((resolve, reject) => {
-    let url = '';
-    createInterface({ input: proc.stdout }).on('line', (line) => {
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.msg === 'listening; opening the event store') url = entry.url as string;
-        if (entry.msg === 'ready') resolve(url);
-      } catch {
-        // not a log line
-      }
-    });
-    proc.on('exit', () => reject(new Error('service exited before it was ready')));
-  });
-  return { proc, ready, exited, logs };
-}
+const startService = (t: Test, env: Record<string, string>) => startKillableService(t, operatorToken, env);
 
 t.test('killed after Microsoft accepted the usage, before it was recorded: one billed event, a settled record', async (t) => {
   const emulator = await startEmulator({ catalogue: meteredCatalogue });
   t.teardown(() => emulator.close());
   const dataDir = tempDir(t, 'metering-crash');
   let batches = 0;
-  let victim: ReturnType<typeof startService> | undefined;
+  let victim: KillableService | undefined;
   const proxyUrl = await startKillingProxy(
     t,
     emulator.url,

@@ -196,7 +196,7 @@ export class FulfillmentClient {
       expect: [200],
       options,
     });
-    return this.parse('resolve', out, parseResolvedSubscription);
+    return this.parseResponse('resolve', out, parseResolvedSubscription);
   }
 
   /** All subscriptions of the publisher, following every page (docs/marketplace.md §3.3). */
@@ -241,7 +241,7 @@ export class FulfillmentClient {
 
   private async readSubscriptionsPage(url: URL, options: CallOptions | undefined): Promise<SubscriptionsPage> {
     const out = await this.send({ name: 'listSubscriptions', method: 'GET', url, idempotent: true, expect: [200], options });
-    const page = this.parse('listSubscriptions', out, parseSubscriptionsResponse);
+    const page = this.parseResponse('listSubscriptions', out, parseSubscriptionsResponse);
     let next: URL | undefined;
     if (page.nextLink) next = this.followLink(page.nextLink, 'saas/subscriptions/');
     else if (page.continuationToken) {
@@ -262,7 +262,7 @@ export class FulfillmentClient {
       expect: [200],
       options,
     });
-    return this.parse('getSubscription', out, parseSubscription);
+    return this.parseResponse('getSubscription', out, parseSubscription);
   }
 
   /**
@@ -283,7 +283,7 @@ export class FulfillmentClient {
       expect: [200],
       options,
     });
-    return this.parse('listAvailablePlans', out, parseSubscriptionPlans);
+    return this.parseResponse('listAvailablePlans', out, parseSubscriptionPlans);
   }
 
   /**
@@ -364,7 +364,7 @@ export class FulfillmentClient {
       expect: [200],
       options,
     });
-    return this.parse('listOperations', out, parseOperationList);
+    return this.parseResponse('listOperations', out, parseOperationList);
   }
 
   /** Get operation status (docs/marketplace.md §3.10); also the validation step for webhooks. */
@@ -383,7 +383,7 @@ export class FulfillmentClient {
       expect: [200],
       options,
     });
-    return this.parse('getOperation', out, parseOperation);
+    return this.parseResponse('getOperation', out, parseOperation);
   }
 
   /** Polls the `Operation-Location` of a 202 until Succeeded, Failed or Conflict (see operation-poller.ts). */
@@ -499,7 +499,12 @@ export class FulfillmentClient {
     return accepted;
   }
 
-  private parse<T>(call: string, out: Outcome, parser: (raw: unknown) => T): T {
+  /**
+   * A response's body through `parser` (a TypeBox check); a body of the wrong shape is logged and thrown as
+   * MarketplaceUnexpectedResponseError with the call's request and correlation ids. The metering client reads its
+   * answers through here too.
+   */
+  parseResponse<T>(call: string, out: Outcome, parser: (raw: unknown) => T): T {
     try {
       return parser(out.body);
     } catch (err) {

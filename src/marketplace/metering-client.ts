@@ -12,7 +12,7 @@ import {
   MarketplaceUnexpectedResponseError,
 } from './errors.js';
 import type { FulfillmentClient, MarketplaceOutcome } from './fulfillment-client.js';
-import { PayloadShapeError, check } from './schemas.js';
+import { check } from './schemas.js';
 import { AcceptedUsageEvent, BatchUsageResponse, UsageConflict } from './metering.schemas.js';
 import type { BatchUsageItem, UsageEventRequest } from './metering.schemas.js';
 import type { TSchema, Static } from 'typebox';
@@ -69,22 +69,7 @@ export class MeteringClient {
   }
 
   private parse<T extends TSchema>(call: string, out: MarketplaceOutcome, schema: T): Static<T> {
-    try {
-      return check(call, schema, out.body);
-    } catch (err) {
-      if (!(err instanceof PayloadShapeError)) throw err;
-      throw new MarketplaceUnexpectedResponseError({
-        call,
-        method: out.method,
-        url: out.url,
-        status: out.status,
-        requestId: out.requestId,
-        correlationId: out.correlationId,
-        body: JSON.stringify(out.body),
-        reason: err.message,
-        cause: err,
-      });
-    }
+    return this.client.parseResponse(call, out, (raw) => check(call, schema, raw));
   }
 }
 

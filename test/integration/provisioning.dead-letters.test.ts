@@ -61,6 +61,8 @@ t.test('max attempts → dead letter, visible, blocking its subscription only; r
   t.match(list.deadLetters[0], { eventId: streamA[2], subscriptionId: a, type: 'subscription.activated', sequence: 2, attempts: 3, lastStatus: 500, lastError: /answered 500/, blockedEvents: 4 });
   const filtered = await app.inject({ method: 'GET', url: `/api/integration/dead-letters?subscriptionId=${b}`, headers: auth });
   t.same(filtered.json<DeadLetterList>().deadLetters, [], 'filter by subscription');
+  // B's last delivery reaches the receiver before its acknowledgement is recorded: wait for the record, then read.
+  await waitFor("B's deliveries recorded", async () => (await w.integration.admin.status()).subscriptions === 1);
   t.match((await app.inject({ method: 'GET', url: '/api/integration/status', headers: auth })).json(), { enabled: true, subscriptions: 1, pending: 5, deadLettered: 1 });
 
   // Still broken: a retry runs a new round of attempts and ends in the dead-letter list again.

@@ -5,6 +5,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 failed=()
+# The service benchmarks start the compiled service (dist/server.js) as production does: build it first.
+echo "=== build ($(date -u +%H:%M:%S))"
+npm run --silent build || { echo "the build failed: the benchmarks would run the service through tsx" >&2; exit 1; }
 for bench in store projections replay reconcile ingest notifications service metering; do
   echo "=== bench:${bench} ($(date -u +%H:%M:%S))"
   if [[ $bench == metering ]]; then

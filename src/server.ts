@@ -22,7 +22,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, { async: true });
   let service: Runtime;
   try {
     service = await startRuntime(config, logger);

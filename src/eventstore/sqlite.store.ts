@@ -60,6 +60,7 @@ import type { GroupCommitStats } from './sqlite-group-commit.js';
 import { StoreBusyError, WriteQueue, codeOf, isBusy, retryWhileBusy, writeFailureOf } from './sqlite-writes.js';
 import type { BusyWait } from './sqlite-writes.js';
 import { WriteHealth } from './write-health.js';
+import { PollTicker } from './sqlite-poll-ticker.js';
 
 export type SqliteStoreOptions = {
   /** The database file; its directory is created when missing. ':memory:' works for throwaway use. */
@@ -182,7 +183,6 @@ type AppendOutcome = { result: AppendResult; wrote: boolean };
 export class SqliteEventStore implements EventStore {
   readonly kind = 'sqlite' as const;
   private readonly db: Db;
-  private readonly pollIntervalMs: number;
   private readonly pageSize: number;
   private readonly busy: BusyWait;
   private readonly writes: WriteQueue;
@@ -191,6 +191,8 @@ export class SqliteEventStore implements EventStore {
   private readonly log: Logger | undefined;
   private readonly checkpointTimer: NodeJS.Timeout | undefined;
   private readonly subscriptions = new Set<SqliteSubscription>();
+  /** The one poll timer of the caught-up subscriptions (sqlite-poll-ticker.ts). */
+  private readonly ticker: PollTicker;
   private closed = false;
   private closing: Promise<void> | undefined;
   private readonly stmt: {
@@ -220,7 +222,7 @@ export class SqliteEventStore implements EventStore {
       const why = writeFailureOf(err)?.reason ?? (err instanceof Error ? err.message : String(err));
       throw new StoreUnavailableError(`cannot open the event store ${options.path}: ${why}`, { cause: err });
     }
-    this.pollIntervalMs = options.pollIntervalMs ?? 250;
+    this.ticker = new PollTicker(options.pollIntervalMs ?? 250);
     this.pageSize = options.pageSize ?? 1000;
     this.log = options.logger;
     if (migrated && migrated.from > 0 && migrated.backfilled > 0) {
@@ -448,7 +450,7 @@ export class SqliteEventStore implements EventStore {
 
   subscribeToAll(options: SubscribeOptions = {}): StoreSubscription {
     this.assertOpen();
-    const sub = new SqliteSubscription(this, options, this.pollIntervalMs, this.pageSize, () =>
+    const sub = new SqliteSubscription(this, options, this.ticker, this.pageSize, () =>
       this.subscriptions.delete(sub),
     );
     this.subscriptions.add(sub);
@@ -510,6 +512,7 @@ export class SqliteEventStore implements EventStore {
       await this.writes.idle();
       this.closed = true;
       clearInterval(this.checkpointTimer);
+      this.ticker.stop();
       this.db.close();
     })();
     return this.closing;
@@ -536,7 +539,7 @@ class SqliteSubscription implements StoreSubscription {
   constructor(
     private readonly store: SqliteEventStore,
     private readonly options: SubscribeOptions,
-    private readonly pollIntervalMs: number,
+    private readonly ticker: PollTicker,
     private readonly pageSize: number,
     private readonly onClose: () => void,
   ) {
@@ -595,11 +598,11 @@ class SqliteSubscription implements StoreSubscription {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        cancel();
         this.wake = undefined;
         resolve();
       };
-      const timer = setTimeout(done, this.pollIntervalMs);
+      const cancel = this.ticker.wait(done);
       this.wake = done;
     });
   }

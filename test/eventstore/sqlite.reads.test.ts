@@ -212,3 +212,34 @@ t.test('an idle poll runs no query until another connection appends, and then se
   await sub.close();
   await iterating;
 });
+
+t.test('caught-up subscriptions share one poll timer, and every one of them sees another connection’s append at a tick', async (t) => {
+  const path = join(tempDir(t), 'events.db');
+  const store = openSqliteStore({ path, pollIntervalMs: 20 });
+  const other = openSqliteStore({ path });
+  t.teardown(async () => {
+    await store.close();
+    await other.close();
+  });
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const before = timers();
+  const prefixes = ['notification-', 'subscription-', 'lease-', 'checkpoint-', 'usage-'];
+  const seen = prefixes.map(() => [] as string[]);
+  const subs = prefixes.flatMap((prefix, i) =>
+    [0, 1].map(() => {
+      const sub = store.subscribeToAll({ streamPrefixes: [prefix] });
+      const iterating = (async () => {
+        for await (const e of sub) seen[i]?.push(e.streamId);
+      })();
+      return { sub, iterating };
+    }),
+  );
+  await waitFor('ten subscriptions caught up and waiting', () => store.readStats().pollChecks >= 20);
+  t.ok(timers() - before <= 1, `ten idle subscriptions keep at most one more timer (${timers() - before})`);
+  for (const prefix of prefixes) await other.appendToStream(`${prefix}elsewhere`, [{ type: 'FromElsewhere', data: {} }]);
+  await waitFor('every subscription to see the other connection’s event of its streams', () => seen.every((s) => s.length === 2));
+  t.same(seen, prefixes.map((p) => [`${p}elsewhere`, `${p}elsewhere`]));
+  for (const { sub } of subs) await sub.close();
+  await Promise.all(subs.map((s) => s.iterating));
+  t.equal(timers(), before, 'no timer left once they are closed');
+});

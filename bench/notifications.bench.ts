@@ -23,7 +23,7 @@
  * Writes bench/results/notifications.json (bench/support/results.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { startEmulator } from '../src/emulator/emulator.js';
 import type { RunningEmulator } from '../src/emulator/emulator.js';
@@ -158,10 +158,10 @@ function whyMissed(o: Outcome, cpu: { percent: number; msPerChange: number }, lo
   return (
     `missed: webhooks were accepted at ${o.ingestPerSecond}/s (p99 ${o.webhook.p99} ms). The service spent ${cpu.msPerChange} ms of CPU per change accepted ` +
     `(receipt, processing, read models, logs on one event loop: at most ~${cpuBound} changes/s on a whole core) and got only ${cpu.percent} % of a core ` +
-    `(load average ${load} on 2 cores: the machine is shared and the service waits for a CPU); its ${APPENDS_PER_CHANGE} fsync'd appends per change block that ` +
+    `(load average ${load} on ${cpus().length} cores, shared with this benchmark's own process: the emulator answering the service and the webhook sender); its ${APPENDS_PER_CHANGE} fsync'd appends per change block that ` +
     `event loop (this disk: ${fsyncs} durable transactions/s in the same run, at most ~${diskBound} changes/s). ` +
     'What would reach it: less CPU per change (validate once, group commit of concurrent appends in one transaction and fsync off the event loop, ' +
-    'lighter logging; issue 11), the acknowledgement and outcome in one append, and a machine not shared with other work.'
+    'the process managers on a thread of their own), the acknowledgement and outcome in one append.'
   );
 }
 
@@ -184,7 +184,7 @@ function figures(o: Outcome, cpu: { percent: number; msPerChange: number }, load
       note: `offered ${o.offeredPerSecond}/s; every rate is (n - 1) / (last - first), so a rate that keeps up trails the offered one by the spread of latencies over the run: the goal is 99 % of the offered rate`,
     },
     { name: `webhook answered 200, p99 (${cond})`, value: o.webhook.p99, unit: 'ms', note: `${o.webhookErrors} first attempts not answered 200` },
-    { name: `service CPU while under this load (${cond})`, value: cpuPercent, unit: '% of a core', note: `machine load average ${load} (shared machine)` },
+    { name: `service CPU while under this load (${cond})`, value: cpuPercent, unit: '% of a core', note: `machine load average ${load} on ${cpus().length} cores (this benchmark's emulator and load generator run beside the service)` },
     { name: `durable one-row SQLite transactions per second in the data directory (${BASE_DIR}), right after the load`, value: fsyncs, unit: 'tx/s', note: `each change costs the service ${APPENDS_PER_CHANGE} such appends (webhook receipt, the subscription command, the acknowledgement, the outcome), each on the event loop` },
   ];
   return all.map(withWhy);

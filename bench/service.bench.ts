@@ -178,7 +178,7 @@ function figuresOf(r: SizeResult): Figure[] {
   return [
     { name: `landing activation, page GET + activation POST, p99, ${at}`, value: l.customerWait.p99, unit: 'ms', ...(big ? { goal: { op: '<', value: 50 } as const } : {}), limit, note: `p50 ${l.customerWait.p50} ms, max ${l.customerWait.max} ms; GET p99 ${l.page.p99} ms, POST p99 ${l.activate.p99} ms; ${l.customerWait.n} customers one after the other, ${l.failures} failed` },
     { name: `landing activation, POST → status page says active, p99, ${at}`, value: l.toActive.p99, unit: 'ms', note: `p50 ${l.toActive.p50} ms; the activation process calls Microsoft's activate; polled every 10 ms` },
-    { name: `idle CPU with no requests, ${at}`, value: r.idleCpuPercent, unit: '% of a core', ...(big ? { goal: { op: '<', value: 1 } as const } : {}), note: `over ${IDLE_SECONDS} s once the read models were live and the CPU settled (${Math.round(r.settleMs / 1000)} s); machine load average ${r.load} (shared machine)` },
+    { name: `idle CPU with no requests, ${at}`, value: r.idleCpuPercent, unit: '% of a core', ...(big ? { goal: { op: '<', value: 1 } as const } : {}), note: `over ${IDLE_SECONDS} s once the read models were live and the CPU settled (${Math.round(r.settleMs / 1000)} s); machine load average ${r.load}` },
     { name: `start-up to ready, ${at}`, value: r.readyMs, unit: 'ms', note: `listening after ${r.listeningMs} ms` },
     { name: `start-up to read models live, ${at}`, value: r.liveMs, unit: 'ms' },
   ];

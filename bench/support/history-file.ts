@@ -13,11 +13,14 @@
  *
  * The first call for a size writes a template in bench/results/cache/ (ignored by git); later calls copy it.
  */
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { openSqliteStore } from '../../src/eventstore/sqlite.store.js';
+import { createLogger } from '../../src/logger.js';
+import { allProjections, rebuildProjections } from '../../src/projections/index.js';
 import { categoryOf } from '../../src/eventstore/sqlite-reads.js';
 import { saveCheckpoint } from '../../src/processes/runner/checkpoints.js';
 import { INTEGRATION_PROCESS_NAME } from '../../src/processes/integration-events.process.js';
@@ -43,6 +46,37 @@ export async function historyFile(events: number, dest: string): Promise<number>
   }
   copyFileSync(template, dest);
   return countIn(dest);
+}
+
+/**
+ * Read models caught up with `historyFile(events)`'s history, copied to `dest` (a service's `<DATA_DIR>/readmodels.db`):
+ * a benchmark of a service that has run with this history starts with its read models where that service's would be,
+ * instead of measuring a catch-up from zero (the projections benchmark measures that on its own). Built once per size
+ * and set of projection versions by a rebuild, then copied.
+ */
+export async function readModelsFile(events: number, dest: string): Promise<void> {
+  mkdirSync(cacheDir, { recursive: true });
+  const versions = allProjections.map((p) => `${p.name}${p.version}`).join('-');
+  const template = join(cacheDir, `readmodels-${events}-v${TEMPLATE_VERSION}-${versions}.db`);
+  if (!existsSync(template)) {
+    const work = mkdtempSync(join(tmpdir(), 'ledger-readmodels-'));
+    try {
+      await historyFile(events, join(work, 'events.db'));
+      const store = openSqliteStore({ path: join(work, 'events.db'), checkpointIntervalMs: 0 });
+      try {
+        await rebuildProjections({ store, path: join(work, 'readmodels.db'), logger: createLogger('warn') });
+      } finally {
+        await store.close();
+      }
+      const db = new Database(join(work, 'readmodels.db'));
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      db.close();
+      renameSync(join(work, 'readmodels.db'), template);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+  copyFileSync(template, dest);
 }
 
 function countIn(path: string): number {

@@ -16,9 +16,7 @@ import type { EventStore } from '../eventstore/eventstore.js';
 import { writePlanPrices } from './analysts.js';
 import type { Logger } from '../logger.js';
 import type { Projection } from './projection.js';
-import { liveGeneration, nextGeneration, switchGeneration, exposeLive } from './postgres.generations.js';
 import type { Generation } from './postgres.generations.js';
-import { openPostgresTarget } from './postgres.target.js';
 import { prepareProjections, resetProjection } from './readmodel-db.js';
 import { runProjections } from './runner.js';
 import type { RunProjectionsOptions, RunningProjections } from './runner.js';
@@ -48,6 +46,9 @@ export function startProjections(options: StartProjectionsOptions): RunningProje
 /** Where the configuration puts the read models: PostgreSQL when a URL is given, else the SQLite file. */
 export type ReadModelLocation = { path: string; url?: string; planPrices?: readonly PlanPrice[] };
 
+/** The PostgreSQL target, loaded when one is configured: a service on the SQLite default never loads `pg` (~50 ms of its start). */
+const postgresTarget = () => import('./postgres.target.js');
+
 /**
  * Open the configured target. PostgreSQL: the live generation's schema (created at the first start), followed
  * when a rebuild switches to a new one; the analysts' views in `public` are (re)created over it.
@@ -59,6 +60,8 @@ export async function openReadModelTarget(location: ReadModelLocation, logger?: 
     await writePlanPrices(target, location.planPrices ?? []);
     return target;
   }
+  const { liveGeneration, exposeLive } = await import('./postgres.generations.js');
+  const { openPostgresTarget } = await postgresTarget();
   const live = await liveGeneration(location.url);
   const target = await openPostgresTarget({ url: location.url, schema: live.schema, followLive: true, ...(logger ? { logger } : {}) });
   await prepareProjections(target, projections);
@@ -151,6 +154,8 @@ export type GenerationRebuildResult = RebuildResult & { schema: string; previous
  */
 export async function rebuildPostgresGeneration(options: GenerationRebuildOptions): Promise<GenerationRebuildResult> {
   const projections = options.projections ?? allProjections;
+  const { liveGeneration, nextGeneration, switchGeneration } = await import('./postgres.generations.js');
+  const { openPostgresTarget } = await postgresTarget();
   const previous = await liveGeneration(options.url);
   const next: Generation = await nextGeneration(options.url);
   const target = await openPostgresTarget({ url: options.url, schema: next.schema, logger: options.logger });

@@ -63,6 +63,11 @@ t.test('Dockerfile: a build stage, then a slim Node 24 runtime', async (t) => {
   t.ok(runtimeStage.some((i) => i.keyword === 'RUN' && /install .*\btini\b/.test(i.args)), 'tini is installed');
   const cmd = runtimeStage.find((i) => i.keyword === 'CMD')?.args ?? '';
   t.same(JSON.parse(cmd), ['node', 'dist/server.js'], 'exec-form CMD: node itself, no shell between tini and the service');
+  const cache = runtimeStage.find((i) => i.keyword === 'ENV' && /NODE_COMPILE_CACHE=/.test(i.args));
+  t.ok(cache, 'V8 compile cache on (NODE_COMPILE_CACHE)');
+  const userAt = runtimeStage.findIndex((i) => i.keyword === 'USER');
+  const warm = runtimeStage.findIndex((i) => i.keyword === 'RUN' && /import\('\/app\/dist\/server\.js'\)/.test(i.args));
+  t.ok(warm > userAt && userAt >= 0, 'the cache is filled at build time, as the user the service runs as');
   const health = runtimeStage.find((i) => i.keyword === 'HEALTHCHECK')?.args ?? '';
   t.match(health, /\/readyz/, 'the health check asks /readyz');
   t.match(health, /CMD \[/, 'in exec form');
@@ -70,7 +75,8 @@ t.test('Dockerfile: a build stage, then a slim Node 24 runtime', async (t) => {
 
 t.test("Dockerfile: its ENV settings are the service's and load", async (t) => {
   const env = Object.assign({}, ...dockerfile.filter((i) => i.keyword === 'ENV').map((i) => envOf(i.args))) as Record<string, string>;
-  for (const name of Object.keys(env).filter((n) => n !== 'NODE_ENV')) t.ok(known.has(name), `${name} is a setting of src/config.ts`);
+  const nodes = new Set(['NODE_ENV', 'NODE_COMPILE_CACHE']); // Node's own
+  for (const name of Object.keys(env).filter((n) => !nodes.has(n))) t.ok(known.has(name), `${name} is a setting of src/config.ts`);
   t.equal(env.HOST, '0.0.0.0', 'listens on every interface in the container');
   const config = loadConfig({ ...env, DATA_DIR: t.testdirName, EVENTSTORE_CONNECTION_STRING: 'esdb://kurrentdb:2113?tls=false' });
   t.equal(config.http.host, '0.0.0.0');

@@ -14,7 +14,7 @@
  * Prints the figures and writes bench/results/replay.json (bench/support/results.ts).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSqliteStore } from '../src/eventstore/sqlite.store.js';
@@ -29,11 +29,11 @@ const EVENTS = Number(process.env.EVENTS ?? 1_000_000);
 const root = join(import.meta.dirname, '..');
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
-/** The process's peak resident set so far (VmHWM), in MiB; 0 once it is gone. */
-function peakRssMiB(pid: number): number {
+/** The process's peak resident set so far (VmHWM), in MB (10^6 bytes, as issue 11's goal says); 0 once it is gone. */
+function peakRssMB(pid: number): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : 0;
+    return m ? (Number(m[1]) * 1024) / 1e6 : 0;
   } catch {
     return 0;
   }
@@ -41,8 +41,11 @@ function peakRssMiB(pid: number): number {
 
 type ReplayOutput = { events: number; eventsPerSecond: number; ms: number; path: string; generation: number };
 
-async function replayChild(dataDir: string): Promise<{ output: ReplayOutput; peakRssMiB: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'cli', 'main.ts'), 'replay', '--json'], {
+async function replayChild(dataDir: string): Promise<{ output: ReplayOutput; peakRssMB: number; how: string }> {
+  // The compiled CLI when built (npm run bench builds first), as in production; else the sources through tsx.
+  const compiled = join(root, 'dist', 'cli', 'main.js');
+  const entry = existsSync(compiled) ? [compiled] : ['--import', 'tsx', join(root, 'src', 'cli', 'main.ts')];
+  const child = spawn(process.execPath, [...entry, 'replay', '--json'], {
     cwd: root,
     env: { ...process.env, DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'], // the bar goes to this terminal's stderr
@@ -50,11 +53,11 @@ async function replayChild(dataDir: string): Promise<{ output: ReplayOutput; pea
   let stdout = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
   let peak = 0;
-  const sampler = setInterval(() => (peak = Math.max(peak, peakRssMiB(child.pid ?? 0))), 50);
+  const sampler = setInterval(() => (peak = Math.max(peak, peakRssMB(child.pid ?? 0))), 50);
   const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
   clearInterval(sampler);
   if (code !== 0) throw new Error(`replay exited with ${code}`);
-  return { output: JSON.parse(stdout) as ReplayOutput, peakRssMiB: peak };
+  return { output: JSON.parse(stdout) as ReplayOutput, peakRssMB: peak, how: existsSync(compiled) ? 'node dist/cli/main.js' : 'the sources through tsx' };
 }
 
 async function main(): Promise<void> {
@@ -75,13 +78,24 @@ async function main(): Promise<void> {
     await store.close();
 
     const replay = await replayChild(dir);
-    console.log(`replay: ${fmt(replay.output.events)} events in ${(replay.output.ms / 1000).toFixed(1)} s, ${fmt(replay.output.eventsPerSecond)} events/s, peak RSS ${replay.peakRssMiB.toFixed(0)} MiB`);
+    console.log(`replay: ${fmt(replay.output.events)} events in ${(replay.output.ms / 1000).toFixed(1)} s, ${fmt(replay.output.eventsPerSecond)} events/s, peak RSS ${replay.peakRssMB.toFixed(0)} MB (${replay.how})`);
     const compared = await compareReadModelFiles(livePath, replay.output.path);
     console.log(`rebuilt = live: ${compared.ok} (${compared.tables.map((t) => `${t.table} ${t.rows}`).join(', ')})`);
 
     const figures: Figure[] = [
       { name: `replay, ${fmt(events)} events, into a fresh file`, value: replay.output.eventsPerSecond, unit: 'events/s', limit: { name: 'raw readAll of the same store', value: Math.round(rawPerSecond), unit: 'events/s' } },
-      { name: `replay peak RSS, ${fmt(events)} events`, value: Math.round(replay.peakRssMiB), unit: 'MiB', goal: { op: '<=', value: 512 }, note: 'VmHWM of the CLI process (Node, tsx and the SQLite page cache included)' },
+      {
+        name: `replay (a rebuild of every read model in a process of its own) peak RSS, ${fmt(events)} events`,
+        value: Math.round(replay.peakRssMB),
+        unit: 'MB',
+        goal: { op: '<', value: 300 },
+        note:
+          `VmHWM of the CLI process (${replay.how}; Node, its heap and the SQLite page caches included)` +
+          (replay.peakRssMB < 300
+            ? ''
+            : '. Missed: besides Node and the CLI\'s modules, it is the V8 heap between collections (a batch of 5,000 events, the rows it touches, their JSON) and ' +
+              'the read models\' 16 MiB page cache. What would reach it: smaller batches near the end of the budget, and the folded states kept as their stored JSON instead of objects.'),
+      },
       { name: 'replayed read models equal the live ones', value: compared.ok ? 1 : 0, unit: 'bool', goal: { op: '>=', value: 1 } },
     ];
     for (const f of figures) console.log(`${f.name}: ${f.value} ${f.unit}${f.goal ? (meetsGoal(f) ? ' (goal met)' : ' (goal MISSED)') : ''}`);

@@ -87,7 +87,7 @@ export type RebuildOptions = {
   /** Names of the projections to rebuild; default all. */
   names?: readonly string[];
   projections?: readonly Projection[];
-  /** Events per transaction at most; default 20,000 (a rebuild favours throughput: larger batches, fewer writes per row). */
+  /** Events per transaction at most; default 5,000 (at 200k events 20,000 gave no more throughput and ~11 MB more peak RSS). */
   batchSize?: number;
   /** How long a batch may hold the event loop before the next ones shrink; default 500 ms (no HTTP waits on a rebuild). */
   maxBatchMs?: number;
@@ -120,7 +120,7 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       target,
       logger: options.logger,
       projections: selected,
-      batchSize: options.batchSize ?? 20_000,
+      batchSize: options.batchSize ?? 5_000,
       maxBatchMs: options.maxBatchMs ?? 500,
     });
     try {

@@ -67,7 +67,7 @@ export async function buildReadModels(options: BuildOptions): Promise<BuildResul
     await prepareProjections(target, projections);
     for (const p of projections) await resetProjection(target, p);
     await writePlanPrices(target, options.planPrices ?? []);
-    const runner = runProjections({ store: options.store, target, logger: options.logger, projections, batchSize: 20_000, maxBatchMs: 500 });
+    const runner = runProjections({ store: options.store, target, logger: options.logger, projections, batchSize: 5_000, maxBatchMs: 500 });
     const report = setInterval(() => options.onProgress?.(Math.min(runner.eventsSeen(), head.events), head.events), options.progressEveryMs ?? 200);
     try {
       if (head.position !== undefined) await runner.waitForPosition(head.position);

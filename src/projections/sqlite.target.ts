@@ -32,7 +32,7 @@ export function openReadModelDb(path: string): SqliteDb {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma(`busy_timeout = ${READ_MODEL_BUSY_TIMEOUT_MS}`);
-  db.pragma('cache_size = -65536'); // 64 MiB of page cache: rebuilds rewrite many rows and their indexes
+  db.pragma('cache_size = -16384'); // 16 MiB of page cache (the OS caches the file too): a rebuild's peak RSS stays low (64 MiB added ~40 MB at 200k events, no faster)
   return db;
 }
 

@@ -67,31 +67,6 @@ export function loggerOptions(level: string): LoggerOptions {
   };
 }
 
-/** How far the service's log may run ahead of whoever reads its standard output before lines are dropped. */
-export const LOG_BUFFER_LIMIT_BYTES = 16 * 1024 * 1024;
-
-/**
- * The logger of a process: JSON lines on standard output.
- *
- * `async` (the service): lines are written by libuv in the background (pino.destination with sync: false), so a
- * reader that falls behind (a log shipper stalling, a full pipe) never holds the event loop: written synchronously,
- * a full pipe made pino spin in atomic-sleep until the reader caught up, which stopped every request with it (seen in
- * the ingest benchmark: 10 % of the service's CPU under load). The buffer is bounded (LOG_BUFFER_LIMIT_BYTES): past
- * it, lines are dropped and counted on standard error rather than growing the heap. Lines still buffered are written
- * at exit (pino flushes its destination on exit and on the fatal signals); only a SIGKILL or a power cut loses them.
- * Otherwise (tools, tests): written at once.
- */
-export function createLogger(level: string, options: { async?: boolean } = {}): Logger {
-  if (!options.async) return pino(loggerOptions(level));
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 0, maxLength: LOG_BUFFER_LIMIT_BYTES });
-  let dropped = 0;
-  let reported = 0;
-  destination.on('drop', () => {
-    dropped += 1;
-    const now = Date.now();
-    if (now - reported < 60_000) return;
-    reported = now;
-    process.stderr.write(`fulfillment-ledger: ${dropped} log line(s) dropped so far: standard output is not read as fast as the service writes\n`);
-  });
-  return pino(loggerOptions(level), destination);
+export function createLogger(level: string): Logger {
+  return pino(loggerOptions(level));
 }

@@ -22,7 +22,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.log.level, { async: true });
+  const logger = createLogger(config.log.level);
   let service: Runtime;
   try {
     service = await startRuntime(config, logger);

@@ -22,11 +22,6 @@ export class PollTicker {
     };
   }
 
-  /** How many subscriptions wait for the next tick (tests). */
-  get waiters(): number {
-    return this.waiting.size;
-  }
-
   stop(): void {
     clearTimeout(this.timer);
     this.timer = undefined;

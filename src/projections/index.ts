@@ -18,7 +18,7 @@ import type { Logger } from '../logger.js';
 import type { Projection } from './projection.js';
 import type { Generation } from './postgres.generations.js';
 import { prepareProjections, resetProjection } from './readmodel-db.js';
-import { runProjections } from './runner.js';
+import { REBUILD_BATCH, runProjections } from './runner.js';
 import type { RunProjectionsOptions, RunningProjections } from './runner.js';
 import { openSqliteTarget, sqliteTarget } from './sqlite.target.js';
 import type { ReadModelTarget } from './target.js';
@@ -120,8 +120,8 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
       target,
       logger: options.logger,
       projections: selected,
-      batchSize: options.batchSize ?? 5_000,
-      maxBatchMs: options.maxBatchMs ?? 500,
+      batchSize: options.batchSize ?? REBUILD_BATCH.batchSize,
+      maxBatchMs: options.maxBatchMs ?? REBUILD_BATCH.maxBatchMs,
     });
     try {
       if (options.until !== undefined) await runner.waitForPosition(options.until);

@@ -19,7 +19,7 @@ import type { Projection } from './projection.js';
 import { currentGeneration, generationPath, olderGenerations, removeDatabaseFiles, writePointer } from './generations.js';
 import { prepareProjections, readStates, resetProjection } from './readmodel-db.js';
 import { openReadModelDb, openSqliteTarget, sqliteTarget } from './sqlite.target.js';
-import { runProjections } from './runner.js';
+import { REBUILD_BATCH, runProjections } from './runner.js';
 import { writePlanPrices } from './analysts.js';
 import type { PlanPrice } from '../config.js';
 import { allProjections } from './views/index.js';
@@ -67,7 +67,7 @@ export async function buildReadModels(options: BuildOptions): Promise<BuildResul
     await prepareProjections(target, projections);
     for (const p of projections) await resetProjection(target, p);
     await writePlanPrices(target, options.planPrices ?? []);
-    const runner = runProjections({ store: options.store, target, logger: options.logger, projections, batchSize: 5_000, maxBatchMs: 500 });
+    const runner = runProjections({ store: options.store, target, logger: options.logger, projections, ...REBUILD_BATCH });
     const report = setInterval(() => options.onProgress?.(Math.min(runner.eventsSeen(), head.events), head.events), options.progressEveryMs ?? 200);
     try {
       if (head.position !== undefined) await runner.waitForPosition(head.position);
